@@ -1,0 +1,37 @@
+# govflow: the two commands a new user needs are `make demo` and `make test`.
+# Every target creates .venv and installs the project first when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.govflow-installed
+
+.PHONY: install demo test lint stack stack-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/govflow demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+stack: $(STAMP)
+	$(BIN)/govflow stack up
+
+stack-down: $(STAMP)
+	$(BIN)/govflow stack down
+
+clean: stack-down
+	rm -rf .govflow

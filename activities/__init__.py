@@ -1,0 +1,1 @@
+"""Activities: all of govflow's I/O (evidence store, connectors, model clients, tasks)."""

@@ -1,0 +1,82 @@
+-- Named queries of the evidence store. Each block starts with `-- name: NAME`.
+
+-- name: insert_run
+INSERT INTO runs (run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- name: get_run
+SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at
+FROM runs WHERE run_id = $1;
+
+-- name: event_hash_at
+SELECT hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;
+
+-- name: insert_event
+INSERT INTO evidence_events (stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (stream, stream_id, seq) DO NOTHING
+RETURNING hash;
+
+-- name: event_at
+SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash
+FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;
+
+-- name: advance_head
+INSERT INTO chain_heads (stream, stream_id, seq, hash) VALUES ($1, $2, $3, $4)
+ON CONFLICT (stream, stream_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash
+WHERE chain_heads.seq < EXCLUDED.seq;
+
+-- name: stream_events
+SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash
+FROM evidence_events WHERE stream = $1 AND stream_id = $2 ORDER BY seq;
+
+-- name: chain_head
+SELECT seq, hash FROM chain_heads WHERE stream = $1 AND stream_id = $2;
+
+-- name: insert_policy_decision
+INSERT INTO policy_decisions SELECT * FROM jsonb_populate_record(NULL::policy_decisions, $1::jsonb);
+
+-- name: insert_approval_attempt
+INSERT INTO approval_attempts SELECT * FROM jsonb_populate_record(NULL::approval_attempts, $1::jsonb);
+
+-- name: insert_touched_record
+INSERT INTO touched_records SELECT * FROM jsonb_populate_record(NULL::touched_records, $1::jsonb);
+
+-- name: insert_quality_score
+INSERT INTO quality_scores SELECT * FROM jsonb_populate_record(NULL::quality_scores, $1::jsonb);
+
+-- name: projection_mismatches
+-- Projection rows that differ from, or have no, chained event; and chained
+-- events of a projected kind whose projection row is missing. $1 = run id.
+WITH ev AS (
+    SELECT seq, kind, payload || jsonb_build_object('run_id', stream_id, 'seq', seq) AS doc
+    FROM evidence_events WHERE stream = 'run' AND stream_id = $1
+)
+SELECT p.seq, 'policy_decisions' AS tbl, 'differs from its event' AS problem
+FROM policy_decisions p LEFT JOIN ev ON ev.seq = p.seq AND ev.kind = 'policy_decision'
+WHERE p.run_id = $1 AND (ev.seq IS NULL
+    OR p IS DISTINCT FROM jsonb_populate_record(NULL::policy_decisions, ev.doc))
+UNION ALL
+SELECT p.seq, 'approval_attempts', 'differs from its event'
+FROM approval_attempts p LEFT JOIN ev ON ev.seq = p.seq AND ev.kind = 'approval_attempt'
+WHERE p.run_id = $1 AND (ev.seq IS NULL
+    OR p IS DISTINCT FROM jsonb_populate_record(NULL::approval_attempts, ev.doc))
+UNION ALL
+SELECT p.seq, 'touched_records', 'differs from its event'
+FROM touched_records p LEFT JOIN ev ON ev.seq = p.seq AND ev.kind = 'touched_record'
+WHERE p.run_id = $1 AND (ev.seq IS NULL
+    OR p IS DISTINCT FROM jsonb_populate_record(NULL::touched_records, ev.doc))
+UNION ALL
+SELECT p.seq, 'quality_scores', 'differs from its event'
+FROM quality_scores p LEFT JOIN ev ON ev.seq = p.seq AND ev.kind = 'quality_score'
+WHERE p.run_id = $1 AND (ev.seq IS NULL
+    OR p IS DISTINCT FROM jsonb_populate_record(NULL::quality_scores, ev.doc))
+UNION ALL
+SELECT ev.seq, ev.kind || ' projection', 'is missing'
+FROM ev
+WHERE (ev.kind = 'policy_decision' AND NOT EXISTS (SELECT 1 FROM policy_decisions p WHERE p.run_id = $1 AND p.seq = ev.seq))
+   OR (ev.kind = 'approval_attempt' AND NOT EXISTS (SELECT 1 FROM approval_attempts p WHERE p.run_id = $1 AND p.seq = ev.seq))
+   OR (ev.kind = 'touched_record' AND NOT EXISTS (SELECT 1 FROM touched_records p WHERE p.run_id = $1 AND p.seq = ev.seq))
+   OR (ev.kind = 'quality_score' AND NOT EXISTS (SELECT 1 FROM quality_scores p WHERE p.run_id = $1 AND p.seq = ev.seq))
+ORDER BY 1;

@@ -1,0 +1,232 @@
+"""The evidence store: append-only, hash-chained rows in Postgres."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from activities.evidence.chain import (
+    GENESIS,
+    ChainProblem,
+    EvidenceEvent,
+    Stream,
+    VerifyReport,
+    verify_rows,
+)
+from activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
+from activities.evidence.records import ProjectedRecord, RunRecord
+from activities.evidence.sql import queries
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections read and write JSON as Python values."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise EvidenceError(f"cannot connect to the evidence database at {dsn}: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    hash: str
+    stored: bool
+    """False when the same event was already there (a retry): nothing was written."""
+
+
+class EvidenceStore:
+    """Appends evidence and verifies chains. Methods are safe to retry."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._q = queries()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, dsn: str) -> AsyncIterator[EvidenceStore]:
+        pool = await create_pool(dsn)
+        try:
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def append(self, event: EvidenceEvent, projection: ProjectedRecord | None = None) -> AppendResult:
+        """Append one event to its stream.
+
+        The same event delivered twice is stored once. A different event at a
+        taken sequence number raises :class:`EvidenceConflictError`; an event
+        whose predecessor is missing raises :class:`EvidenceGapError`.
+        """
+        q = self._q
+        async with self._pool.acquire() as conn, conn.transaction():
+            if event.seq == 1:
+                prev_hash = GENESIS
+            else:
+                found = await conn.fetchval(
+                    q["event_hash_at"], event.stream, event.stream_id, event.seq - 1
+                )
+                if found is None:
+                    raise EvidenceGapError(
+                        f"{event.stream} {event.stream_id}: event {event.seq} ({event.kind}) "
+                        f"cannot be appended before event {event.seq - 1}"
+                    )
+                prev_hash = str(found)
+            own_hash = event.hash_with(prev_hash)
+            inserted = await conn.fetchval(
+                q["insert_event"],
+                event.stream,
+                event.stream_id,
+                event.seq,
+                event.kind,
+                event.occurred_at,
+                event.payload,
+                prev_hash,
+                own_hash,
+            )
+            if inserted is None:
+                existing = await conn.fetchrow(
+                    q["event_at"], event.stream, event.stream_id, event.seq
+                )
+                assert existing is not None
+                if existing["hash"] == own_hash:
+                    return AppendResult(hash=own_hash, stored=False)
+                raise EvidenceConflictError(
+                    f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
+                    f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
+                    f"overwrite it with {event.kind} (hash {own_hash[:12]})"
+                )
+            await conn.execute(
+                q["advance_head"], event.stream, event.stream_id, event.seq, own_hash
+            )
+            if projection is not None:
+                row = projection.model_dump(mode="json")
+                row.update(run_id=event.stream_id, seq=event.seq)
+                await conn.execute(q[f"insert_{projection.kind}"], row)
+            return AppendResult(hash=own_hash, stored=True)
+
+    async def start_run(self, run: RunRecord) -> AppendResult:
+        """Register a run and append its opening event (seq 1, ``run_started``)."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                self._q["insert_run"],
+                run.run_id,
+                run.task,
+                run.task_version,
+                run.policy_digest,
+                run.item_key,
+                run.requester,
+                run.stage,
+                run.mode,
+                run.started_at,
+            )
+        return await self.append(
+            EvidenceEvent(
+                stream="run",
+                stream_id=run.run_id,
+                seq=1,
+                kind="run_started",
+                occurred_at=run.started_at,
+                payload=run.model_dump(mode="json", exclude={"started_at"}),
+            )
+        )
+
+    async def record(
+        self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedRecord
+    ) -> AppendResult:
+        """Append a typed record to a run's chain and its projection table."""
+        event = EvidenceEvent(
+            stream="run",
+            stream_id=run_id,
+            seq=seq,
+            kind=record.kind,
+            occurred_at=occurred_at,
+            payload=record.model_dump(mode="json"),
+        )
+        return await self.append(event, record)
+
+    async def append_run_event(
+        self, run_id: str, seq: int, kind: str, occurred_at: datetime, payload: dict[str, Any]
+    ) -> AppendResult:
+        return await self.append(
+            EvidenceEvent(
+                stream="run",
+                stream_id=run_id,
+                seq=seq,
+                kind=kind,
+                occurred_at=occurred_at,
+                payload=payload,
+            )
+        )
+
+    async def append_rollout_event(
+        self, rollout_id: str, seq: int, kind: str, occurred_at: datetime, payload: dict[str, Any]
+    ) -> AppendResult:
+        return await self.append(
+            EvidenceEvent(
+                stream="rollout",
+                stream_id=rollout_id,
+                seq=seq,
+                kind=kind,
+                occurred_at=occurred_at,
+                payload=payload,
+            )
+        )
+
+    async def events(self, stream: Stream, stream_id: str) -> list[dict[str, Any]]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._q["stream_events"], stream, stream_id)
+        return [dict(r) for r in rows]
+
+    async def verify(self, stream: Stream, stream_id: str) -> VerifyReport:
+        """Recompute a stream's chain and, for a run, check its projections and run row."""
+        q = self._q
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows = await conn.fetch(q["stream_events"], stream, stream_id)
+            head_row = await conn.fetchrow(q["chain_head"], stream, stream_id)
+            head = None if head_row is None else (int(head_row["seq"]), str(head_row["hash"]))
+            report = verify_rows(stream, stream_id, [dict(r) for r in rows], head)
+            if stream != "run" or not rows:
+                return report
+            extra: list[ChainProblem] = []
+            for bad in await conn.fetch(q["projection_mismatches"], stream_id):
+                extra.append(
+                    ChainProblem(
+                        seq=int(bad["seq"]),
+                        problem=f"{bad['tbl']} row {bad['seq']} {bad['problem']}",
+                    )
+                )
+            run = await conn.fetchrow(q["get_run"], stream_id)
+            first = rows[0]
+            if run is None:
+                extra.append(ChainProblem(seq=1, problem=f"runs row for {stream_id} is missing"))
+            elif first["kind"] == "run_started":
+                as_recorded = RunRecord.model_validate(dict(run))
+                expected = as_recorded.model_dump(mode="json", exclude={"started_at"})
+                if expected != first["payload"] or as_recorded.started_at != first["occurred_at"]:
+                    extra.append(
+                        ChainProblem(seq=1, problem="runs row differs from its run_started event")
+                    )
+        if not extra:
+            return report
+        problems = sorted([*report.problems, *extra], key=lambda p: p.seq)
+        return report.model_copy(update={"problems": problems})

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from activities.evidence import (
+    ApprovalAttemptRecord,
+    EvidenceConflictError,
+    EvidenceEvent,
+    EvidenceGapError,
+    EvidenceStore,
+    PolicyDecisionRecord,
+    QualityScoreRecord,
+    RunRecord,
+    TouchedRecord,
+)
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def _event(seq: int, kind: str = "note", **payload: object) -> EvidenceEvent:
+    return EvidenceEvent(
+        stream="run",
+        stream_id="run-1",
+        seq=seq,
+        kind=kind,
+        occurred_at=T0 + timedelta(seconds=seq),
+        payload=dict(payload),
+    )
+
+
+async def _full_run(store: EvidenceStore, run_id: str = "run-1") -> None:
+    """A run's worth of evidence: start, decision, approval, write, score, finish."""
+    await store.start_run(
+        RunRecord(
+            run_id=run_id,
+            task="support-triage",
+            task_version="1",
+            policy_digest="p" * 64,
+            item_key="ticket-42",
+            requester="alice",
+            stage="canary",
+            mode="live",
+            started_at=T0,
+        )
+    )
+    at = T0 + timedelta(seconds=1)
+    await store.record(
+        run_id,
+        2,
+        at,
+        PolicyDecisionRecord(
+            action_id="a1",
+            action_digest="d" * 64,
+            policy_digest="p" * 64,
+            decision="needs_approval",
+            rule="status-to-churn-risk",
+            reason="status change to churn-risk needs 2 support leads",
+            gate={"quorum": 2, "roles": ["support-lead"]},
+        ),
+    )
+    await store.record(
+        run_id,
+        3,
+        at,
+        ApprovalAttemptRecord(
+            action_id="a1",
+            action_digest="d" * 64,
+            reviewer="bob",
+            verdict="approve",
+            accepted=True,
+            reason="authorized support-lead",
+        ),
+    )
+    await store.record(
+        run_id,
+        4,
+        at,
+        TouchedRecord(
+            action_id="a1",
+            system="crm",
+            resource="contact",
+            record_id="42",
+            operation="update",
+            mode="live",
+            idempotency_key=f"{run_id}:a1",
+            before_image={"status": "active", "score": 0.5},
+            after_image={"status": "churn-risk", "score": 1.0},
+        ),
+    )
+    await store.record(run_id, 5, at, QualityScoreRecord(metric="confidence", score=0.93, passed=True))
+    await store.append_run_event(run_id, 6, "run_finished", at, {"outcome": "published"})
+
+
+def _verify_cli(database_url: str, run_id: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    env["GOVFLOW_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "workers", "evidence", "verify", run_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _tamper(database_url: str, sql: str) -> None:
+    """Change evidence the way a superuser could: past the append-only triggers."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_an_event_appended_twice_is_stored_once(store: EvidenceStore) -> None:
+    first = await store.append(_event(1, note="hello"))
+    again = await store.append(_event(1, note="hello"))
+    assert first.stored and not again.stored
+    assert again.hash == first.hash
+    assert len(await store.events("run", "run-1")) == 1
+
+
+async def test_concurrent_deliveries_of_one_event_store_it_once(store: EvidenceStore) -> None:
+    await store.append(_event(1))
+    results = await asyncio.gather(*(store.append(_event(2, n=7)) for _ in range(8)))
+    assert sum(r.stored for r in results) == 1
+    assert len({r.hash for r in results}) == 1
+    assert [e["seq"] for e in await store.events("run", "run-1")] == [1, 2]
+
+
+async def test_a_conflicting_event_at_a_taken_seq_is_refused(store: EvidenceStore) -> None:
+    await store.append(_event(1, note="original"))
+    with pytest.raises(EvidenceConflictError, match=r"run run-1: seq 1 already holds a different event"):
+        await store.append(_event(1, note="forgery"))
+    (kept,) = await store.events("run", "run-1")
+    assert kept["payload"] == {"note": "original"}
+
+
+async def test_an_event_before_its_predecessor_is_refused(store: EvidenceStore) -> None:
+    await store.append(_event(1))
+    with pytest.raises(EvidenceGapError, match="event 3 .* before event 2"):
+        await store.append(_event(3))
+
+
+async def test_evidence_rows_refuse_update_and_delete(store: EvidenceStore) -> None:
+    await _full_run(store)
+    async with store.pool.acquire() as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("UPDATE evidence_events SET kind = 'x' WHERE seq = 2")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("DELETE FROM touched_records")
+
+
+async def test_a_complete_run_verifies_with_the_cli(store: EvidenceStore, database_url: str) -> None:
+    await _full_run(store)
+    report = await store.verify("run", "run-1")
+    assert report.ok, report.problems
+    assert report.rows == 6
+    done = _verify_cli(database_url, "run-1")
+    assert done.returncode == 0, done.stderr
+    assert "run run-1: chain verifies (6 rows)" in done.stdout
+
+
+async def test_an_unknown_run_does_not_verify(store: EvidenceStore, database_url: str) -> None:
+    done = _verify_cli(database_url, "no-such-run")
+    assert done.returncode == 1
+    assert "no evidence rows for run no-such-run" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("tampering", "named"),
+    [
+        pytest.param(
+            "UPDATE evidence_events SET payload = '{\"outcome\": \"skipped\"}' WHERE seq = 6",
+            "row 6 (run_finished) was changed",
+            id="edited-event",
+        ),
+        pytest.param(
+            "UPDATE evidence_events SET occurred_at = occurred_at + interval '1 hour' WHERE seq = 3",
+            "row 3 (approval_attempt) was changed",
+            id="edited-timestamp",
+        ),
+        pytest.param(
+            "DELETE FROM evidence_events WHERE seq = 3",
+            "row 3 is missing",
+            id="deleted-middle-row",
+        ),
+        pytest.param(
+            "DELETE FROM evidence_events WHERE seq = 6",
+            "row 6 is missing",
+            id="deleted-last-row",
+        ),
+        pytest.param(
+            "UPDATE evidence_events SET seq = 1000 WHERE seq = 2;"
+            "UPDATE evidence_events SET seq = 2 WHERE seq = 3;"
+            "UPDATE evidence_events SET seq = 3 WHERE seq = 1000;",
+            "row 2",
+            id="reordered-rows",
+        ),
+        pytest.param(
+            "UPDATE touched_records SET after_image = '{\"status\": \"active\"}'",
+            "touched_records row 4 differs from its event",
+            id="edited-projection",
+        ),
+        pytest.param(
+            "DELETE FROM approval_attempts",
+            "approval_attempt projection row 3 is missing",
+            id="deleted-projection",
+        ),
+        pytest.param(
+            "UPDATE runs SET requester = 'mallory'",
+            "runs row differs from its run_started event",
+            id="edited-run-row",
+        ),
+    ],
+)
+async def test_tampering_is_detected_and_the_row_named(
+    store: EvidenceStore, database_url: str, tampering: str, named: str
+) -> None:
+    await _full_run(store)
+    await _tamper(database_url, tampering)
+    done = _verify_cli(database_url, "run-1")
+    assert done.returncode == 1, done.stdout
+    first_line = done.stdout.splitlines()[0]
+    assert "chain does NOT verify; first bad row" in first_line
+    assert named in first_line, done.stdout
+
+
+async def test_rollout_streams_chain_separately(store: EvidenceStore) -> None:
+    await _full_run(store)
+    for seq in (1, 2):
+        await store.append_rollout_event("rollout-a", seq, "stage_changed", T0, {"stage": seq})
+    assert (await store.verify("rollout", "rollout-a")).ok
+    assert (await store.verify("run", "run-1")).ok

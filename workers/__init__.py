@@ -1,0 +1,1 @@
+"""Workers: the composition root (settings, worker, CLI, local stack, metrics)."""

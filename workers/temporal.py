@@ -1,0 +1,72 @@
+"""Connecting to Temporal and preparing a namespace for govflow."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from policies.errors import GovflowError
+from workers.settings import Settings
+from workflows import search_attributes
+
+
+class TemporalUnavailable(GovflowError):
+    """Temporal cannot be reached or refused a request."""
+
+
+def _tls(settings: Settings) -> TLSConfig | bool:
+    if settings.temporal_tls_cert is not None and settings.temporal_tls_key is not None:
+        return TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+            server_root_ca_cert=(
+                settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None
+            ),
+        )
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect(settings: Settings) -> Client:
+    """A client for the configured Temporal, with the pydantic data converter."""
+    address = settings.target_temporal_address
+    try:
+        return await Client.connect(
+            address,
+            namespace=settings.temporal_namespace,
+            tls=_tls(settings),
+            api_key=(
+                settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+            ),
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        hint = "run `govflow stack up`" if settings.embedded_temporal else "check GOVFLOW_TEMPORAL_*"
+        raise TemporalUnavailable(f"cannot reach Temporal at {address}: {exc}; {hint}") from exc
+
+
+def search_attribute_types() -> dict[str, IndexedValueType.ValueType]:
+    """govflow's search attributes as the operator service names their types."""
+    return {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in search_attributes.ALL
+    }
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register govflow's search attributes that the namespace lacks; returns those added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {k: v for k, v in search_attribute_types().items() if k not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+        )
+    return sorted(missing)

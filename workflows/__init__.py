@@ -1,0 +1,1 @@
+"""Workflows: deterministic orchestration of governed runs and rollouts."""

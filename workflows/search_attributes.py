@@ -1,0 +1,18 @@
+"""govflow's custom search attributes.
+
+The server must know every one of them before a workflow sets it: an unknown
+attribute fails the workflow task and retries it forever. `govflow stack up`,
+the test fixtures and the deploy guide all register this list.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TASK = SearchAttributeKey.for_keyword("GovflowTask")
+STAGE = SearchAttributeKey.for_keyword("GovflowStage")
+MODE = SearchAttributeKey.for_keyword("GovflowMode")
+PAUSED = SearchAttributeKey.for_bool("GovflowPaused")
+AWAITING_APPROVAL = SearchAttributeKey.for_bool("GovflowAwaitingApproval")
+
+ALL: tuple[SearchAttributeKey[object], ...] = (TASK, STAGE, MODE, PAUSED, AWAITING_APPROVAL)  # type: ignore[assignment]
