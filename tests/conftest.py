@@ -25,7 +25,6 @@ from workers.stack import with_database
 from workers.temporal import register_search_attributes
 from workflows import search_attributes
 
-
 VENV_BIN = Path(sys.executable).parent
 
 

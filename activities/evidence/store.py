@@ -34,9 +34,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections read and write JSON as Python values."""
     try:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection
-        )
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
     except (OSError, asyncpg.PostgresError) as exc:
         raise EvidenceError(f"cannot connect to the evidence database at {dsn}: {exc}") from exc
     assert pool is not None
@@ -82,9 +80,7 @@ class EvidenceStore:
             if event.seq == 1:
                 prev_hash = GENESIS
             else:
-                found = await conn.fetchval(
-                    q["event_hash_at"], event.stream, event.stream_id, event.seq - 1
-                )
+                found = await conn.fetchval(q["event_hash_at"], event.stream, event.stream_id, event.seq - 1)
                 if found is None:
                     raise EvidenceGapError(
                         f"{event.stream} {event.stream_id}: event {event.seq} ({event.kind}) "
@@ -104,9 +100,7 @@ class EvidenceStore:
                 own_hash,
             )
             if inserted is None:
-                existing = await conn.fetchrow(
-                    q["event_at"], event.stream, event.stream_id, event.seq
-                )
+                existing = await conn.fetchrow(q["event_at"], event.stream, event.stream_id, event.seq)
                 assert existing is not None
                 if existing["hash"] == own_hash:
                     return AppendResult(hash=own_hash, stored=False)
@@ -115,9 +109,7 @@ class EvidenceStore:
                     f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
                     f"overwrite it with {event.kind} (hash {own_hash[:12]})"
                 )
-            await conn.execute(
-                q["advance_head"], event.stream, event.stream_id, event.seq, own_hash
-            )
+            await conn.execute(q["advance_head"], event.stream, event.stream_id, event.seq, own_hash)
             if projection is not None:
                 row = projection.model_dump(mode="json")
                 row.update(run_id=event.stream_id, seq=event.seq)
@@ -223,9 +215,7 @@ class EvidenceStore:
                 as_recorded = RunRecord.model_validate(dict(run))
                 expected = as_recorded.model_dump(mode="json", exclude={"started_at"})
                 if expected != first["payload"] or as_recorded.started_at != first["occurred_at"]:
-                    extra.append(
-                        ChainProblem(seq=1, problem="runs row differs from its run_started event")
-                    )
+                    extra.append(ChainProblem(seq=1, problem="runs row differs from its run_started event"))
         if not extra:
             return report
         problems = sorted([*report.problems, *extra], key=lambda p: p.seq)

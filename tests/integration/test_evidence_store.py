@@ -124,7 +124,8 @@ async def _tamper(database_url: str, sql: str) -> None:
 async def test_an_event_appended_twice_is_stored_once(store: EvidenceStore) -> None:
     first = await store.append(_event(1, note="hello"))
     again = await store.append(_event(1, note="hello"))
-    assert first.stored and not again.stored
+    assert first.stored
+    assert not again.stored
     assert again.hash == first.hash
     assert len(await store.events("run", "run-1")) == 1
 
@@ -147,7 +148,7 @@ async def test_a_conflicting_event_at_a_taken_seq_is_refused(store: EvidenceStor
 
 async def test_an_event_before_its_predecessor_is_refused(store: EvidenceStore) -> None:
     await store.append(_event(1))
-    with pytest.raises(EvidenceGapError, match="event 3 .* before event 2"):
+    with pytest.raises(EvidenceGapError, match=r"event 3 .* before event 2"):
         await store.append(_event(3))
 
 
@@ -180,7 +181,7 @@ async def test_an_unknown_run_does_not_verify(store: EvidenceStore, database_url
     ("tampering", "named"),
     [
         pytest.param(
-            "UPDATE evidence_events SET payload = '{\"outcome\": \"skipped\"}' WHERE seq = 6",
+            'UPDATE evidence_events SET payload = \'{"outcome": "skipped"}\' WHERE seq = 6',
             "row 6 (run_finished) was changed",
             id="edited-event",
         ),
@@ -207,7 +208,7 @@ async def test_an_unknown_run_does_not_verify(store: EvidenceStore, database_url
             id="reordered-rows",
         ),
         pytest.param(
-            "UPDATE touched_records SET after_image = '{\"status\": \"active\"}'",
+            'UPDATE touched_records SET after_image = \'{"status": "active"}\'',
             "touched_records row 4 differs from its event",
             id="edited-projection",
         ),
