@@ -1,11 +1,65 @@
 """Policies: the schema, loader and engine that decide what a governed run may do.
 
-Pure Python: no Temporal, no I/O, so workflows can call it deterministically.
+Pure Python: no Temporal, no I/O in the engine, so workflows can call it
+deterministically. (The loader reads files; the engine never does.)
 """
 
 from __future__ import annotations
 
+from policies.actions import Action, RunContext
+from policies.audit import AuditLine, audit
 from policies.digest import canonical_json, digest
+from policies.engine import (
+    Allow,
+    ApprovalAttempt,
+    AttemptOutcome,
+    Decision,
+    Deny,
+    Gate,
+    NeedsApproval,
+    check_attempt,
+    decide,
+    escalate,
+    quorum_met,
+    signing_message,
+)
 from policies.errors import GovflowError
+from policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest
+from policies.model import Policy
+from policies.scope import ScopeResult, check_scope
+from policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
 
-__all__ = ["GovflowError", "canonical_json", "digest"]
+__all__ = [
+    "Action",
+    "Allow",
+    "ApprovalAttempt",
+    "AttemptOutcome",
+    "AuditLine",
+    "Decision",
+    "Deny",
+    "Gate",
+    "GovflowError",
+    "NeedsApproval",
+    "Policy",
+    "PolicyError",
+    "PolicyIssue",
+    "RunContext",
+    "ScopeResult",
+    "WindowCounts",
+    "WindowVerdict",
+    "audit",
+    "canonical_json",
+    "check_attempt",
+    "check_scope",
+    "decide",
+    "digest",
+    "escalate",
+    "evaluate_window",
+    "load_policy",
+    "parse_policy",
+    "policy_digest",
+    "quorum_met",
+    "run_checks",
+    "signing_message",
+    "wilson_interval",
+]

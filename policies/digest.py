@@ -14,10 +14,25 @@ from typing import Any
 
 import rfc8785
 
+from policies.errors import GovflowError
+
+
+class CanonicalJSONError(GovflowError, ValueError):
+    """A value has no canonical JSON form (a huge integer, NaN, a non-string key...)."""
+
 
 def canonical_json(value: Any) -> bytes:
-    """The RFC 8785 canonical bytes of a JSON-compatible value."""
-    return rfc8785.dumps(value)
+    """The RFC 8785 canonical bytes of a JSON-compatible value.
+
+    Integers beyond +-2**53 and non-finite floats have no interoperable JSON
+    form; they are refused rather than silently rounded.
+    """
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise CanonicalJSONError(
+            f"{exc}: send such values as strings (integers must lie within +-2**53)"
+        ) from None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -14,6 +14,7 @@ import asyncpg
 from activities.evidence import EvidenceStore, migrate
 from activities.evidence.chain import Stream
 from policies.errors import GovflowError
+from workers.policy_cli import add_policy_commands
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, StackError, bin_path
 from workers.temporal import connect
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
     verify.set_defaults(func=cmd_evidence_verify)
 
+    add_policy_commands(sub)
+
     sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE").set_defaults(func=cmd_worker)
     sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(
         func=cmd_demo
@@ -165,8 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
-        code: int = args.func(settings, args)
+        if getattr(args, "needs_settings", True):
+            code: int = args.func(load_settings(), args)
+        else:
+            code = args.func(args)
     except GovflowError as exc:
         print(f"govflow: error: {exc}", file=sys.stderr)
         return 1

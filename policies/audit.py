@@ -1,0 +1,171 @@
+"""The production-readiness report a team reads before launch: one line per question."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from policies.durations import format_duration
+from policies.model import WRITE_OPERATIONS, Policy
+
+Status = Literal["ok", "gap", "blocking"]
+
+
+class AuditLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    question: str
+    status: Status
+    detail: str
+
+
+def _line(question: str, problems: list[str], ok_detail: str, status: Status = "blocking") -> AuditLine:
+    if problems:
+        return AuditLine(question=question, status=status, detail="; ".join(problems))
+    return AuditLine(question=question, status="ok", detail=ok_detail)
+
+
+def audit(policy: Policy) -> list[AuditLine]:
+    lines: list[AuditLine] = []
+    systems = {g.system for g in policy.grants}
+
+    problems = []
+    if policy.system_of_record not in systems:
+        problems.append(f"system of record {policy.system_of_record!r} has no grant")
+    lines.append(
+        _line(
+            "Is there a named owner and a system of record?",
+            problems,
+            f"owner {policy.owner.team} ({policy.owner.contact}); system of record {policy.system_of_record}",
+        )
+    )
+
+    uncovered = []
+    for grant in policy.grants:
+        for op in grant.operations:
+            if op not in WRITE_OPERATIONS:
+                continue
+            covered = any(
+                r.match.system == grant.system
+                and r.match.resource in (None, grant.resource)
+                and (not r.match.operations or op in r.match.operations)
+                and not r.match.when
+                for r in policy.actions
+            )
+            if not covered:
+                uncovered.append(f"{grant.system}.{grant.resource}.{op} (grant {grant.name}) has no rule")
+    lines.append(
+        _line(
+            "Does every write the grants allow have an action rule?",
+            [*uncovered, "writes without a rule are denied"] if uncovered else [],
+            "every granted write is covered by a rule",
+            status="gap",
+        )
+    )
+
+    high = [r for r in policy.actions if r.risk == "high" and r.deny is None]
+    problems = [f"high-risk rule {r.name} needs no approval" for r in high if r.approval is None]
+    gated = [
+        f"{r.name}: {r.approval.quorum} of {'/'.join([*r.approval.reviewers, *r.approval.roles])}, "
+        f"expires after {format_duration(r.approval.expires_after)}"
+        for r in high
+        if r.approval is not None
+    ]
+    lines.append(
+        _line(
+            "Does every high-risk action stop for approval by named authority, with expiry?",
+            problems,
+            "; ".join(gated) if gated else "no high-risk actions",
+        )
+    )
+
+    problems = []
+    for r in policy.actions:
+        if r.approval is None or r.approval.separation_of_duties:
+            continue
+        if r.risk in ("high", "medium"):
+            problems.append(f"{r.risk}-risk rule {r.name} lets the requester approve")
+    lines.append(
+        _line(
+            "Is separation of duties on where the risk calls for it?",
+            problems,
+            "on for every medium- and high-risk approval",
+        )
+    )
+
+    windows = {w.name: w for w in policy.quality.window}
+    stops = [
+        f"{s.when} ({windows[s.when].metric}, min sample {windows[s.when].min_sample}) -> {s.action}"
+        for s in policy.stop_rules
+        if s.when in windows
+    ]
+    lines.append(
+        _line(
+            "Are there stop rules that pause or roll back, on which metrics, with what minimum sample?",
+            [] if stops else ["no stop rules: nothing pauses the rollout when quality drops"],
+            "; ".join(stops),
+        )
+    )
+
+    first = policy.rollout.stages[0]
+    lines.append(
+        _line(
+            "Is there a rollout plan that starts in shadow?",
+            []
+            if first.live_fraction == 0.0
+            else [f"the first stage {first.name!r} is {first.live_fraction:.0%} live"],
+            " -> ".join(f"{s.name} {s.live_fraction:.0%}" for s in policy.rollout.stages),
+        )
+    )
+
+    problems = []
+    if policy.exceptions is None:
+        problems.append("no exception route: incomplete or contradictory input has nowhere to go")
+    else:
+        missing = {"incomplete_input", "contradictory_input"} - set(policy.exceptions.handles)
+        if missing:
+            problems.append(f"the exception route does not handle {', '.join(sorted(missing))}")
+    ex = policy.exceptions
+    lines.append(
+        _line(
+            "Is there an exception route for incomplete or contradictory input?",
+            problems,
+            f"to {'/'.join([*ex.reviewers, *ex.roles])}, expires after {format_duration(ex.expires_after)}"
+            if ex
+            else "",
+        )
+    )
+
+    ev = policy.evidence
+    lines.append(
+        _line(
+            "Are evidence retention and redaction set?",
+            [] if ev.redact_fields else ["no redacted fields: personal data would be stored as is"],
+            f"kept {ev.retention_days} days; redacted: {', '.join(ev.redact_fields)}",
+            status="gap",
+        )
+    )
+
+    problems = []
+    signers: set[str] = set()
+    for r in policy.actions:
+        if r.approval is None or not r.approval.signature_required:
+            continue
+        for pid in sorted(policy.eligible(r.approval.reviewers, r.approval.roles)):
+            signers.add(pid)
+            person = policy.person(pid)
+            if person is not None and person.public_key is None:
+                problems.append(f"{pid} must sign for {r.name} but has no public key")
+    lines.append(
+        _line(
+            "Do the reviewers who must sign have keys?",
+            problems,
+            f"keys on file for {', '.join(sorted(signers))}" if signers else "no rule requires signatures",
+        )
+    )
+    return lines
+
+
+def blocking(lines: list[AuditLine]) -> bool:
+    return any(line.status == "blocking" for line in lines)

@@ -1,0 +1,280 @@
+"""The policy engine: decide an action, and check one approval attempt against a gate.
+
+Pure functions of their arguments (time comes in through :class:`RunContext`
+and :class:`ApprovalAttempt`), so workflows can call them deterministically.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies.actions import Action, RunContext
+from policies.digest import canonical_json
+from policies.model import WRITE_OPERATIONS, ActionRule, Escalation, Policy
+from policies.scope import check_scope
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Gate(_Frozen):
+    """One approval an action waits for: who, how many, until when, signed or not."""
+
+    rule: str
+    action_id: str
+    action_digest: str
+    requester: str
+    eligible: tuple[str, ...] = Field(description="Everyone who may approve, resolved from roles.")
+    reviewers: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    quorum: int
+    separation_of_duties: bool
+    expires_at: datetime
+    on_expiry: Literal["reject"] | Escalation
+    signature_required: bool
+    escalated: bool = False
+
+
+class Allow(_Frozen):
+    kind: Literal["allow"] = "allow"
+    rules: tuple[str, ...] = ()
+    reason: str
+
+
+class NeedsApproval(_Frozen):
+    kind: Literal["needs_approval"] = "needs_approval"
+    gates: tuple[Gate, ...] = Field(min_length=1)
+    reason: str
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(g.rule for g in self.gates)
+
+
+class Deny(_Frozen):
+    kind: Literal["deny"] = "deny"
+    rule: str
+    reason: str
+
+
+Decision = Annotated[Allow | NeedsApproval | Deny, Field(discriminator="kind")]
+
+
+def rule_matches(rule: ActionRule, action: Action) -> bool:
+    m = rule.match
+    if m.system != action.system:
+        return False
+    if m.resource is not None and m.resource != action.resource:
+        return False
+    if m.operations and action.operation not in m.operations:
+        return False
+    return all(name in action.fields and action.fields[name] == v for name, v in m.when.items())
+
+
+def decide(policy: Policy, action: Action, ctx: RunContext) -> Decision:
+    """Allow, NeedsApproval (the gates) or Deny (the rule and the reason).
+
+    Order: the scope grants first (outside them, nothing is allowed); then every
+    matching action rule applies and the strictest wins (deny, then approval);
+    a write that no rule covers is denied.
+    """
+    scope = check_scope(policy, action.system, action.resource, action.operation, action.fields, ctx.record)
+    if not scope.allowed:
+        return Deny(rule="scope", reason=scope.reason)
+
+    matching = [r for r in policy.actions if rule_matches(r, action)]
+    for rule in matching:
+        if rule.deny is not None:
+            return Deny(rule=rule.name, reason=rule.deny)
+    gates = tuple(make_gate(policy, rule, action, ctx) for rule in matching if rule.approval is not None)
+    if gates:
+        need = "; ".join(f"{rule_label(g)} (rule {g.rule}, until {g.expires_at.isoformat()})" for g in gates)
+        return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}")
+    if not matching and action.operation in WRITE_OPERATIONS:
+        return Deny(
+            rule="no-rule",
+            reason=f"no action rule covers {action.target}: every write needs a rule",
+        )
+    names = tuple(r.name for r in matching)
+    return Allow(
+        rules=names,
+        reason=f"{scope.reason}; " + (f"rules {', '.join(names)} allow it" if names else "a read"),
+    )
+
+
+def rule_label(gate: Gate) -> str:
+    who = [*gate.reviewers, *(f"role {r}" for r in gate.roles)]
+    signed = " signed" if gate.signature_required else ""
+    return f"{gate.quorum}{signed} approval(s) from {' or '.join(who)}"
+
+
+def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext) -> Gate:
+    approval = rule.approval
+    assert approval is not None
+    return Gate(
+        rule=rule.name,
+        action_id=action.action_id,
+        action_digest=action.digest(),
+        requester=ctx.requester,
+        eligible=tuple(sorted(policy.eligible(approval.reviewers, approval.roles))),
+        reviewers=approval.reviewers,
+        roles=approval.roles,
+        quorum=approval.quorum,
+        separation_of_duties=approval.separation_of_duties,
+        expires_at=ctx.now + approval.expires_after,
+        on_expiry=approval.on_expiry,
+        signature_required=approval.signature_required,
+    )
+
+
+def escalate(policy: Policy, gate: Gate, now: datetime) -> Gate | None:
+    """The gate that replaces an expired one, or None when expiry rejects (fail closed)."""
+    if gate.escalated or gate.on_expiry == "reject":
+        return None
+    esc = gate.on_expiry
+    assert isinstance(esc, Escalation)
+    return gate.model_copy(
+        update={
+            "eligible": tuple(sorted(policy.members(esc.to_role))),
+            "reviewers": (),
+            "roles": (esc.to_role,),
+            "expires_at": now + esc.expires_after,
+            "on_expiry": "reject",
+            "escalated": True,
+        }
+    )
+
+
+# --- approval attempts ------------------------------------------------------------------------
+
+
+class ApprovalAttempt(_Frozen):
+    """One reviewer's vote on one action, as a signal or update carries it."""
+
+    reviewer: str = Field(min_length=1)
+    verdict: Literal["approve", "reject"]
+    action_digest: str = Field(min_length=1)
+    at: datetime
+    signature: str | None = Field(default=None, description="base64 Ed25519 signature")
+    reason: str = ""
+
+
+RefusalCode = Literal[
+    "unknown_reviewer",
+    "stale_digest",
+    "expired",
+    "no_authority",
+    "separation_of_duties",
+    "duplicate",
+    "signature_missing",
+    "signature_invalid",
+]
+
+
+class AttemptOutcome(_Frozen):
+    accepted: bool
+    code: Literal["accepted"] | RefusalCode
+    reason: str
+
+
+def signing_message(run_id: str, action_digest: str, verdict: str) -> bytes:
+    """The bytes a reviewer signs: bound to the run, the exact action and the verdict."""
+    return canonical_json(
+        {
+            "purpose": "govflow-approval-v1",
+            "run_id": run_id,
+            "action_digest": action_digest,
+            "verdict": verdict,
+        }
+    )
+
+
+def _refuse(code: RefusalCode, reason: str) -> AttemptOutcome:
+    return AttemptOutcome(accepted=False, code=code, reason=reason)
+
+
+def check_attempt(
+    policy: Policy,
+    gate: Gate,
+    attempt: ApprovalAttempt,
+    *,
+    run_id: str,
+    approved_by: Iterable[str] = (),
+) -> AttemptOutcome:
+    """Accept or refuse one attempt. ``approved_by`` are the gate's accepted approvers so far.
+
+    A reject reduces exposure, so it is accepted from any reviewer in the
+    policy's directory while the gate is open; an approval must pass every check.
+    """
+    person = policy.person(attempt.reviewer)
+    if person is None:
+        return _refuse("unknown_reviewer", f"{attempt.reviewer!r} is not in the policy's reviewers directory")
+    if attempt.at >= gate.expires_at:
+        return _refuse(
+            "expired",
+            f"the gate closed at {gate.expires_at.isoformat()}; the vote came at {attempt.at.isoformat()}",
+        )
+    if attempt.verdict == "reject":
+        return AttemptOutcome(accepted=True, code="accepted", reason=f"{person.id} rejected {gate.action_id}")
+    if attempt.action_digest != gate.action_digest:
+        return _refuse(
+            "stale_digest",
+            f"the vote is for action digest {attempt.action_digest[:12]}, but the action "
+            f"waiting is {gate.action_digest[:12]}: review the current action",
+        )
+    if person.id not in gate.eligible:
+        who = ", ".join(gate.eligible) or "nobody"
+        return _refuse(
+            "no_authority",
+            f"{person.id} may not approve under rule {gate.rule} (may approve: {who})",
+        )
+    if gate.separation_of_duties and person.id == gate.requester:
+        return _refuse(
+            "separation_of_duties",
+            f"{person.id} requested this run and cannot approve its actions (separation of duties)",
+        )
+    if person.id in set(approved_by):
+        return _refuse("duplicate", f"{person.id} has already approved {gate.action_id}")
+    if gate.signature_required:
+        if not attempt.signature:
+            return _refuse("signature_missing", f"rule {gate.rule} requires a signed approval")
+        problem = _signature_problem(person.public_key, attempt, run_id)
+        if problem:
+            return _refuse("signature_invalid", problem)
+    return AttemptOutcome(
+        accepted=True, code="accepted", reason=f"{person.id} approved under rule {gate.rule}"
+    )
+
+
+def _signature_problem(public_key: str | None, attempt: ApprovalAttempt, run_id: str) -> str | None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if public_key is None:
+        return f"{attempt.reviewer} has no public key in the policy, so no signature can be checked"
+    try:
+        signature = base64.b64decode(attempt.signature or "", validate=True)
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
+    except (binascii.Error, ValueError):
+        return "the signature is not valid base64 Ed25519"
+    message = signing_message(run_id, attempt.action_digest, attempt.verdict)
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return f"the signature does not verify with {attempt.reviewer}'s public key for this action"
+    return None
+
+
+def quorum_met(gate: Gate, approved_by: Iterable[str]) -> bool:
+    """Met when at least ``quorum`` distinct eligible reviewers approved."""
+    distinct = set(approved_by) & set(gate.eligible)
+    if gate.separation_of_duties:
+        distinct.discard(gate.requester)
+    return len(distinct) >= gate.quorum

@@ -1,0 +1,372 @@
+"""Load policy files strictly, with errors that name the file, the path and the line.
+
+``policy support-triage.yaml: rollout.stages[1].live_fraction (line 42): 1.5 is above 1.0``
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import types
+import typing
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from policies.errors import GovflowError
+from policies.model import Policy
+
+PathT = tuple[str | int, ...]
+
+
+class PolicyIssue(BaseModel):
+    source: str
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path or ("line" if self.line else "")
+        if self.line:
+            where = f"{self.path} (line {self.line})" if self.path else f"line {self.line}"
+        return f"policy {self.source}: {where + ': ' if where else ''}{self.message}"
+
+
+class PolicyError(GovflowError):
+    """A policy file is not valid; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[PolicyIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+# --- YAML: strict booleans, no duplicate keys, line numbers --------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans (``on``/``no`` stay strings) and no duplicate keys."""
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        self.key, self.line = key, line
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _lines(node: yaml.Node, path: PathT = (), out: dict[PathT, int] | None = None) -> dict[PathT, int]:
+    """Map each path in the document to the line (1-based) where its value starts."""
+    out = {} if out is None else out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, str(key_node.value))
+            out[child] = key_node.start_mark.line + 1
+            _lines(value_node, child, out)
+            out[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _lines(item, (*path, i), out)
+    return out
+
+
+def _line_for(lines: dict[PathT, int], path: PathT) -> int | None:
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return None
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --- pydantic errors -> issues ------------------------------------------------------------------
+
+
+def _document_path(loc: tuple[str | int, ...], lines: dict[PathT, int]) -> PathT:
+    """Pydantic puts union members and validator names in error paths; keep the document's keys.
+
+    A part that is not in the document (a missing or extra key) is kept only at the end.
+    """
+    path: PathT = ()
+    for i, part in enumerate(loc):
+        if (*path, part) in lines or (i == len(loc) - 1 and not _is_tag(part)):
+            path = (*path, part)
+    return path
+
+
+def _is_tag(part: str | int) -> bool:
+    return isinstance(part, str) and ("[" in part or part[:1].isupper())
+
+
+def _model_at(path: PathT) -> type[BaseModel] | None:
+    model: Any = Policy
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return None
+        model = _unwrap(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list):
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else None
+    return annotation
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _pydantic_issues(source: str, exc: ValidationError, lines: dict[PathT, int]) -> list[PolicyIssue]:
+    issues: list[PolicyIssue] = []
+    for err in exc.errors():
+        path = _document_path(tuple(err["loc"]), lines)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(path[:-1])
+            valid = f"; valid keys here: {', '.join(_keys_of(parent))}" if parent else ""
+            message = f"unknown key {path[-1]!r}{valid}"
+        elif kind == "missing":
+            message = f"{path[-1]!r} is required" if path else "a required key is missing"
+        elif kind in ("literal_error", "enum"):
+            message = f"{err['input']!r} is not allowed: {err['msg'].replace('Input should be ', 'use ')}"
+        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+            bound = next(iter(err.get("ctx", {}).values()), "?")
+            word = {
+                "less_than_equal": "above",
+                "less_than": "not below",
+                "greater_than_equal": "below",
+                "greater_than": "not above",
+            }[kind]
+            message = f"{err['input']} is {word} {bound}"
+        elif kind == "too_short":
+            message = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s); it is empty"
+        elif kind == "value_error":
+            message = str(err["msg"]).removeprefix("Value error, ")
+        else:
+            message = f"{err['msg']} (got {err['input']!r})" if "input" in err else err["msg"]
+        if any(i.path == format_path(path) for i in issues):
+            continue  # a union reports once per member; the first says enough
+        issues.append(
+            PolicyIssue(source=source, path=format_path(path), line=_line_for(lines, path), message=message)
+        )
+    # A list whose item failed is also reported as empty; the item's error is the real one.
+    return [
+        i
+        for i in issues
+        if not (
+            i.message.startswith("needs at least")
+            and any(o is not i and o.path.startswith(i.path) for o in issues)
+        )
+    ]
+
+
+# --- checks across fields -----------------------------------------------------------------------
+
+
+def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
+    """Problems no single field shows: undefined names, impossible quorums, stages, duplicates."""
+    problems: list[tuple[PathT, str]] = []
+    people = {p.id for p in policy.reviewers.people}
+    roles = {r.id for r in policy.reviewers.roles}
+
+    def duplicates(items: Iterable[str], path: PathT, what: str) -> None:
+        for name, count in Counter(items).items():
+            if count > 1:
+                problems.append((path, f"{what} {name!r} is defined {count} times; names must be unique"))
+
+    duplicates((p.id for p in policy.reviewers.people), ("reviewers", "people"), "person")
+    duplicates((r.id for r in policy.reviewers.roles), ("reviewers", "roles"), "role")
+    duplicates((g.name for g in policy.grants), ("grants",), "grant")
+    duplicates((a.name for a in policy.actions), ("actions",), "action rule")
+    duplicates((c.name for c in policy.quality.checks), ("quality", "checks"), "check")
+    duplicates((w.name for w in policy.quality.window), ("quality", "window"), "window rule")
+    duplicates((s.name for s in policy.rollout.stages), ("rollout", "stages"), "stage")
+
+    def known_roles(names: Iterable[str], path: PathT) -> None:
+        for name in names:
+            if name not in roles:
+                defined = ", ".join(sorted(roles)) or "none"
+                problems.append(
+                    (path, f"role {name!r} is not defined in reviewers.roles (defined: {defined})")
+                )
+
+    def known_people(names: Iterable[str], path: PathT) -> None:
+        for name in names:
+            if name not in people:
+                problems.append((path, f"reviewer {name!r} is not in reviewers.people"))
+
+    for i, person in enumerate(policy.reviewers.people):
+        known_roles(person.roles, ("reviewers", "people", i, "roles"))
+        if person.public_key is not None:
+            try:
+                raw = base64.b64decode(person.public_key, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                problems.append(
+                    (
+                        ("reviewers", "people", i, "public_key"),
+                        "not an Ed25519 public key: expected base64 of 32 bytes",
+                    )
+                )
+
+    granted = {(g.system, g.resource) for g in policy.grants}
+    for i, rule in enumerate(policy.actions):
+        at: PathT = ("actions", i)
+        m = rule.match
+        if not any(s == m.system and (m.resource is None or r == m.resource) for s, r in granted):
+            target = f"{m.system}.{m.resource}" if m.resource else m.system
+            problems.append(((*at, "match"), f"rule {rule.name!r} covers {target}, which no grant covers"))
+        if rule.approval is None:
+            continue
+        ap = rule.approval
+        known_people(ap.reviewers, (*at, "approval", "reviewers"))
+        known_roles(ap.roles, (*at, "approval", "roles"))
+        eligible = policy.eligible(ap.reviewers, ap.roles)
+        if ap.quorum > len(eligible):
+            problems.append(
+                (
+                    (*at, "approval", "quorum"),
+                    f"quorum {ap.quorum} is larger than the {len(eligible)} people who can approve "
+                    f"({', '.join(sorted(eligible)) or 'nobody'})",
+                )
+            )
+        if not isinstance(ap.on_expiry, str):
+            known_roles([ap.on_expiry.to_role], (*at, "approval", "on_expiry", "to_role"))
+
+    stages = policy.rollout.stages
+    for i in range(1, len(stages)):
+        if stages[i].live_fraction < stages[i - 1].live_fraction:
+            problems.append(
+                (
+                    ("rollout", "stages", i, "live_fraction"),
+                    f"{stages[i].live_fraction} is below the previous stage's "
+                    f"{stages[i - 1].live_fraction}: stages must rise",
+                )
+            )
+    if stages and stages[-1].live_fraction != 1.0:
+        problems.append(
+            (
+                ("rollout", "stages", len(stages) - 1, "live_fraction"),
+                f"the last stage has live fraction {stages[-1].live_fraction}; stages must rise to 1.0",
+            )
+        )
+    for i, stage in enumerate(stages):
+        known_people(stage.promoters, ("rollout", "stages", i, "promoters"))
+
+    window_rules = {w.name for w in policy.quality.window}
+    for i, stop in enumerate(policy.stop_rules):
+        if stop.when not in window_rules:
+            problems.append(
+                (
+                    ("stop_rules", i, "when"),
+                    f"{stop.when!r} is not a quality window rule "
+                    f"(defined: {', '.join(sorted(window_rules)) or 'none'})",
+                )
+            )
+    if policy.exceptions is not None:
+        known_people(policy.exceptions.reviewers, ("exceptions", "reviewers"))
+        known_roles(policy.exceptions.roles, ("exceptions", "roles"))
+    return problems
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def parse_policy(text: str, source: str = "<string>") -> Policy:
+    """Parse and validate a policy document; raise :class:`PolicyError` listing every problem."""
+
+    def fail(message: str, line: int | None = None, path: str = "") -> PolicyError:
+        return PolicyError([PolicyIssue(source=source, path=path, line=line, message=message)])
+
+    try:
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except _DuplicateKey as dup:
+        raise fail(f"key {dup.key!r} appears twice in one mapping", dup.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise fail(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None
+        ) from None
+    if node is None or not isinstance(data, dict):
+        raise fail("a policy is a YAML mapping (version, name, owner, ...)", 1)
+    lines = _lines(node)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_pydantic_issues(source, exc, lines)) from None
+    problems = cross_check(policy)
+    if problems:
+        raise PolicyError(
+            [
+                PolicyIssue(source=source, path=format_path(p), line=_line_for(lines, p), message=m)
+                for p, m in problems
+            ]
+        )
+    return policy
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load a policy file; errors name the file, the path in the document and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(
+            [PolicyIssue(source=str(path), path="", line=None, message=f"cannot read: {exc.strerror}")]
+        ) from None
+    return parse_policy(text, source=str(path))
+
+
+def policy_digest(policy: Policy) -> str:
+    """sha256 of the policy's canonical JSON: the same for the same meaning, whatever the layout."""
+    from policies.digest import digest
+
+    return digest(policy.as_json())

@@ -1,0 +1,271 @@
+"""The policy document, as pydantic models. Strict: unknown keys are errors.
+
+A policy is what security, legal and operations sign off before a workflow
+ships. See ``policies/examples/`` for two complete ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from policies.durations import Duration
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=80)]
+"""Identifiers: lower case letters, digits, ``-``, ``_`` and ``.``."""
+
+Operation = Literal["read", "create", "update", "delete", "reply", "pay"]
+WRITE_OPERATIONS: frozenset[str] = frozenset({"create", "update", "delete", "reply", "pay"})
+Risk = Literal["low", "medium", "high"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Owner(Strict):
+    team: str = Field(min_length=1)
+    contact: str = Field(min_length=3, description="Where to reach the owner (email, channel).")
+
+
+class Person(Strict):
+    id: Name
+    name: str = Field(min_length=1)
+    roles: tuple[Name, ...] = ()
+    public_key: str | None = Field(
+        default=None, description="Ed25519 public key, base64 of the 32 raw bytes."
+    )
+
+
+class Role(Strict):
+    id: Name
+    description: str = ""
+
+
+class Reviewers(Strict):
+    people: tuple[Person, ...] = Field(min_length=1)
+    roles: tuple[Role, ...] = ()
+
+
+class RecordFilter(Strict):
+    """Which records a grant covers: the record's ``field`` must be one of ``in``."""
+
+    field: str = Field(min_length=1)
+    in_: tuple[StrictBool | int | str, ...] = Field(alias="in", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Grant(Strict):
+    """What a run may touch: one resource of one system, some operations, some fields."""
+
+    name: Name
+    system: Name
+    resource: Name
+    operations: tuple[Operation, ...] = Field(min_length=1)
+    fields: tuple[str, ...] = Field(
+        default=(), description="Writable fields; required when any operation writes."
+    )
+    records: RecordFilter | None = None
+
+    @model_validator(mode="after")
+    def _writes_name_fields(self) -> Grant:
+        if WRITE_OPERATIONS.intersection(self.operations) and not self.fields:
+            raise ValueError(
+                f"grant {self.name!r} allows writes ({', '.join(self.operations)}) but lists no "
+                "fields: name every field the run may write"
+            )
+        return self
+
+
+class Match(Strict):
+    """Which actions a rule covers. ``when`` compares proposed field values."""
+
+    system: Name
+    resource: Name | None = None
+    operations: tuple[Operation, ...] = ()
+    when: dict[str, StrictBool | int | float | str] = Field(default_factory=dict)
+
+
+class Escalation(Strict):
+    to_role: Name
+    expires_after: Duration
+
+
+class Approval(Strict):
+    reviewers: tuple[Name, ...] = Field(default=(), description="Named people who may approve.")
+    roles: tuple[Name, ...] = Field(default=(), description="Roles whose members may approve.")
+    quorum: int = Field(default=1, ge=1)
+    separation_of_duties: StrictBool = Field(
+        default=True, description="The run's requester can never approve its actions."
+    )
+    expires_after: Duration
+    on_expiry: Literal["reject"] | Escalation = "reject"
+    signature_required: StrictBool = False
+
+    @model_validator(mode="after")
+    def _someone(self) -> Approval:
+        if not self.reviewers and not self.roles:
+            raise ValueError("an approval names no reviewers and no roles: nobody could approve")
+        return self
+
+
+class ActionRule(Strict):
+    name: Name
+    match: Match
+    risk: Risk
+    approval: Approval | None = None
+    deny: str | None = Field(default=None, description="Deny matching actions, with this reason.")
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> ActionRule:
+        if self.approval is not None and self.deny is not None:
+            raise ValueError(f"rule {self.name!r} has both approval and deny; choose one")
+        return self
+
+
+class ScoreCheck(Strict):
+    """A per-run check on one of the task's quality scores."""
+
+    name: Name
+    score: Name
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> ScoreCheck:
+        if self.min is None and self.max is None:
+            raise ValueError(f"check {self.name!r} sets neither min nor max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"check {self.name!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+Metric = Literal["pass_rate", "mean_score", "override_rate", "error_rate"]
+
+
+class WindowRule(Strict):
+    """A rule over the last ``window`` runs of a stage."""
+
+    name: Name
+    metric: Metric
+    score: Name | None = Field(default=None, description="For mean_score: which score.")
+    threshold: float
+    window: int = Field(ge=1, description="How many recent runs the rule looks at.")
+    min_sample: int = Field(ge=1, description="Fewer runs than this is inconclusive, never pass.")
+    statistic: Literal["wilson", "normal"] = "wilson"
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> WindowRule:
+        if self.metric == "mean_score":
+            if self.score is None:
+                raise ValueError(f"rule {self.name!r}: mean_score needs `score`")
+            if self.statistic != "normal":
+                raise ValueError(
+                    f"rule {self.name!r}: mean_score uses statistic normal (wilson is for rates)"
+                )
+        else:
+            if self.score is not None:
+                raise ValueError(f"rule {self.name!r}: `score` is only for mean_score")
+            if self.statistic != "wilson":
+                raise ValueError(f"rule {self.name!r}: rates use statistic wilson")
+            if not 0.0 <= self.threshold <= 1.0:
+                raise ValueError(
+                    f"rule {self.name!r}: threshold {self.threshold} is a rate and must lie in [0, 1]"
+                )
+        if self.min_sample > self.window:
+            raise ValueError(
+                f"rule {self.name!r}: min_sample {self.min_sample} is larger than window {self.window}"
+            )
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric in ("pass_rate", "mean_score")
+
+
+class Quality(Strict):
+    checks: tuple[ScoreCheck, ...] = ()
+    window: tuple[WindowRule, ...] = ()
+
+
+class Stage(Strict):
+    name: Name
+    live_fraction: float = Field(ge=0.0, le=1.0)
+    min_runs: int = Field(default=0, ge=0)
+    min_duration: Duration | None = None
+    gate: Literal["auto", "approval", "auto+approval"] = "auto"
+    promoters: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _promoters(self) -> Stage:
+        if "approval" in self.gate and not self.promoters:
+            raise ValueError(f"stage {self.name!r} asks for promotion approval but names no promoters")
+        return self
+
+
+class Rollout(Strict):
+    stages: tuple[Stage, ...] = Field(min_length=1)
+
+
+class StopRule(Strict):
+    when: Name = Field(description="A quality window rule; its breach triggers this stop rule.")
+    action: Literal["pause", "rollback"]
+
+
+class ExceptionRoute(Strict):
+    """Where incomplete or contradictory input, or invalid model output, goes."""
+
+    handles: tuple[Literal["incomplete_input", "contradictory_input", "invalid_model_output"], ...] = (
+        "incomplete_input",
+        "contradictory_input",
+        "invalid_model_output",
+    )
+    reviewers: tuple[Name, ...] = ()
+    roles: tuple[Name, ...] = ()
+    expires_after: Duration
+
+    @model_validator(mode="after")
+    def _someone(self) -> ExceptionRoute:
+        if not self.reviewers and not self.roles:
+            raise ValueError("the exception route names no reviewers and no roles")
+        return self
+
+
+class Evidence(Strict):
+    retention_days: int = Field(ge=1)
+    redact_fields: tuple[str, ...] = ()
+
+
+class Policy(Strict):
+    version: Literal[1]
+    name: Name
+    description: str = ""
+    owner: Owner
+    system_of_record: Name
+    reviewers: Reviewers
+    grants: tuple[Grant, ...] = Field(min_length=1)
+    actions: tuple[ActionRule, ...] = ()
+    quality: Quality = Quality()
+    rollout: Rollout
+    stop_rules: tuple[StopRule, ...] = ()
+    exceptions: ExceptionRoute | None = None
+    evidence: Evidence
+
+    def person(self, person_id: str) -> Person | None:
+        return next((p for p in self.reviewers.people if p.id == person_id), None)
+
+    def members(self, role: str) -> set[str]:
+        return {p.id for p in self.reviewers.people if role in p.roles}
+
+    def eligible(self, reviewers: tuple[str, ...], roles: tuple[str, ...]) -> set[str]:
+        """The people who may act: those named plus the members of the roles."""
+        out = set(reviewers)
+        for role in roles:
+            out |= self.members(role)
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,80 @@
+"""Scope grants: may this run touch this system, resource, operation, fields and record?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policies.model import WRITE_OPERATIONS, Grant, Policy
+
+
+@dataclass(frozen=True)
+class ScopeResult:
+    allowed: bool
+    reason: str
+    grant: str | None = None
+
+
+def check_scope(
+    policy: Policy,
+    system: str,
+    resource: str,
+    operation: str,
+    fields: Iterable[str] = (),
+    record: Mapping[str, Any] | None = None,
+) -> ScopeResult:
+    """Allowed only if one grant covers the operation, every written field and the record.
+
+    A grant that filters records needs the record's current values; without
+    them the answer is no (fail closed).
+    """
+    target = f"{system}.{resource}.{operation}"
+    wanted = sorted(set(fields))
+    candidates = [g for g in policy.grants if g.system == system and g.resource == resource]
+    if not candidates:
+        return ScopeResult(False, f"no grant covers {system}.{resource}")
+    with_op = [g for g in candidates if operation in g.operations]
+    if not with_op:
+        allowed_ops = sorted({op for g in candidates for op in g.operations})
+        return ScopeResult(
+            False,
+            f"no grant allows {target} (grants for {system}.{resource} allow: {', '.join(allowed_ops)})",
+        )
+    reasons: list[str] = []
+    for grant in with_op:
+        problem = _fields_problem(grant, operation, wanted) or _record_problem(grant, record)
+        if problem is None:
+            return ScopeResult(True, f"grant {grant.name} allows {target}", grant.name)
+        reasons.append(problem)
+    return ScopeResult(False, "; ".join(reasons))
+
+
+def _fields_problem(grant: Grant, operation: str, fields: list[str]) -> str | None:
+    if operation not in WRITE_OPERATIONS:
+        return None
+    outside = [f for f in fields if f not in grant.fields]
+    if outside:
+        return (
+            f"field {', '.join(repr(f) for f in outside)} is outside grant {grant.name} "
+            f"(writable: {', '.join(grant.fields)})"
+        )
+    return None
+
+
+def _record_problem(grant: Grant, record: Mapping[str, Any] | None) -> str | None:
+    flt = grant.records
+    if flt is None:
+        return None
+    if record is None:
+        return (
+            f"grant {grant.name} covers only records whose {flt.field} is one of "
+            f"{list(flt.in_)}, and the record's current values are not known"
+        )
+    value = record.get(flt.field)
+    if value not in flt.in_:
+        return (
+            f"record is outside grant {grant.name}: its {flt.field} is {value!r}, "
+            f"the grant covers {list(flt.in_)}"
+        )
+    return None

@@ -1,0 +1,159 @@
+"""`govflow policy check | explain | audit` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies import audit, load_policy, parse_policy
+from tests.unit.policy_docs import BASE
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "policies" / "examples").glob("*.yaml"))
+
+
+def govflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_both_examples_exist() -> None:
+    assert [p.name for p in EXAMPLES] == ["invoice-matching.yaml", "support-triage.yaml"]
+
+
+def test_check_passes_on_the_examples() -> None:
+    done = govflow("policy", "check", *map(str, EXAMPLES))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": ok") == 2
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_audit_reports_no_blocking_gap_on_the_examples(example: Path) -> None:
+    done = govflow("policy", "audit", str(example))
+    assert done.returncode == 0, done.stdout
+    assert "BLOCKING" not in done.stdout
+    assert done.stdout.count("[ok      ]") == 9
+
+
+def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("quorum: 2", "quorum: 9").replace("live_fraction: 1.0", "live_fraction: 0.9"))
+    done = govflow("policy", "check", str(bad), str(EXAMPLES[0]))
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert f"policy {bad}: actions[0].approval.quorum (line 27): quorum 9 is larger" in done.stdout
+    assert f"policy {bad}: rollout.stages[1].live_fraction (line 40)" in done.stdout
+    assert lines[-1].endswith("invoice-matching.yaml: ok")
+
+
+def test_check_names_an_unreadable_file(tmp_path: Path) -> None:
+    done = govflow("policy", "check", str(tmp_path / "missing.yaml"))
+    assert done.returncode == 1
+    assert done.stdout == f"policy {tmp_path / 'missing.yaml'}: cannot read: No such file or directory\n"
+
+
+def test_explain_prints_the_decision_and_its_rule() -> None:
+    action = {
+        "action_id": "p1",
+        "system": "finance",
+        "resource": "payment",
+        "operation": "create",
+        "fields": {"invoice_id": "INV-7", "amount": 990, "currency": "EUR"},
+    }
+    done = govflow(
+        "policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(action), "--requester", "gus"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "decision needs_approval" in done.stdout
+    assert (
+        "rule payment-change: 2 of [dana, erik, farah], separation of duties on, signature required"
+        in done.stdout
+    )
+
+    delete = {**action, "operation": "delete"}
+    done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(delete))
+    assert "decision deny" in done.stdout
+    assert "rule     scope" in done.stdout
+
+
+def test_explain_refuses_a_malformed_action() -> None:
+    done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", '{"system": "finance"}')
+    assert done.returncode == 1
+    assert "--action is not a valid action: action_id: Field required" in done.stderr
+
+
+GAPPY = (
+    BASE.replace("      quorum: 2\n", "      quorum: 2\n      separation_of_duties: false\n")
+    .replace("stop_rules:\n  - {when: pass-rate, action: pause}\n", "")
+    .replace(
+        "{name: shadow, live_fraction: 0.0, min_runs: 10}", "{name: canary, live_fraction: 0.1, min_runs: 10}"
+    )
+    .replace("exceptions:\n  roles: [lead]\n  expires_after: 1d\n", "")
+    .replace("  redact_fields: [email]\n", "")
+    .replace("    operations: [read, update]\n", "    operations: [read, update, delete]\n")
+    .replace(
+        "      expires_after: 4h\n  - name: notes",
+        "      expires_after: 4h\n      signature_required: true\n  - name: notes",
+    )
+)
+
+
+def test_a_policy_with_gaps_gets_each_one_named() -> None:
+    lines = {line.question: line for line in audit(parse_policy(GAPPY))}
+    expect = {
+        "Does every write the grants allow have an action rule?": (
+            "gap",
+            "crm.contact.delete (grant contacts) has no rule",
+        ),
+        "Is separation of duties on where the risk calls for it?": (
+            "blocking",
+            "high-risk rule status-change lets the requester approve",
+        ),
+        "Are there stop rules that pause or roll back, on which metrics, with what minimum sample?": (
+            "blocking",
+            "no stop rules",
+        ),
+        "Is there a rollout plan that starts in shadow?": (
+            "blocking",
+            "the first stage 'canary' is 10% live",
+        ),
+        "Is there an exception route for incomplete or contradictory input?": (
+            "blocking",
+            "no exception route",
+        ),
+        "Are evidence retention and redaction set?": ("gap", "no redacted fields"),
+        "Do the reviewers who must sign have keys?": (
+            "blocking",
+            "alice must sign for status-change but has no public key; bob must sign",
+        ),
+    }
+    for question, (status, detail) in expect.items():
+        assert lines[question].status == status, (question, lines[question])
+        assert detail in lines[question].detail, (question, lines[question])
+    assert lines["Is there a named owner and a system of record?"].status == "ok"
+
+
+def test_audit_exits_1_on_a_blocking_gap(tmp_path: Path) -> None:
+    gappy = tmp_path / "gappy.yaml"
+    gappy.write_text(GAPPY)
+    done = govflow("policy", "audit", str(gappy))
+    assert done.returncode == 1
+    assert "[BLOCKING] Is there a rollout plan that starts in shadow?" in done.stdout
+    assert done.stdout.rstrip().endswith("Blocking gaps: fix them before launch.")
+
+
+def test_the_examples_are_what_the_issue_asked_for() -> None:
+    triage = load_policy(EXAMPLES[1])
+    (churn,) = [r for r in triage.actions if r.name == "flag-churn-risk"]
+    assert churn.approval is not None
+    assert (churn.approval.quorum, churn.approval.separation_of_duties) == (2, True)
+    invoices = load_policy(EXAMPLES[0])
+    (pay,) = [r for r in invoices.actions if r.name == "payment-change"]
+    assert pay.approval is not None
+    assert pay.approval.signature_required
+    assert pay.approval.expires_after.total_seconds() == 4 * 3600
+    assert pay.approval.on_expiry == "reject"

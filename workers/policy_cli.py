@@ -1,0 +1,98 @@
+"""`govflow policy check | explain | audit`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from policies import Action, NeedsApproval, PolicyError, RunContext, audit, decide, load_policy
+from policies.audit import blocking
+from policies.errors import GovflowError
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            load_policy(path)
+        except PolicyError as exc:
+            failed += 1
+            for issue in exc.issues:
+                print(str(issue))
+            continue
+        print(f"policy {path}: ok")
+    return 1 if failed else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)
+    try:
+        action = Action.model_validate_json(args.action)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'action'}: {e['msg']}" for e in exc.errors()
+        )
+        raise GovflowError(f"--action is not a valid action: {problems}") from None
+    record = json.loads(args.record) if args.record else None
+    ctx = RunContext(run_id="explain", requester=args.requester, now=datetime.now(UTC), record=record)
+    decision = decide(policy, action, ctx)
+    print(f"action   {action.target} record {action.record_id} fields {json.dumps(action.fields)}")
+    print(f"digest   {action.digest()}")
+    print(f"decision {decision.kind}")
+    print(f"reason   {decision.reason}")
+    if isinstance(decision, NeedsApproval):
+        for gate in decision.gates:
+            sod = "on" if gate.separation_of_duties else "off"
+            signature = "required" if gate.signature_required else "no"
+            expiry = (
+                gate.on_expiry if isinstance(gate.on_expiry, str) else f"escalate to {gate.on_expiry.to_role}"
+            )
+            print(
+                f"gate     rule {gate.rule}: {gate.quorum} of [{', '.join(gate.eligible)}], "
+                f"separation of duties {sod}, signature {signature}, "
+                f"expires {gate.expires_at.isoformat()}, on expiry {expiry}"
+            )
+    else:
+        print(f"rule     {', '.join(decision.rules) if decision.kind == 'allow' else decision.rule}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)
+    lines = audit(policy)
+    marks = {"ok": "ok      ", "gap": "GAP     ", "blocking": "BLOCKING"}
+    print(f"Production readiness of policy {policy.name} ({args.file})")
+    for line in lines:
+        print(f"  [{marks[line.status]}] {line.question}")
+        print(f"             {line.detail}")
+    if blocking(lines):
+        print("Blocking gaps: fix them before launch.")
+        return 1
+    gaps = sum(line.status == "gap" for line in lines)
+    print(f"No blocking gaps ({gaps} non-blocking).")
+    return 0
+
+
+def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = sub.add_parser("policy", help="check, explain and audit policy files")
+    psub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = psub.add_parser("check", help="validate policy files; list every error")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=cmd_check, needs_settings=False)
+    explain = psub.add_parser("explain", help="print the decision for one action and the rule behind it")
+    explain.add_argument("file", metavar="FILE")
+    explain.add_argument(
+        "--action",
+        required=True,
+        help='JSON, e.g. \'{"action_id":"a1","system":"crm","resource":"contact",'
+        '"operation":"update","record_id":"42","fields":{"status":"churn-risk"}}\'',
+    )
+    explain.add_argument("--requester", default="requester", help="who asks for the run")
+    explain.add_argument("--record", help="the record's current values as JSON (for record filters)")
+    explain.set_defaults(func=cmd_explain, needs_settings=False)
+    aud = psub.add_parser("audit", help="production-readiness report; exit 1 on a blocking gap")
+    aud.add_argument("file", metavar="FILE")
+    aud.set_defaults(func=cmd_audit, needs_settings=False)
