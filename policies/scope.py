@@ -23,11 +23,14 @@ def check_scope(
     operation: str,
     fields: Iterable[str] = (),
     record: Mapping[str, Any] | None = None,
+    *,
+    check_records: bool = True,
 ) -> ScopeResult:
     """Allowed only if one grant covers the operation, every written field and the record.
 
     A grant that filters records needs the record's current values; without
-    them the answer is no (fail closed).
+    them the answer is no (fail closed). ``check_records=False`` skips record
+    filters, for a first check before the record has been read.
     """
     target = f"{system}.{resource}.{operation}"
     wanted = sorted(set(fields))
@@ -43,7 +46,9 @@ def check_scope(
         )
     reasons: list[str] = []
     for grant in with_op:
-        problem = _fields_problem(grant, operation, wanted) or _record_problem(grant, record)
+        problem = _fields_problem(grant, operation, wanted) or (
+            _record_problem(grant, record) if check_records else None
+        )
         if problem is None:
             return ScopeResult(True, f"grant {grant.name} allows {target}", grant.name)
         reasons.append(problem)

@@ -12,33 +12,42 @@ from temporalio.worker import Worker
 
 from activities.evidence import EvidenceStore
 from activities.evidence_activities import EvidenceActivities
+from activities.registry import Registry
+from activities.run_activities import RunActivities
+from workflows.governed_run import GovernedRunWorkflow
 
 
 def build_worker(
     client: Client,
     task_queue: str,
     store: EvidenceStore,
+    registry: Registry | None = None,
     *,
     workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
+    **worker_options: Any,
 ) -> Worker:
+    """A worker for govflow's workflows and activities (plus any given, for tests)."""
     evidence = EvidenceActivities(store)
+    runs = RunActivities(registry or Registry(), store)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(workflows),
-        activities=[evidence.append_evidence, *extra_activities],
+        workflows=[GovernedRunWorkflow, *workflows],
+        activities=[evidence.append_evidence, *runs.all(), *extra_activities],
+        **worker_options,
     )
 
 
-async def run_worker(client: Client, task_queue: str, database_url: str) -> None:
+async def run_worker(client: Client, task_queue: str, database_url: str, registry: Registry) -> None:
     """Run until SIGINT or SIGTERM, then drain and stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EvidenceStore.open(database_url) as store:
-        worker = build_worker(client, task_queue, store)
+        worker = build_worker(client, task_queue, store, registry)
         async with worker:
-            print(f"govflow worker polling task queue {task_queue!r}; Ctrl-C stops it", flush=True)
+            tasks = ", ".join(f"{r.task.name} v{r.task.version}" for r in registry) or "none"
+            print(f"govflow worker polling task queue {task_queue!r}; tasks: {tasks}; Ctrl-C stops it", flush=True)
             await stop.wait()

@@ -1,0 +1,25 @@
+"""Connectors to systems of record, and the scope guard every call passes."""
+
+from __future__ import annotations
+
+from activities.connectors.base import Connector, ConnectorError, Record, WriteRequest, WriteResult
+from activities.connectors.guard import ReadLog, ScopedConnectors, ScopeRefusal, ScopeViolation
+from activities.connectors.http import HttpJsonConnector
+from activities.connectors.postgres import IDEMPOTENCY_DDL, PostgresTableConnector, SharedPool, Table
+
+__all__ = [
+    "IDEMPOTENCY_DDL",
+    "Connector",
+    "ConnectorError",
+    "HttpJsonConnector",
+    "PostgresTableConnector",
+    "ReadLog",
+    "Record",
+    "ScopeRefusal",
+    "ScopeViolation",
+    "ScopedConnectors",
+    "SharedPool",
+    "Table",
+    "WriteRequest",
+    "WriteResult",
+]

@@ -1,0 +1,114 @@
+"""The scope guard: every connector call checked against the run's grants, in the activity."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from activities.connectors.base import Connector, Record, WriteRequest, WriteResult
+from policies import Policy, check_scope
+from policies.errors import GovflowError
+
+
+class ScopeViolation(GovflowError):
+    """A call outside the run's grants. Never retried; recorded as evidence."""
+
+    def __init__(self, refusal: ScopeRefusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+class ScopeRefusal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    system: str
+    resource: str
+    operation: str
+    record_id: str | None
+    fields: list[str]
+    reason: str
+
+
+class ReadLog(BaseModel):
+    """One scoped read, for the evidence and for decisions on record filters."""
+
+    system: str
+    resource: str
+    record_id: str
+    values: Record | None
+
+
+class ScopedConnectors:
+    """The only way a task or a publish step reaches a system of record."""
+
+    def __init__(self, policy: Policy, connectors: dict[str, Connector]) -> None:
+        self._policy = policy
+        self._connectors = connectors
+        self.reads: list[ReadLog] = []
+
+    def _connector(self, system: str, resource: str, operation: str, record_id: str | None) -> Connector:
+        connector = self._connectors.get(system)
+        if connector is None:
+            raise ScopeViolation(
+                ScopeRefusal(
+                    system=system,
+                    resource=resource,
+                    operation=operation,
+                    record_id=record_id,
+                    fields=[],
+                    reason=f"no connector for system {system!r} is configured on this worker",
+                )
+            )
+        return connector
+
+    def _refuse_unless(
+        self,
+        system: str,
+        resource: str,
+        operation: str,
+        record_id: str | None,
+        fields: list[str],
+        record: Record | None = None,
+        *,
+        check_records: bool,
+    ) -> None:
+        result = check_scope(
+            self._policy, system, resource, operation, fields, record, check_records=check_records
+        )
+        if not result.allowed:
+            raise ScopeViolation(
+                ScopeRefusal(
+                    system=system,
+                    resource=resource,
+                    operation=operation,
+                    record_id=record_id,
+                    fields=fields,
+                    reason=result.reason,
+                )
+            )
+
+    async def read(self, system: str, resource: str, record_id: str) -> Record | None:
+        """Read one record, if a grant allows reading it (record filters checked on the result)."""
+        self._refuse_unless(system, resource, "read", record_id, [], check_records=False)
+        values = await self._connector(system, resource, "read", record_id).read(resource, record_id)
+        if values is not None:
+            self._refuse_unless(system, resource, "read", record_id, [], values, check_records=True)
+        self.reads.append(ReadLog(system=system, resource=resource, record_id=record_id, values=values))
+        return values
+
+    async def write(self, system: str, request: WriteRequest) -> WriteResult:
+        """Write through the connector; the record filter is checked on the locked current record."""
+        fields = sorted(request.fields)
+        self._refuse_unless(
+            system, request.resource, request.operation, request.record_id, fields, check_records=False
+        )
+
+        def check(current: Record | None) -> None:
+            # A record being created is judged by the values it would get.
+            subject = current if current is not None else dict(request.fields)
+            self._refuse_unless(
+                system, request.resource, request.operation, request.record_id, fields, subject,
+                check_records=True,
+            )  # fmt: skip
+
+        connector = self._connector(system, request.resource, request.operation, request.record_id)
+        return await connector.write(request, check)

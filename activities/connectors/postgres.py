@@ -1,0 +1,205 @@
+"""A Postgres table as a system of record.
+
+Writes are idempotent by key: the key, the before image and the after image
+are stored in ``govflow_idempotency`` in the same transaction as the change,
+so a retried write (a worker killed after it committed) returns the stored
+images and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict
+
+from activities.connectors.base import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
+
+IDEMPOTENCY_DDL = """
+CREATE TABLE IF NOT EXISTS govflow_idempotency (
+    key         text PRIMARY KEY,
+    system      text NOT NULL,
+    resource    text NOT NULL,
+    record_id   text NOT NULL,
+    operation   text NOT NULL,
+    before      jsonb,
+    after       jsonb,
+    written_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class SharedPool:
+    """A pool made on first use, so connectors can be declared before the event loop runs."""
+
+    def __init__(self, dsn: str, *, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> asyncpg.Pool:
+        if self._pool is None:
+            if self._lock is None:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._pool is None:
+                    try:
+                        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max_size)
+                    except (OSError, asyncpg.PostgresError) as exc:
+                        raise ConnectorError(f"cannot connect to {self.dsn}: {exc}", retryable=True) from exc
+        assert self._pool is not None
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    key: str = "id"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _jsonable(row: asyncpg.Record | None) -> Record | None:
+    if row is None:
+        return None
+    # Through JSON so dates, decimals and the like become plain JSON values.
+    return dict(json.loads(json.dumps(dict(row), default=str)))
+
+
+class PostgresTableConnector:
+    """``resource`` -> table. Reads and writes whole rows by key."""
+
+    def __init__(self, system: str, pool: SharedPool, tables: dict[str, Table]) -> None:
+        self.system = system
+        self._shared = pool
+        self._tables = tables
+        self._columns: dict[str, set[str]] = {}
+
+    def _table(self, resource: str) -> Table:
+        table = self._tables.get(resource)
+        if table is None:
+            raise ConnectorError(
+                f"{self.system}: no table is configured for resource {resource!r}", retryable=False
+            )
+        return table
+
+    async def _known_columns(self, conn: asyncpg.Connection, table: Table) -> set[str]:
+        if table.name not in self._columns:
+            rows = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table.name
+            )
+            if not rows:
+                raise ConnectorError(f"{self.system}: table {table.name!r} does not exist", retryable=False)
+            self._columns[table.name] = {r["column_name"] for r in rows}
+        return self._columns[table.name]
+
+    async def read(self, resource: str, record_id: str) -> Record | None:
+        table = self._table(resource)
+        try:
+            pool = await self._shared.get()
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    f"SELECT * FROM {_ident(table.name)} WHERE {_ident(table.key)} = $1", record_id
+                )
+        except (OSError, asyncpg.PostgresConnectionError) as exc:
+            raise ConnectorError(f"{self.system}: cannot read {resource} {record_id}: {exc}", retryable=True) from exc
+        return _jsonable(row)
+
+    async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
+        table = self._table(request.resource)
+        try:
+            pool = await self._shared.get()
+            async with pool.acquire() as conn, conn.transaction():
+                done = await conn.fetchrow(
+                    "SELECT before, after FROM govflow_idempotency WHERE key = $1", request.idempotency_key
+                )
+                if done is not None:
+                    return WriteResult(
+                        before=_decode(done["before"]), after=_decode(done["after"]), replayed=True
+                    )
+                columns = await self._known_columns(conn, table)
+                unknown = sorted(set(request.fields) - columns)
+                if unknown:
+                    raise ConnectorError(
+                        f"{self.system}.{request.resource}: no column {', '.join(unknown)} "
+                        f"in table {table.name}",
+                        retryable=False,
+                    )
+                where = f"{_ident(table.key)} = $1"
+                before_row = await conn.fetchrow(
+                    f"SELECT * FROM {_ident(table.name)} WHERE {where} FOR UPDATE", request.record_id
+                )
+                before = _jsonable(before_row)
+                check(before)
+                after = await self._apply(conn, table, request, before is not None)
+                await conn.execute(
+                    "INSERT INTO govflow_idempotency (key, system, resource, record_id, operation, before, after)"
+                    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
+                    request.idempotency_key,
+                    self.system,
+                    request.resource,
+                    request.record_id,
+                    request.operation,
+                    json.dumps(before),
+                    json.dumps(after),
+                )
+                return WriteResult(before=before, after=after)
+        except (OSError, asyncpg.PostgresConnectionError) as exc:
+            raise ConnectorError(
+                f"{self.system}: write {request.idempotency_key} failed: {exc}", retryable=True
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            raise ConnectorError(
+                f"{self.system}.{request.resource} {request.record_id}: {exc}", retryable=False
+            ) from exc
+
+    async def _apply(
+        self, conn: asyncpg.Connection, table: Table, request: WriteRequest, exists: bool
+    ) -> Record | None:
+        name, key = _ident(table.name), _ident(table.key)
+        names = list(request.fields)
+        values: list[Any] = [request.fields[n] for n in names]
+        if request.operation == "delete":
+            if not exists:
+                raise ConnectorError(f"{self.system}: {request.record_id} does not exist", retryable=False)
+            await conn.execute(f"DELETE FROM {name} WHERE {key} = $1", request.record_id)
+            return None
+        if request.operation == "create":
+            cols = [key, *(_ident(n) for n in names)]
+            params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+            row = await conn.fetchrow(
+                f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({params}) RETURNING *",
+                request.record_id,
+                *values,
+            )
+            return _jsonable(row)
+        if not exists:
+            raise ConnectorError(
+                f"{self.system}.{request.resource}: record {request.record_id} does not exist", retryable=False
+            )
+        if not names:
+            row = await conn.fetchrow(f"SELECT * FROM {name} WHERE {key} = $1", request.record_id)
+            return _jsonable(row)
+        sets = ", ".join(f"{_ident(n)} = ${i}" for i, n in enumerate(names, start=2))
+        row = await conn.fetchrow(
+            f"UPDATE {name} SET {sets} WHERE {key} = $1 RETURNING *", request.record_id, *values
+        )
+        return _jsonable(row)
+
+
+def _decode(value: Any) -> Record | None:
+    if value is None:
+        return None
+    decoded = json.loads(value) if isinstance(value, str) else value
+    return decoded if isinstance(decoded, dict) else None

@@ -1,0 +1,28 @@
+"""A small local model so everything runs offline: a deterministic function of the prompt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from activities.models.base import ModelRequest, ModelResponse
+
+
+class LocalBaselineModel:
+    """Answers with ``responder(request)``; tasks ship their own responder (rules, not weights)."""
+
+    def __init__(self, responder: Callable[[ModelRequest], str], name: str = "local-baseline") -> None:
+        self._responder = responder
+        self.model = name
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        text = self._responder(request)
+        prompt = sum(len(m.content.split()) for m in request.messages)
+        return ModelResponse(
+            text=text,
+            model=self.model,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            prompt_tokens=prompt,
+            completion_tokens=len(text.split()),
+        )

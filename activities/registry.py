@@ -1,0 +1,68 @@
+"""Which tasks this worker runs, each with its policy, connectors and model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from activities.connectors.base import Connector
+from activities.models.base import ModelClient
+from activities.tasks.contract import Task
+from policies import Policy, load_policy, policy_digest
+from policies.errors import GovflowError
+
+
+class UnknownTask(GovflowError):
+    """A run names a task (or version) no worker registered."""
+
+
+@dataclass
+class Registration:
+    task: Task[Any, Any, Any]
+    policy: Policy
+    connectors: dict[str, Connector]
+    model: ModelClient
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.digest = policy_digest(self.policy)
+        systems = {g.system for g in self.policy.grants}
+        missing = sorted(systems - set(self.connectors))
+        if missing:
+            raise GovflowError(
+                f"task {self.task.name}: policy {self.policy.name} grants access to "
+                f"{', '.join(missing)} but no connector is registered for it"
+            )
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], Registration] = {}
+
+    def register(
+        self,
+        task: Task[Any, Any, Any],
+        *,
+        policy: Policy | str | Path,
+        connectors: Mapping[str, Connector],
+        model: ModelClient,
+    ) -> Registration:
+        """Register a task with its policy (a file or a loaded policy), connectors and model."""
+        loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+        reg = Registration(task=task, policy=loaded, connectors=dict(connectors), model=model)
+        if task.key in self._by_key:
+            raise GovflowError(f"task {task.name} version {task.version} is registered twice")
+        self._by_key[task.key] = reg
+        return reg
+
+    def get(self, task: str, version: str) -> Registration:
+        reg = self._by_key.get((task, version))
+        if reg is None:
+            known = ", ".join(f"{n} v{v}" for n, v in sorted(self._by_key)) or "none"
+            raise UnknownTask(f"no worker task {task!r} version {version!r} (registered: {known})")
+        return reg
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_key.values())

@@ -1,0 +1,197 @@
+"""The activities of a governed run: all of its I/O, each idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.connectors.base import ConnectorError, WriteRequest
+from activities.connectors.guard import ScopedConnectors, ScopeViolation
+from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
+from activities.evidence.records import PROJECTED
+from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
+from activities.registry import Registry, UnknownTask
+from activities.run_models import (
+    SCOPE_VIOLATION,
+    EvidenceItem,
+    GatherInput,
+    GatherResult,
+    ProposeInput,
+    ProposeResult,
+    PublishInput,
+    PublishResult,
+    RecordEvidence,
+    RunSetup,
+    StartRun,
+)
+from activities.tasks.contract import TaskInputError
+
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, fields: frozenset[str]) -> Any:
+    """Replace the values of keys named in ``fields``, at any depth."""
+    if not fields:
+        return value
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in fields else redact(v, fields)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, fields) for v in value]
+    return value
+
+
+class _RecordingModel:
+    """Keeps every response, so the evidence names the model, latency and tokens."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: list[ModelResponse] = []
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        response: ModelResponse = await self._inner.complete(request)
+        self.calls.append(response)
+        return response
+
+
+def _fail(exc: Exception, kind: str, *, retryable: bool = False, details: Any = None) -> ApplicationError:
+    args = (details,) if details is not None else ()
+    return ApplicationError(str(exc), *args, type=kind, non_retryable=not retryable)
+
+
+class RunActivities:
+    def __init__(self, registry: Registry, store: EvidenceStore) -> None:
+        self._registry = registry
+        self._store = store
+
+    def _registration(self, task: str, version: str):  # type: ignore[no-untyped-def]
+        try:
+            return self._registry.get(task, version)
+        except UnknownTask as exc:
+            raise _fail(exc, "UnknownTask") from exc
+
+    async def _append(self, run_id: str, seq: int, at: Any, item: EvidenceItem, redact_fields: frozenset[str]) -> None:
+        payload = redact(item.payload, redact_fields)
+        event = EvidenceEvent(stream="run", stream_id=run_id, seq=seq, kind=item.kind, occurred_at=at, payload=payload)
+        projection_type = PROJECTED.get(item.kind)
+        projection = projection_type.model_validate(payload) if projection_type else None
+        try:
+            await self._store.append(event, projection)
+        except (EvidenceConflictError, EvidenceGapError) as exc:
+            raise _fail(exc, type(exc).__name__) from exc
+
+    @activity.defn(name="govflow.start_run")
+    async def start_run(self, start: StartRun) -> RunSetup:
+        """Record the run and its opening event; hand the workflow its policy."""
+        reg = self._registration(start.task, start.task_version)
+        await self._store.start_run(
+            RunRecord(
+                run_id=start.run_id,
+                task=start.task,
+                task_version=start.task_version,
+                policy_digest=reg.digest,
+                item_key=start.item_key,
+                requester=start.requester,
+                stage=start.stage,
+                mode=start.mode,
+                started_at=start.at,
+            )
+        )
+        return RunSetup(policy=reg.policy, policy_digest=reg.digest, next_seq=2)
+
+    @activity.defn(name="govflow.record_evidence")
+    async def record_evidence(self, rec: RecordEvidence) -> int:
+        """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry."""
+        reg = self._registration(rec.task, rec.task_version)
+        redact_fields = frozenset(reg.policy.evidence.redact_fields)
+        for offset, item in enumerate(rec.items):
+            await self._append(rec.run_id, rec.seq + offset, rec.at, item, redact_fields)
+        return rec.seq + len(rec.items)
+
+    @activity.defn(name="govflow.gather")
+    async def gather(self, inp: GatherInput) -> GatherResult:
+        reg = self._registration(inp.task, inp.task_version)
+        io = ScopedConnectors(reg.policy, reg.connectors)
+        try:
+            item = reg.task.item_model.model_validate(inp.item)
+        except ValueError as exc:
+            raise _fail(exc, "incomplete_input") from exc
+        try:
+            context = await reg.task.gather(item, io)
+        except ScopeViolation as exc:
+            raise _fail(exc, SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
+        except TaskInputError as exc:
+            raise _fail(exc, exc.kind) from exc
+        except ConnectorError as exc:
+            raise _fail(exc, "ConnectorError", retryable=exc.retryable) from exc
+        return GatherResult(context=context.model_dump(mode="json"), reads=io.reads)
+
+    @activity.defn(name="govflow.propose")
+    async def propose(self, inp: ProposeInput) -> ProposeResult:
+        reg = self._registration(inp.task, inp.task_version)
+        model = _RecordingModel(reg.model)
+        context = reg.task.context_model.model_validate(inp.context)
+        try:
+            proposal = await reg.task.propose(context, model)
+        except InvalidModelOutput as exc:
+            return ProposeResult(invalid=str(exc), calls=model.calls)
+        except ModelError as exc:
+            raise _fail(exc, "ModelError", retryable=exc.retryable) from exc
+        return ProposeResult(
+            actions=proposal.actions,
+            scores=proposal.scores,
+            proposal=proposal.model_dump(mode="json"),
+            calls=model.calls,
+        )
+
+    @activity.defn(name="govflow.publish")
+    async def publish(self, inp: PublishInput) -> PublishResult:
+        """Write one approved action through the scope guard, then record the touched record.
+
+        Idempotency key = run id + action id: a retry after a crash between the
+        write and its evidence gets the stored before/after images back and
+        records them; the record is written once.
+        """
+        reg = self._registration(inp.task, inp.task_version)
+        io = ScopedConnectors(reg.policy, reg.connectors)
+        action = inp.action
+        key = f"{inp.run_id}:{action.action_id}"
+        if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
+            raise ApplicationError(
+                f"action {action.action_id} ({action.target}) is not a write with a record id",
+                type="InvalidAction",
+                non_retryable=True,
+            )
+        request = WriteRequest(
+            resource=action.resource,
+            record_id=action.record_id,
+            operation=action.operation,  # type: ignore[arg-type]
+            fields=action.fields,
+            idempotency_key=key,
+        )
+        try:
+            result = await io.write(action.system, request)
+        except ScopeViolation as exc:
+            raise _fail(exc, SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
+        except ConnectorError as exc:
+            raise _fail(exc, "ConnectorError", retryable=exc.retryable) from exc
+        touched = EvidenceItem(
+            kind="touched_record",
+            payload={
+                "action_id": action.action_id,
+                "system": action.system,
+                "resource": action.resource,
+                "record_id": action.record_id,
+                "operation": action.operation,
+                "mode": "live",
+                "idempotency_key": key,
+                "before_image": result.before,
+                "after_image": result.after,
+            },
+        )
+        await self._append(inp.run_id, inp.seq, inp.at, touched, frozenset(reg.policy.evidence.redact_fields))
+        return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
+
+    def all(self) -> list[Any]:
+        return [self.gather, self.propose, self.publish, self.start_run, self.record_evidence]

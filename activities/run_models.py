@@ -1,0 +1,97 @@
+"""Inputs and results of the governed-run activities; the workflow passes them through."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.connectors.guard import ReadLog
+from activities.models.base import ModelResponse
+from policies import Action, Policy
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class StartRun(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    item_key: str
+    requester: str
+    stage: str
+    mode: Literal["shadow", "live"]
+    at: datetime
+
+
+class RunSetup(_Model):
+    policy: Policy
+    policy_digest: str
+    next_seq: int
+
+
+class GatherInput(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    item: dict[str, Any]
+
+
+class GatherResult(_Model):
+    context: dict[str, Any]
+    reads: list[ReadLog] = Field(default_factory=list)
+
+
+class ProposeInput(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    context: dict[str, Any]
+
+
+class ProposeResult(_Model):
+    """A valid proposal (actions and scores), or why the output was invalid; model calls either way."""
+
+    actions: list[Action] = Field(default_factory=list)
+    scores: dict[str, float] = Field(default_factory=dict)
+    proposal: dict[str, Any] | None = None
+    invalid: str | None = None
+    calls: list[ModelResponse] = Field(default_factory=list)
+
+
+class PublishInput(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    action: Action
+    seq: int = Field(description="The evidence sequence number of this write's touched_record row.")
+    at: datetime
+
+
+class PublishResult(_Model):
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    replayed: bool
+
+
+class EvidenceItem(_Model):
+    kind: str
+    payload: dict[str, Any]
+
+
+class RecordEvidence(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    seq: int
+    at: datetime
+    items: list[EvidenceItem]
+
+
+# ApplicationError types the workflow matches on.
+SCOPE_VIOLATION = "ScopeViolation"
+INCOMPLETE_INPUT = "incomplete_input"
+CONTRADICTORY_INPUT = "contradictory_input"

@@ -1,0 +1,13 @@
+"""The task contract, and example tasks."""
+
+from __future__ import annotations
+
+from activities.tasks.contract import (
+    ContradictoryInput,
+    IncompleteInput,
+    Proposal,
+    Task,
+    TaskInputError,
+)
+
+__all__ = ["ContradictoryInput", "IncompleteInput", "Proposal", "Task", "TaskInputError"]

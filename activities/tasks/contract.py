@@ -1,0 +1,77 @@
+"""The task contract: what an engineer writes to put an AI step under govflow.
+
+A task gathers context through scoped connectors and proposes actions; it
+never writes. govflow decides, asks for approval, publishes and keeps evidence.
+
+    class SupportTriage(Task[TicketItem, TicketContext, TriageProposal]):
+        name = "support-triage"
+        version = "1"
+        item_model, context_model, proposal_model = TicketItem, TicketContext, TriageProposal
+
+        async def gather(self, item, io):            # io: ScopedConnectors
+            ticket = await io.read("ticketing", "ticket", item.ticket_id)
+            ...
+        async def propose(self, context, model):     # model: ModelClient
+            response = await model.complete(ModelRequest(messages=[...]))
+            return parse_output(TriageProposal, response.text)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from activities.connectors.guard import ScopedConnectors
+from activities.models.base import ModelClient
+from policies.actions import Action
+from policies.errors import GovflowError
+
+
+class Proposal(BaseModel):
+    """What a task's propose step returns: actions, and the quality scores of the AI step."""
+
+    actions: list[Action] = Field(default_factory=list)
+    scores: dict[str, float] = Field(default_factory=dict)
+    rationale: str = ""
+
+
+class TaskInputError(GovflowError):
+    """Input a task cannot decide on; it goes to the exception route, never to a guess."""
+
+    kind: ClassVar[Literal["incomplete_input", "contradictory_input"]]
+
+
+class IncompleteInput(TaskInputError):
+    kind = "incomplete_input"
+
+
+class ContradictoryInput(TaskInputError):
+    kind = "contradictory_input"
+
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+ContextT = TypeVar("ContextT", bound=BaseModel)
+ProposalT = TypeVar("ProposalT", bound=Proposal)
+
+
+class Task(ABC, Generic[ItemT, ContextT, ProposalT]):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    item_model: ClassVar[type[BaseModel]]
+    context_model: ClassVar[type[BaseModel]]
+    proposal_model: ClassVar[type[Proposal]]
+
+    @abstractmethod
+    async def gather(self, item: ItemT, io: ScopedConnectors) -> ContextT:
+        """Read what the AI step needs, through ``io`` only. Raise IncompleteInput or
+        ContradictoryInput when the input cannot be decided on."""
+
+    @abstractmethod
+    async def propose(self, context: ContextT, model: ModelClient) -> ProposalT:
+        """Call the model and return its proposal (use ``parse_output`` to validate it)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.version)

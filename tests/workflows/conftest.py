@@ -1,0 +1,80 @@
+"""Fixtures for governed runs: a seeded system of record, the example registry, a worker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import Registry
+from activities.tasks import support_triage
+from workers.app import example_registry
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.run_models import RunInput, RunStatus
+
+
+@pytest.fixture
+async def sor_url(empty_database_url: str) -> str:
+    """A support system of record: 20 tickets, one contact each."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await support_triage.seed(conn, 20)
+    finally:
+        await conn.close()
+    return empty_database_url
+
+
+@pytest.fixture
+def registry(sor_url: str) -> Registry:
+    return example_registry(sor_url)
+
+
+async def sor_fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def start_run(
+    client: Client, task_queue: str, ticket: str, *, mode: str = "live", requester: str = "priya"
+) -> WorkflowHandle[GovernedRunWorkflow, Any]:
+    return await client.start_workflow(
+        GovernedRunWorkflow.run,
+        RunInput(
+            task="support-triage",
+            item_key=ticket,
+            item={"ticket_id": ticket},
+            requester=requester,
+            mode=mode,  # type: ignore[arg-type]
+        ),
+        id=f"run-{uuid.uuid4()}",
+        task_queue=task_queue,
+    )
+
+
+async def wait_for(
+    handle: WorkflowHandle[GovernedRunWorkflow, Any],
+    predicate: Callable[[RunStatus], bool],
+    env: WorkflowEnvironment | None = None,
+    tries: int = 200,
+) -> RunStatus:
+    """Query the run until ``predicate`` holds (bounded), without sleeping on wall time."""
+    import asyncio
+
+    status = None
+    for _ in range(tries):
+        status = await handle.query(GovernedRunWorkflow.status)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not reached; last status: {status}")
+
+
+Waiter = Callable[..., Awaitable[RunStatus]]

@@ -1,0 +1,57 @@
+"""What a worker runs: an :class:`activities.registry.Registry` of tasks.
+
+``govflow worker`` loads ``GOVFLOW_APP`` / ``--app module:attr``, where ``attr``
+is a Registry or a function ``(Settings) -> Registry``. The default is the
+support-triage example over the local stack's system-of-record database.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from activities.connectors import SharedPool
+from activities.registry import Registry
+from activities.tasks import support_triage
+from policies.errors import GovflowError
+from workers.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
+SOR_DATABASE = "support_sor"
+
+
+def example_registry(sor_dsn: str, *, degraded: float = 0.0) -> Registry:
+    """The support-triage example: one line registers the task with its policy."""
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=EXAMPLES / "support-triage.yaml",
+        connectors=support_triage.connectors(SharedPool(sor_dsn)),
+        model=support_triage.baseline_model(degraded),
+    )
+    return registry
+
+
+def load_app(spec: str, settings: Settings, database_url: str) -> Registry:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise GovflowError(f"--app {spec!r}: write it as module:attribute, e.g. myteam.govflow_app:registry")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise GovflowError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
+    target: Any = getattr(module, attr, None)
+    if target is None:
+        raise GovflowError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
+    if callable(target) and not isinstance(target, Registry):
+        target = target(settings, database_url)
+    if not isinstance(target, Registry):
+        raise GovflowError(f"--app {spec!r}: expected a Registry, got {type(target).__name__}")
+    return target
+
+
+def default_app(settings: Settings, database_url: str) -> Registry:
+    from workers.stack import with_database
+
+    return example_registry(with_database(database_url, SOR_DATABASE))

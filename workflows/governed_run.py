@@ -1,0 +1,728 @@
+"""GovernedRunWorkflow: gather -> propose -> score -> decide -> approve -> publish, with evidence.
+
+Deterministic: time is ``workflow.now()``, all I/O is in activities, the policy
+engine is pure. Evidence rows get their sequence numbers here, under a lock, so
+retries and redelivered signals can never duplicate or reorder them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.connectors.guard import ReadLog
+    from activities.run_models import (
+        CONTRADICTORY_INPUT,
+        INCOMPLETE_INPUT,
+        SCOPE_VIOLATION,
+        EvidenceItem,
+        GatherInput,
+        GatherResult,
+        ProposeInput,
+        ProposeResult,
+        PublishInput,
+        PublishResult,
+        RecordEvidence,
+        RunSetup,
+        StartRun,
+    )
+    from policies import (
+        Action,
+        ApprovalAttempt,
+        AttemptOutcome,
+        Deny,
+        Gate,
+        NeedsApproval,
+        Policy,
+        RunContext,
+        check_attempt,
+        decide,
+        escalate,
+        quorum_met,
+        run_checks,
+    )
+    from workflows import search_attributes as sa
+    from workflows.run_models import (
+        ActionOutcome,
+        ExceptionDecision,
+        GateView,
+        Outcome,
+        PendingAction,
+        Review,
+        ReviewRequest,
+        RunInput,
+        RunResult,
+        RunStatus,
+    )
+
+_LOCAL = timedelta(seconds=30)
+_ACTIVITY = timedelta(seconds=60)
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+@dataclass
+class _GateState:
+    gate: Gate
+    approved_by: list[str] = field(default_factory=list)
+    status: Literal["open", "approved", "rejected", "expired"] = "open"
+
+
+@dataclass
+class _ActionState:
+    action: Action
+    digest: str
+    decision: Literal["allow", "needs_approval", "deny"]
+    reason: str
+    gates: list[_GateState] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return any(g.status == "open" for g in self.gates)
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "allow" or (
+            self.decision == "needs_approval" and all(g.status == "approved" for g in self.gates)
+        )
+
+
+@workflow.defn(name="GovernedRun")
+class GovernedRunWorkflow:
+    """One item through one governed task. Reviewers vote with the ``approve`` / ``reject``
+    signals (Temporal UI) or the ``review`` update (CLI)."""
+
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self._inp = inp
+        self._run_id = workflow.info().workflow_id
+        self._seq = 1
+        self._lock = asyncio.Lock()
+        self._policy: Policy | None = None
+        self._phase = "starting"
+        self._actions: dict[str, _ActionState] = {}
+        self._exception: str | None = None
+        self._exception_decision: ExceptionDecision | None = None
+        self._exception_expires: datetime | None = None
+        self._outcome: Outcome | None = None
+        self._changes = 0
+        self._reads: list[ReadLog] = []
+        self._refusal = ""
+
+    # --- main flow -----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunResult:
+        workflow.upsert_search_attributes(
+            [
+                sa.TASK.value_set(inp.task),
+                sa.STAGE.value_set(inp.stage),
+                sa.MODE.value_set(inp.mode),
+                sa.AWAITING_APPROVAL.value_set(False),
+            ]
+        )
+        setup = await workflow.execute_activity(
+            "govflow.start_run",
+            StartRun(
+                run_id=self._run_id,
+                task=inp.task,
+                task_version=inp.task_version,
+                item_key=inp.item_key,
+                requester=inp.requester,
+                stage=inp.stage,
+                mode=inp.mode,
+                at=workflow.now(),
+            ),
+            result_type=RunSetup,
+            start_to_close_timeout=_ACTIVITY,
+            retry_policy=_RETRY,
+        )
+        self._policy = setup.policy
+        self._seq = setup.next_seq
+
+        proposal = await self._gather_and_propose()
+        if proposal is None:
+            return await self._finish("exception" if self._outcome is None else self._outcome)
+
+        checks = run_checks(self._policy, proposal.scores)
+        items = [
+            EvidenceItem(
+                kind="proposal",
+                payload={"actions": [a.model_dump(mode="json") for a in proposal.actions], **(proposal.proposal or {})},
+            )
+        ]
+        by_check = {c.name: c for c in self._policy.quality.checks}
+        for metric, score in sorted(proposal.scores.items()):
+            verdicts = [r.passed for r in checks if by_check[r.check].score == metric]
+            items.append(
+                EvidenceItem(
+                    kind="quality_score",
+                    payload={"metric": metric, "score": score, "passed": all(verdicts) if verdicts else None},
+                )
+            )
+        for result in checks:
+            if not result.passed and result.check not in proposal.scores:
+                items.append(EvidenceItem(kind="quality_check_failed", payload=result.model_dump()))
+
+        reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
+        now = workflow.now()
+        for action in proposal.actions:
+            ctx = RunContext(
+                run_id=self._run_id,
+                requester=inp.requester,
+                now=now,
+                record=reads.get((action.system, action.resource, action.record_id or "")),
+            )
+            decision = decide(self._policy, action, ctx)
+            state = _ActionState(
+                action=action, digest=action.digest(), decision=decision.kind, reason=decision.reason
+            )
+            if isinstance(decision, NeedsApproval):
+                state.gates = [_GateState(gate=g) for g in decision.gates]
+            self._actions[action.action_id] = state
+            items.append(
+                EvidenceItem(
+                    kind="policy_decision",
+                    payload={
+                        "action_id": action.action_id,
+                        "action_digest": state.digest,
+                        "policy_digest": setup.policy_digest,
+                        "decision": decision.kind,
+                        "rule": decision.rule
+                        if isinstance(decision, Deny)
+                        else ",".join(decision.rules) or None,
+                        "reason": decision.reason,
+                        "gate": {"gates": [g.model_dump(mode="json") for g in decision.gates]}
+                        if isinstance(decision, NeedsApproval)
+                        else None,
+                    },
+                )
+            )
+        await self._record(items)
+
+        denied = [s for s in self._actions.values() if s.decision == "deny"]
+        if denied:
+            # A proposal with a denied action publishes nothing: its actions may depend on each other.
+            return await self._finish(
+                "refused", reason="; ".join(f"{s.action.action_id}: {s.reason}" for s in denied)
+            )
+
+        if any(s.open for s in self._actions.values()):
+            await self._await_approvals()
+
+        return await self._publish()
+
+    async def _gather_and_propose(self) -> ProposeResult | None:
+        assert self._policy is not None
+        inp = self._inp
+        while True:
+            self._phase = "gathering"
+            self._show()
+            kind: str | None = None
+            detail = ""
+            try:
+                gathered = await workflow.execute_activity(
+                    "govflow.gather",
+                    GatherInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, item=inp.item),
+                    result_type=GatherResult,
+                    start_to_close_timeout=_ACTIVITY,
+                    retry_policy=_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not isinstance(cause, ApplicationError):
+                    raise
+                if cause.type == SCOPE_VIOLATION:
+                    refusal = cause.details[0] if cause.details else {"reason": cause.message}
+                    await self._record([EvidenceItem(kind="scope_refusal", payload=dict(refusal))])
+                    self._outcome = "refused"
+                    self._refusal = cause.message
+                    return None
+                if cause.type not in (INCOMPLETE_INPUT, CONTRADICTORY_INPUT):
+                    raise
+                kind, detail = cause.type, cause.message
+            else:
+                self._reads = gathered.reads
+                await self._record(
+                    [
+                        EvidenceItem(
+                            kind="context_read",
+                            payload={
+                                "reads": [r.model_dump(mode="json") for r in gathered.reads],
+                                "context": gathered.context,
+                            },
+                        )
+                    ]
+                )
+                self._phase = "proposing"
+                self._show()
+                proposal = await workflow.execute_activity(
+                    "govflow.propose",
+                    ProposeInput(
+                        run_id=self._run_id, task=inp.task, task_version=inp.task_version, context=gathered.context
+                    ),
+                    result_type=ProposeResult,
+                    start_to_close_timeout=_ACTIVITY,
+                    retry_policy=_RETRY,
+                )
+                calls = [EvidenceItem(kind="model_call", payload=c.model_dump(mode="json")) for c in proposal.calls]
+                if calls:
+                    await self._record(calls)
+                if proposal.invalid is None:
+                    return proposal
+                kind, detail = "invalid_model_output", proposal.invalid
+            if not await self._exception_route(kind, detail):
+                return None
+
+    async def _exception_route(self, kind: str, detail: str) -> bool:
+        """Wait for a human decision on input the run cannot decide on. True means retry."""
+        assert self._policy is not None
+        route = self._policy.exceptions
+        self._exception = f"{kind}: {detail}"
+        self._exception_decision = None
+        if route is None or kind not in route.handles:
+            await self._record(
+                [EvidenceItem(kind="exception_raised", payload={"kind": kind, "detail": detail, "route": None})]
+            )
+            self._refusal = f"{kind} and no exception route handles it: {detail}"
+            return False
+        self._exception_expires = workflow.now() + route.expires_after
+        await self._record(
+            [
+                EvidenceItem(
+                    kind="exception_raised",
+                    payload={
+                        "kind": kind,
+                        "detail": detail,
+                        "route": {"reviewers": list(route.reviewers), "roles": list(route.roles)},
+                        "expires_at": self._exception_expires.isoformat(),
+                    },
+                )
+            ]
+        )
+        self._phase = "awaiting exception decision"
+        self._set_awaiting(True)
+        try:
+            await workflow.wait_condition(
+                lambda: self._exception_decision is not None, timeout=route.expires_after
+            )
+        except TimeoutError:
+            pass
+        self._set_awaiting(False)
+        decision = self._exception_decision
+        if decision is None:
+            await self._record([EvidenceItem(kind="exception_expired", payload={"kind": kind})])
+            self._refusal = f"{kind}: nobody decided before {self._exception_expires.isoformat()}"
+            return False
+        self._exception = None
+        if decision.decision == "discard":
+            self._refusal = f"{kind}: discarded by {decision.reviewer} ({decision.reason})"
+            return False
+        return True
+
+    async def _await_approvals(self) -> None:
+        assert self._policy is not None
+        self._phase = "awaiting approval"
+        self._set_awaiting(True)
+        while True:
+            open_gates = [g for s in self._actions.values() for g in s.gates if g.status == "open"]
+            if not open_gates:
+                break
+            now = workflow.now()
+            expired = [g for g in open_gates if g.gate.expires_at <= now]
+            if expired:
+                await self._expire(expired, now)
+                continue
+            earliest = min(g.gate.expires_at for g in open_gates)
+            seen = self._changes
+            try:
+                await workflow.wait_condition(lambda: self._changes != seen, timeout=earliest - now)
+            except TimeoutError:
+                pass
+        self._set_awaiting(False)
+
+    async def _expire(self, expired: list[_GateState], now: datetime) -> None:
+        assert self._policy is not None
+        items = []
+        for state in expired:
+            successor = escalate(self._policy, state.gate, now)
+            if successor is None:
+                state.status = "expired"
+                items.append(
+                    EvidenceItem(
+                        kind="gate_expired",
+                        payload={"action_id": state.gate.action_id, "rule": state.gate.rule, "result": "rejected"},
+                    )
+                )
+            else:
+                items.append(
+                    EvidenceItem(
+                        kind="gate_escalated",
+                        payload={
+                            "action_id": state.gate.action_id,
+                            "rule": state.gate.rule,
+                            "to_roles": list(successor.roles),
+                            "eligible": list(successor.eligible),
+                            "expires_at": successor.expires_at.isoformat(),
+                        },
+                    )
+                )
+                state.gate = successor
+                state.approved_by = []
+        self._changes += 1
+        self._show()
+        await self._record(items)
+
+    async def _publish(self) -> RunResult:
+        inp = self._inp
+        self._phase = "publishing" if inp.mode == "live" else "recording shadow writes"
+        self._show()
+        outcomes: list[ActionOutcome] = []
+        reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
+        for state in self._actions.values():
+            action = state.action
+            if not state.approved:
+                expired = any(g.status == "expired" for g in state.gates)
+                outcomes.append(
+                    ActionOutcome(
+                        action_id=action.action_id,
+                        target=action.target,
+                        decision=state.decision,
+                        status="expired" if expired else "rejected",
+                        reason="approval expired" if expired else "rejected by a reviewer",
+                    )
+                )
+                continue
+            if action.operation == "read":
+                continue
+            if inp.mode == "shadow":
+                before = reads.get((action.system, action.resource, action.record_id or ""))
+                after = None if action.operation == "delete" else {**(before or {}), **action.fields}
+                await self._record(
+                    [
+                        EvidenceItem(
+                            kind="touched_record",
+                            payload={
+                                "action_id": action.action_id,
+                                "system": action.system,
+                                "resource": action.resource,
+                                "record_id": action.record_id or "",
+                                "operation": action.operation,
+                                "mode": "shadow",
+                                "idempotency_key": f"{self._run_id}:{action.action_id}",
+                                "before_image": before,
+                                "after_image": after,
+                            },
+                        )
+                    ]
+                )
+                outcomes.append(
+                    ActionOutcome(
+                        action_id=action.action_id,
+                        target=action.target,
+                        decision=state.decision,
+                        status="would_write",
+                        before=before,
+                        after=after,
+                    )
+                )
+                continue
+            written = await self._write(action)
+            if written is None:
+                return await self._finish("refused", outcomes=outcomes, reason=self._refusal)
+            outcomes.append(
+                ActionOutcome(
+                    action_id=action.action_id,
+                    target=action.target,
+                    decision=state.decision,
+                    status="written",
+                    before=written.before,
+                    after=written.after,
+                )
+            )
+        if inp.mode == "shadow":
+            outcome: Outcome = "shadowed"
+        elif all(o.status == "written" for o in outcomes):
+            outcome = "published"
+        elif any(o.status == "written" for o in outcomes):
+            outcome = "partial"
+        else:
+            outcome = "rejected"
+        return await self._finish(outcome, outcomes=outcomes)
+
+    async def _write(self, action: Action) -> PublishResult | None:
+        inp = self._inp
+        async with self._lock:
+            seq = self._seq
+            try:
+                result = await workflow.execute_activity(
+                    "govflow.publish",
+                    PublishInput(
+                        run_id=self._run_id,
+                        task=inp.task,
+                        task_version=inp.task_version,
+                        action=action,
+                        seq=seq,
+                        at=workflow.now(),
+                    ),
+                    result_type=PublishResult,
+                    start_to_close_timeout=_ACTIVITY,
+                    retry_policy=_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == SCOPE_VIOLATION):
+                    raise
+                refusal = cause.details[0] if cause.details else {"reason": cause.message}
+                self._refusal = cause.message
+                await self._record_locked([EvidenceItem(kind="scope_refusal", payload=dict(refusal))])
+                return None
+            self._seq = seq + 1
+        return result
+
+    async def _finish(
+        self, outcome: Outcome, *, outcomes: list[ActionOutcome] | None = None, reason: str | None = None
+    ) -> RunResult:
+        self._outcome = outcome
+        self._phase = "finished"
+        reason = reason if reason is not None else self._refusal
+        await self._record(
+            [
+                EvidenceItem(
+                    kind="run_finished",
+                    payload={
+                        "outcome": outcome,
+                        "reason": reason,
+                        "actions": [o.model_dump(mode="json", include={"action_id", "status"}) for o in outcomes or []],
+                    },
+                )
+            ]
+        )
+        self._set_awaiting(False)
+        self._show()
+        return RunResult(
+            run_id=self._run_id,
+            outcome=outcome,
+            mode=self._inp.mode,
+            actions=outcomes or [],
+            reason=reason,
+            evidence_rows=self._seq - 1,
+        )
+
+    # --- evidence ---------------------------------------------------------------------------------
+
+    async def _record(self, items: list[EvidenceItem]) -> None:
+        async with self._lock:
+            await self._record_locked(items)
+
+    async def _record_locked(self, items: list[EvidenceItem]) -> None:
+        if not items:
+            return
+        inp = self._inp
+        self._seq = await workflow.execute_local_activity(
+            "govflow.record_evidence",
+            RecordEvidence(
+                run_id=self._run_id,
+                task=inp.task,
+                task_version=inp.task_version,
+                seq=self._seq,
+                at=workflow.now(),
+                items=items,
+            ),
+            result_type=int,
+            start_to_close_timeout=_LOCAL,
+            retry_policy=_RETRY,
+        )
+
+    # --- reviewers ------------------------------------------------------------------------------------
+
+    def _find(self, review: Review) -> _ActionState | None:
+        if review.action_id is not None:
+            return self._actions.get(review.action_id)
+        return next((s for s in self._actions.values() if s.digest == review.action_digest), None)
+
+    async def _review(self, review: Review, verdict: Literal["approve", "reject"], via: str) -> AttemptOutcome:
+        assert self._policy is not None
+        now = workflow.now()
+        state = self._find(review)
+        gate_state = next((g for g in state.gates if g.status == "open"), None) if state else None
+        if state is None or gate_state is None:
+            what = review.action_id or review.action_digest or "(no action named)"
+            outcome = AttemptOutcome(
+                accepted=False,
+                code="stale_digest",
+                reason=f"no action waiting for approval matches {what}",
+            )
+            action_id, digest = review.action_id or "", review.action_digest or ""
+        else:
+            attempt = ApprovalAttempt(
+                reviewer=review.reviewer,
+                verdict=verdict,
+                action_digest=review.action_digest or "",
+                at=now,
+                signature=review.signature,
+                reason=review.reason,
+            )
+            # A gate open on several rules: the vote goes to the first open gate that accepts it.
+            outcome = check_attempt(
+                self._policy, gate_state.gate, attempt, run_id=self._run_id, approved_by=gate_state.approved_by
+            )
+            if outcome.accepted and verdict == "reject":
+                for g in state.gates:
+                    g.status = "rejected"
+            elif outcome.accepted:
+                for g in state.gates:
+                    if g.status != "open" or review.reviewer in g.approved_by:
+                        continue
+                    if check_attempt(
+                        self._policy, g.gate, attempt, run_id=self._run_id, approved_by=g.approved_by
+                    ).accepted:
+                        g.approved_by.append(review.reviewer)
+                        if quorum_met(g.gate, g.approved_by):
+                            g.status = "approved"
+            action_id, digest = state.action.action_id, state.digest
+            self._changes += 1
+        self._show()
+        await self._record(
+            [
+                EvidenceItem(
+                    kind="approval_attempt",
+                    payload={
+                        "action_id": action_id,
+                        "action_digest": review.action_digest or digest,
+                        "reviewer": review.reviewer,
+                        "verdict": verdict,
+                        "accepted": outcome.accepted,
+                        "reason": outcome.reason if outcome.accepted else f"{outcome.code}: {outcome.reason}",
+                        "signed": review.signature is not None,
+                        "via": via,
+                    },
+                )
+            ]
+        )
+        return outcome
+
+    @workflow.signal(description="Approve an action: {\"reviewer\": \"alice\", \"action_digest\": \"<digest>\"}")
+    async def approve(self, review: Review) -> None:
+        await self._review(review, "approve", "signal")
+
+    @workflow.signal(description="Reject an action: {\"reviewer\": \"alice\", \"action_digest\": \"<digest>\", \"reason\": \"...\"}")
+    async def reject(self, review: Review) -> None:
+        await self._review(review, "reject", "signal")
+
+    @workflow.update(description="Approve or reject an action and get the verdict back (used by the CLI)")
+    async def review(self, request: ReviewRequest) -> AttemptOutcome:
+        return await self._review(request, request.verdict, "update")
+
+    @review.validator
+    def _validate_review(self, request: ReviewRequest) -> None:
+        if not any(s.open for s in self._actions.values()):
+            raise ValueError(f"run {self._run_id} has no action waiting for approval (phase: {self._phase})")
+
+    @workflow.signal(description="Decide on input the run could not: {\"reviewer\": \"alice\", \"decision\": \"retry\" or \"discard\"}")
+    async def resolve_exception(self, decision: ExceptionDecision) -> None:
+        await self._resolve(decision)
+
+    @workflow.update(name="resolve_exception_update", description="Decide on an exception and get the verdict back")
+    async def resolve_exception_update(self, decision: ExceptionDecision) -> AttemptOutcome:
+        return await self._resolve(decision)
+
+    async def _resolve(self, decision: ExceptionDecision) -> AttemptOutcome:
+        assert self._policy is not None
+        route = self._policy.exceptions
+        allowed = self._policy.eligible(route.reviewers, route.roles) if route else set()
+        if self._exception is None or self._exception_decision is not None:
+            outcome = AttemptOutcome(accepted=False, code="expired", reason="no exception is waiting for a decision")
+        elif decision.reviewer not in allowed:
+            outcome = AttemptOutcome(
+                accepted=False,
+                code="no_authority",
+                reason=f"{decision.reviewer} may not decide exceptions (may: {', '.join(sorted(allowed))})",
+            )
+        else:
+            outcome = AttemptOutcome(accepted=True, code="accepted", reason=f"{decision.reviewer}: {decision.decision}")
+        await self._record(
+            [
+                EvidenceItem(
+                    kind="exception_decision",
+                    payload={**decision.model_dump(), "accepted": outcome.accepted, "why": outcome.reason},
+                )
+            ]
+        )
+        if outcome.accepted:
+            self._exception_decision = decision
+        return outcome
+
+    @workflow.query(description="Phase, pending actions with their digests and gates, exception")
+    def status(self) -> RunStatus:
+        return RunStatus(
+            run_id=self._run_id,
+            task=self._inp.task,
+            item_key=self._inp.item_key,
+            requester=self._inp.requester,
+            mode=self._inp.mode,
+            stage=self._inp.stage,
+            phase=self._phase,
+            pending=[
+                PendingAction(
+                    action_id=s.action.action_id,
+                    target=s.action.target,
+                    record_id=s.action.record_id,
+                    fields=s.action.fields,
+                    digest=s.digest,
+                    gates=[
+                        GateView(
+                            rule=g.gate.rule,
+                            quorum=g.gate.quorum,
+                            eligible=list(g.gate.eligible),
+                            approved_by=list(g.approved_by),
+                            expires_at=g.gate.expires_at,
+                            signature_required=g.gate.signature_required,
+                            status=g.status,
+                        )
+                        for g in s.gates
+                    ],
+                )
+                for s in self._actions.values()
+                if s.open
+            ],
+            exception=self._exception,
+            outcome=self._outcome,
+        )
+
+    # --- what operators see ------------------------------------------------------------------------------
+
+    def _set_awaiting(self, value: bool) -> None:
+        workflow.upsert_search_attributes([sa.AWAITING_APPROVAL.value_set(value)])
+        self._show()
+
+    def _show(self) -> None:
+        inp = self._inp
+        lines = [
+            f"**{inp.task} v{inp.task_version}** · item `{inp.item_key}` · mode **{inp.mode}** · "
+            f"stage {inp.stage} · requested by {inp.requester}",
+            "",
+            f"Phase: **{self._phase}**" + (f" · outcome **{self._outcome}**" if self._outcome else ""),
+        ]
+        if self._exception:
+            lines += ["", f"Exception: {self._exception}", "Signal `resolve_exception` to retry or discard."]
+        if self._actions:
+            lines += ["", "| action | target | decision | approvals | expires | digest |", "|---|---|---|---|---|---|"]
+            for s in self._actions.values():
+                approvals = "; ".join(
+                    f"{g.gate.rule}: {len(g.approved_by)}/{g.gate.quorum} {g.status}" for g in s.gates
+                )
+                expires = ", ".join(g.gate.expires_at.strftime("%Y-%m-%d %H:%M UTC") for g in s.gates if g.status == "open")
+                lines.append(
+                    f"| {s.action.action_id} | {s.action.target} {s.action.record_id or ''} | {s.decision} | "
+                    f"{approvals or '-'} | {expires or '-'} | `{s.digest}` |"
+                )
+            if any(s.open for s in self._actions.values()):
+                lines += ["", 'Approve with Signal `approve`: `{"reviewer": "<you>", "action_digest": "<digest>"}`']
+        workflow.set_current_details("\n".join(lines))

@@ -1,0 +1,131 @@
+"""Inputs, results, signals and queries of GovernedRunWorkflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies import Action, AttemptOutcome
+
+Mode = Literal["shadow", "live"]
+Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]
+
+
+class RunInput(BaseModel):
+    """One item through one task. New fields get defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    task_version: str = "1"
+    item_key: str = Field(min_length=1)
+    item: dict[str, Any]
+    requester: str = Field(min_length=1)
+    mode: Mode = "shadow"
+    stage: str = "manual"
+    rollout_id: str | None = None
+
+
+class ActionOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str
+    target: str
+    decision: Literal["allow", "needs_approval", "deny"]
+    status: Literal["written", "would_write", "rejected", "expired", "denied", "not_published"]
+    reason: str = ""
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+class RunResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    outcome: Outcome
+    mode: Mode
+    actions: list[ActionOutcome] = Field(default_factory=list)
+    reason: str = ""
+    evidence_rows: int
+
+
+class Review(BaseModel):
+    """A reviewer's vote, as one JSON payload (what the Temporal UI sends with a Signal).
+
+    Example: ``{"reviewer": "alice", "action_digest": "9c1f...", "reason": "looks right"}``.
+    Name the action by ``action_digest`` (shown in the run's details); ``action_id``
+    may be given too. ``signature`` is base64 Ed25519 where the policy requires it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reviewer: str = Field(min_length=1)
+    action_digest: str | None = None
+    action_id: str | None = None
+    reason: str = ""
+    signature: str | None = None
+
+
+class ReviewRequest(Review):
+    """A vote sent as an Update (the CLI): the verdict is part of the payload."""
+
+    verdict: Literal["approve", "reject"]
+
+
+class ExceptionDecision(BaseModel):
+    """A human's decision on input the run could not decide on: retry it, or discard it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reviewer: str = Field(min_length=1)
+    decision: Literal["retry", "discard"]
+    reason: str = ""
+
+
+class GateView(BaseModel):
+    rule: str
+    quorum: int
+    eligible: list[str]
+    approved_by: list[str]
+    expires_at: datetime
+    signature_required: bool
+    status: Literal["open", "approved", "rejected", "expired"]
+
+
+class PendingAction(BaseModel):
+    action_id: str
+    target: str
+    record_id: str | None
+    fields: dict[str, Any]
+    digest: str
+    gates: list[GateView]
+
+
+class RunStatus(BaseModel):
+    run_id: str
+    task: str
+    item_key: str
+    requester: str
+    mode: Mode
+    stage: str
+    phase: str
+    pending: list[PendingAction] = Field(default_factory=list)
+    exception: str | None = None
+    outcome: Outcome | None = None
+
+
+__all__ = [
+    "ActionOutcome",
+    "AttemptOutcome",
+    "ExceptionDecision",
+    "GateView",
+    "Mode",
+    "PendingAction",
+    "Review",
+    "ReviewRequest",
+    "RunInput",
+    "RunResult",
+    "RunStatus",
+]
