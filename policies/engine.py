@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.actions import Action, RunContext
@@ -175,6 +177,7 @@ RefusalCode = Literal[
     "duplicate",
     "signature_missing",
     "signature_invalid",
+    "closed",
 ]
 
 
@@ -254,9 +257,6 @@ def check_attempt(
 
 
 def _signature_problem(public_key: str | None, attempt: ApprovalAttempt, run_id: str) -> str | None:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     if public_key is None:
         return f"{attempt.reviewer} has no public key in the policy, so no signature can be checked"
     try:

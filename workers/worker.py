@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evidence import EvidenceStore
 from activities.evidence_activities import EvidenceActivities
@@ -35,7 +36,22 @@ def build_worker(
         task_queue=task_queue,
         workflows=[GovernedRunWorkflow, *workflows],
         activities=[evidence.append_evidence, *runs.all(), *extra_activities],
+        workflow_runner=workflow_runner(),
         **worker_options,
+    )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with the modules our deterministic code uses passed through.
+
+    Re-importing native extensions inside the sandbox crashes the process:
+    cryptography's Rust module aborts (PyO3 modules initialise once per process)
+    and asyncpg segfaults. Replayers must use the same runner.
+    """
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "cryptography", "pydantic", "pydantic_core", "rfc8785", "yaml", "policies", "activities"
+        )
     )
 
 

@@ -213,7 +213,8 @@ class GovernedRunWorkflow:
                 "refused", reason="; ".join(f"{s.action.action_id}: {s.reason}" for s in denied)
             )
 
-        if any(s.open for s in self._actions.values()):
+        # Shadow runs never write, so they do not ask reviewers for anything.
+        if inp.mode == "live" and any(s.open for s in self._actions.values()):
             await self._await_approvals()
 
         return await self._publish()
@@ -387,7 +388,7 @@ class GovernedRunWorkflow:
         reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
         for state in self._actions.values():
             action = state.action
-            if not state.approved:
+            if not state.approved and inp.mode == "live":
                 expired = any(g.status == "expired" for g in state.gates)
                 outcomes.append(
                     ActionOutcome(
@@ -428,6 +429,7 @@ class GovernedRunWorkflow:
                         target=action.target,
                         decision=state.decision,
                         status="would_write",
+                        reason="" if state.approved else f"would need approval: {state.reason}",
                         before=before,
                         after=after,
                     )
@@ -490,6 +492,8 @@ class GovernedRunWorkflow:
         self, outcome: Outcome, *, outcomes: list[ActionOutcome] | None = None, reason: str | None = None
     ) -> RunResult:
         self._outcome = outcome
+        # Votes still being recorded finish first, so their rows precede run_finished.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         self._phase = "finished"
         reason = reason if reason is not None else self._refusal
         await self._record(
@@ -554,12 +558,26 @@ class GovernedRunWorkflow:
         gate_state = next((g for g in state.gates if g.status == "open"), None) if state else None
         if state is None or gate_state is None:
             what = review.action_id or review.action_digest or "(no action named)"
-            outcome = AttemptOutcome(
-                accepted=False,
-                code="stale_digest",
-                reason=f"no action waiting for approval matches {what}",
-            )
-            action_id, digest = review.action_id or "", review.action_digest or ""
+            if state is None:
+                outcome = AttemptOutcome(
+                    accepted=False, code="stale_digest", reason=f"no action of this run matches {what}"
+                )
+            elif any(g.status == "expired" for g in state.gates):
+                closed_at = max(g.gate.expires_at for g in state.gates)
+                outcome = AttemptOutcome(
+                    accepted=False,
+                    code="expired",
+                    reason=f"the approval window for {state.action.action_id} closed at {closed_at.isoformat()}",
+                )
+            else:
+                outcome = AttemptOutcome(
+                    accepted=False,
+                    code="closed",
+                    reason=f"{state.action.action_id} is already decided ({state.decision}, "
+                    f"{', '.join(g.status for g in state.gates) or 'no gate'})",
+                )
+            action_id = state.action.action_id if state else review.action_id or ""
+            digest = state.digest if state else review.action_digest or ""
         else:
             attempt = ApprovalAttempt(
                 reviewer=review.reviewer,
@@ -622,8 +640,9 @@ class GovernedRunWorkflow:
 
     @review.validator
     def _validate_review(self, request: ReviewRequest) -> None:
-        if not any(s.open for s in self._actions.values()):
-            raise ValueError(f"run {self._run_id} has no action waiting for approval (phase: {self._phase})")
+        # Only what cannot be recorded is refused here; every other attempt is recorded.
+        if self._policy is None or self._phase == "finished":
+            raise ValueError(f"run {self._run_id} is not reviewing anything (phase: {self._phase})")
 
     @workflow.signal(description="Decide on input the run could not: {\"reviewer\": \"alice\", \"decision\": \"retry\" or \"discard\"}")
     async def resolve_exception(self, decision: ExceptionDecision) -> None:

@@ -10,10 +10,13 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
 from workers.app import example_registry
+from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import RunInput, RunStatus
 
@@ -78,3 +81,8 @@ async def wait_for(
 
 
 Waiter = Callable[..., Awaitable[RunStatus]]
+
+
+def worker(client: Client, task_queue: str, store: EvidenceStore, registry: Registry) -> Worker:
+    """A govflow worker whose workflow bugs fail the run at once instead of retrying forever."""
+    return build_worker(client, task_queue, store, registry, workflow_failure_exception_types=[Exception])

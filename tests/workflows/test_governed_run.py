@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
+from activities.models import LocalBaselineModel, ModelRequest, parse_output
+from activities.models.base import Message
 from activities.registry import Registry
-from tests.workflows.conftest import sor_fetch, start_run, wait_for
-from workers.worker import build_worker
+from activities.tasks import support_triage
+from policies import parse_policy, signing_message
+from tests.workflows.conftest import sor_fetch, start_run, wait_for, worker
 from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review
+from workflows.run_models import ExceptionDecision, Review, ReviewRequest
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "policies" / "examples"
+KEYS = ROOT / "tests" / "fixtures" / "keys"
 
 
 async def test_an_action_waits_for_approval_and_is_written_once(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
 ) -> None:
     env = time_skipping_env
-    async with build_worker(env.client, task_queue, store, registry):
+    async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(handle, lambda s: bool(s.pending))
         (pending,) = status.pending
@@ -45,3 +62,315 @@ async def test_an_action_waits_for_approval_and_is_written_once(
         "touched_record",
         "run_finished",
     ]
+
+
+async def _attempts(store: EvidenceStore, run_id: str) -> list[tuple[str, bool, str]]:
+    rows = await store.pool.fetch(
+        "SELECT reviewer, accepted, reason FROM approval_attempts WHERE run_id = $1 ORDER BY seq", run_id
+    )
+    return [(r["reviewer"], r["accepted"], r["reason"]) for r in rows]
+
+
+async def test_refused_attempts_are_recorded_with_the_reason(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        # T0003 is an unhappy customer: a reply (1 lead) and a churn-risk flag (2 leads).
+        handle = await start_run(env.client, task_queue, "T0003", requester="alice")
+        status = await wait_for(handle, lambda s: len(s.pending) == 2)
+        reply, churn = sorted(status.pending, key=lambda p: p.action_id != "reply")
+        assert churn.target == "crm.contact.update"
+        assert churn.gates[0].quorum == 2
+
+        async def vote(reviewer: str, digest: str, verdict: str = "approve", **kw: str):  # type: ignore[no-untyped-def]
+            return await handle.execute_update(
+                GovernedRunWorkflow.review,
+                ReviewRequest(reviewer=reviewer, action_digest=digest, verdict=verdict, **kw),  # type: ignore[arg-type]
+            )
+
+        omar = await vote("omar", churn.digest)
+        assert (omar.accepted, omar.code) == (False, "no_authority")
+        requester = await vote("alice", churn.digest)
+        assert (requester.accepted, requester.code) == (False, "separation_of_duties")
+        stale = await vote("bob", "f" * 64, action_id="flag-churn")
+        assert (stale.accepted, stale.code) == (False, "stale_digest")
+        first = await vote("bob", churn.digest)
+        assert first.accepted
+        twice = await vote("bob", churn.digest)
+        assert (twice.accepted, twice.code) == (False, "duplicate")
+        still = await handle.query(GovernedRunWorkflow.status)
+        assert [p.action_id for p in still.pending] == ["reply", "flag-churn"]  # quorum 2: one is not enough
+        second = await vote("chen", churn.digest)
+        assert second.accepted
+        assert (await vote("bob", reply.digest)).accepted
+        result = await handle.result()
+    assert result.outcome == "published"
+    assert [a.status for a in result.actions] == ["written", "written"]
+    contact = await sor_fetch(sor_url, "SELECT status FROM contact WHERE id = 'C0003'")
+    assert contact[0]["status"] == "churn-risk"
+    attempts = await _attempts(store, result.run_id)
+    assert [(who, ok) for who, ok, _ in attempts] == [
+        ("omar", False),
+        ("alice", False),
+        ("bob", False),
+        ("bob", True),
+        ("bob", False),
+        ("chen", True),
+        ("bob", True),
+    ]
+    assert attempts[1][2].startswith("separation_of_duties: alice requested this run")
+    assert (await store.verify("run", result.run_id)).ok
+
+
+async def test_expiry_escalates_then_fails_closed_and_a_late_vote_is_refused(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        digest = status.pending[0].digest
+        await env.sleep(timedelta(hours=8, minutes=1))  # the reply gate escalates to support-manager
+        escalated = await wait_for(handle, lambda s: s.pending[0].gates[0].eligible == ["chen"])
+        assert escalated.pending[0].digest == digest
+        late_lead = await handle.execute_update(
+            GovernedRunWorkflow.review, ReviewRequest(reviewer="alice", action_digest=digest, verdict="approve")
+        )
+        assert (late_lead.accepted, late_lead.code) == (False, "no_authority")
+        await env.sleep(timedelta(hours=4, minutes=1))
+        result = await handle.result()
+        late = await handle.query(GovernedRunWorkflow.status)
+    assert result.outcome == "rejected"
+    assert result.actions[0].status == "expired"
+    assert late.phase == "finished"
+    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    assert "gate_escalated" in kinds
+    assert "gate_expired" in kinds
+    rows = await sor_fetch(sor_url, "SELECT reply_body FROM ticket WHERE id = 'T0001'")
+    assert rows[0]["reply_body"] is None
+
+
+async def test_shadow_mode_writes_nothing_and_records_what_it_would_write(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0003", mode="shadow")
+        result = await handle.result()
+    assert result.outcome == "shadowed"
+    assert {a.status for a in result.actions} == {"would_write"}
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+    contact = await sor_fetch(sor_url, "SELECT status FROM contact WHERE id = 'C0003'")
+    assert contact[0]["status"] == "active"
+    touched = await store.pool.fetch(
+        "SELECT mode, after_image FROM touched_records WHERE run_id = $1 ORDER BY seq", result.run_id
+    )
+    assert [t["mode"] for t in touched] == ["shadow", "shadow"]
+    assert touched[1]["after_image"]["status"] == "churn-risk"
+    assert touched[1]["after_image"]["phone"] == "[redacted]"  # the policy redacts phone numbers
+
+
+async def test_a_read_outside_the_grants_is_refused_and_recorded(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        # T0004's contact lives in apac; the crm grant covers eu and us only.
+        result = await (await start_run(env.client, task_queue, "T0004")).result()
+    assert result.outcome == "refused"
+    assert "its region is 'apac'" in result.reason
+    refusal = [e for e in await store.events("run", result.run_id) if e["kind"] == "scope_refusal"]
+    assert refusal[0]["payload"]["operation"] == "read"
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+
+
+async def test_a_proposal_outside_the_grants_writes_nothing(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    registry = Registry()
+    evil = json.dumps(
+        {
+            "category": "question",
+            "actions": [
+                {"action_id": "reply", "system": "ticketing", "resource": "ticket", "operation": "reply",
+                 "record_id": "T0001", "fields": {"reply_body": "hi"}},
+                {"action_id": "steal", "system": "crm", "resource": "contact", "operation": "update",
+                 "record_id": "C0001", "fields": {"email": "attacker@example.com"}},
+            ],
+            "scores": {"confidence": 0.99, "relevance": 0.99},
+        }
+    )  # fmt: skip
+    registry.register(
+        ModelDrivenTriage(),
+        policy=EXAMPLES / "support-triage.yaml",
+        connectors=support_triage.connectors(SharedPool(sor_url)),
+        model=LocalBaselineModel(lambda _request: evil),
+    )
+    async with worker(env.client, task_queue, store, registry):
+        result = await (await start_run(env.client, task_queue, "T0001")).result()
+    assert result.outcome == "refused"
+    assert "field 'email' is outside grant crm-contacts" in result.reason
+    rows = await sor_fetch(sor_url, "SELECT email FROM contact WHERE id = 'C0001'")
+    assert rows[0]["email"] == "customer1@example.com"
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+    decisions = await store.pool.fetch(
+        "SELECT action_id, decision, rule FROM policy_decisions WHERE run_id = $1 ORDER BY seq", result.run_id
+    )
+    assert [(d["action_id"], d["decision"], d["rule"]) for d in decisions] == [
+        ("reply", "needs_approval", "reply-to-ticket"),
+        ("steal", "deny", "scope"),
+    ]
+
+
+async def test_invalid_model_output_goes_to_the_exception_route(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=EXAMPLES / "support-triage.yaml",
+        connectors=support_triage.connectors(SharedPool(sor_url)),
+        model=LocalBaselineModel(lambda _request: '{"category": "nonsense", "reply": ""}'),
+    )
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: s.exception is not None)
+        assert status.exception is not None
+        assert status.exception.startswith("invalid_model_output: model output is not a valid TriageOutput")
+        refused = await handle.execute_update(
+            GovernedRunWorkflow.resolve_exception_update, ExceptionDecision(reviewer="priya", decision="discard")
+        )
+        assert (refused.accepted, refused.code) == (False, "no_authority")
+        await handle.signal(
+            GovernedRunWorkflow.resolve_exception,
+            ExceptionDecision(reviewer="bob", decision="discard", reason="model is broken"),
+        )
+        result = await handle.result()
+    assert result.outcome == "exception"
+    assert "discarded by bob" in result.reason
+    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    assert kinds.count("exception_decision") == 2
+    assert "proposal" not in kinds
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+
+
+async def test_contradictory_input_waits_for_a_human_then_retries(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    conn = await asyncpg.connect(sor_url)
+    await conn.execute("UPDATE ticket SET from_email = 'someone-else@example.com' WHERE id = 'T0002'")
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0002", mode="shadow")
+        status = await wait_for(handle, lambda s: s.exception is not None)
+        assert status.exception is not None
+        assert status.exception.startswith("contradictory_input: ticket T0002 came from someone-else@example.com")
+        await conn.execute("UPDATE ticket SET from_email = NULL WHERE id = 'T0002'")  # a human fixed the data
+        await handle.signal(
+            GovernedRunWorkflow.resolve_exception, ExceptionDecision(reviewer="alice", decision="retry")
+        )
+        result = await handle.result()
+    await conn.close()
+    assert result.outcome == "shadowed"
+    assert (await store.verify("run", result.run_id)).ok
+
+
+async def test_a_signal_shaped_as_the_temporal_ui_sends_it_is_accepted(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        # The UI's "Send a Signal" form sends its text box as one json/plain payload.
+        typed = f'{{"reviewer": "bob", "action_digest": "{status.pending[0].digest}"}}'
+        await env.client.workflow_service.signal_workflow_execution(
+            SignalWorkflowExecutionRequest(
+                namespace=env.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id),
+                signal_name="approve",
+                input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=typed.encode())]),
+                identity="temporal-ui",
+            )
+        )
+        result = await handle.result()
+    assert result.outcome == "published"
+    assert await _attempts(store, result.run_id) == [("bob", True, "bob approved under rule reply-to-ticket")]
+
+
+async def test_a_malformed_ui_signal_is_dropped_without_failing_the_run(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        for typed in ('{"reviewr": "bob"}', "not json at all", "[1, 2]"):
+            await env.client.workflow_service.signal_workflow_execution(
+                SignalWorkflowExecutionRequest(
+                    namespace=env.client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=handle.id),
+                    signal_name="approve",
+                    input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=typed.encode())]),
+                )
+            )
+        await handle.signal(GovernedRunWorkflow.approve, Review(reviewer="bob", action_digest=status.pending[0].digest))
+        result = await handle.result()
+    assert result.outcome == "published"
+
+
+async def test_signed_approvals_are_checked(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    text = (EXAMPLES / "support-triage.yaml").read_text()
+    text = text.replace(
+        "      on_expiry: {to_role: support-manager, expires_after: 4h}\n",
+        "      on_expiry: {to_role: support-manager, expires_after: 4h}\n      signature_required: true\n",
+    ).replace(
+        "{id: bob, name: Bob Okafor, roles: [support-lead]}",
+        "{id: bob, name: Bob Okafor, roles: [support-lead], public_key: 3wM5aGd1T1LvakZDK+nlDE48zna6qlyT2Y593xp5qH8=}",
+    )
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=parse_policy(text),
+        connectors=support_triage.connectors(SharedPool(sor_url)),
+        model=support_triage.baseline_model(),
+    )
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        digest = status.pending[0].digest
+
+        async def vote(signature: str | None):  # type: ignore[no-untyped-def]
+            return await handle.execute_update(
+                GovernedRunWorkflow.review,
+                ReviewRequest(reviewer="bob", action_digest=digest, verdict="approve", signature=signature),
+            )
+
+        assert (await vote(None)).code == "signature_missing"
+        assert (await vote(sign_with("erik", handle.id, digest))).code == "signature_invalid"
+        assert (await vote(sign_with("dana", "another-run", digest))).code == "signature_invalid"
+        assert (await vote(sign_with("dana", handle.id, digest))).accepted  # bob's key is dana's fixture key
+        result = await handle.result()
+    assert result.outcome == "published"
+    signed = await store.pool.fetch("SELECT signed, accepted FROM approval_attempts WHERE run_id = $1", result.run_id)
+    assert [(r["signed"], r["accepted"]) for r in signed] == [(False, False), (True, False), (True, False), (True, True)]
+
+
+def sign_with(key_name: str, run_id: str, digest: str) -> str:
+    raw = base64.b64decode((KEYS / f"{key_name}.key").read_text())
+    key = Ed25519PrivateKey.from_private_bytes(raw)
+    return base64.b64encode(key.sign(signing_message(run_id, digest, "approve"))).decode()
+
+
+class ModelDrivenTriage(support_triage.SupportTriage):
+    """A task that passes the model's actions straight through: the worst case for scope."""
+
+    async def propose(self, context, model):  # type: ignore[no-untyped-def, override]
+        response = await model.complete(ModelRequest(messages=[Message(role="user", content="go")]))
+        return parse_output(support_triage.TriageProposal, response.text)
