@@ -51,6 +51,27 @@ def load_app(spec: str, settings: Settings, database_url: str) -> Registry:
     return target
 
 
+async def ensure_example_sor(database_url: str, tickets: int = 200) -> str:
+    """Create and seed the example's system-of-record database next to the evidence one."""
+    import asyncpg
+
+    from workers.stack import with_database
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
+            await conn.execute(f'CREATE DATABASE "{SOR_DATABASE}"')
+    finally:
+        await conn.close()
+    sor = with_database(database_url, SOR_DATABASE)
+    conn = await asyncpg.connect(sor)
+    try:
+        await support_triage.seed(conn, tickets)
+    finally:
+        await conn.close()
+    return sor
+
+
 def default_app(settings: Settings, database_url: str) -> Registry:
     from workers.stack import with_database
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ from activities.evidence import EvidenceStore, migrate
 from activities.evidence.chain import Stream
 from policies.errors import GovflowError
 from workers.policy_cli import add_policy_commands
+from workers.run_cli import add_run_commands
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, StackError, bin_path
 from workers.temporal import connect
@@ -96,12 +98,19 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
 # --- worker and demo ----------------------------------------------------------------------------
 
 
-def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.app import default_app, ensure_example_sor, load_app
     from workers.worker import run_worker
 
     async def go() -> None:
+        database_url = _database_url(settings)
+        if args.app:
+            registry = load_app(args.app, settings, database_url)
+        else:
+            await ensure_example_sor(database_url)
+            registry = default_app(settings, database_url)
         client = await connect(settings)
-        await run_worker(client, settings.task_queue, _database_url(settings))
+        await run_worker(client, settings.task_queue, database_url, registry)
 
     asyncio.run(go())
     return 0
@@ -155,7 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_commands(sub)
 
-    sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE").set_defaults(func=cmd_worker)
+    add_run_commands(sub)
+
+    worker = sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE")
+    worker.add_argument(
+        "--app",
+        default=os.environ.get("GOVFLOW_APP"),
+        help="module:attr of your Registry (or a function (settings, database_url) -> Registry); "
+        "default: the support-triage example",
+    )
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(
         func=cmd_demo
     )

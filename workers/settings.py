@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from policies.errors import GovflowError
 
 PREFIX = "GOVFLOW_"
-# Read by the test suite, not by govflow itself.
-_NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL"})
+# Read elsewhere: by the test suite, and by `govflow worker` (its --app default).
+_NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL", "GOVFLOW_APP"})
 
 
 class SettingsError(GovflowError):

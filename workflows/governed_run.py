@@ -64,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
 
 _LOCAL = timedelta(seconds=30)
 _ACTIVITY = timedelta(seconds=60)
+# A write is one short transaction; a worker that dies mid-write is retried after this.
+_PUBLISH = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
@@ -474,7 +476,7 @@ class GovernedRunWorkflow:
                         at=workflow.now(),
                     ),
                     result_type=PublishResult,
-                    start_to_close_timeout=_ACTIVITY,
+                    start_to_close_timeout=_PUBLISH,
                     retry_policy=_RETRY,
                 )
             except ActivityError as err:

@@ -1,0 +1,345 @@
+"""`govflow run submit`, `govflow runs list|show`, `govflow approvals list`, `govflow approve|reject`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from policies import signing_message
+from policies.errors import GovflowError
+from workers.settings import Settings
+from workers.temporal import connect
+from workflows import search_attributes as sa
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.run_models import ReviewRequest, RunInput, RunResult, RunStatus
+
+EXIT_REFUSED = 3
+"""`govflow approve|reject` exit code when the vote was refused (0 means accepted)."""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def load_signing_key(path: str) -> Any:
+    """An Ed25519 private key: PEM (``openssl genpkey -algorithm ed25519``) or base64 of 32 raw bytes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise GovflowError(f"--key {path}: cannot read: {exc.strerror}") from None
+    if b"BEGIN" in data:
+        key = load_pem_private_key(data, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise GovflowError(f"--key {path}: not an Ed25519 private key")
+        return key
+    try:
+        raw = base64.b64decode(data.strip(), validate=True)
+        return Ed25519PrivateKey.from_private_bytes(raw)
+    except (binascii.Error, ValueError):
+        raise GovflowError(f"--key {path}: expected a PEM Ed25519 key or base64 of 32 raw bytes") from None
+
+
+# --- submit ------------------------------------------------------------------------------------------
+
+
+async def submit(client: Client, settings: Settings, inp: RunInput, *, run_id: str | None = None) -> str:
+    """Start a governed run; returns its run id (= workflow id)."""
+    run_id = run_id or f"run-{inp.task}-{inp.item_key}-{uuid.uuid4().hex[:8]}"
+    await client.start_workflow(
+        GovernedRunWorkflow.run,
+        inp,
+        id=run_id,
+        task_queue=settings.task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.TASK, inp.task),
+                SearchAttributePair(sa.STAGE, inp.stage),
+                SearchAttributePair(sa.MODE, inp.mode),
+                SearchAttributePair(sa.AWAITING_APPROVAL, False),
+            ]
+        ),
+        static_summary=f"{inp.task} v{inp.task_version} · {inp.item_key} · {inp.mode}",
+        static_details=f"Requested by {inp.requester}. Evidence: `govflow evidence show {run_id}`.",
+    )
+    return run_id
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        item = json.loads(args.item)
+    except json.JSONDecodeError as exc:
+        raise GovflowError(f"--item is not JSON: {exc}") from None
+    if not isinstance(item, dict):
+        raise GovflowError('--item must be a JSON object, e.g. \'{"ticket_id": "T0001"}\'')
+    key = args.key or next((str(v) for v in item.values()), "")
+    try:
+        inp = RunInput(
+            task=args.task,
+            task_version=args.version,
+            item_key=key,
+            item=item,
+            requester=args.requester,
+            mode=args.mode,
+        )
+    except ValidationError as exc:
+        raise GovflowError(f"invalid run: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+    async def go() -> int:
+        client = await connect(settings)
+        run_id = await submit(client, settings, inp)
+        if not args.wait:
+            if args.json:
+                _print_json({"run_id": run_id})
+            else:
+                print(f"submitted {run_id}")
+            return 0
+        result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
+        if args.json:
+            _print_json(result.model_dump(mode="json"))
+        else:
+            print(f"{run_id}: {result.outcome} {result.reason}".rstrip())
+        return 0
+
+    return asyncio.run(go())
+
+
+# --- listing ----------------------------------------------------------------------------------------
+
+
+async def _runs(client: Client, query: str) -> list[dict[str, Any]]:
+    out = []
+    async for wf in client.list_workflows(query):
+        attrs = wf.typed_search_attributes
+        out.append(
+            {
+                "run_id": wf.id,
+                "status": wf.status.name.lower() if wf.status else "unknown",
+                "task": attrs.get(sa.TASK),
+                "stage": attrs.get(sa.STAGE),
+                "mode": attrs.get(sa.MODE),
+                "awaiting_approval": attrs.get(sa.AWAITING_APPROVAL),
+                "started": wf.start_time.isoformat() if wf.start_time else None,
+            }
+        )
+    return out
+
+
+def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    query = "WorkflowType = 'GovernedRun'"
+    if args.task:
+        query += f" AND GovflowTask = '{args.task}'"
+
+    async def go() -> int:
+        runs = await _runs(await connect(settings), query)
+        if args.json:
+            _print_json(runs)
+            return 0
+        for r in runs:
+            waiting = " awaiting approval" if r["awaiting_approval"] else ""
+            print(f"{r['run_id']:<52} {r['status']:<10} {r['task']} {r['mode']} {r['stage']}{waiting}")
+        if not runs:
+            print("no governed runs")
+        return 0
+
+    return asyncio.run(go())
+
+
+async def _status(client: Client, run_id: str) -> tuple[RunStatus | None, RunResult | None, str]:
+    handle = client.get_workflow_handle(run_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        raise GovflowError(f"no run {run_id}: {exc.message}") from None
+    result = None
+    if desc.status == WorkflowExecutionStatus.COMPLETED:
+        result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
+    status = None
+    if desc.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+        status = await handle.query(GovernedRunWorkflow.status)
+    return status, result, desc.status.name.lower() if desc.status else "unknown"
+
+
+def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        status, result, state = await _status(await connect(settings), args.run_id)
+        if args.json:
+            _print_json(
+                {
+                    "run_id": args.run_id,
+                    "execution": state,
+                    "status": status.model_dump(mode="json") if status else None,
+                    "result": result.model_dump(mode="json") if result else None,
+                }
+            )
+            return 0
+        print(f"run {args.run_id}: {state}")
+        if status:
+            print(f"  task {status.task} · item {status.item_key} · mode {status.mode} · requested by {status.requester}")
+            print(f"  phase {status.phase}")
+            if status.exception:
+                print(f"  exception: {status.exception}")
+            for p in status.pending:
+                print(f"  waiting: {p.action_id} {p.target} {p.record_id or ''} digest {p.digest}")
+        if result:
+            print(f"  outcome {result.outcome}{': ' + result.reason if result.reason else ''}")
+            for a in result.actions:
+                print(f"  {a.action_id:<12} {a.target:<28} {a.status}")
+            print(f"  evidence rows {result.evidence_rows}; `govflow evidence verify {args.run_id}`")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
+    query = "WorkflowType = 'GovernedRun' AND ExecutionStatus = 'Running' AND GovflowAwaitingApproval = true"
+
+    async def go() -> int:
+        client = await connect(settings)
+        rows = []
+        for run in await _runs(client, query):
+            status = await client.get_workflow_handle(run["run_id"]).query(GovernedRunWorkflow.status)
+            for pending in status.pending:
+                for gate in pending.gates:
+                    if gate.status != "open":
+                        continue
+                    if args.reviewer and (args.reviewer not in gate.eligible or args.reviewer in gate.approved_by):
+                        continue
+                    rows.append(
+                        {
+                            "run_id": status.run_id,
+                            "task": status.task,
+                            "item": status.item_key,
+                            "requester": status.requester,
+                            "action_id": pending.action_id,
+                            "target": pending.target,
+                            "record_id": pending.record_id,
+                            "fields": pending.fields,
+                            "digest": pending.digest,
+                            "rule": gate.rule,
+                            "quorum": gate.quorum,
+                            "approved_by": gate.approved_by,
+                            "eligible": gate.eligible,
+                            "signature_required": gate.signature_required,
+                            "expires_at": gate.expires_at.isoformat(),
+                        }
+                    )
+        if args.json:
+            _print_json(rows)
+            return 0
+        if not rows:
+            print("nothing waits for approval" + (f" by {args.reviewer}" if args.reviewer else ""))
+        for r in rows:
+            others = ", ".join(r["approved_by"]) or "nobody yet"
+            signed = " (signature required)" if r["signature_required"] else ""
+            print(
+                f"{r['run_id']}  {r['action_id']}: {r['target']} {r['record_id'] or ''} "
+                f"{json.dumps(r['fields'])}\n    rule {r['rule']}: {len(r['approved_by'])}/{r['quorum']} "
+                f"approved ({others}){signed}; expires {r['expires_at']}; digest {r['digest']}"
+            )
+        return 0
+
+    return asyncio.run(go())
+
+
+# --- voting -------------------------------------------------------------------------------------------
+
+
+def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
+    verdict = args.verdict
+
+    async def go() -> int:
+        client = await connect(settings)
+        status, _, state = await _status(client, args.run_id)
+        if status is None or state != "running":
+            raise GovflowError(f"run {args.run_id} is {state}: there is nothing to {verdict}")
+        pending = status.pending
+        if args.action:
+            pending = [p for p in pending if p.action_id == args.action]
+        if not pending:
+            raise GovflowError(f"run {args.run_id} has no action waiting for approval" + (
+                f" with id {args.action}" if args.action else ""))  # fmt: skip
+        if len(pending) > 1:
+            ids = ", ".join(p.action_id for p in pending)
+            raise GovflowError(f"run {args.run_id} has several actions waiting ({ids}): choose one with --action")
+        action = pending[0]
+        signature = None
+        if args.key:
+            key = load_signing_key(args.key)
+            signature = base64.b64encode(key.sign(signing_message(args.run_id, action.digest, verdict))).decode()
+        request = ReviewRequest(
+            reviewer=args.reviewer,
+            action_digest=action.digest,
+            action_id=action.action_id,
+            reason=args.reason,
+            signature=signature,
+            verdict=verdict,
+        )
+        print(
+            f"{verdict} {action.action_id}: {action.target} {action.record_id or ''} "
+            f"{json.dumps(action.fields)} (digest {action.digest[:16]}...)"
+        )
+        outcome = await client.get_workflow_handle(args.run_id).execute_update(GovernedRunWorkflow.review, request)
+        if outcome.accepted:
+            print(f"accepted: {outcome.reason}")
+            return 0
+        print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+
+    return asyncio.run(go())
+
+
+def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="submit governed runs")
+    run_sub = run.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = run_sub.add_parser("submit", help="start one item through a governed task")
+    s.add_argument("--task", required=True)
+    s.add_argument("--version", default="1")
+    s.add_argument("--item", required=True, help='the item as JSON, e.g. \'{"ticket_id": "T0001"}\'')
+    s.add_argument("--key", help="the item key (default: the item's first value)")
+    s.add_argument("--as", dest="requester", required=True, help="who requests the run")
+    s.add_argument("--mode", choices=["shadow", "live"], default="shadow")
+    s.add_argument("--wait", action="store_true", help="wait for the outcome")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_submit)
+
+    runs = sub.add_parser("runs", help="list and show governed runs")
+    runs_sub = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = runs_sub.add_parser("list", help="governed runs, newest first")
+    ls.add_argument("--task")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_runs_list)
+    show = runs_sub.add_parser("show", help="one run: phase, pending actions, outcome")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_runs_show)
+
+    approvals = sub.add_parser("approvals", help="what waits for approval")
+    ap_sub = approvals.add_subparsers(dest="action", required=True, metavar="ACTION")
+    apl = ap_sub.add_parser("list", help="actions waiting, with digest, who approved, expiry")
+    apl.add_argument("--as", dest="reviewer", help="only what this reviewer may still approve")
+    apl.add_argument("--json", action="store_true")
+    apl.set_defaults(func=cmd_approvals_list)
+
+    for verdict in ("approve", "reject"):
+        v = sub.add_parser(verdict, help=f"{verdict} a waiting action (exit 0 accepted, {EXIT_REFUSED} refused)")
+        v.add_argument("run_id", metavar="RUN_ID")
+        v.add_argument("--as", dest="reviewer", required=True, help="your reviewer id in the policy")
+        v.add_argument("--action", help="the action id, when several wait")
+        v.add_argument("--reason", default="")
+        v.add_argument("--key", help="Ed25519 private key to sign with (PEM or base64)")
+        v.set_defaults(func=cmd_vote, verdict=verdict)
