@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,5 +64,13 @@ class Registry:
             raise UnknownTask(f"no worker task {task!r} version {version!r} (registered: {known})")
         return reg
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Registration]:
         return iter(self._by_key.values())
+
+    async def aclose(self) -> None:
+        """Close what the connectors and models hold open (pools, HTTP clients)."""
+        for reg in self._by_key.values():
+            for part in [*reg.connectors.values(), reg.model]:
+                closer = getattr(part, "aclose", None)
+                if closer is not None:
+                    await closer()

@@ -166,7 +166,7 @@ class RunActivities:
         request = WriteRequest(
             resource=action.resource,
             record_id=action.record_id,
-            operation=action.operation,  # type: ignore[arg-type]
+            operation=action.operation,
             fields=action.fields,
             idempotency_key=key,
         )

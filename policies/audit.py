@@ -112,9 +112,7 @@ def audit(policy: Policy) -> list[AuditLine]:
     lines.append(
         _line(
             "Is there a rollout plan that starts in shadow?",
-            []
-            if first.live_fraction == 0.0
-            else [f"the first stage {first.name!r} is {first.live_fraction:.0%} live"],
+            [] if first.live_fraction == 0.0 else [f"the first stage {first.name!r} is {first.live_fraction:.0%} live"],
             " -> ".join(f"{s.name} {s.live_fraction:.0%}" for s in policy.rollout.stages),
         )
     )

@@ -30,9 +30,7 @@ def canonical_json(value: Any) -> bytes:
     try:
         return rfc8785.dumps(value)
     except rfc8785.CanonicalizationError as exc:
-        raise CanonicalJSONError(
-            f"{exc}: send such values as strings (integers must lie within +-2**53)"
-        ) from None
+        raise CanonicalJSONError(f"{exc}: send such values as strings (integers must lie within +-2**53)") from None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -251,9 +251,7 @@ def check_attempt(
         problem = _signature_problem(person.public_key, attempt, run_id)
         if problem:
             return _refuse("signature_invalid", problem)
-    return AttemptOutcome(
-        accepted=True, code="accepted", reason=f"{person.id} approved under rule {gate.rule}"
-    )
+    return AttemptOutcome(accepted=True, code="accepted", reason=f"{person.id} approved under rule {gate.rule}")
 
 
 def _signature_problem(public_key: str | None, attempt: ApprovalAttempt, run_id: str) -> str | None:

@@ -188,16 +188,13 @@ def _pydantic_issues(source: str, exc: ValidationError, lines: dict[PathT, int])
             message = f"{err['msg']} (got {err['input']!r})" if "input" in err else err["msg"]
         if any(i.path == format_path(path) for i in issues):
             continue  # a union reports once per member; the first says enough
-        issues.append(
-            PolicyIssue(source=source, path=format_path(path), line=_line_for(lines, path), message=message)
-        )
+        issues.append(PolicyIssue(source=source, path=format_path(path), line=_line_for(lines, path), message=message))
     # A list whose item failed is also reported as empty; the item's error is the real one.
     return [
         i
         for i in issues
         if not (
-            i.message.startswith("needs at least")
-            and any(o is not i and o.path.startswith(i.path) for o in issues)
+            i.message.startswith("needs at least") and any(o is not i and o.path.startswith(i.path) for o in issues)
         )
     ]
 
@@ -228,9 +225,7 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
         for name in names:
             if name not in roles:
                 defined = ", ".join(sorted(roles)) or "none"
-                problems.append(
-                    (path, f"role {name!r} is not defined in reviewers.roles (defined: {defined})")
-                )
+                problems.append((path, f"role {name!r} is not defined in reviewers.roles (defined: {defined})"))
 
     def known_people(names: Iterable[str], path: PathT) -> None:
         for name in names:
@@ -332,9 +327,7 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
         raise fail(f"key {dup.key!r} appears twice in one mapping", dup.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise fail(
-            f"not valid YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None
-        ) from None
+        raise fail(f"not valid YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None) from None
     if node is None or not isinstance(data, dict):
         raise fail("a policy is a YAML mapping (version, name, owner, ...)", 1)
     lines = _lines(node)
@@ -345,10 +338,7 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
     problems = cross_check(policy)
     if problems:
         raise PolicyError(
-            [
-                PolicyIssue(source=source, path=format_path(p), line=_line_for(lines, p), message=m)
-                for p, m in problems
-            ]
+            [PolicyIssue(source=source, path=format_path(p), line=_line_for(lines, p), message=m) for p, m in problems]
         )
     return policy
 

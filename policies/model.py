@@ -33,9 +33,7 @@ class Person(Strict):
     id: Name
     name: str = Field(min_length=1)
     roles: tuple[Name, ...] = ()
-    public_key: str | None = Field(
-        default=None, description="Ed25519 public key, base64 of the 32 raw bytes."
-    )
+    public_key: str | None = Field(default=None, description="Ed25519 public key, base64 of the 32 raw bytes.")
 
 
 class Role(Strict):
@@ -64,9 +62,7 @@ class Grant(Strict):
     system: Name
     resource: Name
     operations: tuple[Operation, ...] = Field(min_length=1)
-    fields: tuple[str, ...] = Field(
-        default=(), description="Writable fields; required when any operation writes."
-    )
+    fields: tuple[str, ...] = Field(default=(), description="Writable fields; required when any operation writes.")
     records: RecordFilter | None = None
 
     @model_validator(mode="after")
@@ -163,22 +159,16 @@ class WindowRule(Strict):
             if self.score is None:
                 raise ValueError(f"rule {self.name!r}: mean_score needs `score`")
             if self.statistic != "normal":
-                raise ValueError(
-                    f"rule {self.name!r}: mean_score uses statistic normal (wilson is for rates)"
-                )
+                raise ValueError(f"rule {self.name!r}: mean_score uses statistic normal (wilson is for rates)")
         else:
             if self.score is not None:
                 raise ValueError(f"rule {self.name!r}: `score` is only for mean_score")
             if self.statistic != "wilson":
                 raise ValueError(f"rule {self.name!r}: rates use statistic wilson")
             if not 0.0 <= self.threshold <= 1.0:
-                raise ValueError(
-                    f"rule {self.name!r}: threshold {self.threshold} is a rate and must lie in [0, 1]"
-                )
+                raise ValueError(f"rule {self.name!r}: threshold {self.threshold} is a rate and must lie in [0, 1]")
         if self.min_sample > self.window:
-            raise ValueError(
-                f"rule {self.name!r}: min_sample {self.min_sample} is larger than window {self.window}"
-            )
+            raise ValueError(f"rule {self.name!r}: min_sample {self.min_sample} is larger than window {self.window}")
         return self
 
     @property

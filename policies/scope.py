@@ -78,8 +78,5 @@ def _record_problem(grant: Grant, record: Mapping[str, Any] | None) -> str | Non
         )
     value = record.get(flt.field)
     if value not in flt.in_:
-        return (
-            f"record is outside grant {grant.name}: its {flt.field} is {value!r}, "
-            f"the grant covers {list(flt.in_)}"
-        )
+        return f"record is outside grant {grant.name}: its {flt.field} is {value!r}, the grant covers {list(flt.in_)}"
     return None

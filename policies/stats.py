@@ -132,13 +132,9 @@ def run_check(check: ScoreCheck, scores: Mapping[str, float]) -> CheckResult:
         return CheckResult(check=check.name, passed=False, reason=f"score {check.score!r} is missing")
     value = scores[check.score]
     if check.min is not None and value < check.min:
-        return CheckResult(
-            check=check.name, passed=False, reason=f"{check.score} {value} is below {check.min}"
-        )
+        return CheckResult(check=check.name, passed=False, reason=f"{check.score} {value} is below {check.min}")
     if check.max is not None and value > check.max:
-        return CheckResult(
-            check=check.name, passed=False, reason=f"{check.score} {value} is above {check.max}"
-        )
+        return CheckResult(check=check.name, passed=False, reason=f"{check.score} {value} is above {check.max}")
     return CheckResult(check=check.name, passed=True, reason=f"{check.score} {value} is within bounds")
 
 

@@ -21,6 +21,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore, migrate
+from activities.registry import Registry
+from activities.tasks import support_triage
+from workers.app import example_registry
 from workers.stack import with_database
 from workers.temporal import register_search_attributes
 from workflows import search_attributes
@@ -136,3 +139,22 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def sor_url(empty_database_url: str) -> str:
+    """A support system of record: 20 tickets, one contact each."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await support_triage.seed(conn, 20)
+    finally:
+        await conn.close()
+    return empty_database_url
+
+
+@pytest.fixture
+async def registry(sor_url: str) -> AsyncIterator[Registry]:
+    """The support-triage example, over ``sor_url``."""
+    built = example_registry(sor_url)
+    yield built
+    await built.aclose()

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from workers.cli import run
 
-from workers.cli import main
-
-sys.exit(main())
+run()

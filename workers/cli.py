@@ -26,8 +26,7 @@ def _database_url(settings: Settings) -> str:
     url = LocalStack(settings).database_url()
     if url is None:
         raise StackError(
-            "no database: start the local stack with `govflow stack up`, "
-            "or set GOVFLOW_DATABASE_URL to a Postgres URL"
+            "no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL to a Postgres URL"
         )
     return url
 
@@ -174,9 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the support-triage example",
     )
     worker.set_defaults(func=cmd_worker)
-    sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(
-        func=cmd_demo
-    )
+    sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(func=cmd_demo)
     return parser
 
 
@@ -198,5 +195,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The console script: ``main``, then exit without interpreter teardown.
+
+    The Temporal client's Rust threads can outlive the event loop, and CPython's
+    finalization then aborts the process ("PyGILState_Release: thread state
+    must be current", temporalio/sdk-python#300), turning a success into exit
+    code -6. Nothing of ours needs teardown after ``main`` returns.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

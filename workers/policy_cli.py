@@ -32,9 +32,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         action = Action.model_validate_json(args.action)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'action'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'action'}: {e['msg']}" for e in exc.errors())
         raise GovflowError(f"--action is not a valid action: {problems}") from None
     record = json.loads(args.record) if args.record else None
     ctx = RunContext(run_id="explain", requester=args.requester, now=datetime.now(UTC), record=record)
@@ -47,9 +45,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for gate in decision.gates:
             sod = "on" if gate.separation_of_duties else "off"
             signature = "required" if gate.signature_required else "no"
-            expiry = (
-                gate.on_expiry if isinstance(gate.on_expiry, str) else f"escalate to {gate.on_expiry.to_role}"
-            )
+            expiry = gate.on_expiry if isinstance(gate.on_expiry, str) else f"escalate to {gate.on_expiry.to_role}"
             print(
                 f"gate     rule {gate.rule}: {gate.quorum} of [{', '.join(gate.eligible)}], "
                 f"separation of duties {sod}, signature {signature}, "

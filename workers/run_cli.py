@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from policies import signing_message
+from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
 from workers.settings import Settings
 from workers.temporal import connect
@@ -189,7 +189,9 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         print(f"run {args.run_id}: {state}")
         if status:
-            print(f"  task {status.task} · item {status.item_key} · mode {status.mode} · requested by {status.requester}")
+            print(
+                f"  task {status.task} · item {status.item_key} · mode {status.mode} · requested by {status.requester}"
+            )
             print(f"  phase {status.phase}")
             if status.exception:
                 print(f"  exception: {status.exception}")
@@ -210,7 +212,7 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go() -> int:
         client = await connect(settings)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for run in await _runs(client, query):
             status = await client.get_workflow_handle(run["run_id"]).query(GovernedRunWorkflow.status)
             for pending in status.pending:
@@ -293,7 +295,9 @@ def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
             f"{verdict} {action.action_id}: {action.target} {action.record_id or ''} "
             f"{json.dumps(action.fields)} (digest {action.digest[:16]}...)"
         )
-        outcome = await client.get_workflow_handle(args.run_id).execute_update(GovernedRunWorkflow.review, request)
+        outcome = await client.get_workflow_handle(args.run_id).execute_update(
+            "review", request, result_type=AttemptOutcome
+        )
         if outcome.accepted:
             print(f"accepted: {outcome.reason}")
             return 0

@@ -42,17 +42,13 @@ class Settings(BaseModel):
     temporal_tls_key: Path | None = None
     temporal_tls_ca: Path | None = None
     temporal_api_key: SecretStr | None = None
-    database_url: str | None = Field(
-        default=None, description="Postgres URL; unset means the local embedded Postgres."
-    )
+    database_url: str | None = Field(default=None, description="Postgres URL; unset means the local embedded Postgres.")
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
-            raise ValueError(
-                "GOVFLOW_TEMPORAL_TLS_CERT and GOVFLOW_TEMPORAL_TLS_KEY go together: set both or neither"
-            )
+            raise ValueError("GOVFLOW_TEMPORAL_TLS_CERT and GOVFLOW_TEMPORAL_TLS_KEY go together: set both or neither")
         if self.temporal_api_key is not None and self.temporal_address is None:
             raise ValueError(
                 "GOVFLOW_TEMPORAL_API_KEY is set but GOVFLOW_TEMPORAL_ADDRESS is not: "

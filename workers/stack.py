@@ -167,9 +167,7 @@ class LocalStack:
             return
         state = self._state()
         if "temporal" in state:
-            info.notes.append(
-                f"removed a stale Temporal pid file (pid {state['temporal'].get('pid')} is not running)"
-            )
+            info.notes.append(f"removed a stale Temporal pid file (pid {state['temporal'].get('pid')} is not running)")
             del state["temporal"]
             self._save(state)
         for port, what, var in (
@@ -361,9 +359,7 @@ class LocalStack:
             rows.append(
                 (
                     "temporal",
-                    f"running (pid {pid}) at {s.target_temporal_address}, UI {s.ui_url}"
-                    if pid
-                    else "stopped",
+                    f"running (pid {pid}) at {s.target_temporal_address}, UI {s.ui_url}" if pid else "stopped",
                 )
             )
         else:

@@ -48,9 +48,7 @@ async def connect(settings: Settings) -> Client:
 
 def search_attribute_types() -> dict[str, IndexedValueType.ValueType]:
     """govflow's search attributes as the operator service names their types."""
-    return {
-        key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in search_attributes.ALL
-    }
+    return {key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in search_attributes.ALL}
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -67,3 +67,4 @@ async def run_worker(client: Client, task_queue: str, database_url: str, registr
             tasks = ", ".join(f"{r.task.name} v{r.task.version}" for r in registry) or "none"
             print(f"govflow worker polling task queue {task_queue!r}; tasks: {tasks}; Ctrl-C stops it", flush=True)
             await stop.wait()
+    await registry.aclose()

@@ -8,6 +8,7 @@ retries and redelivered signals can never duplicate or reorder them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -182,9 +183,7 @@ class GovernedRunWorkflow:
                 record=reads.get((action.system, action.resource, action.record_id or "")),
             )
             decision = decide(self._policy, action, ctx)
-            state = _ActionState(
-                action=action, digest=action.digest(), decision=decision.kind, reason=decision.reason
-            )
+            state = _ActionState(action=action, digest=action.digest(), decision=decision.kind, reason=decision.reason)
             if isinstance(decision, NeedsApproval):
                 state.gates = [_GateState(gate=g) for g in decision.gates]
             self._actions[action.action_id] = state
@@ -196,9 +195,7 @@ class GovernedRunWorkflow:
                         "action_digest": state.digest,
                         "policy_digest": setup.policy_digest,
                         "decision": decision.kind,
-                        "rule": decision.rule
-                        if isinstance(decision, Deny)
-                        else ",".join(decision.rules) or None,
+                        "rule": decision.rule if isinstance(decision, Deny) else ",".join(decision.rules) or None,
                         "reason": decision.reason,
                         "gate": {"gates": [g.model_dump(mode="json") for g in decision.gates]}
                         if isinstance(decision, NeedsApproval)
@@ -211,9 +208,7 @@ class GovernedRunWorkflow:
         denied = [s for s in self._actions.values() if s.decision == "deny"]
         if denied:
             # A proposal with a denied action publishes nothing: its actions may depend on each other.
-            return await self._finish(
-                "refused", reason="; ".join(f"{s.action.action_id}: {s.reason}" for s in denied)
-            )
+            return await self._finish("refused", reason="; ".join(f"{s.action.action_id}: {s.reason}" for s in denied))
 
         # Shadow runs never write, so they do not ask reviewers for anything.
         if inp.mode == "live" and any(s.open for s in self._actions.values()):
@@ -265,7 +260,7 @@ class GovernedRunWorkflow:
                 )
                 self._phase = "proposing"
                 self._show()
-                proposal = await workflow.execute_activity(
+                proposal: ProposeResult = await workflow.execute_activity(
                     "govflow.propose",
                     ProposeInput(
                         run_id=self._run_id, task=inp.task, task_version=inp.task_version, context=gathered.context
@@ -311,12 +306,8 @@ class GovernedRunWorkflow:
         )
         self._phase = "awaiting exception decision"
         self._set_awaiting(True)
-        try:
-            await workflow.wait_condition(
-                lambda: self._exception_decision is not None, timeout=route.expires_after
-            )
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._exception_decision is not None, timeout=route.expires_after)
         self._set_awaiting(False)
         decision = self._exception_decision
         if decision is None:
@@ -343,12 +334,14 @@ class GovernedRunWorkflow:
                 await self._expire(expired, now)
                 continue
             earliest = min(g.gate.expires_at for g in open_gates)
-            seen = self._changes
-            try:
-                await workflow.wait_condition(lambda: self._changes != seen, timeout=earliest - now)
-            except TimeoutError:
-                pass
+            await self._wait_for_change(earliest - now)
         self._set_awaiting(False)
+
+    async def _wait_for_change(self, at_most: timedelta) -> None:
+        """Until a vote or an expiry changes something, or ``at_most`` passes."""
+        seen = self._changes
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._changes != seen, timeout=at_most)
 
     async def _expire(self, expired: list[_GateState], now: datetime) -> None:
         assert self._policy is not None
@@ -465,7 +458,7 @@ class GovernedRunWorkflow:
         async with self._lock:
             seq = self._seq
             try:
-                result = await workflow.execute_activity(
+                result: PublishResult = await workflow.execute_activity(
                     "govflow.publish",
                     PublishInput(
                         run_id=self._run_id,
@@ -628,11 +621,13 @@ class GovernedRunWorkflow:
         )
         return outcome
 
-    @workflow.signal(description="Approve an action: {\"reviewer\": \"alice\", \"action_digest\": \"<digest>\"}")
+    @workflow.signal(description='Approve an action: {"reviewer": "alice", "action_digest": "<digest>"}')
     async def approve(self, review: Review) -> None:
         await self._review(review, "approve", "signal")
 
-    @workflow.signal(description="Reject an action: {\"reviewer\": \"alice\", \"action_digest\": \"<digest>\", \"reason\": \"...\"}")
+    @workflow.signal(
+        description='Reject an action: {"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
+    )
     async def reject(self, review: Review) -> None:
         await self._review(review, "reject", "signal")
 
@@ -646,7 +641,9 @@ class GovernedRunWorkflow:
         if self._policy is None or self._phase == "finished":
             raise ValueError(f"run {self._run_id} is not reviewing anything (phase: {self._phase})")
 
-    @workflow.signal(description="Decide on input the run could not: {\"reviewer\": \"alice\", \"decision\": \"retry\" or \"discard\"}")
+    @workflow.signal(
+        description='Decide on input the run could not: {"reviewer": "alice", "decision": "retry" or "discard"}'
+    )
     async def resolve_exception(self, decision: ExceptionDecision) -> None:
         await self._resolve(decision)
 
@@ -739,7 +736,9 @@ class GovernedRunWorkflow:
                 approvals = "; ".join(
                     f"{g.gate.rule}: {len(g.approved_by)}/{g.gate.quorum} {g.status}" for g in s.gates
                 )
-                expires = ", ".join(g.gate.expires_at.strftime("%Y-%m-%d %H:%M UTC") for g in s.gates if g.status == "open")
+                expires = ", ".join(
+                    g.gate.expires_at.strftime("%Y-%m-%d %H:%M UTC") for g in s.gates if g.status == "open"
+                )
                 lines.append(
                     f"| {s.action.action_id} | {s.action.target} {s.action.record_id or ''} | {s.decision} | "
                     f"{approvals or '-'} | {expires or '-'} | `{s.digest}` |"

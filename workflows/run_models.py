@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies import Action, AttemptOutcome
+from policies import AttemptOutcome
 
 Mode = Literal["shadow", "live"]
 Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]

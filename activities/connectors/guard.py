@@ -71,9 +71,7 @@ class ScopedConnectors:
         *,
         check_records: bool,
     ) -> None:
-        result = check_scope(
-            self._policy, system, resource, operation, fields, record, check_records=check_records
-        )
+        result = check_scope(self._policy, system, resource, operation, fields, record, check_records=check_records)
         if not result.allowed:
             raise ScopeViolation(
                 ScopeRefusal(
@@ -98,9 +96,7 @@ class ScopedConnectors:
     async def write(self, system: str, request: WriteRequest) -> WriteResult:
         """Write through the connector; the record filter is checked on the locked current record."""
         fields = sorted(request.fields)
-        self._refuse_unless(
-            system, request.resource, request.operation, request.record_id, fields, check_records=False
-        )
+        self._refuse_unless(system, request.resource, request.operation, request.record_id, fields, check_records=False)
 
         def check(current: Record | None) -> None:
             # A record being created is judged by the values it would get.

@@ -31,9 +31,7 @@ class HttpJsonConnector:
         except httpx.TransportError as exc:
             raise ConnectorError(f"{self.system}: {method} {url} failed: {exc}", retryable=True) from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise ConnectorError(
-                f"{self.system}: {method} {url} answered {response.status_code}", retryable=True
-            )
+            raise ConnectorError(f"{self.system}: {method} {url} answered {response.status_code}", retryable=True)
         return response
 
     async def read(self, resource: str, record_id: str) -> Record | None:
@@ -42,9 +40,7 @@ class HttpJsonConnector:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise ConnectorError(
-                f"{self.system}: GET {url} answered {response.status_code}", retryable=False
-            )
+            raise ConnectorError(f"{self.system}: GET {url} answered {response.status_code}", retryable=False)
         return _object(self.system, url, response)
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
@@ -72,9 +68,7 @@ class HttpJsonConnector:
                 f"{self.system}: {url} answered without before/after objects: {str(body)[:200]}",
                 retryable=False,
             )
-        return WriteResult(
-            before=before, after=after, replayed=response.headers.get("Idempotent-Replayed") == "true"
-        )
+        return WriteResult(before=before, after=after, replayed=response.headers.get("Idempotent-Replayed") == "true")
 
 
 def _object(system: str, url: str, response: httpx.Response) -> Record:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict
 
 from activities.connectors.base import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
@@ -86,15 +87,16 @@ class PostgresTableConnector:
         self._tables = tables
         self._columns: dict[str, set[str]] = {}
 
+    async def aclose(self) -> None:
+        await self._shared.close()
+
     def _table(self, resource: str) -> Table:
         table = self._tables.get(resource)
         if table is None:
-            raise ConnectorError(
-                f"{self.system}: no table is configured for resource {resource!r}", retryable=False
-            )
+            raise ConnectorError(f"{self.system}: no table is configured for resource {resource!r}", retryable=False)
         return table
 
-    async def _known_columns(self, conn: asyncpg.Connection, table: Table) -> set[str]:
+    async def _known_columns(self, conn: PoolConnectionProxy[asyncpg.Record], table: Table) -> set[str]:
         if table.name not in self._columns:
             rows = await conn.fetch(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table.name
@@ -125,15 +127,12 @@ class PostgresTableConnector:
                     "SELECT before, after FROM govflow_idempotency WHERE key = $1", request.idempotency_key
                 )
                 if done is not None:
-                    return WriteResult(
-                        before=_decode(done["before"]), after=_decode(done["after"]), replayed=True
-                    )
+                    return WriteResult(before=_decode(done["before"]), after=_decode(done["after"]), replayed=True)
                 columns = await self._known_columns(conn, table)
                 unknown = sorted(set(request.fields) - columns)
                 if unknown:
                     raise ConnectorError(
-                        f"{self.system}.{request.resource}: no column {', '.join(unknown)} "
-                        f"in table {table.name}",
+                        f"{self.system}.{request.resource}: no column {', '.join(unknown)} in table {table.name}",
                         retryable=False,
                     )
                 where = f"{_ident(table.key)} = $1"
@@ -165,7 +164,7 @@ class PostgresTableConnector:
             ) from exc
 
     async def _apply(
-        self, conn: asyncpg.Connection, table: Table, request: WriteRequest, exists: bool
+        self, conn: PoolConnectionProxy[asyncpg.Record], table: Table, request: WriteRequest, exists: bool
     ) -> Record | None:
         name, key = _ident(table.name), _ident(table.key)
         names = list(request.fields)
@@ -192,9 +191,7 @@ class PostgresTableConnector:
             row = await conn.fetchrow(f"SELECT * FROM {name} WHERE {key} = $1", request.record_id)
             return _jsonable(row)
         sets = ", ".join(f"{_ident(n)} = ${i}" for i, n in enumerate(names, start=2))
-        row = await conn.fetchrow(
-            f"UPDATE {name} SET {sets} WHERE {key} = $1 RETURNING *", request.record_id, *values
-        )
+        row = await conn.fetchrow(f"UPDATE {name} SET {sets} WHERE {key} = $1 RETURNING *", request.record_id, *values)
         return _jsonable(row)
 
 

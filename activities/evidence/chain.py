@@ -159,9 +159,7 @@ def verify_rows(
 
     last_seq = int(rows[-1]["seq"])
     if head is None:
-        problems.append(
-            ChainProblem(seq=last_seq, problem=f"the chain head of {stream} {stream_id} is missing")
-        )
+        problems.append(ChainProblem(seq=last_seq, problem=f"the chain head of {stream} {stream_id} is missing"))
     else:
         head_seq, head_hash = head
         if head_seq > last_seq:

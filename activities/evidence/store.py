@@ -26,9 +26,7 @@ from activities.evidence.sql import queries
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
-        )
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text")
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
@@ -142,9 +140,7 @@ class EvidenceStore:
             )
         )
 
-    async def record(
-        self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedRecord
-    ) -> AppendResult:
+    async def record(self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedRecord) -> AppendResult:
         """Append a typed record to a run's chain and its projection table."""
         event = EvidenceEvent(
             stream="run",

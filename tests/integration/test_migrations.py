@@ -72,9 +72,7 @@ async def test_a_failing_migration_leaves_nothing_behind(database_url: str) -> N
 async def test_a_database_newer_than_the_code_is_refused(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(
-            "INSERT INTO govflow_migrations (version, name, checksum) VALUES (9999, 'future', 'x')"
-        )
+        await conn.execute("INSERT INTO govflow_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
         with pytest.raises(MigrationError, match=r"9999_future\.sql .* upgrade govflow"):
             await migrate(conn)
     finally:

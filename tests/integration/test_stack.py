@@ -116,9 +116,7 @@ def test_a_stale_pid_file_is_noticed_and_replaced(tmp_path: Path) -> None:
     assert _processes_under(home) == []
 
 
-def test_a_missing_temporal_binary_says_how_to_install_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_missing_temporal_binary_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("workers.stack.bin_path", lambda name: None)
     settings = load_settings(
         {"GOVFLOW_HOME": str(tmp_path), "GOVFLOW_TEMPORAL_PORT": str(free_port()),

@@ -27,9 +27,7 @@ def test_known_digest_of_canonical_json() -> None:
 
 
 def test_a_policy_digest_is_stable_across_layout() -> None:
-    reflowed = BASE.replace(
-        "  team: ops\n  contact: ops@example.com\n", "  contact: ops@example.com\n  team: ops\n"
-    )
+    reflowed = BASE.replace("  team: ops\n  contact: ops@example.com\n", "  contact: ops@example.com\n  team: ops\n")
     with_comments = "# a comment\n" + BASE.replace("risk: high", "risk:   high   # why")
     assert policy_digest(parse_policy(BASE)) == policy_digest(parse_policy(reflowed))
     assert policy_digest(parse_policy(BASE)) == policy_digest(parse_policy(with_comments))
@@ -41,17 +39,13 @@ def test_a_value_without_canonical_json_is_refused_clearly() -> None:
     import pytest
     from pydantic import ValidationError
 
-    with pytest.raises(
-        ValidationError, match=r"fields\n.*exceeds safe integer domain.*send such values as strings"
-    ):
+    with pytest.raises(ValidationError, match=r"fields\n.*exceeds safe integer domain.*send such values as strings"):
         Action(action_id="a", system="s", resource="r", operation="update", fields={"n": 2**60})
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=5),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=10,
 )
 

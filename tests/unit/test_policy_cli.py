@@ -16,9 +16,7 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "policies" / "examples").glob("*.
 
 
 def govflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_both_examples_exist() -> None:
@@ -64,15 +62,10 @@ def test_explain_prints_the_decision_and_its_rule() -> None:
         "operation": "create",
         "fields": {"invoice_id": "INV-7", "amount": 990, "currency": "EUR"},
     }
-    done = govflow(
-        "policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(action), "--requester", "gus"
-    )
+    done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(action), "--requester", "gus")
     assert done.returncode == 0, done.stderr
     assert "decision needs_approval" in done.stdout
-    assert (
-        "rule payment-change: 2 of [dana, erik, farah], separation of duties on, signature required"
-        in done.stdout
-    )
+    assert "rule payment-change: 2 of [dana, erik, farah], separation of duties on, signature required" in done.stdout
 
     delete = {**action, "operation": "delete"}
     done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(delete))
@@ -89,9 +82,7 @@ def test_explain_refuses_a_malformed_action() -> None:
 GAPPY = (
     BASE.replace("      quorum: 2\n", "      quorum: 2\n      separation_of_duties: false\n")
     .replace("stop_rules:\n  - {when: pass-rate, action: pause}\n", "")
-    .replace(
-        "{name: shadow, live_fraction: 0.0, min_runs: 10}", "{name: canary, live_fraction: 0.1, min_runs: 10}"
-    )
+    .replace("{name: shadow, live_fraction: 0.0, min_runs: 10}", "{name: canary, live_fraction: 0.1, min_runs: 10}")
     .replace("exceptions:\n  roles: [lead]\n  expires_after: 1d\n", "")
     .replace("  redact_fields: [email]\n", "")
     .replace("    operations: [read, update]\n", "    operations: [read, update, delete]\n")

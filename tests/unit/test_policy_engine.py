@@ -76,9 +76,7 @@ def _gate(decision: object) -> Gate:
     return gate
 
 
-def vote(
-    reviewer: str, gate: Gate, *, at: datetime = NOW, verdict: str = "approve", **kw: object
-) -> ApprovalAttempt:
+def vote(reviewer: str, gate: Gate, *, at: datetime = NOW, verdict: str = "approve", **kw: object) -> ApprovalAttempt:
     return ApprovalAttempt.model_validate(
         {"reviewer": reviewer, "verdict": verdict, "action_digest": gate.action_digest, "at": at, **kw}
     )

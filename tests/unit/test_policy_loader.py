@@ -117,9 +117,7 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "duplicate-grant",
-        broken(
-            "grants:\n", "grants:\n  - {name: contacts, system: crm, resource: contact, operations: [read]}\n"
-        ),
+        broken("grants:\n", "grants:\n  - {name: contacts, system: crm, resource: contact, operations: [read]}\n"),
         "grants (line 15): grant 'contacts' is defined 2 times",
     ),
     (

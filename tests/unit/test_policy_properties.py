@@ -31,9 +31,7 @@ PEOPLE = [p.id for p in POLICY.reviewers.people]
 names = st.sampled_from(["crm", "erp", "contact", "order", "ticket", "x"])
 operations = st.sampled_from(["read", "create", "update", "delete", "reply", "pay", "drop"])
 field_names = st.sampled_from(["status", "note", "owner", "email", "region"])
-values = st.one_of(
-    st.sampled_from(["churn-risk", "active", "x"]), st.integers(-(2**53) + 1, 2**53 - 1), st.booleans()
-)
+values = st.one_of(st.sampled_from(["churn-risk", "active", "x"]), st.integers(-(2**53) + 1, 2**53 - 1), st.booleans())
 actions = st.builds(
     Action,
     action_id=st.sampled_from(["a1", "a2"]),
@@ -71,9 +69,7 @@ def test_no_field_outside_a_grant_is_ever_writable(action: Action) -> None:
         assert set(action.fields) <= allowed
 
 
-CHURN = Action(
-    action_id="a1", system="crm", resource="contact", operation="update", fields={"status": "churn-risk"}
-)
+CHURN = Action(action_id="a1", system="crm", resource="contact", operation="update", fields={"status": "churn-risk"})
 
 
 def _gate(requester: str):  # type: ignore[no-untyped-def]
@@ -83,9 +79,7 @@ def _gate(requester: str):  # type: ignore[no-untyped-def]
 
 
 @given(requester=st.sampled_from(PEOPLE), approved=st.lists(st.sampled_from(PEOPLE), max_size=3))
-def test_under_separation_of_duties_the_requester_never_satisfies_a_gate(
-    requester: str, approved: list[str]
-) -> None:
+def test_under_separation_of_duties_the_requester_never_satisfies_a_gate(requester: str, approved: list[str]) -> None:
     gate = _gate(requester)
     attempt = ApprovalAttempt(reviewer=requester, verdict="approve", action_digest=gate.action_digest, at=NOW)
     assert not check_attempt(POLICY, gate, attempt, run_id="r", approved_by=approved).accepted

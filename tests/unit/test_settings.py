@@ -38,9 +38,7 @@ def test_a_misspelt_variable_is_named() -> None:
 
 
 def test_an_invalid_value_names_the_variable() -> None:
-    with pytest.raises(
-        SettingsError, match="GOVFLOW_TEMPORAL_PORT: Input should be less than or equal to 65535"
-    ):
+    with pytest.raises(SettingsError, match="GOVFLOW_TEMPORAL_PORT: Input should be less than or equal to 65535"):
         load_settings({"GOVFLOW_TEMPORAL_PORT": "70000"})
 
 

@@ -20,7 +20,7 @@ from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
-from tests.workflows.conftest import sor_fetch, start_run, wait_for, worker
+from tests.helpers import sor_fetch, start_run, wait_for, worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import ExceptionDecision, Review, ReviewRequest
 
@@ -359,7 +359,12 @@ async def test_signed_approvals_are_checked(
         result = await handle.result()
     assert result.outcome == "published"
     signed = await store.pool.fetch("SELECT signed, accepted FROM approval_attempts WHERE run_id = $1", result.run_id)
-    assert [(r["signed"], r["accepted"]) for r in signed] == [(False, False), (True, False), (True, False), (True, True)]
+    assert [(r["signed"], r["accepted"]) for r in signed] == [
+        (False, False),
+        (True, False),
+        (True, False),
+        (True, True),
+    ]
 
 
 def sign_with(key_name: str, run_id: str, digest: str) -> str:

@@ -1,40 +1,21 @@
-"""Fixtures for governed runs: a seeded system of record, the example registry, a worker."""
+"""Helpers for governed-run tests: start a run, wait on its status, a fail-fast worker."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from activities.tasks import support_triage
-from workers.app import example_registry
 from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import RunInput, RunStatus
-
-
-@pytest.fixture
-async def sor_url(empty_database_url: str) -> str:
-    """A support system of record: 20 tickets, one contact each."""
-    conn = await asyncpg.connect(empty_database_url)
-    try:
-        await support_triage.seed(conn, 20)
-    finally:
-        await conn.close()
-    return empty_database_url
-
-
-@pytest.fixture
-def registry(sor_url: str) -> Registry:
-    return example_registry(sor_url)
 
 
 async def sor_fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

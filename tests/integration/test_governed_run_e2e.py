@@ -1,0 +1,146 @@
+"""End to end on the Temporal dev server: the CLI as users run it, and a worker killed mid-publish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.evidence import EvidenceStore
+from activities.registry import Registry
+from tests.helpers import sor_fetch, start_run, wait_for, worker
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.run_models import Review, RunResult
+
+pytestmark = pytest.mark.devserver
+
+
+def cli_env(env: WorkflowEnvironment, database_url: str, task_queue: str, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    base.update(
+        GOVFLOW_TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        GOVFLOW_DATABASE_URL=database_url,
+        GOVFLOW_TASK_QUEUE=task_queue,
+        **extra,
+    )
+    return base
+
+
+async def govflow(environ: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI without blocking the event loop (the worker under test shares it)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", *args,
+        env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_happy_path_through_the_cli(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, database_url: str
+) -> None:
+    env = dev_server_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    environ = cli_env(env, database_url, task_queue)
+    async with worker(env.client, task_queue, store, registry):
+        code, out, err = await govflow(
+            environ, "run", "submit", "--task", "support-triage", "--item", '{"ticket_id": "T0003"}',
+            "--as", "priya", "--mode", "live", "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        run_id = json.loads(out)["run_id"]
+        handle = env.client.get_workflow_handle(run_id)
+        await wait_for(handle, lambda s: len(s.pending) == 2)  # type: ignore[arg-type]
+
+        code, out, err = await govflow(environ, "approvals", "list", "--as", "bob", "--json")
+        assert code == 0, err
+        waiting = [r for r in json.loads(out) if r["run_id"] == run_id]
+        assert {r["action_id"] for r in waiting} == {"reply", "flag-churn"}
+        churn = next(r for r in waiting if r["action_id"] == "flag-churn")
+        assert (churn["quorum"], churn["approved_by"], churn["requester"]) == (2, [], "priya")
+
+        code, out, err = await govflow(environ, "approve", run_id, "--as", "omar", "--action", "flag-churn")
+        assert code == 3
+        assert "refused (no_authority): omar may not approve" in err
+        for reviewer in ("bob", "chen"):
+            code, out, err = await govflow(environ, "approve", run_id, "--as", reviewer, "--action", "flag-churn")
+            assert code == 0, err
+            assert f"accepted: {reviewer} approved under rule flag-churn-risk" in out
+        code, out, err = await govflow(environ, "approvals", "list", "--as", "bob")
+        assert "flag-churn" not in out
+        code, out, err = await govflow(environ, "approve", run_id, "--as", "alice", "--reason", "reads well")
+        assert code == 0, err
+        result = await env.client.get_workflow_handle(run_id, result_type=RunResult).result()
+
+        code, out, err = await govflow(environ, "runs", "show", run_id)
+        assert code == 0, err
+        assert "outcome published" in out
+        code, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
+        assert run_id in [r["run_id"] for r in json.loads(out)]
+
+    assert result.outcome == "published"
+    assert [a.status for a in result.actions] == ["written", "written"]
+    code, out, _ = await govflow(environ, "evidence", "verify", run_id)
+    assert code == 0
+    assert f"run {run_id}: chain verifies" in out
+    contact = await sor_fetch(sor_url, "SELECT status FROM contact WHERE id = 'C0003'")
+    assert contact[0]["status"] == "churn-risk"
+
+
+async def test_a_worker_killed_after_the_write_and_before_its_evidence(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = dev_server_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    marker = tmp_path / "crashed"
+    environ = cli_env(
+        env, database_url, task_queue, CRASH_MARKER=str(marker), SOR_URL=sor_url,
+        GOVFLOW_APP="tests.integration.crash_app:build",
+    )  # fmt: skip
+
+    async def start_worker() -> Any:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", "worker", env=environ,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+    first = await start_worker()
+    try:
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        await handle.signal(
+            GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
+        )
+        await asyncio.wait_for(first.wait(), timeout=60)
+        assert first.returncode == -9, "the worker should have killed itself after the write"
+    finally:
+        if first.returncode is None:
+            first.kill()
+    # The write committed; its evidence row did not.
+    assert [r["key"] for r in await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")] == [f"{handle.id}:reply"]
+    assert "touched_record" not in [e["kind"] for e in await store.events("run", handle.id)]
+
+    second = await start_worker()
+    try:
+        result = await asyncio.wait_for(
+            env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90
+        )
+    finally:
+        second.terminate()
+        await second.wait()
+    assert result.outcome == "published"
+    assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
+    events = await store.events("run", handle.id)
+    touched = [e for e in events if e["kind"] == "touched_record"]
+    assert len(touched) == 1
+    assert touched[0]["payload"]["before_image"]["reply_body"] is None
+    assert touched[0]["payload"]["after_image"]["reply_body"].startswith("Thanks for writing")
+    assert (await store.verify("run", handle.id)).ok
