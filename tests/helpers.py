@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,3 +70,20 @@ Waiter = Callable[..., Awaitable[RunStatus]]
 def worker(client: Client, task_queue: str, store: EvidenceStore, registry: Registry) -> Worker:
     """A govflow worker whose workflow bugs fail the run at once instead of retrying forever."""
     return build_worker(client, task_queue, store, registry, workflow_failure_exception_types=[Exception])
+
+
+HISTORIES = Path(__file__).parent / "replay" / "histories"
+
+
+async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With RECORD_HISTORIES=1, save the run's history for the replay tests."""
+    if not os.environ.get("RECORD_HISTORIES"):
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    # Workflow ids are not in the history itself, and replay needs them (signatures bind to the run id).
+    index = HISTORIES / "workflow-ids.json"
+    ids = json.loads(index.read_text()) if index.exists() else {}
+    ids[name] = history.workflow_id
+    index.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")

@@ -20,7 +20,7 @@ from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
-from tests.helpers import sor_fetch, start_run, wait_for, worker
+from tests.helpers import keep_history, sor_fetch, start_run, wait_for, worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import ExceptionDecision, Review, ReviewRequest
 
@@ -105,6 +105,7 @@ async def test_refused_attempts_are_recorded_with_the_reason(
         assert second.accepted
         assert (await vote("bob", reply.digest)).accepted
         result = await handle.result()
+        await keep_history(handle, "approved-with-refusals")
     assert result.outcome == "published"
     assert [a.status for a in result.actions] == ["written", "written"]
     contact = await sor_fetch(sor_url, "SELECT status FROM contact WHERE id = 'C0003'")
@@ -140,6 +141,7 @@ async def test_expiry_escalates_then_fails_closed_and_a_late_vote_is_refused(
         assert (late_lead.accepted, late_lead.code) == (False, "no_authority")
         await env.sleep(timedelta(hours=4, minutes=1))
         result = await handle.result()
+        await keep_history(handle, "expired-after-escalation")
         late = await handle.query(GovernedRunWorkflow.status)
     assert result.outcome == "rejected"
     assert result.actions[0].status == "expired"
@@ -158,6 +160,7 @@ async def test_shadow_mode_writes_nothing_and_records_what_it_would_write(
     async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0003", mode="shadow")
         result = await handle.result()
+        await keep_history(handle, "shadow")
     assert result.outcome == "shadowed"
     assert {a.status for a in result.actions} == {"would_write"}
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
@@ -209,7 +212,9 @@ async def test_a_proposal_outside_the_grants_writes_nothing(
         model=LocalBaselineModel(lambda _request: evil),
     )
     async with worker(env.client, task_queue, store, registry):
-        result = await (await start_run(env.client, task_queue, "T0001")).result()
+        handle = await start_run(env.client, task_queue, "T0001")
+        result = await handle.result()
+        await keep_history(handle, "refused-by-scope")
     assert result.outcome == "refused"
     assert "field 'email' is outside grant crm-contacts" in result.reason
     rows = await sor_fetch(sor_url, "SELECT email FROM contact WHERE id = 'C0001'")
@@ -249,6 +254,7 @@ async def test_invalid_model_output_goes_to_the_exception_route(
             ExceptionDecision(reviewer="bob", decision="discard", reason="model is broken"),
         )
         result = await handle.result()
+        await keep_history(handle, "exception-discarded")
     assert result.outcome == "exception"
     assert "discarded by bob" in result.reason
     kinds = [e["kind"] for e in await store.events("run", result.run_id)]
@@ -319,6 +325,7 @@ async def test_a_malformed_ui_signal_is_dropped_without_failing_the_run(
             )
         await handle.signal(GovernedRunWorkflow.approve, Review(reviewer="bob", action_digest=status.pending[0].digest))
         result = await handle.result()
+        await keep_history(handle, "ui-signals")
     assert result.outcome == "published"
 
 
@@ -357,6 +364,7 @@ async def test_signed_approvals_are_checked(
         assert (await vote(sign_with("dana", "another-run", digest))).code == "signature_invalid"
         assert (await vote(sign_with("dana", handle.id, digest))).accepted  # bob's key is dana's fixture key
         result = await handle.result()
+        await keep_history(handle, "signed-approval")
     assert result.outcome == "published"
     signed = await store.pool.fetch("SELECT signed, accepted FROM approval_attempts WHERE run_id = $1", result.run_id)
     assert [(r["signed"], r["accepted"]) for r in signed] == [
