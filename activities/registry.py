@@ -10,7 +10,7 @@ from typing import Any
 from activities.connectors.base import Connector
 from activities.models.base import ModelClient
 from activities.tasks.contract import Task
-from policies import Policy, load_policy, policy_digest
+from policies import Policy, canonical_json, load_policy, policy_digest
 from policies.errors import GovflowError
 
 
@@ -25,9 +25,11 @@ class Registration:
     connectors: dict[str, Connector]
     model: ModelClient
     digest: str = field(init=False)
+    policy_json: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.digest = policy_digest(self.policy)
+        self.policy_json = canonical_json(self.policy.as_json()).decode()
         systems = {g.system for g in self.policy.grants}
         missing = sorted(systems - set(self.connectors))
         if missing:

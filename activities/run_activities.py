@@ -71,42 +71,51 @@ class RunActivities:
         except UnknownTask as exc:
             raise _fail(exc, "UnknownTask") from exc
 
-    async def _append(self, run_id: str, seq: int, at: Any, item: EvidenceItem, redact_fields: frozenset[str]) -> None:
-        payload = redact(item.payload, redact_fields)
-        event = EvidenceEvent(stream="run", stream_id=run_id, seq=seq, kind=item.kind, occurred_at=at, payload=payload)
-        projection_type = PROJECTED.get(item.kind)
-        projection = projection_type.model_validate(payload) if projection_type else None
+    async def _append(
+        self,
+        run_id: str,
+        seq: int,
+        at: Any,
+        items: list[EvidenceItem],
+        redact_fields: frozenset[str],
+        run: RunRecord | None = None,
+    ) -> None:
+        batch = []
+        for offset, item in enumerate(items):
+            payload = redact(item.payload, redact_fields)
+            event = EvidenceEvent(
+                stream="run",
+                stream_id=run_id,
+                seq=seq + offset,
+                kind=item.kind,
+                occurred_at=item.at or at,
+                payload=payload,
+            )
+            projection_type = PROJECTED.get(item.kind)
+            batch.append((event, projection_type.model_validate(payload) if projection_type else None))
         try:
-            await self._store.append(event, projection)
+            await self._store.append_many(batch, run=run)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
 
     @activity.defn(name="govflow.start_run")
     async def start_run(self, start: StartRun) -> RunSetup:
-        """Record the run and its opening event; hand the workflow its policy."""
+        """Hand the workflow its task's policy. The run is registered with its first evidence rows."""
         reg = self._registration(start.task, start.task_version)
-        await self._store.start_run(
-            RunRecord(
-                run_id=start.run_id,
-                task=start.task,
-                task_version=start.task_version,
-                policy_digest=reg.digest,
-                item_key=start.item_key,
-                requester=start.requester,
-                stage=start.stage,
-                mode=start.mode,
-                started_at=start.at,
-            )
-        )
-        return RunSetup(policy=reg.policy, policy_digest=reg.digest, next_seq=2)
+        return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)
 
     @activity.defn(name="govflow.record_evidence")
     async def record_evidence(self, rec: RecordEvidence) -> int:
         """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry."""
         reg = self._registration(rec.task, rec.task_version)
-        redact_fields = frozenset(reg.policy.evidence.redact_fields)
-        for offset, item in enumerate(rec.items):
-            await self._append(rec.run_id, rec.seq + offset, rec.at, item, redact_fields)
+        run = None
+        if rec.start is not None:
+            s = rec.start
+            run = RunRecord(
+                run_id=s.run_id, task=s.task, task_version=s.task_version, policy_digest=reg.digest,
+                item_key=s.item_key, requester=s.requester, stage=s.stage, mode=s.mode, started_at=s.at,
+            )  # fmt: skip
+        await self._append(rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run)
         return rec.seq + len(rec.items)
 
     @activity.defn(name="govflow.gather")
@@ -190,7 +199,9 @@ class RunActivities:
                 "after_image": result.after,
             },
         )
-        await self._append(inp.run_id, inp.seq, inp.at, touched, frozenset(reg.policy.evidence.redact_fields))
+        await self._append(
+            inp.run_id, inp.seq, inp.at, [touched, *inp.then], frozenset(reg.policy.evidence.redact_fields)
+        )
         return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
 
     def all(self) -> list[Any]:

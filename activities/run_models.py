@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.connectors.guard import ReadLog
 from activities.models.base import ModelResponse
-from policies import Action, Policy
+from policies import Action
 
 
 class _Model(BaseModel):
@@ -28,7 +28,9 @@ class StartRun(_Model):
 
 
 class RunSetup(_Model):
-    policy: Policy
+    """``policy_json`` is the policy as canonical JSON: the workflow parses it once per digest."""
+
+    policy_json: str
     policy_digest: str
     next_seq: int
 
@@ -62,6 +64,12 @@ class ProposeResult(_Model):
     calls: list[ModelResponse] = Field(default_factory=list)
 
 
+class EvidenceItem(_Model):
+    kind: str
+    payload: dict[str, Any]
+    at: datetime | None = Field(default=None, description="When it happened, if not when it is recorded.")
+
+
 class PublishInput(_Model):
     run_id: str
     task: str
@@ -69,17 +77,15 @@ class PublishInput(_Model):
     action: Action
     seq: int = Field(description="The evidence sequence number of this write's touched_record row.")
     at: datetime
+    then: list[EvidenceItem] = Field(
+        default_factory=list, description="Rows to append after touched_record, in the same commit (run_finished)."
+    )
 
 
 class PublishResult(_Model):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     replayed: bool
-
-
-class EvidenceItem(_Model):
-    kind: str
-    payload: dict[str, Any]
 
 
 class RecordEvidence(_Model):
@@ -89,6 +95,7 @@ class RecordEvidence(_Model):
     seq: int
     at: datetime
     items: list[EvidenceItem]
+    start: StartRun | None = Field(default=None, description="With the first rows: register the run too.")
 
 
 # ApplicationError types the workflow matches on.

@@ -24,7 +24,7 @@ from policies.engine import (
     signing_message,
 )
 from policies.errors import GovflowError
-from policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest
+from policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest, policy_from_json
 from policies.model import Policy
 from policies.scope import ScopeResult, check_scope
 from policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
@@ -58,6 +58,7 @@ __all__ = [
     "load_policy",
     "parse_policy",
     "policy_digest",
+    "policy_from_json",
     "quorum_met",
     "run_checks",
     "signing_message",

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import re
 import types
@@ -360,3 +361,12 @@ def policy_digest(policy: Policy) -> str:
     from policies.digest import digest
 
     return digest(policy.as_json())
+
+
+@functools.lru_cache(maxsize=64)
+def policy_from_json(text: str) -> Policy:
+    """A policy from its JSON form (as the worker hands it to a workflow), parsed once per text.
+
+    Policies are immutable, so caching by content is safe, and deterministic in workflows.
+    """
+    return Policy.model_validate_json(text)

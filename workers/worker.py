@@ -26,6 +26,7 @@ def build_worker(
     *,
     workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
+    passthrough: Sequence[str] = (),
     **worker_options: Any,
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests)."""
@@ -36,21 +37,34 @@ def build_worker(
         task_queue=task_queue,
         workflows=[GovernedRunWorkflow, *workflows],
         activities=[evidence.append_evidence, *runs.all(), *extra_activities],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(*passthrough),
         **worker_options,
     )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
     """The sandbox, with the modules our deterministic code uses passed through.
 
     Re-importing native extensions inside the sandbox crashes the process:
     cryptography's Rust module aborts (PyO3 modules initialise once per process)
-    and asyncpg segfaults. Replayers must use the same runner.
+    and asyncpg segfaults. Our own packages are passed through too: re-executing
+    them for every new workflow instance was the largest cost of a governed run
+    (bench/governed_vs_bare.py); they hold no mutable module state, and replay
+    tests guard determinism. Replayers must use the same runner.
     """
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "cryptography", "pydantic", "pydantic_core", "rfc8785", "yaml", "policies", "activities"
+            "asyncpg",
+            "httpx",
+            "cryptography",
+            "pydantic",
+            "pydantic_core",
+            "rfc8785",
+            "yaml",
+            "policies",
+            "activities",
+            "workflows",
+            *passthrough,
         )
     )
 

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         check_attempt,
         decide,
         escalate,
+        policy_from_json,
         quorum_met,
         run_checks,
     )
@@ -117,6 +118,9 @@ class GovernedRunWorkflow:
         self._changes = 0
         self._reads: list[ReadLog] = []
         self._refusal = ""
+        self._pending: list[EvidenceItem] = []
+        self._awaiting = False
+        self._finish_recorded = False
 
     # --- main flow -----------------------------------------------------------------------------
 
@@ -130,24 +134,34 @@ class GovernedRunWorkflow:
                 sa.AWAITING_APPROVAL.value_set(False),
             ]
         )
-        setup = await workflow.execute_activity(
+        start = StartRun(
+            run_id=self._run_id,
+            task=inp.task,
+            task_version=inp.task_version,
+            item_key=inp.item_key,
+            requester=inp.requester,
+            stage=inp.stage,
+            mode=inp.mode,
+            at=workflow.now(),
+        )
+        setup = await workflow.execute_local_activity(
             "govflow.start_run",
-            StartRun(
-                run_id=self._run_id,
-                task=inp.task,
-                task_version=inp.task_version,
-                item_key=inp.item_key,
-                requester=inp.requester,
-                stage=inp.stage,
-                mode=inp.mode,
-                at=workflow.now(),
-            ),
+            start,
             result_type=RunSetup,
-            start_to_close_timeout=_ACTIVITY,
+            start_to_close_timeout=_LOCAL,
             retry_policy=_RETRY,
         )
-        self._policy = setup.policy
+        self._policy = policy_from_json(setup.policy_json)
         self._seq = setup.next_seq
+        # The run's row and its opening event go with the first evidence batch, in one commit.
+        self._start: StartRun | None = start
+        self._pending.append(
+            EvidenceItem(
+                kind="run_started",
+                payload={**start.model_dump(mode="json", exclude={"at"}), "policy_digest": setup.policy_digest},
+                at=start.at,
+            )
+        )
 
         proposal = await self._gather_and_propose()
         if proposal is None:
@@ -247,16 +261,15 @@ class GovernedRunWorkflow:
                 kind, detail = cause.type, cause.message
             else:
                 self._reads = gathered.reads
-                await self._record(
-                    [
-                        EvidenceItem(
-                            kind="context_read",
-                            payload={
-                                "reads": [r.model_dump(mode="json") for r in gathered.reads],
-                                "context": gathered.context,
-                            },
-                        )
-                    ]
+                # Recorded with the proposal's rows, in one commit (see _record).
+                self._pending.append(
+                    EvidenceItem(
+                        kind="context_read",
+                        payload={
+                            "reads": [r.model_dump(mode="json") for r in gathered.reads],
+                            "context": gathered.context,
+                        },
+                    )
                 )
                 self._phase = "proposing"
                 self._show()
@@ -269,9 +282,9 @@ class GovernedRunWorkflow:
                     start_to_close_timeout=_ACTIVITY,
                     retry_policy=_RETRY,
                 )
-                calls = [EvidenceItem(kind="model_call", payload=c.model_dump(mode="json")) for c in proposal.calls]
-                if calls:
-                    await self._record(calls)
+                self._pending += [
+                    EvidenceItem(kind="model_call", payload=c.model_dump(mode="json")) for c in proposal.calls
+                ]
                 if proposal.invalid is None:
                     return proposal
                 kind, detail = "invalid_model_output", proposal.invalid
@@ -381,6 +394,9 @@ class GovernedRunWorkflow:
         self._show()
         outcomes: list[ActionOutcome] = []
         reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
+        writes = [s for s in self._actions.values() if s.approved and s.action.operation != "read"]
+        # When every action is written, the last write carries run_finished in its commit.
+        last_closes_run = inp.mode == "live" and bool(writes) and len(writes) == len(self._actions)
         for state in self._actions.values():
             action = state.action
             if not state.approved and inp.mode == "live":
@@ -430,9 +446,15 @@ class GovernedRunWorkflow:
                     )
                 )
                 continue
-            written = await self._write(action)
+            then: list[EvidenceItem] = []
+            if last_closes_run and state is writes[-1]:
+                done = [*outcomes, ActionOutcome(action_id=action.action_id, target=action.target,
+                                                 decision=state.decision, status="written")]  # fmt: skip
+                then = [self._finish_item("published", done, "")]
+            written = await self._write(action, then)
             if written is None:
                 return await self._finish("refused", outcomes=outcomes, reason=self._refusal)
+            self._finish_recorded = bool(then)
             outcomes.append(
                 ActionOutcome(
                     action_id=action.action_id,
@@ -453,7 +475,7 @@ class GovernedRunWorkflow:
             outcome = "rejected"
         return await self._finish(outcome, outcomes=outcomes)
 
-    async def _write(self, action: Action) -> PublishResult | None:
+    async def _write(self, action: Action, then: list[EvidenceItem]) -> PublishResult | None:
         inp = self._inp
         async with self._lock:
             seq = self._seq
@@ -467,6 +489,7 @@ class GovernedRunWorkflow:
                         action=action,
                         seq=seq,
                         at=workflow.now(),
+                        then=then,
                     ),
                     result_type=PublishResult,
                     start_to_close_timeout=_PUBLISH,
@@ -480,7 +503,7 @@ class GovernedRunWorkflow:
                 self._refusal = cause.message
                 await self._record_locked([EvidenceItem(kind="scope_refusal", payload=dict(refusal))])
                 return None
-            self._seq = seq + 1
+            self._seq = seq + 1 + len(then)
         return result
 
     async def _finish(
@@ -491,18 +514,8 @@ class GovernedRunWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._phase = "finished"
         reason = reason if reason is not None else self._refusal
-        await self._record(
-            [
-                EvidenceItem(
-                    kind="run_finished",
-                    payload={
-                        "outcome": outcome,
-                        "reason": reason,
-                        "actions": [o.model_dump(mode="json", include={"action_id", "status"}) for o in outcomes or []],
-                    },
-                )
-            ]
-        )
+        if not self._finish_recorded:
+            await self._record([self._finish_item(outcome, outcomes or [], reason)])
         self._set_awaiting(False)
         self._show()
         return RunResult(
@@ -516,11 +529,24 @@ class GovernedRunWorkflow:
 
     # --- evidence ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _finish_item(outcome: Outcome, outcomes: list[ActionOutcome], reason: str) -> EvidenceItem:
+        return EvidenceItem(
+            kind="run_finished",
+            payload={
+                "outcome": outcome,
+                "reason": reason,
+                "actions": [o.model_dump(mode="json", include={"action_id", "status"}) for o in outcomes],
+            },
+        )
+
     async def _record(self, items: list[EvidenceItem]) -> None:
         async with self._lock:
             await self._record_locked(items)
 
     async def _record_locked(self, items: list[EvidenceItem]) -> None:
+        """Append ``items`` (after any deferred ones) at the next sequence numbers, in one commit."""
+        items, self._pending = [*self._pending, *items], []
         if not items:
             return
         inp = self._inp
@@ -533,6 +559,7 @@ class GovernedRunWorkflow:
                 seq=self._seq,
                 at=workflow.now(),
                 items=items,
+                start=self._start if self._seq == 1 else None,
             ),
             result_type=int,
             start_to_close_timeout=_LOCAL,
@@ -717,7 +744,9 @@ class GovernedRunWorkflow:
     # --- what operators see ------------------------------------------------------------------------------
 
     def _set_awaiting(self, value: bool) -> None:
-        workflow.upsert_search_attributes([sa.AWAITING_APPROVAL.value_set(value)])
+        if value != self._awaiting:
+            self._awaiting = value
+            workflow.upsert_search_attributes([sa.AWAITING_APPROVAL.value_set(value)])
         self._show()
 
     def _show(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,72 +73,93 @@ class EvidenceStore:
         taken sequence number raises :class:`EvidenceConflictError`; an event
         whose predecessor is missing raises :class:`EvidenceGapError`.
         """
+        return (await self.append_many([(event, projection)]))[0]
+
+    async def append_many(
+        self, items: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]], *, run: RunRecord | None = None
+    ) -> list[AppendResult]:
+        """Append consecutive events of one stream in one transaction (one commit), same rules as ``append``.
+
+        With ``run``, the run's row is registered in the same transaction.
+        """
+        if not items:
+            return []
+        first = items[0][0]
+        for offset, (event, _) in enumerate(items):
+            if (event.stream, event.stream_id, event.seq) != (first.stream, first.stream_id, first.seq + offset):
+                raise EvidenceGapError(
+                    f"append_many takes consecutive events of one stream; got {event.stream} "
+                    f"{event.stream_id} seq {event.seq} after seq {first.seq + offset - 1}"
+                )
         q = self._q
+        results: list[AppendResult] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            if event.seq == 1:
+            if run is not None:
+                await conn.execute(
+                    q["insert_run"], run.run_id, run.task, run.task_version, run.policy_digest, run.item_key,
+                    run.requester, run.stage, run.mode, run.started_at,
+                )  # fmt: skip
+            if first.seq == 1:
                 prev_hash = GENESIS
             else:
-                found = await conn.fetchval(q["event_hash_at"], event.stream, event.stream_id, event.seq - 1)
+                found = await conn.fetchval(q["event_hash_at"], first.stream, first.stream_id, first.seq - 1)
                 if found is None:
                     raise EvidenceGapError(
-                        f"{event.stream} {event.stream_id}: event {event.seq} ({event.kind}) "
-                        f"cannot be appended before event {event.seq - 1}"
+                        f"{first.stream} {first.stream_id}: event {first.seq} ({first.kind}) "
+                        f"cannot be appended before event {first.seq - 1}"
                     )
                 prev_hash = str(found)
-            own_hash = event.hash_with(prev_hash)
-            inserted = await conn.fetchval(
-                q["insert_event"],
-                event.stream,
-                event.stream_id,
-                event.seq,
-                event.kind,
-                event.occurred_at,
-                event.payload,
-                prev_hash,
-                own_hash,
+            for event, projection in items:
+                result = await self._insert(conn, event, projection, prev_hash)
+                results.append(result)
+                prev_hash = result.hash
+            last = items[-1][0]
+            await conn.execute(q["advance_head"], last.stream, last.stream_id, last.seq, prev_hash)
+        return results
+
+    async def _insert(
+        self, conn: Any, event: EvidenceEvent, projection: ProjectedRecord | None, prev_hash: str
+    ) -> AppendResult:
+        q = self._q
+        own_hash = event.hash_with(prev_hash)
+        inserted = await conn.fetchval(
+            q["insert_event"],
+            event.stream,
+            event.stream_id,
+            event.seq,
+            event.kind,
+            event.occurred_at,
+            event.payload,
+            prev_hash,
+            own_hash,
+        )
+        if inserted is None:
+            existing = await conn.fetchrow(q["event_at"], event.stream, event.stream_id, event.seq)
+            assert existing is not None
+            if existing["hash"] == own_hash:
+                return AppendResult(hash=own_hash, stored=False)
+            raise EvidenceConflictError(
+                f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
+                f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
+                f"overwrite it with {event.kind} (hash {own_hash[:12]})"
             )
-            if inserted is None:
-                existing = await conn.fetchrow(q["event_at"], event.stream, event.stream_id, event.seq)
-                assert existing is not None
-                if existing["hash"] == own_hash:
-                    return AppendResult(hash=own_hash, stored=False)
-                raise EvidenceConflictError(
-                    f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
-                    f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
-                    f"overwrite it with {event.kind} (hash {own_hash[:12]})"
-                )
-            await conn.execute(q["advance_head"], event.stream, event.stream_id, event.seq, own_hash)
-            if projection is not None:
-                row = projection.model_dump(mode="json")
-                row.update(run_id=event.stream_id, seq=event.seq)
-                await conn.execute(q[f"insert_{projection.kind}"], row)
-            return AppendResult(hash=own_hash, stored=True)
+        if projection is not None:
+            row = projection.model_dump(mode="json")
+            row.update(run_id=event.stream_id, seq=event.seq)
+            await conn.execute(q[f"insert_{projection.kind}"], row)
+        return AppendResult(hash=own_hash, stored=True)
 
     async def start_run(self, run: RunRecord) -> AppendResult:
-        """Register a run and append its opening event (seq 1, ``run_started``)."""
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                self._q["insert_run"],
-                run.run_id,
-                run.task,
-                run.task_version,
-                run.policy_digest,
-                run.item_key,
-                run.requester,
-                run.stage,
-                run.mode,
-                run.started_at,
-            )
-        return await self.append(
-            EvidenceEvent(
-                stream="run",
-                stream_id=run.run_id,
-                seq=1,
-                kind="run_started",
-                occurred_at=run.started_at,
-                payload=run.model_dump(mode="json", exclude={"started_at"}),
-            )
+        """Register a run and append its opening event (seq 1, ``run_started``), in one transaction."""
+        event = EvidenceEvent(
+            stream="run",
+            stream_id=run.run_id,
+            seq=1,
+            kind="run_started",
+            occurred_at=run.started_at,
+            payload=run.model_dump(mode="json", exclude={"started_at"}),
         )
+        return (await self.append_many([(event, None)], run=run))[0]
 
     async def record(self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedRecord) -> AppendResult:
         """Append a typed record to a run's chain and its projection table."""

@@ -1,0 +1,73 @@
+"""The bare workflow for the benchmark: the same gather, propose and write, called directly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.connectors import WriteRequest
+    from activities.registry import Registry
+    from activities.run_models import ProposeResult
+    from policies import Action
+
+
+class BareWrite(BaseModel):
+    run_id: str
+    action: Action
+
+
+class _DirectIO:
+    """The connectors with no scope guard: what the bare workflow reads through."""
+
+    def __init__(self, connectors: dict[str, Any]) -> None:
+        self._connectors = connectors
+
+    async def read(self, system: str, resource: str, record_id: str) -> Any:
+        return await self._connectors[system].read(resource, record_id)
+
+
+class BareActivities:
+    def __init__(self, registry: Registry) -> None:
+        self._reg = registry.get("support-triage", "1")
+
+    @activity.defn(name="bare.gather")
+    async def gather(self, item: dict[str, Any]) -> dict[str, Any]:
+        task = self._reg.task
+        context = await task.gather(task.item_model.model_validate(item), _DirectIO(self._reg.connectors))  # type: ignore[arg-type]
+        return dict(context.model_dump(mode="json"))
+
+    @activity.defn(name="bare.propose")
+    async def propose(self, context: dict[str, Any]) -> ProposeResult:
+        task = self._reg.task
+        proposal = await task.propose(task.context_model.model_validate(context), self._reg.model)
+        return ProposeResult(actions=proposal.actions, scores=proposal.scores)
+
+    @activity.defn(name="bare.write")
+    async def write(self, w: BareWrite) -> None:
+        a = w.action
+        request = WriteRequest(
+            resource=a.resource,
+            record_id=a.record_id or "",
+            operation=a.operation,  # type: ignore[arg-type]
+            fields=a.fields,
+            idempotency_key=f"{w.run_id}:{a.action_id}",
+        )
+        await self._reg.connectors[a.system].write(request, lambda _record: None)
+
+
+@workflow.defn(name="BareRun")
+class BareRunWorkflow:
+    @workflow.run
+    async def run(self, item: dict[str, Any]) -> int:
+        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
+        context = await workflow.execute_activity("bare.gather", item, result_type=dict, **opts)
+        proposal = await workflow.execute_activity("bare.propose", context, result_type=ProposeResult, **opts)
+        for action in proposal.actions:
+            await workflow.execute_activity(
+                "bare.write", BareWrite(run_id=workflow.info().workflow_id, action=action), **opts
+            )
+        return len(proposal.actions)
