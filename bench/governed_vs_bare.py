@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,20 +123,19 @@ async def main() -> None:
     task_queue = f"bench-{uuid.uuid4()}"
     bare = BareActivities(registry)
     try:
-        async with EvidenceStore.open(evidence_url) as store:
-            async with build_worker(
-                env.client, task_queue, store, registry,
-                workflows=[BareRunWorkflow], extra_activities=[bare.gather, bare.propose, bare.write],
-                passthrough=["bench"],
-            ):  # fmt: skip
-                await run_batch(env, task_queue, tickets[:20], governed=True)  # warm up
-                rates: dict[str, list[float]] = {"governed": [], "bare": []}
-                offset = 20
-                for _ in range(args.rounds):
-                    for kind in ("bare", "governed"):
-                        batch = tickets[offset : offset + args.items]
-                        offset += args.items
-                        rates[kind].append(await run_batch(env, task_queue, batch, governed=kind == "governed"))
+        async with EvidenceStore.open(evidence_url) as store, build_worker(
+            env.client, task_queue, store, registry,
+            workflows=[BareRunWorkflow], extra_activities=[bare.gather, bare.propose, bare.write],
+            passthrough=["bench"],
+        ):  # fmt: skip
+            await run_batch(env, task_queue, tickets[:20], governed=True)  # warm up
+            rates: dict[str, list[float]] = {"governed": [], "bare": []}
+            offset = 20
+            for _ in range(args.rounds):
+                for kind in ("bare", "governed"):
+                    batch = tickets[offset : offset + args.items]
+                    offset += args.items
+                    rates[kind].append(await run_batch(env, task_queue, batch, governed=kind == "governed"))
         await registry.aclose()
     finally:
         await env.shutdown()

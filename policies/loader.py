@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import re
 import types
 import typing

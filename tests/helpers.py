@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg

@@ -48,16 +48,9 @@ class ScopedConnectors:
     def _connector(self, system: str, resource: str, operation: str, record_id: str | None) -> Connector:
         connector = self._connectors.get(system)
         if connector is None:
-            raise ScopeViolation(
-                ScopeRefusal(
-                    system=system,
-                    resource=resource,
-                    operation=operation,
-                    record_id=record_id,
-                    fields=[],
-                    reason=f"no connector for system {system!r} is configured on this worker",
-                )
-            )
+            reason = f"no connector for system {system!r} is configured on this worker"
+            raise ScopeViolation(ScopeRefusal(system=system, resource=resource, operation=operation,
+                                              record_id=record_id, fields=[], reason=reason))  # fmt: skip
         return connector
 
     def _refuse_unless(
@@ -73,16 +66,8 @@ class ScopedConnectors:
     ) -> None:
         result = check_scope(self._policy, system, resource, operation, fields, record, check_records=check_records)
         if not result.allowed:
-            raise ScopeViolation(
-                ScopeRefusal(
-                    system=system,
-                    resource=resource,
-                    operation=operation,
-                    record_id=record_id,
-                    fields=fields,
-                    reason=result.reason,
-                )
-            )
+            raise ScopeViolation(ScopeRefusal(system=system, resource=resource, operation=operation,
+                                              record_id=record_id, fields=fields, reason=result.reason))  # fmt: skip
 
     async def read(self, system: str, resource: str, record_id: str) -> Record | None:
         """Read one record, if a grant allows reading it (record filters checked on the result)."""

@@ -173,33 +173,14 @@ class EvidenceStore:
         )
         return await self.append(event, record)
 
-    async def append_run_event(
-        self, run_id: str, seq: int, kind: str, occurred_at: datetime, payload: dict[str, Any]
+    async def append_event(
+        self, stream: Stream, stream_id: str, seq: int, kind: str, occurred_at: datetime, payload: dict[str, Any]
     ) -> AppendResult:
-        return await self.append(
-            EvidenceEvent(
-                stream="run",
-                stream_id=run_id,
-                seq=seq,
-                kind=kind,
-                occurred_at=occurred_at,
-                payload=payload,
-            )
+        """Append one untyped event to a run's or a rollout's chain."""
+        event = EvidenceEvent(
+            stream=stream, stream_id=stream_id, seq=seq, kind=kind, occurred_at=occurred_at, payload=payload
         )
-
-    async def append_rollout_event(
-        self, rollout_id: str, seq: int, kind: str, occurred_at: datetime, payload: dict[str, Any]
-    ) -> AppendResult:
-        return await self.append(
-            EvidenceEvent(
-                stream="rollout",
-                stream_id=rollout_id,
-                seq=seq,
-                kind=kind,
-                occurred_at=occurred_at,
-                payload=payload,
-            )
-        )
+        return await self.append(event)
 
     async def events(self, stream: Stream, stream_id: str) -> list[dict[str, Any]]:
         async with self._pool.acquire() as conn:

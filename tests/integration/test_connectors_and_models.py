@@ -91,7 +91,7 @@ async def test_the_scope_guard_refuses_before_the_http_call() -> None:
         async with httpx.AsyncClient(base_url=base) as client:
             io = ScopedConnectors(TRIAGE, {"ticketing": HttpJsonConnector("ticketing", client)})
             bad = WriteRequest(resource="ticket", record_id="T1", operation="delete", fields={}, idempotency_key="r1:x")
-            with pytest.raises(ScopeViolation, match="no grant allows ticketing.ticket.delete"):
+            with pytest.raises(ScopeViolation, match=r"no grant allows ticketing\.ticket\.delete"):
                 await io.write("ticketing", bad)
             sneaky = WriteRequest(
                 resource="ticket",
@@ -119,7 +119,7 @@ async def test_publish_refuses_out_of_scope_writes_and_records_that_move_out_of_
         return PublishInput(run_id="r1", task="support-triage", task_version="1", action=action, seq=seq, at=_T0)
 
     delete = Action(action_id="x", system="crm", resource="contact", operation="delete", record_id="C0001")
-    with pytest.raises(ApplicationError, match="no grant allows crm.contact.delete") as refused:
+    with pytest.raises(ApplicationError, match=r"no grant allows crm\.contact\.delete") as refused:
         await env.run(activities.publish, publish(delete))
     assert refused.value.type == "ScopeViolation"
     assert refused.value.non_retryable

@@ -95,7 +95,7 @@ async def _full_run(store: EvidenceStore, run_id: str = "run-1") -> None:
         ),
     )
     await store.record(run_id, 5, at, QualityScoreRecord(metric="confidence", score=0.93, passed=True))
-    await store.append_run_event(run_id, 6, "run_finished", at, {"outcome": "published"})
+    await store.append_event("run", run_id, 6, "run_finished", at, {"outcome": "published"})
 
 
 def _verify_cli(database_url: str, run_id: str) -> subprocess.CompletedProcess[str]:
@@ -239,6 +239,6 @@ async def test_tampering_is_detected_and_the_row_named(
 async def test_rollout_streams_chain_separately(store: EvidenceStore) -> None:
     await _full_run(store)
     for seq in (1, 2):
-        await store.append_rollout_event("rollout-a", seq, "stage_changed", T0, {"stage": seq})
+        await store.append_event("rollout", "rollout-a", seq, "stage_changed", T0, {"stage": seq})
     assert (await store.verify("rollout", "rollout-a")).ok
     assert (await store.verify("run", "run-1")).ok
