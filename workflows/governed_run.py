@@ -604,7 +604,7 @@ class GovernedRunWorkflow:
             attempt = ApprovalAttempt(
                 reviewer=review.reviewer,
                 verdict=verdict,
-                action_digest=review.action_digest or "",
+                action_digest=review.action_digest or "(no digest given)",
                 at=now,
                 signature=review.signature,
                 reason=review.reason,

@@ -387,3 +387,29 @@ class ModelDrivenTriage(support_triage.SupportTriage):
     async def propose(self, context, model):  # type: ignore[no-untyped-def, override]
         response = await model.complete(ModelRequest(messages=[Message(role="user", content="go")]))
         return parse_output(support_triage.TriageProposal, response.text)
+
+
+async def test_a_vote_after_its_gate_expired_is_refused_and_recorded(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        # T0003: the reply gate expires after 8h + 4h of escalation; the churn gate is open for 24h.
+        handle = await start_run(env.client, task_queue, "T0003")
+        status = await wait_for(handle, lambda s: len(s.pending) == 2)
+        reply = next(p for p in status.pending if p.action_id == "reply")
+        await env.sleep(timedelta(hours=12, minutes=5))
+        await wait_for(handle, lambda s: [p.action_id for p in s.pending] == ["flag-churn"])
+        late = await handle.execute_update(
+            GovernedRunWorkflow.review, ReviewRequest(reviewer="chen", action_digest=reply.digest, verdict="approve")
+        )
+        assert (late.accepted, late.code) == (False, "expired")
+        assert "the approval window for reply closed" in late.reason
+        await handle.signal(GovernedRunWorkflow.reject, Review(reviewer="bob", action_id="flag-churn", reason="no"))
+        result = await handle.result()
+    assert result.outcome == "rejected"
+    assert {a.action_id: a.status for a in result.actions} == {"reply": "expired", "flag-churn": "rejected"}
+    attempts = await _attempts(store, result.run_id)
+    assert attempts[0][:2] == ("chen", False)
+    assert attempts[0][2].startswith("expired: the approval window for reply closed")
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
