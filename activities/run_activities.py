@@ -98,6 +98,13 @@ class RunActivities:
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
 
+    @staticmethod
+    def _run_record(s: StartRun, policy_digest: str) -> RunRecord:
+        return RunRecord(
+            run_id=s.run_id, task=s.task, task_version=s.task_version, policy_digest=policy_digest,
+            item_key=s.item_key, requester=s.requester, stage=s.stage, mode=s.mode, started_at=s.at,
+        )  # fmt: skip
+
     @activity.defn(name="govflow.start_run")
     async def start_run(self, start: StartRun) -> RunSetup:
         """Hand the workflow its task's policy. The run is registered with its first evidence rows."""
@@ -108,13 +115,7 @@ class RunActivities:
     async def record_evidence(self, rec: RecordEvidence) -> int:
         """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry."""
         reg = self._registration(rec.task, rec.task_version)
-        run = None
-        if rec.start is not None:
-            s = rec.start
-            run = RunRecord(
-                run_id=s.run_id, task=s.task, task_version=s.task_version, policy_digest=reg.digest,
-                item_key=s.item_key, requester=s.requester, stage=s.stage, mode=s.mode, started_at=s.at,
-            )  # fmt: skip
+        run = self._run_record(rec.start, reg.digest) if rec.start else None
         await self._append(rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run)
         return rec.seq + len(rec.items)
 
@@ -165,6 +166,11 @@ class RunActivities:
         reg = self._registration(inp.task, inp.task_version)
         io = ScopedConnectors(reg.policy, reg.connectors)
         action = inp.action
+        redact_fields = frozenset(reg.policy.evidence.redact_fields)
+        if inp.before:
+            run = self._run_record(inp.start, reg.digest) if inp.start else None
+            await self._append(inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
+        seq = inp.seq + len(inp.before)
         key = f"{inp.run_id}:{action.action_id}"
         if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
             raise ApplicationError(
@@ -199,9 +205,7 @@ class RunActivities:
                 "after_image": result.after,
             },
         )
-        await self._append(
-            inp.run_id, inp.seq, inp.at, [touched, *inp.then], frozenset(reg.policy.evidence.redact_fields)
-        )
+        await self._append(inp.run_id, seq, inp.at, [touched, *inp.then], redact_fields)
         return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
 
     def all(self) -> list[Any]:

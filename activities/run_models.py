@@ -75,8 +75,12 @@ class PublishInput(_Model):
     task: str
     task_version: str
     action: Action
-    seq: int = Field(description="The evidence sequence number of this write's touched_record row.")
+    seq: int = Field(description="The evidence sequence number of the first row this activity appends.")
     at: datetime
+    before: list[EvidenceItem] = Field(
+        default_factory=list, description="Rows to commit before the write (the run's decisions, when deferred)."
+    )
+    start: StartRun | None = Field(default=None, description="Register the run with ``before`` (its first rows).")
     then: list[EvidenceItem] = Field(
         default_factory=list, description="Rows to append after touched_record, in the same commit (run_finished)."
     )

@@ -217,7 +217,11 @@ class GovernedRunWorkflow:
                     },
                 )
             )
-        await self._record(items)
+        if inp.mode == "live" and any(s.open for s in self._actions.values()):
+            await self._record(items)  # committed before anyone is asked to approve
+        else:
+            # Committed with the next rows: by the first write, before it writes (one round trip fewer).
+            self._pending += items
 
         denied = [s for s in self._actions.values() if s.decision == "deny"]
         if denied:
@@ -478,6 +482,7 @@ class GovernedRunWorkflow:
     async def _write(self, action: Action, then: list[EvidenceItem]) -> PublishResult | None:
         inp = self._inp
         async with self._lock:
+            before, self._pending = self._pending, []
             seq = self._seq
             try:
                 result: PublishResult = await workflow.execute_activity(
@@ -489,6 +494,8 @@ class GovernedRunWorkflow:
                         action=action,
                         seq=seq,
                         at=workflow.now(),
+                        before=before,
+                        start=self._start if seq == 1 else None,
                         then=then,
                     ),
                     result_type=PublishResult,
@@ -501,9 +508,10 @@ class GovernedRunWorkflow:
                     raise
                 refusal = cause.details[0] if cause.details else {"reason": cause.message}
                 self._refusal = cause.message
+                self._seq = seq + len(before)  # committed before the guard refused the write
                 await self._record_locked([EvidenceItem(kind="scope_refusal", payload=dict(refusal))])
                 return None
-            self._seq = seq + 1 + len(then)
+            self._seq = seq + len(before) + 1 + len(then)
         return result
 
     async def _finish(
