@@ -129,6 +129,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             )  # fmt: skip
         stack.record_worker(proc.pid)
         print(f"  worker     pid {proc.pid}, task queue {settings.task_queue!r}, log {log}")
+    print("Try it (the support-triage example; reviewers alice, bob, chen; requester priya):")
+    print(
+        '  .venv/bin/govflow run submit --task support-triage --item \'{"ticket_id": "T0003"}\' --as priya --mode live'
+    )
+    print("  .venv/bin/govflow approvals list --as bob")
+    print("  .venv/bin/govflow approve RUN_ID --as bob --action flag-churn")
+    print("  .venv/bin/govflow runs show RUN_ID && .venv/bin/govflow evidence verify RUN_ID")
     print("Everything keeps running until `make stack-down`.")
     return 0
 
