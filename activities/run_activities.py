@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import ConnectorError, WriteRequest
@@ -14,15 +15,20 @@ from activities.evidence.records import PROJECTED
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from activities.registry import Registry, UnknownTask
 from activities.run_models import (
+    LEASE_REFUSED,
     SCOPE_VIOLATION,
+    ControlAnswer,
     EvidenceItem,
     GatherInput,
     GatherResult,
+    LeaseRequest,
+    PolicyRequest,
     ProposeInput,
     ProposeResult,
     PublishInput,
     PublishResult,
     RecordEvidence,
+    RecordRolloutEvidence,
     RunSetup,
     StartRun,
 )
@@ -61,9 +67,10 @@ def _fail(exc: Exception, kind: str, *, retryable: bool = False, details: Any = 
 
 
 class RunActivities:
-    def __init__(self, registry: Registry, store: EvidenceStore) -> None:
+    def __init__(self, registry: Registry, store: EvidenceStore, client: Client | None = None) -> None:
         self._registry = registry
         self._store = store
+        self._client = client
 
     def _registration(self, task: str, version: str):  # type: ignore[no-untyped-def]
         try:
@@ -110,6 +117,36 @@ class RunActivities:
         """Hand the workflow its task's policy. The run is registered with its first evidence rows."""
         reg = self._registration(start.task, start.task_version)
         return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)
+
+    @activity.defn(name="govflow.load_policy")
+    async def load_policy(self, request: PolicyRequest) -> RunSetup:
+        reg = self._registration(request.task, request.task_version)
+        return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)
+
+    @activity.defn(name="govflow.record_rollout_evidence")
+    async def record_rollout_evidence(self, rec: RecordRolloutEvidence) -> int:
+        """Append one rollout event at ``seq``; returns the next free seq. Safe to retry."""
+        event = EvidenceEvent(
+            stream="rollout", stream_id=rec.rollout_id, seq=rec.seq, kind=rec.kind, occurred_at=rec.at,
+            payload=rec.payload,
+        )  # fmt: skip
+        try:
+            await self._store.append(event)
+        except (EvidenceConflictError, EvidenceGapError) as exc:
+            raise _fail(exc, type(exc).__name__) from exc
+        return rec.seq + 1
+
+    async def _lease(self, inp: PublishInput) -> None:
+        """Ask the rollout for publish authority; refuse the write (non-retryable) if it says no."""
+        assert inp.rollout_id is not None
+        if self._client is None:
+            raise ApplicationError("this worker has no Temporal client to lease with", type="LeaseRefused",
+                                   non_retryable=True)  # fmt: skip
+        answer = await self._client.get_workflow_handle(inp.rollout_id).execute_update(
+            "lease", LeaseRequest(run_id=inp.run_id, stage=inp.stage), result_type=ControlAnswer
+        )
+        if not answer.accepted:
+            raise ApplicationError(answer.reason, type=LEASE_REFUSED, non_retryable=True)
 
     @activity.defn(name="govflow.record_evidence")
     async def record_evidence(self, rec: RecordEvidence) -> int:
@@ -171,6 +208,8 @@ class RunActivities:
             run = self._run_record(inp.start, reg.digest) if inp.start else None
             await self._append(inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
         seq = inp.seq + len(inp.before)
+        if inp.rollout_id is not None:
+            await self._lease(inp)  # right before the write: a paused rollout refuses
         key = f"{inp.run_id}:{action.action_id}"
         if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
             raise ApplicationError(
@@ -209,4 +248,7 @@ class RunActivities:
         return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
 
     def all(self) -> list[Any]:
-        return [self.gather, self.propose, self.publish, self.start_run, self.record_evidence]
+        return [
+            self.gather, self.propose, self.publish, self.start_run, self.record_evidence, self.load_policy,
+            self.record_rollout_evidence,
+        ]  # fmt: skip

@@ -35,6 +35,21 @@ class RunSetup(_Model):
     next_seq: int
 
 
+class PolicyRequest(_Model):
+    task: str
+    task_version: str
+
+
+class RecordRolloutEvidence(_Model):
+    rollout_id: str
+    task: str
+    task_version: str
+    seq: int
+    at: datetime
+    kind: str
+    payload: dict[str, Any]
+
+
 class GatherInput(_Model):
     run_id: str
     task: str
@@ -81,6 +96,8 @@ class PublishInput(_Model):
         default_factory=list, description="Rows to commit before the write (the run's decisions, when deferred)."
     )
     start: StartRun | None = Field(default=None, description="Register the run with ``before`` (its first rows).")
+    rollout_id: str | None = Field(default=None, description="Lease publish authority from it right before writing.")
+    stage: str = ""
     then: list[EvidenceItem] = Field(
         default_factory=list, description="Rows to append after touched_record, in the same commit (run_finished)."
     )
@@ -102,7 +119,24 @@ class RecordEvidence(_Model):
     start: StartRun | None = Field(default=None, description="With the first rows: register the run too.")
 
 
+class LeaseRequest(_Model):
+    """A live run asking its rollout for publish authority, right before it writes."""
+
+    run_id: str
+    stage: str
+
+
+class ControlAnswer(_Model):
+    """The rollout's answer to a lease or an operator's command."""
+
+    accepted: bool
+    reason: str
+    stage: str
+    paused: bool
+
+
 # ApplicationError types the workflow matches on.
 SCOPE_VIOLATION = "ScopeViolation"
+LEASE_REFUSED = "LeaseRefused"
 INCOMPLETE_INPUT = "incomplete_input"
 CONTRADICTORY_INPUT = "contradictory_input"

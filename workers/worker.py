@@ -16,6 +16,7 @@ from activities.evidence_activities import EvidenceActivities
 from activities.registry import Registry
 from activities.run_activities import RunActivities
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.rollout import RolloutWorkflow
 
 
 def build_worker(
@@ -31,11 +32,11 @@ def build_worker(
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests)."""
     evidence = EvidenceActivities(store)
-    runs = RunActivities(registry or Registry(), store)
+    runs = RunActivities(registry or Registry(), store, client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GovernedRunWorkflow, *workflows],
+        workflows=[GovernedRunWorkflow, RolloutWorkflow, *workflows],
         activities=[evidence.append_evidence, *runs.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         **worker_options,

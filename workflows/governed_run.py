@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.run_models import (
         CONTRADICTORY_INPUT,
         INCOMPLETE_INPUT,
+        LEASE_REFUSED,
         SCOPE_VIOLATION,
         EvidenceItem,
         GatherInput,
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         run_checks,
     )
     from workflows import search_attributes as sa
+    from workflows.rollout_models import RunReport
     from workflows.run_models import (
         ActionOutcome,
         ExceptionDecision,
@@ -121,6 +123,8 @@ class GovernedRunWorkflow:
         self._pending: list[EvidenceItem] = []
         self._awaiting = False
         self._finish_recorded = False
+        self._checks_passed = False
+        self._scores: dict[str, float] = {}
 
     # --- main flow -----------------------------------------------------------------------------
 
@@ -168,6 +172,8 @@ class GovernedRunWorkflow:
             return await self._finish("exception" if self._outcome is None else self._outcome)
 
         checks = run_checks(self._policy, proposal.scores)
+        self._checks_passed = all(c.passed for c in checks)
+        self._scores = dict(proposal.scores)
         items = [
             EvidenceItem(
                 kind="proposal",
@@ -496,6 +502,8 @@ class GovernedRunWorkflow:
                         at=workflow.now(),
                         before=before,
                         start=self._start if seq == 1 else None,
+                        rollout_id=inp.rollout_id if inp.mode == "live" else None,
+                        stage=inp.stage,
                         then=then,
                     ),
                     result_type=PublishResult,
@@ -504,12 +512,19 @@ class GovernedRunWorkflow:
                 )
             except ActivityError as err:
                 cause = err.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == SCOPE_VIOLATION):
+                if not (isinstance(cause, ApplicationError) and cause.type in (SCOPE_VIOLATION, LEASE_REFUSED)):
                     raise
-                refusal = cause.details[0] if cause.details else {"reason": cause.message}
                 self._refusal = cause.message
-                self._seq = seq + len(before)  # committed before the guard refused the write
-                await self._record_locked([EvidenceItem(kind="scope_refusal", payload=dict(refusal))])
+                self._seq = seq + len(before)  # committed before the write was refused
+                if cause.type == LEASE_REFUSED:
+                    item = EvidenceItem(
+                        kind="lease_refused",
+                        payload={"rollout_id": inp.rollout_id, "action_id": action.action_id, "reason": cause.message},
+                    )
+                else:
+                    refusal = cause.details[0] if cause.details else {"reason": cause.message}
+                    item = EvidenceItem(kind="scope_refusal", payload=dict(refusal))
+                await self._record_locked([item])
                 return None
             self._seq = seq + len(before) + 1 + len(then)
         return result
@@ -526,6 +541,19 @@ class GovernedRunWorkflow:
             await self._record([self._finish_item(outcome, outcomes or [], reason)])
         self._set_awaiting(False)
         self._show()
+        if self._inp.rollout_id:
+            await workflow.get_external_workflow_handle(self._inp.rollout_id).signal(
+                "report",
+                RunReport(
+                    run_id=self._run_id,
+                    stage=self._inp.stage,
+                    mode=self._inp.mode,
+                    checks_passed=self._checks_passed,
+                    scores=self._scores,
+                    overridden=any(o.status == "rejected" for o in outcomes or []),
+                    error=outcome == "exception",
+                ),
+            )
         return RunResult(
             run_id=self._run_id,
             outcome=outcome,

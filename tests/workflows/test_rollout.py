@@ -1,0 +1,212 @@
+"""RolloutWorkflow on the time-skipping server: stages, gates, pause, authority, publish leases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.connectors import SharedPool
+from activities.evidence import EvidenceStore
+from activities.registry import Registry
+from activities.tasks import support_triage
+from policies import parse_policy
+from tests.helpers import sor_fetch, wait_for, worker
+from workers.app import EXAMPLES
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.rollout import RolloutWorkflow, bucket
+from workflows.rollout_models import Control, LeaseRequest, RolloutInput, RolloutStatus, RunReport
+from workflows.run_models import Review, RunInput
+
+
+async def _start(env: WorkflowEnvironment, task_queue: str, **kw: Any) -> WorkflowHandle[RolloutWorkflow, None]:
+    return await env.client.start_workflow(
+        RolloutWorkflow.run,
+        RolloutInput(task="support-triage", **kw),
+        id=f"rollout-{uuid.uuid4()}",
+        task_queue=task_queue,
+    )
+
+
+async def _report(handle: WorkflowHandle[RolloutWorkflow, None], stage: str, passed: int, failed: int) -> None:
+    for i in range(passed + failed):
+        await handle.signal(
+            RolloutWorkflow.report,
+            RunReport(run_id=f"r{uuid.uuid4().hex[:6]}", stage=stage, mode="shadow", checks_passed=i < passed),
+        )
+
+
+async def _status(handle: WorkflowHandle[RolloutWorkflow, None]) -> RolloutStatus:
+    return await handle.query(RolloutWorkflow.status)
+
+
+async def _until(handle: WorkflowHandle[RolloutWorkflow, None], predicate: Any) -> RolloutStatus:
+    import asyncio
+
+    from temporalio.service import RPCError
+
+    for _ in range(300):
+        try:
+            status = await _status(handle)
+        except RPCError:  # a query can time out while a continue-as-new is retried
+            status = None
+        if status is not None and predicate(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not reached: {await _status(handle)}")
+
+
+async def test_stages_progress_only_when_minimums_and_gates_pass(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await _start(env, task_queue)
+        assert (await _status(handle)).stage == "shadow"
+        await _report(handle, "shadow", 19, 0)
+        status = await _until(handle, lambda s: s.runs_in_stage == 19)
+        assert status.stage == "shadow"  # 19 runs: below min_runs 20, and the window is inconclusive
+        assert status.verdicts[0].status == "inconclusive"
+        await _report(handle, "shadow", 11, 0)
+        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        assert status.stage == "shadow"  # the 10 minute floor has not passed
+        assert [v.status for v in status.verdicts] == ["pass", "pass", "inconclusive"]  # 0 errors in 30 proves little
+        await env.sleep(timedelta(minutes=11))
+        await _report(handle, "shadow", 50, 0)  # error-rate needs ~74 clean runs to pass 0.05 at 95%
+        status = await _until(handle, lambda s: s.stage == "canary")
+        assert status.live_fraction == 0.1
+
+        # In canary, 25 of 30 passing is inconclusive against 0.8: it holds, past the time floor.
+        await _report(handle, "canary", 25, 5)
+        await env.sleep(timedelta(minutes=31))
+        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        assert status.stage == "canary"
+        assert status.verdicts[0].status == "inconclusive"
+        assert not status.paused
+
+        # A stale report (from another stage) does not count.
+        await _report(handle, "shadow", 0, 10)
+        assert (await _status(handle)).runs_in_stage == 30
+    events = await store.events("rollout", handle.id)
+    assert [e["kind"] for e in events] == ["rollout_started", "promoted"]
+    assert (await store.verify("rollout", handle.id)).ok
+
+
+async def test_a_breach_pauses_at_once_and_refuses_leases(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await _start(env, task_queue)
+        await handle.execute_update(
+            RolloutWorkflow.promote_update, Control(operator="omar", reason="shadow looked fine")
+        )
+        assert (await handle.execute_update(RolloutWorkflow.lease, LeaseRequest(run_id="a", stage="canary"))).accepted
+        await _report(handle, "canary", 10, 10)  # 50% against 0.8: a clear breach of pass-rate -> pause
+        status = await _until(handle, lambda s: s.paused)
+        assert status.stage == "canary"
+        assert status.last_breach is not None
+        (verdict,) = status.last_breach.verdicts
+        assert (verdict.rule, verdict.status, verdict.n) == ("pass-rate", "breach", 20)
+        assert verdict.high is not None
+        assert verdict.high < 0.8
+        refused = await handle.execute_update(RolloutWorkflow.lease, LeaseRequest(run_id="b", stage="canary"))
+        assert not refused.accepted
+        assert refused.reason.startswith("rollout is paused: pass-rate breached")
+    breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
+    assert breach[0]["payload"]["verdicts"][0]["estimate"] == 0.5
+
+
+async def test_resume_and_promote_need_authority_pause_does_not(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await _start(env, task_queue)
+        paused = await handle.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="odd"))
+        assert paused.accepted
+        assert paused.paused
+        no = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="priya"))
+        assert (no.accepted, no.reason) == (False, "priya may not resume (may: chen, omar)")
+        yes = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
+        assert yes.accepted
+        assert not yes.paused
+        refused = await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="priya"))
+        assert not refused.accepted
+        await handle.signal(RolloutWorkflow.pause, Control(operator="alice", reason="from the UI"))
+        status = await _until(handle, lambda s: s.paused)
+        assert status.pause_reason == "paused by alice: from the UI"
+        assert (await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))).reason == (
+            "the rollout is paused: resume it first"
+        )
+    kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
+    assert kinds == ["rollout_started", "paused", "resume", "resume", "promote_refused", "paused", "promote_refused"]
+
+
+async def test_no_live_write_starts_after_the_pause_is_recorded(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    text = (EXAMPLES / "support-triage.yaml").read_text()
+    text = text[: text.index("rollout:")] + (
+        "rollout:\n  stages:\n    - {name: shadow, live_fraction: 0.0}\n"
+        "    - {name: full, live_fraction: 1.0, gate: approval, promoters: [omar]}\n"
+        + text[text.index("stop_rules:") :]
+    )
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=parse_policy(text),
+        connectors=support_triage.connectors(SharedPool(sor_url)),
+        model=support_triage.baseline_model(),
+    )
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await _start(env, task_queue)
+        await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+        assert (await rollout.query(RolloutWorkflow.admit, "T0001")).mode == "live"
+        runs = []
+        for ticket in ("T0001", "T0002", "T0003"):
+            runs.append(
+                await env.client.start_workflow(
+                    GovernedRunWorkflow.run,
+                    RunInput(
+                        task="support-triage",
+                        item_key=ticket,
+                        item={"ticket_id": ticket},
+                        requester="priya",
+                        mode="live",
+                        stage="full",
+                        rollout_id=rollout.id,
+                    ),
+                    id=f"run-{uuid.uuid4()}",
+                    task_queue=task_queue,
+                )
+            )
+        statuses = [await wait_for(h, lambda s: bool(s.pending)) for h in runs]
+        await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="stop"))
+        for handle, status in zip(runs, statuses, strict=True):
+            for pending in status.pending:
+                for reviewer in ("alice", "bob"):
+                    await handle.signal(
+                        GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=pending.digest)
+                    )
+        results = [await h.result() for h in runs]
+        status = await _status(rollout)
+        await registry.aclose()
+    assert [r.outcome for r in results] == ["refused"] * 3
+    assert all(r.reason.startswith("rollout is paused: paused by priya") for r in results)
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+    assert status.leases_granted == 0
+    assert status.leases_refused == 3
+    refusals = await store.pool.fetch("SELECT count(*) AS n FROM run_events WHERE kind = 'lease_refused'")
+    assert refusals[0]["n"] == 3
+
+
+def test_the_live_share_follows_the_stage_fraction_and_is_stable() -> None:
+    keys = [f"ticket-{i}" for i in range(10_000)]
+    live = sum(bucket(k) < 0.1 for k in keys) / len(keys)
+    assert 0.09 < live < 0.11
+    assert [bucket(k) for k in keys[:50]] == [bucket(k) for k in keys[:50]]

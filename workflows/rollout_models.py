@@ -1,0 +1,102 @@
+"""Inputs, state, signals and answers of RolloutWorkflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.run_models import ControlAnswer, LeaseRequest
+from policies import WindowVerdict
+
+__all__ = ["ControlAnswer", "LeaseRequest"]
+
+Mode = Literal["shadow", "live"]
+
+
+class RunReport(BaseModel):
+    """What a finished run tells its rollout: the quality window's raw material."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    stage: str
+    mode: Mode
+    checks_passed: bool
+    scores: dict[str, float] = Field(default_factory=dict)
+    overridden: bool = False
+    error: bool = False
+
+
+class Breach(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    action: Literal["pause", "rollback"]
+    verdicts: list[WindowVerdict]
+    at: datetime
+
+
+class RolloutState(BaseModel):
+    """Everything a rollout carries across continue-as-new."""
+
+    stage_index: int = 0
+    stage_started_at: datetime | None = None
+    paused: bool = False
+    pause_reason: str = ""
+    window: list[RunReport] = Field(default_factory=list, description="Reports of the current stage, newest last.")
+    runs_in_stage: int = 0
+    last_breach: Breach | None = None
+    promotion_requested: bool = False
+    evidence_seq: int = 1
+    leases_granted: int = 0
+    leases_refused: int = 0
+
+
+class RolloutInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    task_version: str = "1"
+    state: RolloutState | None = None
+    history_limit: int = Field(default=8_000, ge=20, description="Continue-as-new past this many events.")
+
+
+class Control(BaseModel):
+    """An operator's command, as one JSON payload: ``{"operator": "omar", "reason": "..."}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operator: str = Field(min_length=1)
+    reason: str = ""
+
+
+class RollbackRequest(Control):
+    to: Literal["previous", "shadow"] = "previous"
+
+
+class Admission(BaseModel):
+    """How a new item runs: the current stage, and live or shadow by a stable hash of its key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    mode: Mode
+    live_fraction: float
+
+
+class RolloutStatus(BaseModel):
+    task: str
+    task_version: str
+    stage: str
+    stage_index: int
+    live_fraction: float
+    paused: bool
+    pause_reason: str
+    runs_in_stage: int
+    verdicts: list[WindowVerdict]
+    last_breach: Breach | None
+    promotion_requested: bool
+    leases_granted: int
+    leases_refused: int
