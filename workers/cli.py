@@ -16,6 +16,7 @@ from activities.evidence import EvidenceStore, migrate
 from activities.evidence.chain import Stream
 from policies.errors import GovflowError
 from workers.policy_cli import add_policy_commands
+from workers.rollout_cli import add_rollout_commands
 from workers.run_cli import add_run_commands
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, StackError, bin_path
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_commands(sub)
 
     add_run_commands(sub)
+    add_rollout_commands(sub)
 
     worker = sub.add_parser("worker", help="run a worker on GOVFLOW_TASK_QUEUE")
     worker.add_argument(

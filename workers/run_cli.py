@@ -94,14 +94,27 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
             item_key=key,
             item=item,
             requester=args.requester,
-            mode=args.mode,
+            mode=args.mode or "shadow",
         )
     except ValidationError as exc:
         raise GovflowError(f"invalid run: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
     async def go() -> int:
+        from workers.rollout_cli import admit, running_rollout
+
         client = await connect(settings)
-        run_id = await submit(client, settings, inp)
+        run = inp
+        rollout = await running_rollout(client, inp.task, inp.task_version)
+        if rollout is not None:
+            # The rollout decides: its stage, and live or shadow by a stable hash of the item key.
+            admission = await admit(client, rollout, inp.item_key)
+            if args.mode and args.mode != admission.mode:
+                raise GovflowError(
+                    f"{rollout} runs {inp.item_key} in {admission.mode} mode at stage {admission.stage}; "
+                    "the rollout decides the mode: drop --mode"
+                )
+            run = inp.model_copy(update={"mode": admission.mode, "stage": admission.stage, "rollout_id": rollout})
+        run_id = await submit(client, settings, run)
         if not args.wait:
             if args.json:
                 _print_json({"run_id": run_id})
@@ -316,7 +329,11 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     s.add_argument("--item", required=True, help='the item as JSON, e.g. \'{"ticket_id": "T0001"}\'')
     s.add_argument("--key", help="the item key (default: the item's first value)")
     s.add_argument("--as", dest="requester", required=True, help="who requests the run")
-    s.add_argument("--mode", choices=["shadow", "live"], default="shadow")
+    s.add_argument(
+        "--mode",
+        choices=["shadow", "live"],
+        help="without a running rollout (default shadow); a rollout decides itself",
+    )
     s.add_argument("--wait", action="store_true", help="wait for the outcome")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_submit)

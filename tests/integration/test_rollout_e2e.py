@@ -1,0 +1,64 @@
+"""Rollout operator controls through the CLI, on the Temporal dev server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.evidence import EvidenceStore
+from activities.registry import Registry
+from tests.helpers import worker
+from tests.integration.test_governed_run_e2e import cli_env, govflow
+from workflows.run_models import RunResult
+
+pytestmark = pytest.mark.devserver
+
+
+async def test_operators_drive_the_rollout_and_runs_go_through_it(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, database_url: str
+) -> None:
+    env = dev_server_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    environ = cli_env(env, database_url, task_queue)
+    task = ["--task", "support-triage"]
+    async with worker(env.client, task_queue, store, registry):
+        code, out, err = await govflow(environ, "rollout", "start", *task)
+        assert code == 0, err
+        assert "started rollout rollout-support-triage-v1" in out
+        code, out, _ = await govflow(environ, "rollout", "start", *task)
+        assert "already running" in out
+
+        code, out, err = await govflow(environ, "rollout", "promote", *task, "--as", "priya")
+        assert code == 3
+        assert "refused: priya may not promote shadow (may: chen, omar)" in err
+        code, out, err = await govflow(environ, "rollout", "promote", *task, "--as", "omar", "--reason", "ok")
+        assert code == 0, err
+        assert "accepted: promoted to canary by omar" in out
+
+        # Runs go through the rollout: it picks the stage, and live or shadow by the item key.
+        code, out, err = await govflow(
+            environ, "run", "submit", *task, "--item", '{"ticket_id": "T0002"}', "--as", "priya", "--wait", "--json"
+        )
+        assert code == 0, err
+        result = RunResult.model_validate(json.loads(out))
+        assert result.outcome == "shadowed"  # T0002 falls outside canary's 10% live share
+        started = await store.events("run", result.run_id)
+        assert started[0]["payload"]["stage"] == "canary"
+
+        code, out, err = await govflow(environ, "rollout", "pause", *task, "--as", "priya", "--reason", "odd replies")
+        assert code == 0, err
+        code, out, _ = await govflow(environ, "rollout", "status", *task)
+        assert "stage canary (10% live), PAUSED (paused by priya: odd replies)" in out
+        paused = [wf.id async for wf in env.client.list_workflows("GovflowPaused = true")]
+        assert "rollout-support-triage-v1" in paused
+        code, out, err = await govflow(environ, "rollout", "resume", *task, "--as", "priya")
+        assert code == 3
+        code, out, err = await govflow(environ, "rollout", "rollback", *task, "--as", "priya", "--to", "shadow")
+        assert code == 0, err
+        assert "rolled back to shadow" in out
+        await env.client.get_workflow_handle("rollout-support-triage-v1").terminate("test over")
+    report = await store.verify("rollout", "rollout-support-triage-v1")
+    assert report.ok, report.problems

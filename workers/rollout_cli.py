@@ -1,0 +1,143 @@
+"""`govflow rollout start | status | pause | resume | promote | rollback`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from policies.errors import GovflowError
+from workers.settings import Settings
+from workers.temporal import connect
+from workflows import search_attributes as sa
+from workflows.rollout import RolloutWorkflow
+from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput
+
+EXIT_REFUSED = 3
+
+
+def rollout_id(task: str, version: str) -> str:
+    """One rollout per (task, version)."""
+    return f"rollout-{task}-v{version}"
+
+
+async def running_rollout(client: Client, task: str, version: str) -> str | None:
+    """The id of the task's rollout if it is running, else None."""
+    wid = rollout_id(task, version)
+    try:
+        desc = await client.get_workflow_handle(wid).describe()
+    except RPCError:
+        return None
+    return wid if desc.status == WorkflowExecutionStatus.RUNNING else None
+
+
+async def admit(client: Client, rollout: str, item_key: str) -> Admission:
+    admission: Admission = await client.get_workflow_handle(rollout).query("admit", item_key, result_type=Admission)
+    return admission
+
+
+def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        client = await connect(settings)
+        wid = rollout_id(args.task, args.version)
+        if await running_rollout(client, args.task, args.version):
+            print(f"rollout {wid} is already running")
+            return 0
+        await client.start_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(task=args.task, task_version=args.version),
+            id=wid,
+            task_queue=settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(sa.TASK, args.task), SearchAttributePair(sa.PAUSED, False)]
+            ),
+            static_summary=f"rollout of {args.task} v{args.version}",
+        )
+        print(f"started rollout {wid}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        client = await connect(settings)
+        wid = rollout_id(args.task, args.version)
+        try:
+            status = await client.get_workflow_handle(wid).query(RolloutWorkflow.status)
+        except RPCError as exc:
+            raise GovflowError(f"no running rollout {wid}: {exc.message}") from None
+        if args.json:
+            print(json.dumps(status.model_dump(mode="json"), indent=2))
+            return 0
+        paused = f"PAUSED ({status.pause_reason})" if status.paused else "running"
+        print(f"rollout {wid}: stage {status.stage} ({status.live_fraction:.0%} live), {paused}")
+        print(f"  runs in stage {status.runs_in_stage}; leases granted {status.leases_granted}, "
+              f"refused {status.leases_refused}")  # fmt: skip
+        for v in status.verdicts:
+            print(f"  {v.rule:<16} {v.status:<13} {v.reason}")
+        if status.last_breach:
+            b = status.last_breach
+            print(f"  last breach: {b.action} in {b.stage} at {b.at.isoformat()}")
+        if status.promotion_requested:
+            print("  promotion waits for a promoter: govflow rollout promote --task ... --as <promoter>")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        client = await connect(settings)
+        handle = client.get_workflow_handle(rollout_id(args.task, args.version))
+        if args.command_name == "rollback":
+            payload: Control = RollbackRequest(operator=args.operator, reason=args.reason, to=args.to)
+        else:
+            payload = Control(operator=args.operator, reason=args.reason)
+        try:
+            answer = await handle.execute_update(f"{args.command_name}_update", payload, result_type=ControlAnswer)
+        except RPCError as exc:
+            raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
+        if answer.accepted:
+            print(f"accepted: {answer.reason} (stage {answer.stage}{', paused' if answer.paused else ''})")
+            return 0
+        print(f"refused: {answer.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+
+    return asyncio.run(go())
+
+
+def add_rollout_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rollout = sub.add_parser("rollout", help="stages, gates, pause and rollback of a task's rollout")
+    rsub = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True)
+        p.add_argument("--version", default="1")
+
+    start = rsub.add_parser("start", help="start the task's rollout (idempotent)")
+    common(start)
+    start.set_defaults(func=cmd_start)
+    status = rsub.add_parser("status", help="stage, live fraction, window figures, pause, last breach")
+    common(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    helps = {
+        "pause": "stop live writes at once (anyone)",
+        "resume": "resume a paused rollout (named promoters)",
+        "promote": "move to the next stage (named promoters)",
+        "rollback": "back to the previous stage or to shadow (anyone)",
+    }
+    for name, text in helps.items():
+        p = rsub.add_parser(name, help=f"{text}; exit 0 accepted, {EXIT_REFUSED} refused")
+        common(p)
+        p.add_argument("--as", dest="operator", required=True)
+        p.add_argument("--reason", default="")
+        if name == "rollback":
+            p.add_argument("--to", choices=["previous", "shadow"], default="previous")
+        p.set_defaults(func=cmd_control, command_name=name)
