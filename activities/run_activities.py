@@ -18,6 +18,7 @@ from activities.run_models import (
     LEASE_REFUSED,
     SCOPE_VIOLATION,
     ControlAnswer,
+    DataRollback,
     EvidenceItem,
     GatherInput,
     GatherResult,
@@ -29,6 +30,7 @@ from activities.run_models import (
     PublishResult,
     RecordEvidence,
     RecordRolloutEvidence,
+    RestoredRecord,
     RunSetup,
     StartRun,
 )
@@ -110,6 +112,7 @@ class RunActivities:
         return RunRecord(
             run_id=s.run_id, task=s.task, task_version=s.task_version, policy_digest=policy_digest,
             item_key=s.item_key, requester=s.requester, stage=s.stage, mode=s.mode, started_at=s.at,
+            rollout_id=s.rollout_id,
         )  # fmt: skip
 
     @activity.defn(name="govflow.start_run")
@@ -135,6 +138,43 @@ class RunActivities:
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
         return rec.seq + 1
+
+    @activity.defn(name="govflow.rollback_data")
+    async def rollback_data(self, request: DataRollback) -> list[RestoredRecord]:
+        """Undo a rollout's live writes, newest first: restore the before image of the written fields
+        only where the record still holds the after image; otherwise flag a conflict for review."""
+        reg = self._registration(request.task, request.task_version)
+        io = ScopedConnectors(reg.policy, reg.connectors)
+        out: list[RestoredRecord] = []
+        for w in await self._store.rollout_live_writes(request.rollout_id, request.since):
+            before, after = w["before_image"] or {}, w["after_image"] or {}
+            written = sorted(k for k in after if before.get(k) != after.get(k))
+            base = {k: w[k] for k in ("run_id", "action_id", "system", "resource", "record_id")}
+            if w["operation"] not in ("update", "reply", "pay") or not before:
+                out.append(RestoredRecord(**base, outcome="conflict", detail=f"a {w['operation']} cannot be undone"))
+                continue
+            current = await io.read(w["system"], w["resource"], w["record_id"]) or {}
+            restore = {k: before.get(k) for k in written}
+            if all(current.get(k) == restore[k] for k in written):
+                out.append(RestoredRecord(**base, outcome="already_restored", detail="holds the before image"))
+                continue
+            changed = [k for k in written if current.get(k) != after.get(k)]
+            if changed:
+                detail = f"changed since the write: {', '.join(changed)}; left for review"
+                out.append(RestoredRecord(**base, outcome="conflict", detail=detail))
+                continue
+            request_ = WriteRequest(
+                # The same operation on the same fields: a restore needs no grant the write did not have.
+                resource=w["resource"], record_id=w["record_id"], operation=w["operation"], fields=restore,
+                idempotency_key=f"rollback:{w['run_id']}:{w['action_id']}",
+            )  # fmt: skip
+            try:
+                await io.write(w["system"], request_)
+            except (ScopeViolation, ConnectorError) as exc:
+                out.append(RestoredRecord(**base, outcome="conflict", detail=f"restore refused: {exc}"))
+                continue
+            out.append(RestoredRecord(**base, outcome="restored", detail="before image restored", fields=restore))
+        return out
 
     async def _lease(self, inp: PublishInput) -> None:
         """Ask the rollout for publish authority; refuse the write (non-retryable) if it says no."""
@@ -250,5 +290,5 @@ class RunActivities:
     def all(self) -> list[Any]:
         return [
             self.gather, self.propose, self.publish, self.start_run, self.record_evidence, self.load_policy,
-            self.record_rollout_evidence,
+            self.record_rollout_evidence, self.rollback_data,
         ]  # fmt: skip

@@ -25,6 +25,7 @@ class StartRun(_Model):
     stage: str
     mode: Literal["shadow", "live"]
     at: datetime
+    rollout_id: str | None = None
 
 
 class RunSetup(_Model):
@@ -117,6 +118,24 @@ class RecordEvidence(_Model):
     at: datetime
     items: list[EvidenceItem]
     start: StartRun | None = Field(default=None, description="With the first rows: register the run too.")
+
+
+class DataRollback(_Model):
+    rollout_id: str
+    task: str
+    task_version: str
+    since: datetime | None = None
+
+
+class RestoredRecord(_Model):
+    run_id: str
+    action_id: str
+    system: str
+    resource: str
+    record_id: str
+    outcome: Literal["restored", "conflict", "already_restored"]
+    detail: str
+    fields: dict[str, Any] = Field(default_factory=dict)
 
 
 class LeaseRequest(_Model):

@@ -147,6 +147,7 @@ class GovernedRunWorkflow:
             stage=inp.stage,
             mode=inp.mode,
             at=workflow.now(),
+            rollout_id=inp.rollout_id,
         )
         setup = await workflow.execute_local_activity(
             "govflow.start_run",

@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.run_models import PolicyRequest, RecordRolloutEvidence, RunSetup
+    from activities.run_models import DataRollback, PolicyRequest, RecordRolloutEvidence, RestoredRecord, RunSetup
     from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json
     from policies.model import Stage, WindowRule
     from workflows import search_attributes as sa
@@ -288,7 +288,26 @@ class RolloutWorkflow:
         await workflow.wait_condition(lambda: self._ready)
         target = 0 if request.to == "shadow" else max(0, self._state.stage_index - 1)
         await self._move(target, "rollback", f"rolled back by {request.operator}: {request.reason}".rstrip(": "))
-        return self._answer(True, f"rolled back to {self._stage.name}")
+        if not request.data:
+            return self._answer(True, f"rolled back to {self._stage.name}")
+        results = await workflow.execute_activity(
+            "govflow.rollback_data",
+            DataRollback(
+                rollout_id=workflow.info().workflow_id, task=self._inp.task, task_version=self._inp.task_version,
+                since=request.since,
+            ),
+            result_type=list[RestoredRecord],
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=_RETRY,
+        )  # fmt: skip
+        for r in results:
+            kind = "data_conflict" if r.outcome == "conflict" else "data_restored"
+            await self._record(kind, r.model_dump(mode="json"))
+        restored = sum(r.outcome == "restored" for r in results)
+        conflicts = sum(r.outcome == "conflict" for r in results)
+        return self._answer(
+            True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"
+        )
 
     @workflow.signal(description='Pause: live writes stop at once. {"operator": "omar", "reason": "..."}')
     async def pause(self, control: Control) -> None:

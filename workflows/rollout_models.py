@@ -74,6 +74,8 @@ class Control(BaseModel):
 
 class RollbackRequest(Control):
     to: Literal["previous", "shadow"] = "previous"
+    data: bool = Field(default=False, description="Also undo the rollout's live writes (newest first).")
+    since: datetime | None = Field(default=None, description="Only writes at or after this time.")
 
 
 class Admission(BaseModel):

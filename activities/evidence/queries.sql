@@ -1,13 +1,23 @@
 -- Named queries of the evidence store. Each block starts with `-- name: NAME`.
 
 -- name: insert_run
-INSERT INTO runs (run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO runs (run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (run_id) DO NOTHING;
 
 -- name: get_run
-SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at
+SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id
 FROM runs WHERE run_id = $1;
+
+-- name: rollout_live_writes
+-- Live writes of a rollout's runs since $2 (NULL: all), newest first.
+SELECT t.run_id, t.action_id, t.system, t.resource, t.record_id, t.operation, t.before_image, t.after_image,
+       e.occurred_at
+FROM touched_records t
+JOIN runs r ON r.run_id = t.run_id
+JOIN evidence_events e ON e.stream = 'run' AND e.stream_id = t.run_id AND e.seq = t.seq
+WHERE r.rollout_id = $1 AND t.mode = 'live' AND ($2::timestamptz IS NULL OR e.occurred_at >= $2)
+ORDER BY e.occurred_at DESC, t.run_id, t.seq DESC;
 
 -- name: event_hash_at
 SELECT hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;

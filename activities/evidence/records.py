@@ -23,6 +23,7 @@ class RunRecord(BaseModel):
     stage: str
     mode: Literal["shadow", "live"]
     started_at: datetime
+    rollout_id: str | None = None
 
 
 class ProjectedRecord(BaseModel):

@@ -97,7 +97,7 @@ class EvidenceStore:
             if run is not None:
                 await conn.execute(
                     q["insert_run"], run.run_id, run.task, run.task_version, run.policy_digest, run.item_key,
-                    run.requester, run.stage, run.mode, run.started_at,
+                    run.requester, run.stage, run.mode, run.started_at, run.rollout_id,
                 )  # fmt: skip
             if first.seq == 1:
                 prev_hash = GENESIS
@@ -181,6 +181,12 @@ class EvidenceStore:
             stream=stream, stream_id=stream_id, seq=seq, kind=kind, occurred_at=occurred_at, payload=payload
         )
         return await self.append(event)
+
+    async def rollout_live_writes(self, rollout_id: str, since: datetime | None) -> list[dict[str, Any]]:
+        """Live writes of a rollout's runs (newest first), for data rollback."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._q["rollout_live_writes"], rollout_id, since)
+        return [dict(r) for r in rows]
 
     async def events(self, stream: Stream, stream_id: str) -> list[dict[str, Any]]:
         async with self._pool.acquire() as conn:

@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,7 +19,7 @@ from tests.helpers import sor_fetch, wait_for, worker
 from workers.app import EXAMPLES
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow, bucket
-from workflows.rollout_models import Control, LeaseRequest, RolloutInput, RolloutStatus, RunReport
+from workflows.rollout_models import Control, LeaseRequest, RollbackRequest, RolloutInput, RolloutStatus, RunReport
 from workflows.run_models import Review, RunInput
 
 
@@ -146,10 +147,8 @@ async def test_resume_and_promote_need_authority_pause_does_not(
     assert kinds == ["rollout_started", "paused", "resume", "resume", "promote_refused", "paused", "promote_refused"]
 
 
-async def test_no_live_write_starts_after_the_pause_is_recorded(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
-) -> None:
-    env = time_skipping_env
+def two_stage_registry(sor_url: str) -> Registry:
+    """support-triage with two stages: shadow, then full (100% live) by omar's promotion."""
     text = (EXAMPLES / "support-triage.yaml").read_text()
     text = text[: text.index("rollout:")] + (
         "rollout:\n  stages:\n    - {name: shadow, live_fraction: 0.0}\n"
@@ -163,6 +162,61 @@ async def test_no_live_write_starts_after_the_pause_is_recorded(
         connectors=support_triage.connectors(SharedPool(sor_url)),
         model=support_triage.baseline_model(),
     )
+    return registry
+
+
+async def _live_run(env: WorkflowEnvironment, task_queue: str, rollout_id: str, ticket: str) -> Any:
+    inp = RunInput(
+        task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya",
+        mode="live", stage="full", rollout_id=rollout_id,
+    )  # fmt: skip
+    return await env.client.start_workflow(
+        GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}", task_queue=task_queue
+    )
+
+
+async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    registry = two_stage_registry(sor_url)
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await _start(env, task_queue)
+        await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+        for ticket in ("T0001", "T0002"):
+            handle = await _live_run(env, task_queue, rollout.id, ticket)
+            status = await wait_for(handle, lambda s: bool(s.pending))
+            await handle.signal(
+                GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
+            )
+            assert (await handle.result()).outcome == "published"
+        written = await sor_fetch(sor_url, "SELECT id, reply_body FROM ticket WHERE reply_body IS NOT NULL ORDER BY id")
+        assert [r["id"] for r in written] == ["T0001", "T0002"]
+        conn = await asyncpg.connect(sor_url)
+        await conn.execute("UPDATE ticket SET reply_body = 'edited by a human' WHERE id = 'T0002'")
+        await conn.close()
+        answer = await rollout.execute_update(
+            RolloutWorkflow.rollback_update,
+            RollbackRequest(operator="priya", reason="bad replies", to="shadow", data=True),
+        )
+        await registry.aclose()
+    assert answer.accepted
+    assert answer.reason == "rolled back to shadow; 1 records restored, 1 conflicts for review"
+    rows = {r["id"]: r for r in await sor_fetch(sor_url, "SELECT id, reply_body, category FROM ticket")}
+    assert (rows["T0001"]["reply_body"], rows["T0001"]["category"]) == (None, None)
+    assert rows["T0002"]["reply_body"] == "edited by a human"
+    events = {e["kind"]: e["payload"] for e in await store.events("rollout", rollout.id)}
+    assert events["data_restored"]["record_id"] == "T0001"
+    assert events["data_conflict"]["record_id"] == "T0002"
+    assert events["data_conflict"]["detail"] == "changed since the write: reply_body; left for review"
+    assert (await store.verify("rollout", rollout.id)).ok
+
+
+async def test_no_live_write_starts_after_the_pause_is_recorded(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    registry = two_stage_registry(sor_url)
     async with worker(env.client, task_queue, store, registry):
         rollout = await _start(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
