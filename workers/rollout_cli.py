@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import datetime
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -96,7 +97,9 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
         client = await connect(settings)
         handle = client.get_workflow_handle(rollout_id(args.task, args.version))
         if args.command_name == "rollback":
-            payload: Control = RollbackRequest(operator=args.operator, reason=args.reason, to=args.to)
+            payload: Control = RollbackRequest(
+                operator=args.operator, reason=args.reason, to=args.to, data=args.data, since=args.since
+            )
         else:
             payload = Control(operator=args.operator, reason=args.reason)
         try:
@@ -140,4 +143,8 @@ def add_rollout_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         p.add_argument("--reason", default="")
         if name == "rollback":
             p.add_argument("--to", choices=["previous", "shadow"], default="previous")
+            p.add_argument("--data", action="store_true", help="also undo the rollout's live writes")
+            p.add_argument(
+                "--since", type=datetime.fromisoformat, help="with --data: only writes at or after this ISO time"
+            )
         p.set_defaults(func=cmd_control, command_name=name)
