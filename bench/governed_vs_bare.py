@@ -42,6 +42,10 @@ BIN = Path(sys.executable).parent
 
 
 def no_approval_policy() -> Any:
+    return parse_policy(no_approval_text(), source="bench")
+
+
+def no_approval_text() -> str:
     text = (EXAMPLES / "support-triage.yaml").read_text()
     # Drop the approval blocks: every action is allowed by its rule, nothing waits for a human.
     lines, out, skipping = text.splitlines(), [], False
@@ -53,7 +57,7 @@ def no_approval_policy() -> Any:
             continue
         skipping = False
         out.append(line)
-    return parse_policy("\n".join(out) + "\n", source="bench")
+    return "\n".join(out) + "\n"
 
 
 async def run_batch(env: WorkflowEnvironment, task_queue: str, tickets: list[str], governed: bool) -> float:

@@ -139,8 +139,9 @@ class RolloutWorkflow:
                 state.pause_reason = "; ".join(f"{v.rule} breached: {v.reason}" for v in tripped)
             await self._record(
                 "breach",
-                {"stage": stage.name, "action": action, "verdicts": [v.model_dump(mode="json") for v in tripped]},
-            )
+                {"stage": stage.name, "action": action, "verdicts": [v.model_dump(mode="json") for v in tripped],
+                 "leases_granted": state.leases_granted, "trigger": state.window[-1].run_id if state.window else None},
+            )  # fmt: skip
             if action == "rollback":
                 await self._move(max(0, state.stage_index - 1), "rollback", "stop rule: " + tripped[0].rule)
             self._show()

@@ -38,7 +38,7 @@ ON CONFLICT (stream, stream_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDE
 WHERE chain_heads.seq < EXCLUDED.seq;
 
 -- name: stream_events
-SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash
+SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash, recorded_at
 FROM evidence_events WHERE stream = $1 AND stream_id = $2 ORDER BY seq;
 
 -- name: chain_head
