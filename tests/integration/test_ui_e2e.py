@@ -1,0 +1,109 @@
+"""The real Temporal UI: an operator pauses a rollout with "Send a Signal", in headless Chromium.
+
+Chromium comes from Debian's `chromium` package (.ci/run installs it); Playwright drives it
+through `executable_path`, never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.evidence import EvidenceStore
+from activities.registry import Registry
+from tests.conftest import free_port
+from tests.helpers import worker
+from workflows import search_attributes
+from workflows.rollout import RolloutWorkflow
+from workflows.rollout_models import RolloutInput
+
+pytestmark = pytest.mark.devserver
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
+    port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+        ui=True,
+        ui_port=port,
+    )
+    yield env, port
+    await env.shutdown()
+
+
+async def test_pause_a_rollout_from_the_temporal_ui(
+    ui_env: tuple[WorkflowEnvironment, int], store: EvidenceStore, registry: Registry
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed here (apt-get install chromium); CI installs it and runs this test")
+    playwright_api = pytest.importorskip("playwright.async_api")
+    env, ui_port = ui_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await env.client.start_workflow(
+            RolloutWorkflow.run,
+            RolloutInput(task="support-triage"),
+            id=f"rollout-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        for _ in range(100):  # until it has loaded its policy
+            try:
+                await rollout.query(RolloutWorkflow.status)
+                break
+            except (RPCError, WorkflowQueryFailedError):
+                await asyncio.sleep(0.1)
+        async with playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            await page.goto(f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/{rollout.id}")
+            await page.get_by_role("button", name="More Actions").click()
+            await page.get_by_role("menuitem", name="Send a Signal").click()
+            await page.get_by_test_id("signal-select-button").locator("visible=true").first.click()
+            await page.get_by_role("option", name="pause").wait_for()
+            options = await page.get_by_role("option").all_inner_texts()
+            assert any(o.startswith("pause\nPause: live writes stop at once.") for o in options), options
+            await page.get_by_role("option", name="pause").click()
+            await page.locator(".cm-content").locator("visible=true").first.click()
+            await page.keyboard.type('{"operator": "ui-operator", "reason": "seen in the UI"}')
+            await page.get_by_test_id("confirm-modal-button").locator("visible=true").first.click()
+
+            status = None
+            for _ in range(100):
+                status = await rollout.query(RolloutWorkflow.status)
+                if status.paused:
+                    break
+                await page.wait_for_timeout(100)
+            assert status is not None
+            assert status.paused
+            assert status.pause_reason == "paused by ui-operator: seen in the UI"
+
+            # What the operator sees in the UI: the run's GovflowPaused search attribute set.
+            await page.reload()
+            await page.get_by_role("tab", name="Search Attributes").click()
+            await page.get_by_text("GovflowPaused").first.wait_for()
+            attrs = await page.locator("main").inner_text()
+            assert "GovflowPaused" in attrs
+            assert "true" in attrs.split("GovflowPaused", 1)[1][:40].lower()
+            await browser.close()
+        paused = [wf.id async for wf in env.client.list_workflows("GovflowPaused = true")]
+        assert rollout.id in paused
