@@ -13,7 +13,7 @@ from activities.connectors.guard import ScopedConnectors, ScopeViolation
 from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
 from activities.evidence.records import PROJECTED
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
-from activities.registry import Registry, UnknownTask
+from activities.registry import Registration, Registry, UnknownTask
 from activities.run_models import (
     LEASE_REFUSED,
     SCOPE_VIOLATION,
@@ -74,7 +74,7 @@ class RunActivities:
         self._store = store
         self._client = client
 
-    def _registration(self, task: str, version: str):  # type: ignore[no-untyped-def]
+    def _registration(self, task: str, version: str) -> Registration:
         try:
             return self._registry.get(task, version)
         except UnknownTask as exc:
@@ -117,9 +117,11 @@ class RunActivities:
 
     @activity.defn(name="govflow.start_run")
     async def start_run(self, start: StartRun) -> RunSetup:
-        """Hand the workflow its task's policy. The run is registered with its first evidence rows."""
-        reg = self._registration(start.task, start.task_version)
-        return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)
+        """Hand the workflow its task's policy. The run is registered with its first evidence rows.
+
+        Kept under its own name (recorded histories schedule it); the work is ``load_policy``'s.
+        """
+        return await self.load_policy(PolicyRequest(task=start.task, task_version=start.task_version))
 
     @activity.defn(name="govflow.load_policy")
     async def load_policy(self, request: PolicyRequest) -> RunSetup:

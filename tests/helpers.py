@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,6 @@ async def wait_for(
             return status
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not reached; last status: {status}")
-
-
-Waiter = Callable[..., Awaitable[RunStatus]]
 
 
 def worker(client: Client, task_queue: str, store: EvidenceStore, registry: Registry) -> Worker:

@@ -13,13 +13,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from policies.errors import GovflowError
+from workers.run_cli import EXIT_REFUSED
 from workers.settings import Settings
 from workers.temporal import connect
 from workflows import search_attributes as sa
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput
-
-EXIT_REFUSED = 3
 
 
 def rollout_id(task: str, version: str) -> str:

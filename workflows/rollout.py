@@ -71,6 +71,7 @@ class RolloutWorkflow:
         self._lock = asyncio.Lock()
         self._dirty = False
         self._ready = False
+        self._attributes: tuple[str, bool] | None = None
 
     # --- main loop ----------------------------------------------------------------------------------
 
@@ -369,9 +370,13 @@ class RolloutWorkflow:
         if self._policy is None:
             return
         state, stage = self._state, self._stage
-        workflow.upsert_search_attributes(
-            [sa.TASK.value_set(self._inp.task), sa.STAGE.value_set(stage.name), sa.PAUSED.value_set(state.paused)]
-        )
+        # Only on change: every upsert is a history event, and _show runs on every report.
+        shown = (stage.name, state.paused)
+        if shown != self._attributes:
+            self._attributes = shown
+            workflow.upsert_search_attributes(
+                [sa.TASK.value_set(self._inp.task), sa.STAGE.value_set(stage.name), sa.PAUSED.value_set(state.paused)]
+            )
         lines = [
             f"**{self._inp.task} v{self._inp.task_version}** · stage **{stage.name}** "
             f"({stage.live_fraction:.0%} live) · {state.runs_in_stage} runs in stage",
