@@ -15,10 +15,10 @@ from temporalio.service import RPCError
 from policies.errors import GovflowError
 from workers.run_cli import EXIT_REFUSED
 from workers.settings import Settings
-from workers.temporal import connect
+from workers.temporal import connect, query_current
 from workflows import search_attributes as sa
 from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput
+from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
 
 
 def rollout_id(task: str, version: str) -> str:
@@ -37,8 +37,7 @@ async def running_rollout(client: Client, task: str, version: str) -> str | None
 
 
 async def admit(client: Client, rollout: str, item_key: str) -> Admission:
-    admission: Admission = await client.get_workflow_handle(rollout).query("admit", item_key, result_type=Admission)
-    return admission
+    return await query_current(client.get_workflow_handle(rollout), "admit", item_key, result_type=Admission)
 
 
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
@@ -69,7 +68,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         client = await connect(settings)
         wid = rollout_id(args.task, args.version)
         try:
-            status = await client.get_workflow_handle(wid).query(RolloutWorkflow.status)
+            status = await query_current(client.get_workflow_handle(wid), "status", result_type=RolloutStatus)
         except RPCError as exc:
             raise GovflowError(f"no running rollout {wid}: {exc.message}") from None
         if args.json:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any, TypeVar
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from policies.errors import GovflowError
 from workers.settings import Settings
 from workflows import search_attributes
+
+T = TypeVar("T")
 
 
 class TemporalUnavailable(GovflowError):
@@ -75,3 +80,26 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
                 raise
             return []
     return sorted(missing)
+
+
+async def query_current(
+    handle: WorkflowHandle[Any, Any],
+    query: str,
+    *args: Any,
+    result_type: type[T],
+    attempts: int = 5,
+    rpc_timeout: timedelta = timedelta(seconds=3),
+) -> T:
+    """A query to a long-running workflow, retried with a short timeout.
+
+    A query that reaches a run just as it continues-as-new waits out its whole RPC
+    timeout (measured: 30 s); the next attempt reaches the new run.
+    """
+    for attempt in range(attempts):
+        try:
+            result: T = await handle.query(query, *args, result_type=result_type, rpc_timeout=rpc_timeout)
+            return result
+        except RPCError as exc:
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

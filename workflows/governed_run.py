@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         run_checks,
     )
     from workflows import search_attributes as sa
+    from workflows.closing import settle
     from workflows.rollout_models import RunReport
     from workflows.run_models import (
         ActionOutcome,
@@ -555,6 +556,8 @@ class GovernedRunWorkflow:
                     error=outcome == "exception",
                 ),
             )
+        if workflow.patched("settle-before-closing"):
+            await settle(lambda: self._seq)
         return RunResult(
             run_id=self._run_id,
             outcome=outcome,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json
     from policies.model import Stage, WindowRule
     from workflows import search_attributes as sa
+    from workflows.closing import settle
     from workflows.rollout_models import (
         Admission,
         Breach,
@@ -69,7 +70,7 @@ class RolloutWorkflow:
         self._state = inp.state.model_copy(deep=True) if inp.state else RolloutState()
         self._policy: Policy | None = None
         self._lock = asyncio.Lock()
-        self._dirty = False
+        self._dirty = inp.state is not None  # a continued rollout evaluates what it carried over
         self._ready = False
         self._attributes: tuple[str, bool] | None = None
 
@@ -100,7 +101,7 @@ class RolloutWorkflow:
                 await self._evaluate()
             info = workflow.info()
             if info.is_continue_as_new_suggested() or info.get_current_history_length() > inp.history_limit:
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await settle(lambda: self._state.evidence_seq)
                 workflow.continue_as_new(inp.model_copy(update={"state": self._state}))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._dirty, timeout=self._until_minimum())

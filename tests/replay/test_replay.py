@@ -3,7 +3,8 @@
 Regenerate after an intended change to workflow logic (then review the diff):
 ``RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows`` rewrites tests/replay/histories/.
 A change that breaks replay of a history already in production needs a patch
-(``workflow.patched``), not new histories.
+(``workflow.patched``), not new histories; keep a history from before the patch
+(``pre-settle-*``: GovernedRun before ``settle-before-closing``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporalio.worker import Replayer
 
 from workers.worker import workflow_runner
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.rollout import RolloutWorkflow
 
 FOLDER = Path(__file__).parent / "histories"
 HISTORIES = sorted(p for p in FOLDER.glob("*.json") if p.name != "workflow-ids.json")
@@ -25,13 +27,15 @@ IDS = json.loads((FOLDER / "workflow-ids.json").read_text())
 
 
 def test_there_are_histories_to_replay() -> None:
-    assert len(HISTORIES) >= 7, "record them: RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows"
+    assert len(HISTORIES) >= 11, "record them: RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[GovernedRunWorkflow], workflow_runner=workflow_runner(), data_converter=pydantic_data_converter
+        workflows=[GovernedRunWorkflow, RolloutWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
     )
     history = WorkflowHistory.from_json(IDS[path.stem], path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
@@ -15,21 +19,35 @@ from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy
-from tests.helpers import sor_fetch, wait_for, worker
+from tests.helpers import keep_history, sor_fetch, wait_for, worker
 from workers.app import EXAMPLES
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow, bucket
 from workflows.rollout_models import Control, LeaseRequest, RollbackRequest, RolloutInput, RolloutStatus, RunReport
 from workflows.run_models import Review, RunInput
 
+_STARTED: list[WorkflowHandle[RolloutWorkflow, None]] = []
+
+
+@pytest.fixture(autouse=True)
+async def _terminate_rollouts() -> AsyncIterator[None]:
+    """Rollouts never end by themselves; one left behind with its worker gone holds the
+    time-skipping server's clock still (a later ``env.sleep`` then times out)."""
+    yield
+    while _STARTED:
+        with contextlib.suppress(RPCError):
+            await _STARTED.pop().terminate("test over")
+
 
 async def _start(env: WorkflowEnvironment, task_queue: str, **kw: Any) -> WorkflowHandle[RolloutWorkflow, None]:
-    return await env.client.start_workflow(
+    handle = await env.client.start_workflow(
         RolloutWorkflow.run,
         RolloutInput(task="support-triage", **kw),
         id=f"rollout-{uuid.uuid4()}",
         task_queue=task_queue,
     )
+    _STARTED.append(handle)
+    return handle
 
 
 async def _report(handle: WorkflowHandle[RolloutWorkflow, None], stage: str, passed: int, failed: int) -> None:
@@ -41,13 +59,12 @@ async def _report(handle: WorkflowHandle[RolloutWorkflow, None], stage: str, pas
 
 
 async def _status(handle: WorkflowHandle[RolloutWorkflow, None]) -> RolloutStatus:
-    return await handle.query(RolloutWorkflow.status)
+    # A query that reaches a run just as it continues-as-new waits out its whole RPC timeout.
+    return await handle.query(RolloutWorkflow.status, rpc_timeout=timedelta(seconds=2))
 
 
 async def _until(handle: WorkflowHandle[RolloutWorkflow, None], predicate: Any) -> RolloutStatus:
     import asyncio
-
-    from temporalio.service import RPCError
 
     for _ in range(300):
         try:
@@ -117,6 +134,7 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
         refused = await handle.execute_update(RolloutWorkflow.lease, LeaseRequest(run_id="b", stage="canary"))
         assert not refused.accepted
         assert refused.reason.startswith("rollout is paused: pass-rate breached")
+        await keep_history(handle, "rollout-breach")
     breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
     assert breach[0]["payload"]["verdicts"][0]["estimate"] == 0.5
 
@@ -145,6 +163,41 @@ async def test_resume_and_promote_need_authority_pause_does_not(
         )
     kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
     assert kinds == ["rollout_started", "paused", "resume", "resume", "promote_refused", "paused", "promote_refused"]
+
+
+async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await _start(env, task_queue, history_limit=40)
+        first_run = (await handle.describe()).run_id
+        for _ in range(2):
+            await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+        await env.sleep(timedelta(hours=2, minutes=1))
+        await _report(handle, "half", 80, 0)  # past min_runs 50 and 2 h: the gate asks omar or chen
+        status = await _until(handle, lambda s: s.promotion_requested and s.runs_in_stage == 80)
+        assert (await handle.describe()).run_id != first_run  # 80 reports cannot fit in 40 events
+        assert status.stage == "half"
+        assert [v.n for v in status.verdicts] == [80, 80, 80]  # the window came across whole
+        await handle.signal(RolloutWorkflow.pause, Control(operator="priya", reason="hold on"))
+        await _until(handle, lambda s: s.paused)
+        paused_run = (await handle.describe()).run_id
+        await _report(handle, "half", 20, 0)
+        status = await _until(handle, lambda s: s.runs_in_stage == 100)
+        assert (await handle.describe()).run_id != paused_run
+        assert (status.paused, status.pause_reason) == (True, "paused by priya: hold on")
+        assert status.promotion_requested
+        # Signals, not Updates: the time-skipping server answers an Update that races a continue-as-new
+        # with "update not found"; a real server aborts it as retryable and the SDK retries (temporal#6485).
+        await handle.signal(RolloutWorkflow.resume, Control(operator="chen"))
+        await handle.signal(RolloutWorkflow.promote, Control(operator="chen"))
+        status = await _until(handle, lambda s: s.stage == "full")
+        assert not status.paused
+        await keep_history(handle, "rollout-continued")
+    kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
+    assert kinds == ["rollout_started", "promoted", "promoted", "promotion_requested", "paused", "resume", "promoted"]
+    assert (await store.verify("rollout", handle.id)).ok
 
 
 def two_stage_registry(sor_url: str) -> Registry:
