@@ -141,6 +141,11 @@ class RunActivities:
             raise _fail(exc, type(exc).__name__) from exc
         return rec.seq + 1
 
+    @activity.defn(name="govflow.rollout_next_seq")
+    async def rollout_next_seq(self, rollout_id: str) -> int:
+        """Where a (re)started rollout continues its chain: one chain per rollout id, across restarts."""
+        return await self._store.next_seq("rollout", rollout_id)
+
     @activity.defn(name="govflow.rollback_data")
     async def rollback_data(self, request: DataRollback) -> list[RestoredRecord]:
         """Undo a rollout's live writes, newest first: restore the before image of the written fields
@@ -292,5 +297,5 @@ class RunActivities:
     def all(self) -> list[Any]:
         return [
             self.gather, self.propose, self.publish, self.start_run, self.record_evidence, self.load_policy,
-            self.record_rollout_evidence, self.rollback_data,
+            self.record_rollout_evidence, self.rollout_next_seq, self.rollback_data,
         ]  # fmt: skip

@@ -87,6 +87,15 @@ class RolloutWorkflow:
         )
         self._policy = policy_from_json(setup.policy_json)
         if self._state.stage_started_at is None:
+            if workflow.patched("rollout-chain-continues"):
+                # A rollout started again under the same id (after it was terminated) continues its chain.
+                self._state.evidence_seq = await workflow.execute_local_activity(
+                    "govflow.rollout_next_seq",
+                    workflow.info().workflow_id,
+                    result_type=int,
+                    start_to_close_timeout=_LOCAL,
+                    retry_policy=_RETRY,
+                )
             self._state.stage_started_at = workflow.now()
             await self._record(
                 "rollout_started",

@@ -66,6 +66,11 @@ class EvidenceStore:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
+    async def next_seq(self, stream: Stream, stream_id: str) -> int:
+        """The sequence number the stream's next event takes (1 for a new stream)."""
+        row = await self._pool.fetchrow(self._q["chain_head"], stream, stream_id)
+        return 1 if row is None else int(row["seq"]) + 1
+
     async def append(self, event: EvidenceEvent, projection: ProjectedRecord | None = None) -> AppendResult:
         """Append one event to its stream.
 

@@ -200,6 +200,26 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
     assert (await store.verify("rollout", handle.id)).ok
 
 
+async def test_a_rollout_started_again_under_its_id_continues_its_evidence_chain(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    wid = f"rollout-{uuid.uuid4()}"
+    async with worker(env.client, task_queue, store, registry):
+        for operator in ("priya", "omar"):
+            handle = await env.client.start_workflow(
+                RolloutWorkflow.run, RolloutInput(task="support-triage"), id=wid, task_queue=task_queue
+            )
+            answer = await handle.execute_update(RolloutWorkflow.pause_update, Control(operator=operator))
+            assert (answer.accepted, answer.stage) == (True, "shadow")
+            await handle.terminate("restarting")
+    events = await store.events("rollout", wid)
+    assert [(e["kind"], e["payload"].get("operator")) for e in events] == [
+        ("rollout_started", None), ("paused", "priya"), ("rollout_started", None), ("paused", "omar"),
+    ]  # fmt: skip
+    assert (await store.verify("rollout", wid)).ok
+
+
 def two_stage_registry(sor_url: str) -> Registry:
     """support-triage with two stages: shadow, then full (100% live) by omar's promotion."""
     text = (EXAMPLES / "support-triage.yaml").read_text()
