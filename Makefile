@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/govflow demo
+	$(BIN)/govflow demo --auto-approve-as alice,bob
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

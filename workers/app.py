@@ -73,6 +73,11 @@ async def ensure_example_sor(database_url: str, tickets: int = 200) -> str:
 
 
 def default_app(settings: Settings, database_url: str) -> Registry:
+    """The support-triage example, version 1 (its real policy) and ``demo`` (what `govflow demo` rolls out)."""
+    from workers.demo import register_demo
     from workers.stack import with_database
 
-    return example_registry(with_database(database_url, SOR_DATABASE))
+    sor = with_database(database_url, SOR_DATABASE)
+    registry = example_registry(sor)
+    register_demo(registry, sor)
+    return registry

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from workers.policy_cli import add_policy_commands
 from workers.rollout_cli import add_rollout_commands
 from workers.run_cli import add_run_commands
 from workers.settings import Settings, load_settings
-from workers.stack import LocalStack, StackError, bin_path
+from workers.stack import LocalStack, StackError
 from workers.temporal import connect
 
 
@@ -117,28 +116,28 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.app import ensure_example_sor
+    from workers.demo import run_demo
+
     cmd_stack_up(settings, args)
     stack = LocalStack(settings)
-    if not any(name == "worker" and state.startswith("running") for name, state in stack.status()):
-        govflow = bin_path("govflow")
-        argv = [str(govflow), "worker"] if govflow else [sys.executable, "-m", "workers", "worker"]
-        log = stack.home / "worker.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        stack.record_worker(proc.pid)
-        print(f"  worker     pid {proc.pid}, task queue {settings.task_queue!r}, log {log}")
-    print("Try it (the support-triage example; reviewers alice, bob, chen; requester priya):")
-    print(
-        '  .venv/bin/govflow run submit --task support-triage --item \'{"ticket_id": "T0003"}\' --as priya --mode live'
-    )
-    print("  .venv/bin/govflow approvals list --as bob")
-    print("  .venv/bin/govflow approve RUN_ID --as bob --action flag-churn")
-    print("  .venv/bin/govflow runs show RUN_ID && .venv/bin/govflow evidence verify RUN_ID")
-    print("Everything keeps running until `make stack-down`.")
-    return 0
+    stopped = stack.stop_worker()  # the demo's own worker runs in this process until it hands over
+    if stopped:
+        print(f"  stopped the background worker (pid {stopped}); the demo runs its own, then starts it again")
+    reviewers = [r for group in args.auto_approve_as or [] for r in group.split(",") if r]
+
+    async def go() -> int:
+        database_url = _database_url(settings)
+        sor = await ensure_example_sor(database_url)
+        client = await connect(settings)
+        return await run_demo(client, settings, database_url, sor, reviewers)
+
+    try:
+        code = asyncio.run(go())
+    finally:
+        pid, log = stack.start_worker()
+        print(f"  background worker: pid {pid}, task queue {settings.task_queue!r}, log {log}")
+    return code
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -182,7 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the support-triage example",
     )
     worker.set_defaults(func=cmd_worker)
-    sub.add_parser("demo", help="start the stack and a worker, print where everything is").set_defaults(func=cmd_demo)
+    demo = sub.add_parser(
+        "demo",
+        help="the whole idea in one command: a rollout from shadow to canary, approvals, an automatic pause",
+    )
+    demo.add_argument(
+        "--auto-approve-as",
+        action="append",
+        metavar="REVIEWER",
+        help="a scripted reviewer who approves what waits, through the same approve signal "
+        "(repeat it or give a comma list: two-person rules need two, e.g. alice,bob)",
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -40,6 +40,22 @@ async def admit(client: Client, rollout: str, item_key: str) -> Admission:
     return await query_current(client.get_workflow_handle(rollout), "admit", item_key, result_type=Admission)
 
 
+async def start_rollout(client: Client, settings: Settings, task: str, version: str) -> str:
+    """Start the (task, version) rollout; returns its workflow id."""
+    wid = rollout_id(task, version)
+    await client.start_workflow(
+        RolloutWorkflow.run,
+        RolloutInput(task=task, task_version=version),
+        id=wid,
+        task_queue=settings.task_queue,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(sa.TASK, task), SearchAttributePair(sa.PAUSED, False)]
+        ),
+        static_summary=f"rollout of {task} v{version}",
+    )
+    return wid
+
+
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         client = await connect(settings)
@@ -47,16 +63,7 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
         if await running_rollout(client, args.task, args.version):
             print(f"rollout {wid} is already running")
             return 0
-        await client.start_workflow(
-            RolloutWorkflow.run,
-            RolloutInput(task=args.task, task_version=args.version),
-            id=wid,
-            task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(sa.TASK, args.task), SearchAttributePair(sa.PAUSED, False)]
-            ),
-            static_summary=f"rollout of {args.task} v{args.version}",
-        )
+        await start_rollout(client, settings, args.task, args.version)
         print(f"started rollout {wid}")
         return 0
 

@@ -386,6 +386,29 @@ class LocalStack:
         state["worker"] = {"pid": pid}
         self._save(state)
 
+    def worker_running(self) -> int | None:
+        """The pid of the background worker ``start_worker`` started, if it runs."""
+        return self._owned_pid("worker", "govflow")
+
+    def start_worker(self) -> tuple[int, Path]:
+        """Start ``govflow worker`` in the background (the example app); returns its pid and log."""
+        govflow = bin_path("govflow")
+        argv = [str(govflow), "worker"] if govflow else [sys.executable, "-m", "workers", "worker"]
+        log = self.home / "worker.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.record_worker(proc.pid)
+        return proc.pid, log
+
+    def stop_worker(self) -> int | None:
+        """Stop the background worker, if it runs; returns its pid."""
+        pid = self.worker_running()
+        if pid is not None:
+            _terminate(pid)
+        return pid
+
 
 async def _ensure_database(admin_url: str, name: str) -> str:
     conn = await asyncpg.connect(admin_url)

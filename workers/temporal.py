@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
@@ -87,19 +88,25 @@ async def query_current(
     query: str,
     *args: Any,
     result_type: type[T],
-    attempts: int = 5,
+    attempts: int = 10,
     rpc_timeout: timedelta = timedelta(seconds=3),
 ) -> T:
     """A query to a long-running workflow, retried with a short timeout.
 
     A query that reaches a run just as it continues-as-new waits out its whole RPC
-    timeout (measured: 30 s); the next attempt reaches the new run.
+    timeout (measured: 30 s); the next attempt reaches the new run. A rollout that
+    is still loading its policy refuses queries for a moment ("starting").
     """
     for attempt in range(attempts):
+        last = attempt == attempts - 1
         try:
             result: T = await handle.query(query, *args, result_type=result_type, rpc_timeout=rpc_timeout)
             return result
+        except WorkflowQueryFailedError as exc:
+            if "starting" not in str(exc) or last:
+                raise
+            await asyncio.sleep(0.2)
         except RPCError as exc:
-            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or attempt == attempts - 1:
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or last:
                 raise
     raise AssertionError("unreachable")

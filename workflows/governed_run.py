@@ -617,12 +617,17 @@ class GovernedRunWorkflow:
         assert self._policy is not None
         now = workflow.now()
         state = self._find(review)
-        gate_state = next((g for g in state.gates if g.status == "open"), None) if state else None
+        live = self._inp.mode == "live"  # shadow runs write nothing, so nothing in them is approved
+        gate_state = next((g for g in state.gates if g.status == "open"), None) if state and live else None
         if state is None or gate_state is None:
             what = review.action_id or review.action_digest or "(no action named)"
             if state is None:
                 outcome = AttemptOutcome(
                     accepted=False, code="stale_digest", reason=f"no action of this run matches {what}"
+                )
+            elif not live:
+                outcome = AttemptOutcome(
+                    accepted=False, code="closed", reason="a shadow run writes nothing: there is nothing to approve"
                 )
             elif any(g.status == "expired" for g in state.gates):
                 closed_at = max(g.gate.expires_at for g in state.gates)
@@ -775,7 +780,7 @@ class GovernedRunWorkflow:
                     ],
                 )
                 for s in self._actions.values()
-                if s.open
+                if s.open and self._inp.mode == "live"
             ],
             exception=self._exception,
             outcome=self._outcome,

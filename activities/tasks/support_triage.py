@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -115,9 +116,12 @@ _CHURN_WORDS = ("cancel", "leaving", "switch", "terrible", "unacceptable", "refu
 _CATEGORIES = (("billing", ("invoice", "charge", "refund", "price")), ("bug", ("error", "crash", "broken")))
 
 
-def triage_responder(degraded: float = 0.0) -> Any:
-    """A responder for :class:`LocalBaselineModel`. ``degraded`` in [0, 1] is the share of
-    answers that come back low-confidence and off-topic (a model gone bad, for demos)."""
+def triage_responder(degraded: float | Callable[[], float] = 0.0) -> Any:
+    """A responder for :class:`LocalBaselineModel`. ``degraded`` in [0, 1] (or a function
+    returning it, read on every answer) is the share of answers that come back
+    low-confidence and off-topic: a model gone bad, for demos. Which answers go bad
+    is a stable hash of the whole request."""
+    share = degraded if callable(degraded) else (lambda: degraded)
 
     def respond(request: ModelRequest) -> str:
         text = request.messages[-1].content
@@ -125,8 +129,8 @@ def triage_responder(degraded: float = 0.0) -> Any:
         words = f"{body.get('subject', '')} {body.get('body', '')}".lower()
         category = next((c for c, keys in _CATEGORIES if any(k in words for k in keys)), "question")
         churn = any(w in words for w in _CHURN_WORDS)
-        bucket = int(hashlib.sha256(words.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        bad = bucket < degraded
+        bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        bad = bucket < share()
         return json.dumps(
             {
                 "category": category,
@@ -141,7 +145,7 @@ def triage_responder(degraded: float = 0.0) -> Any:
     return respond
 
 
-def baseline_model(degraded: float = 0.0) -> LocalBaselineModel:
+def baseline_model(degraded: float | Callable[[], float] = 0.0) -> LocalBaselineModel:
     return LocalBaselineModel(triage_responder(degraded), name="support-triage-baseline-v1")
 
 

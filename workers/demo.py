@@ -1,0 +1,331 @@
+"""`govflow demo`: the whole idea in one command, on the local stack.
+
+Support-triage tickets stream through a rollout of the task's ``demo`` version:
+shadow (propose, never write) until the gate passes, then canary (half the
+tickets live, each write held for a named reviewer). Then the model goes bad on
+purpose, the quality window breaches, and the rollout pauses itself. A summary
+says what happened and where to look; everything stays up until ``make stack-down``.
+
+The demo runs its own worker in this process (so it can degrade the model at
+will), then hands over to a background ``govflow worker`` with the healthy model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+from activities.connectors import SharedPool
+from activities.evidence import EvidenceStore
+from activities.registry import Registry
+from activities.tasks import support_triage
+from policies import Policy, parse_policy
+from workers.rollout_cli import admit, rollout_id, start_rollout
+from workers.run_cli import submit
+from workers.settings import Settings
+from workers.temporal import query_current
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.rollout_models import RolloutStatus
+from workflows.run_models import Review, RunInput, RunResult, RunStatus
+
+TASK = "support-triage"
+VERSION = "demo"
+REQUESTER = "priya"
+IN_FLIGHT = 8
+
+SHADOW_ITEMS = 24
+CANARY_ITEMS = 20
+DEGRADED_ITEMS = 40
+AFTER_PAUSE_ITEMS = 6
+DEGRADED_SHARE = 0.8
+
+
+class SupportTriageDemo(support_triage.SupportTriage):
+    """The support-triage task under the demo's policy (same grants, short stages)."""
+
+    version = VERSION
+
+
+def demo_policy() -> Policy:
+    """support-triage.yaml with stages and windows sized for a two-minute demo."""
+    from workers.app import EXAMPLES
+
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
+    doc["rollout"] = {
+        "stages": [
+            {"name": "shadow", "live_fraction": 0.0, "min_runs": 20},
+            {"name": "canary", "live_fraction": 0.5, "min_runs": 500, "gate": "auto+approval", "promoters": ["omar"]},
+            {"name": "full", "live_fraction": 1.0},
+        ]
+    }
+    doc["quality"]["window"] = [
+        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10},
+        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10},
+        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10},
+    ]
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="support-triage.yaml (demo stages)")
+
+
+class Knob:
+    """The share of the model's answers that go bad; the demo turns it up mid-run."""
+
+    def __init__(self) -> None:
+        self.degraded = 0.0
+
+    def __call__(self) -> float:
+        return self.degraded
+
+
+def register_demo(registry: Registry, sor_dsn: str, knob: Knob | None = None) -> None:
+    registry.register(
+        SupportTriageDemo(),
+        policy=demo_policy(),
+        connectors=support_triage.connectors(SharedPool(sor_dsn)),
+        model=support_triage.baseline_model(knob or 0.0),
+    )
+
+
+# --- driving runs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    results: list[RunResult] = field(default_factory=list)
+    votes: Counter[str] = field(default_factory=Counter)
+    recorded: list[tuple[str, bool, int]] = field(default_factory=list)
+    """Approval attempts in the evidence: (reviewer, accepted, how many)."""
+    waiting: list[str] = field(default_factory=list)
+    """Live runs left waiting for a reviewer (no --auto-approve-as)."""
+
+
+class Progress:
+    """One line that redraws on a terminal; a line per phase otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.tty = sys.stdout.isatty()
+        self.started = time.monotonic()
+        self._draw()
+
+    def step(self, note: str = "") -> None:
+        self.done += 1
+        self._draw(note)
+
+    def _draw(self, note: str = "") -> None:
+        if not self.tty:
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stdout.write(f"\r  {self.label:<22} [{bar}] {self.done:>3}/{self.total} {note:<40}")
+        sys.stdout.flush()
+
+    def close(self, summary: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r" + " " * 110 + "\r")
+        print(f"  {self.label:<22} {summary} ({time.monotonic() - self.started:.1f} s)", flush=True)
+
+
+class Driver:
+    def __init__(self, client: Client, settings: Settings, reviewers: list[str]) -> None:
+        self.client, self.settings, self.reviewers = client, settings, reviewers
+        self.rollout = rollout_id(TASK, VERSION)
+        self.tally = Tally()
+
+    async def one(self, ticket: str) -> RunResult | None:
+        admission = await admit(self.client, self.rollout, ticket)
+        inp = RunInput(
+            task=TASK, task_version=VERSION, item_key=ticket, item={"ticket_id": ticket}, requester=REQUESTER,
+            mode=admission.mode, stage=admission.stage, rollout_id=self.rollout,
+        )  # fmt: skip
+        run_id = await submit(self.client, self.settings, inp)
+        handle: WorkflowHandle[Any, RunResult] = self.client.get_workflow_handle(run_id, result_type=RunResult)
+        result = asyncio.ensure_future(handle.result())
+        voted: set[tuple[str, str]] = set()
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=0.25)
+            if done:
+                return result.result()
+            status: RunStatus = await handle.query(GovernedRunWorkflow.status)
+            if not status.pending:
+                continue
+            if not self.reviewers:
+                result.cancel()
+                self.tally.waiting.append(run_id)
+                return None
+            for pending in status.pending:  # one vote per pass: the run's status says whether quorum is met
+                reviewer = next((r for r in self.reviewers if (pending.digest, r) not in voted), None)
+                if reviewer is None:
+                    continue
+                voted.add((pending.digest, reviewer))
+                await handle.signal(
+                    GovernedRunWorkflow.approve,
+                    Review(reviewer=reviewer, action_digest=pending.digest, reason="govflow demo: scripted reviewer"),
+                )
+                self.tally.votes[reviewer] += 1
+
+    async def stream(self, tickets: list[str], label: str, stop: Any = None) -> int:
+        """Run ``tickets`` through the rollout, ``IN_FLIGHT`` at a time; ``stop()`` ends it early."""
+        progress = Progress(label, len(tickets))
+        queue = list(tickets)
+        sent = 0
+
+        async def lane() -> None:
+            nonlocal sent
+            while queue and not (stop and await stop()):
+                ticket = queue.pop(0)
+                sent += 1
+                result = await self.one(ticket)
+                if result is not None:
+                    self.tally.results.append(result)
+                progress.step(f"{ticket}: {result.mode} {result.outcome}" if result else f"{ticket}: waits")
+
+        await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
+        outcomes = Counter(f"{r.mode} {r.outcome}" for r in self.tally.results[-progress.done :])
+        progress.close(", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing ran")
+        return sent
+
+    async def status(self) -> RolloutStatus:
+        return await query_current(self.client.get_workflow_handle(self.rollout), "status", result_type=RolloutStatus)
+
+    async def wait_for(self, predicate: Any, what: str, seconds: float = 30.0) -> RolloutStatus:
+        deadline = time.monotonic() + seconds
+        while True:
+            status = await self.status()
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the demo rollout did not reach {what} in {seconds:.0f} s: {status}")
+            await asyncio.sleep(0.2)
+
+
+# --- the demo ----------------------------------------------------------------------------------------------
+
+
+async def _fresh_rollout(client: Client, settings: Settings) -> str:
+    """A new demo rollout; an earlier one under the same id is ended first (its evidence chain continues)."""
+    wid = rollout_id(TASK, VERSION)
+    try:
+        desc = await client.get_workflow_handle(wid).describe()
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            await client.get_workflow_handle(wid).terminate("govflow demo started again")
+    except RPCError:
+        pass
+    return await start_rollout(client, settings, TASK, VERSION)
+
+
+def ui_link(settings: Settings, query: str) -> str:
+    """The Temporal UI's workflow list, filtered by ``query`` (local stack)."""
+    base = f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
+    return f"{base}?query={urllib.parse.quote(query)}"
+
+
+QUERIES = {
+    "the paused rollout": f'GovflowTask = "{TASK}" AND GovflowPaused = true',
+    "awaiting approval": "GovflowAwaitingApproval = true",
+    "live canary runs": 'GovflowStage = "canary" AND GovflowMode = "live"',
+}
+"""What the summary tells operators to filter by in the Temporal UI (each is tested against the server)."""
+
+
+async def run_demo(client: Client, settings: Settings, database_url: str, sor_dsn: str, reviewers: list[str]) -> int:
+    from workers.worker import build_worker
+
+    # Refused reads and failed activities are part of the story; the SDK would log each with a traceback.
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    knob = Knob()
+    registry = Registry()
+    register_demo(registry, sor_dsn, knob)
+    began = time.monotonic()
+    async with EvidenceStore.open(database_url) as store:
+        worker = build_worker(client, settings.task_queue, store, registry)
+        async with worker:
+            wid = await _fresh_rollout(client, settings)
+            drive = Driver(client, settings, reviewers)
+            await drive.wait_for(lambda s: s.stage == "shadow", "its first stage")
+            print(f"Rollout {wid}: shadow first (proposes, never writes), then canary (50% live).")
+            # Contacts of every fifth ticket are in apac, outside the policy's crm grant: those tickets
+            # are refused at the first read. Two of them come last, to show it.
+            tickets = [f"T{i:04d}" for i in range(1, 201) if i % 5 != 4]
+            outside = [f"T{i:04d}" for i in (4, 9)]
+            cursor = 0
+
+            def take(n: int) -> list[str]:
+                nonlocal cursor
+                cursor += n
+                return tickets[cursor - n : cursor]
+
+            async def promoted() -> bool:
+                return (await drive.status()).stage != "shadow"
+
+            await drive.stream(take(SHADOW_ITEMS), "1. shadow", stop=promoted)
+            status = await drive.wait_for(lambda s: s.stage == "canary", "canary (its shadow gate)")
+            print(f"  gate passed: promoted to canary ({status.live_fraction:.0%} live); live writes need approval")
+            if not reviewers:
+                print("  (no --auto-approve-as: live runs wait for you; see the summary)")
+            await drive.stream(take(CANARY_ITEMS), "2. canary")
+            knob.degraded = DEGRADED_SHARE
+            print(f"  now the model goes bad on purpose: {DEGRADED_SHARE:.0%} of answers low-confidence, off-topic")
+
+            async def paused() -> bool:
+                return (await drive.status()).paused
+
+            await drive.stream(take(DEGRADED_ITEMS), "3. canary, degraded", stop=paused)
+            status = await drive.wait_for(lambda s: s.paused, "a pause", seconds=60)
+            leases_at_pause = status.leases_granted
+            await drive.stream(take(AFTER_PAUSE_ITEMS) + outside, "4. after the pause")
+            after = await drive.status()
+            rows = await store.pool.fetch(
+                "SELECT reviewer, accepted, count(*) AS n FROM approval_attempts WHERE run_id = ANY($1::text[]) "
+                "GROUP BY reviewer, accepted ORDER BY reviewer, accepted DESC",
+                [r.run_id for r in drive.tally.results],
+            )
+            drive.tally.recorded = [(r["reviewer"], r["accepted"], r["n"]) for r in rows]
+    await registry.aclose()
+    _summary(settings, drive, status, after.leases_granted - leases_at_pause, time.monotonic() - began)
+    return 0
+
+
+def _summary(settings: Settings, drive: Driver, status: RolloutStatus, leases_after_pause: int, took: float) -> None:
+    t = drive.tally
+    by = Counter((r.mode, r.outcome) for r in t.results)
+    print(f"\nSummary ({took:.0f} s)")
+    print(f"  runs: {len(t.results)} finished" + (f", {len(t.waiting)} waiting for a reviewer" if t.waiting else ""))
+    for (mode, outcome), n in sorted(by.items()):
+        print(f"    {mode:<6} {outcome:<10} {n}")
+    if t.votes:
+        print("  approvals sent (Signal `approve`): " + ", ".join(f"{r} {n}" for r, n in sorted(t.votes.items())))
+        recorded = ", ".join(f"{who} {n} {'accepted' if ok else 'refused'}" for who, ok, n in t.recorded)
+        print(f"  approval attempts in the evidence: {recorded or 'none'}")
+    if status.last_breach is not None:
+        b = status.last_breach
+        print(f"  PAUSED at stage {b.stage}: {status.pause_reason}")
+        for v in b.verdicts:
+            interval = f"[{v.low:.2f}, {v.high:.2f}]" if v.low is not None and v.high is not None else "-"
+            estimate = f"{v.estimate:.2f}" if v.estimate is not None else "-"
+            print(f"    {v.rule}: {estimate} over {v.n} runs, 95% interval {interval}, threshold {v.threshold}")
+    print(f"  live writes leased after the pause: {leases_after_pause} (every later ticket ran in shadow)")
+    print("\nIn the Temporal UI (filter with these queries):")
+    for label, query in QUERIES.items():
+        print(f"  {label:<19} {query}\n  {'':<19} {ui_link(settings, query)}")
+    print('  Resume there with Signal `resume`, payload {"operator": "omar"}; or:')
+    print(f"    .venv/bin/govflow rollout resume --task {TASK} --version {VERSION} --as omar")
+    sample = next((r.run_id for r in t.results if r.mode == "live" and r.outcome == "published"), None)
+    sample = sample or (t.results[0].run_id if t.results else "RUN_ID")
+    print("\nEvidence:")
+    print(f"  .venv/bin/govflow evidence show {sample}")
+    print(f"  .venv/bin/govflow evidence verify {sample}")
+    print(f"  .venv/bin/govflow evidence export --rollout {drive.rollout} --out evidence-demo")
+    for run_id in t.waiting[:3]:
+        print(f"  waiting: .venv/bin/govflow approve {run_id} --as alice   (see `govflow approvals list --as alice`)")
+    print("\nEverything keeps running (a background worker serves the runs) until `make stack-down`.")
