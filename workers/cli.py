@@ -8,6 +8,8 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -94,6 +96,33 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.evidence_cli import show
+
+    stream: Stream = "rollout" if args.rollout else "run"
+
+    async def go() -> list[str]:
+        async with EvidenceStore.open(_database_url(settings)) as store:
+            return await show(store, stream, args.id)
+
+    print("\n".join(asyncio.run(go())))
+    return 0
+
+
+def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.evidence_cli import bundle, write_export
+
+    stream: Stream = "rollout" if args.rollout else "run"
+
+    async def go() -> dict[str, Any]:
+        async with EvidenceStore.open(_database_url(settings)) as store:
+            return await bundle(store, stream, args.id)
+
+    json_path, md_path = write_export(asyncio.run(go()), Path(args.out))
+    print(f"wrote {json_path} (bundle) and {md_path} (report)")
+    return 0
+
+
 # --- worker and demo ----------------------------------------------------------------------------
 
 
@@ -167,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
     verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
     verify.set_defaults(func=cmd_evidence_verify)
+    show = ev_sub.add_parser("show", help="a readable timeline: read, proposed, decided, approved, written")
+    show.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
+    show.add_argument("--rollout", action="store_true", help="show a rollout's events")
+    show.set_defaults(func=cmd_evidence_show)
+    exp = ev_sub.add_parser("export", help="a JSON bundle and a Markdown report an auditor reads without govflow")
+    exp.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout: with all its runs)")
+    exp.add_argument("--rollout", action="store_true", help="export a rollout and every run it admitted")
+    exp.add_argument("--out", default="evidence-export", help="folder to write into (default: evidence-export)")
+    exp.set_defaults(func=cmd_evidence_export)
 
     add_policy_commands(sub)
 

@@ -325,7 +325,7 @@ def _summary(settings: Settings, drive: Driver, status: RolloutStatus, leases_af
     print("\nEvidence:")
     print(f"  .venv/bin/govflow evidence show {sample}")
     print(f"  .venv/bin/govflow evidence verify {sample}")
-    print(f"  .venv/bin/govflow evidence export --rollout {drive.rollout} --out evidence-demo")
+    print(f"  .venv/bin/govflow evidence export {drive.rollout} --rollout --out evidence-demo")
     for run_id in t.waiting[:3]:
         print(f"  waiting: .venv/bin/govflow approve {run_id} --as alice   (see `govflow approvals list --as alice`)")
     print("\nEverything keeps running (a background worker serves the runs) until `make stack-down`.")
