@@ -35,6 +35,7 @@ from activities.run_models import (
     StartRun,
 )
 from activities.tasks.contract import TaskInputError
+from activities.telemetry import Telemetry
 
 REDACTED = "[redacted]"
 
@@ -69,10 +70,17 @@ def _fail(exc: Exception, kind: str, *, retryable: bool = False, details: Any = 
 
 
 class RunActivities:
-    def __init__(self, registry: Registry, store: EvidenceStore, client: Client | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: EvidenceStore,
+        client: Client | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._registry = registry
         self._store = store
         self._client = client
+        self._telemetry = telemetry or Telemetry.default()
 
     def _registration(self, task: str, version: str) -> Registration:
         try:
@@ -82,6 +90,7 @@ class RunActivities:
 
     async def _append(
         self,
+        task: str,
         run_id: str,
         seq: int,
         at: Any,
@@ -103,9 +112,12 @@ class RunActivities:
             projection_type = PROJECTED.get(item.kind)
             batch.append((event, projection_type.model_validate(payload) if projection_type else None))
         try:
-            await self._store.append_many(batch, run=run)
+            with self._telemetry.timing_write("run"):
+                results = await self._store.append_many(batch, run=run)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
+        stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
+        await self._telemetry.observe(self._store, task, stored)
 
     @staticmethod
     def _run_record(s: StartRun, policy_digest: str) -> RunRecord:
@@ -136,9 +148,12 @@ class RunActivities:
             payload=rec.payload,
         )  # fmt: skip
         try:
-            await self._store.append(event)
+            with self._telemetry.timing_write("rollout"):
+                result = await self._store.append(event)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
+        if result.stored:
+            await self._telemetry.observe(self._store, rec.task, [event])
         return rec.seq + 1
 
     @activity.defn(name="govflow.rollout_next_seq")
@@ -200,7 +215,9 @@ class RunActivities:
         """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry."""
         reg = self._registration(rec.task, rec.task_version)
         run = self._run_record(rec.start, reg.digest) if rec.start else None
-        await self._append(rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run)
+        await self._append(
+            rec.task, rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run
+        )
         return rec.seq + len(rec.items)
 
     @activity.defn(name="govflow.gather")
@@ -253,7 +270,7 @@ class RunActivities:
         redact_fields = frozenset(reg.policy.evidence.redact_fields)
         if inp.before:
             run = self._run_record(inp.start, reg.digest) if inp.start else None
-            await self._append(inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
+            await self._append(inp.task, inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
         seq = inp.seq + len(inp.before)
         if inp.rollout_id is not None:
             await self._lease(inp)  # right before the write: a paused rollout refuses
@@ -291,7 +308,7 @@ class RunActivities:
                 "after_image": result.after,
             },
         )
-        await self._append(inp.run_id, seq, inp.at, [touched, *inp.then], redact_fields)
+        await self._append(inp.task, inp.run_id, seq, inp.at, [touched, *inp.then], redact_fields)
         return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
 
     def all(self) -> list[Any]:

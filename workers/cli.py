@@ -21,7 +21,7 @@ from workers.rollout_cli import add_rollout_commands
 from workers.run_cli import add_run_commands
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, StackError
-from workers.temporal import connect
+from workers.temporal import connect, metrics_runtime
 
 
 def _database_url(settings: Settings) -> str:
@@ -137,8 +137,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         else:
             await ensure_example_sor(database_url)
             registry = default_app(settings, database_url)
-        client = await connect(settings)
-        await run_worker(client, settings.task_queue, database_url, registry)
+        client = await connect(settings, metrics_runtime(settings))
+        await run_worker(client, settings.task_queue, database_url, registry, settings.metrics_port)
 
     asyncio.run(go())
     return 0

@@ -43,7 +43,12 @@ class Settings(BaseModel):
     temporal_tls_ca: Path | None = None
     temporal_api_key: SecretStr | None = None
     database_url: str | None = Field(default=None, description="Postgres URL; unset means the local embedded Postgres.")
-    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="The worker's Prometheus endpoint (govflow_* metrics); 0: off."
+    )
+    sdk_metrics_port: int = Field(
+        default=9465, ge=0, le=65535, description="The Temporal SDK's own Prometheus endpoint (temporal_*); 0: off."
+    )
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:

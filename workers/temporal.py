@@ -13,6 +13,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from policies.errors import GovflowError
@@ -36,12 +37,13 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured Temporal, with the pydantic data converter."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client for the configured Temporal, with the pydantic data converter (and ``runtime``'s telemetry)."""
     address = settings.target_temporal_address
     try:
         return await Client.connect(
             address,
+            runtime=runtime,
             namespace=settings.temporal_namespace,
             tls=_tls(settings),
             api_key=(settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None),
@@ -110,3 +112,20 @@ async def query_current(
             if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or last:
                 raise
     raise AssertionError("unreachable")
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal Runtime exporting the SDK's metrics to Prometheus on GOVFLOW_SDK_METRICS_PORT (None when 0)."""
+    if settings.sdk_metrics_port == 0:
+        return None
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.sdk_metrics_port}", durations_as_seconds=True)
+            )
+        )
+    except Exception as exc:  # the SDK's Rust core reports a taken port as a bare exception
+        raise GovflowError(
+            f"cannot serve the Temporal SDK's metrics on port {settings.sdk_metrics_port} ({exc}): "
+            "set GOVFLOW_SDK_METRICS_PORT to a free port, or 0 for none"
+        ) from None

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -15,6 +16,7 @@ from activities.evidence import EvidenceStore
 from activities.evidence_activities import EvidenceActivities
 from activities.registry import Registry
 from activities.run_activities import RunActivities
+from policies.errors import GovflowError
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow
 
@@ -70,8 +72,18 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
     )
 
 
-async def run_worker(client: Client, task_queue: str, database_url: str, registry: Registry) -> None:
-    """Run until SIGINT or SIGTERM, then drain and stop."""
+async def run_worker(
+    client: Client, task_queue: str, database_url: str, registry: Registry, metrics_port: int = 0
+) -> None:
+    """Run until SIGINT or SIGTERM, then drain and stop; serve govflow_* metrics on ``metrics_port`` (0: off)."""
+    if metrics_port:
+        try:
+            start_http_server(metrics_port)
+        except OSError as exc:
+            raise GovflowError(
+                f"cannot serve metrics on port {metrics_port} ({exc.strerror}): "
+                "set GOVFLOW_METRICS_PORT to a free port, or 0 for none"
+            ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

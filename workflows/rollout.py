@@ -269,8 +269,10 @@ class RolloutWorkflow:
         else:
             self._state.paused = False
             self._state.pause_reason = ""
+            # A fresh window: the runs that tripped the pause would only trip it again at once.
+            self._state.window = []
             self._dirty = True
-            answer = self._answer(True, f"resumed by {control.operator}")
+            answer = self._answer(True, f"resumed by {control.operator}; the quality window starts afresh")
         await self._record(
             "resume", {"operator": control.operator, "accepted": answer.accepted, "reason": answer.reason, "via": via}
         )

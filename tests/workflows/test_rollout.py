@@ -135,6 +135,12 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
         assert not refused.accepted
         assert refused.reason.startswith("rollout is paused: pass-rate breached")
         await keep_history(handle, "rollout-breach")
+        # Resuming starts a fresh window: the runs that tripped the pause do not trip it again.
+        resumed = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
+        assert (resumed.accepted, resumed.paused) == (True, False)
+        status = await _status(handle)
+        assert not status.paused
+        assert [v.n for v in status.verdicts] == [0, 0, 0]
     breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
     assert breach[0]["payload"]["verdicts"][0]["estimate"] == 0.5
 

@@ -1,0 +1,164 @@
+"""Prometheus metrics, read off the evidence as it is written.
+
+Every fact worth a metric (a run started or finished, a vote, a score, a scope
+refusal, a breach, a pause) is an evidence event first, and every evidence event
+passes through an activity of this worker. So metrics are counted where the
+event is stored, once (a retried append that stores nothing counts nothing), and
+workflow code stays free of side effects. The Temporal SDK's own metrics come
+from its Runtime, on a port of their own (see workers/worker.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from activities.evidence.chain import EvidenceEvent
+from activities.evidence.store import EvidenceStore
+
+_WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+_RUN_LABELS = """SELECT stage, mode FROM runs WHERE run_id = $1"""
+_DECIDED_AT = """SELECT occurred_at FROM evidence_events
+WHERE stream = 'run' AND stream_id = $1 AND kind = 'policy_decision' AND payload->>'action_id' = $2
+ORDER BY seq DESC LIMIT 1"""
+
+
+class Telemetry:
+    """govflow's metrics. One per process (``Telemetry.default()``); tests may pass their own registry."""
+
+    _default: Telemetry | None = None
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.runs_started = Counter(
+            "govflow_runs_started", "Governed runs started.", ["task", "stage", "mode"], registry=registry
+        )
+        self.runs_finished = Counter(
+            "govflow_runs_finished",
+            "Governed runs finished, by outcome (published, shadowed, refused, rejected, expired, exception).",
+            ["task", "stage", "mode", "outcome"],
+            registry=registry,
+        )
+        self.approval_attempts = Counter(
+            "govflow_approval_attempts",
+            "Approval and rejection votes, accepted or refused.",
+            ["task", "verdict", "result"],
+            registry=registry,
+        )
+        self.approval_wait = Histogram(
+            "govflow_approval_wait_seconds",
+            "From the policy decision asking for approval to each accepted vote.",
+            ["task", "action"],
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.quality_score = Histogram(
+            "govflow_quality_score",
+            "Quality scores of proposals.",
+            ["task", "metric"],
+            buckets=_SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.quality_checks_failed = Counter(
+            "govflow_quality_checks_failed", "Proposals failing a quality check.", ["task", "check"], registry=registry
+        )
+        self.breaches = Counter(
+            "govflow_rollout_breaches",
+            "Quality-window breaches that stopped a rollout (action: pause or rollback).",
+            ["task", "stage", "rule", "action"],
+            registry=registry,
+        )
+        self.pauses = Counter(
+            "govflow_rollout_pauses",
+            "Rollout pauses (cause: breach or operator).",
+            ["task", "cause"],
+            registry=registry,
+        )
+        self.stage_changes = Counter(
+            "govflow_rollout_stage_changes",
+            "Promotions and rollbacks.",
+            ["task", "kind", "to"],
+            registry=registry,
+        )
+        self.scope_refusals = Counter(
+            "govflow_scope_refusals",
+            "Reads or writes refused because the policy does not grant them.",
+            ["task", "system", "resource"],
+            registry=registry,
+        )
+        self.lease_refusals = Counter(
+            "govflow_lease_refusals",
+            "Live writes refused publish authority by their rollout (paused, stale stage, shadow).",
+            ["task"],
+            registry=registry,
+        )
+        self.evidence_write = Histogram(
+            "govflow_evidence_write_seconds",
+            "Time to append one batch of evidence (one transaction).",
+            ["stream"],
+            buckets=_WRITE_BUCKETS,
+            registry=registry,
+        )
+
+    @classmethod
+    def default(cls) -> Telemetry:
+        if cls._default is None:
+            cls._default = cls()
+        return cls._default
+
+    @contextmanager
+    def timing_write(self, stream: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.evidence_write.labels(stream).observe(time.perf_counter() - started)
+
+    async def observe(self, store: EvidenceStore, task: str, events: Sequence[EvidenceEvent]) -> None:
+        """Count what newly stored ``events`` say."""
+        for event in events:
+            try:
+                await self._observe(store, task, event)
+            except Exception:
+                continue
+
+    async def _observe(self, store: EvidenceStore, task: str, event: EvidenceEvent) -> None:
+        p: dict[str, Any] = dict(event.payload)
+        kind = event.kind
+        if kind == "run_started":
+            self.runs_started.labels(task, str(p.get("stage")), str(p.get("mode"))).inc()
+        elif kind == "run_finished":
+            row = await store.pool.fetchrow(_RUN_LABELS, event.stream_id)
+            stage, mode = (row["stage"], row["mode"]) if row else ("unknown", "unknown")
+            self.runs_finished.labels(task, stage, mode, str(p.get("outcome"))).inc()
+        elif kind == "approval_attempt":
+            accepted = bool(p.get("accepted"))
+            self.approval_attempts.labels(task, str(p.get("verdict")), "accepted" if accepted else "refused").inc()
+            if accepted:
+                decided = await store.pool.fetchval(_DECIDED_AT, event.stream_id, str(p.get("action_id")))
+                if decided is not None:
+                    waited = (event.occurred_at - decided).total_seconds()
+                    self.approval_wait.labels(task, str(p.get("action_id"))).observe(max(0.0, waited))
+        elif kind == "quality_score" and isinstance(p.get("score"), int | float):
+            self.quality_score.labels(task, str(p.get("metric"))).observe(float(p["score"]))
+        elif kind == "quality_check_failed":
+            self.quality_checks_failed.labels(task, str(p.get("check"))).inc()
+        elif kind == "scope_refusal":
+            self.scope_refusals.labels(task, str(p.get("system")), str(p.get("resource"))).inc()
+        elif kind == "lease_refused":
+            self.lease_refusals.labels(task).inc()
+        elif kind == "breach":
+            for verdict in p.get("verdicts", []):
+                self.breaches.labels(task, str(p.get("stage")), str(verdict.get("rule")), str(p.get("action"))).inc()
+            if p.get("action") == "pause":
+                self.pauses.labels(task, "breach").inc()
+        elif kind == "paused":
+            self.pauses.labels(task, "operator").inc()
+        elif kind in ("promoted", "rollback"):
+            self.stage_changes.labels(task, kind, str(p.get("to"))).inc()
