@@ -21,12 +21,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
 SOR_DATABASE = "support_sor"
 
 
-def example_registry(sor_dsn: str, *, degraded: float = 0.0) -> Registry:
+def example_registry(sor_dsn: str, *, degraded: float = 0.0, policy_dir: Path | None = None) -> Registry:
     """The support-triage example: one line registers the task with its policy."""
     registry = Registry()
     registry.register(
         support_triage.SupportTriage(),
-        policy=EXAMPLES / "support-triage.yaml",
+        policy=(policy_dir or EXAMPLES) / "support-triage.yaml",
         connectors=support_triage.connectors(SharedPool(sor_dsn)),
         model=support_triage.baseline_model(degraded),
     )
@@ -78,6 +78,6 @@ def default_app(settings: Settings, database_url: str) -> Registry:
     from workers.stack import with_database
 
     sor = with_database(database_url, SOR_DATABASE)
-    registry = example_registry(sor)
+    registry = example_registry(sor, policy_dir=settings.policy_dir)
     register_demo(registry, sor)
     return registry

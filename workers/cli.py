@@ -123,6 +123,25 @@ def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_temporal_setup(settings: Settings, _: argparse.Namespace) -> int:
+    from temporalio.api.enums.v1 import IndexedValueType
+
+    from workers.temporal import register_search_attributes, search_attribute_types
+
+    async def go() -> list[str]:
+        client = await connect(settings)
+        return await register_search_attributes(client, settings.temporal_namespace)
+
+    added = asyncio.run(go())
+    wanted = ", ".join(
+        f"{k} ({IndexedValueType.Name(v).removeprefix('INDEXED_VALUE_TYPE_').title()})"
+        for k, v in sorted(search_attribute_types().items())
+    )
+    print(f"namespace {settings.temporal_namespace}: " + (f"added {', '.join(added)}" if added else "nothing to add"))
+    print(f"  govflow's search attributes: {wanted}")
+    return 0
+
+
 # --- worker and demo ----------------------------------------------------------------------------
 
 
@@ -205,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--rollout", action="store_true", help="export a rollout and every run it admitted")
     exp.add_argument("--out", default="evidence-export", help="folder to write into (default: evidence-export)")
     exp.set_defaults(func=cmd_evidence_export)
+
+    temporal = sub.add_parser("temporal", help="prepare a Temporal namespace (a cluster's, not the local stack's)")
+    t_sub = temporal.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t_sub.add_parser(
+        "setup", help="register govflow's search attributes in GOVFLOW_TEMPORAL_NAMESPACE (idempotent)"
+    ).set_defaults(func=cmd_temporal_setup)
 
     add_policy_commands(sub)
 

@@ -46,6 +46,10 @@ class Settings(BaseModel):
     metrics_port: int = Field(
         default=9464, ge=0, le=65535, description="The worker's Prometheus endpoint (govflow_* metrics); 0: off."
     )
+    policy_dir: Path | None = Field(
+        default=None,
+        description="Folder of policy files the worker's app loads (a mounted ConfigMap); unset: the examples.",
+    )
     sdk_metrics_port: int = Field(
         default=9465, ge=0, le=65535, description="The Temporal SDK's own Prometheus endpoint (temporal_*); 0: off."
     )

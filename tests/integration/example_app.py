@@ -1,0 +1,13 @@
+"""The example app over a test's system of record (``SOR_URL``), with its policies from GOVFLOW_POLICY_DIR."""
+
+from __future__ import annotations
+
+import os
+
+from activities.registry import Registry
+from workers.app import example_registry
+from workers.settings import Settings
+
+
+def build(settings: Settings, database_url: str) -> Registry:
+    return example_registry(os.environ["SOR_URL"], policy_dir=settings.policy_dir)
