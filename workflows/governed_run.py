@@ -110,6 +110,7 @@ class GovernedRunWorkflow:
         self._inp = inp
         self._run_id = workflow.info().workflow_id
         self._seq = 1
+        self._settle_before_closing = False
         self._lock = asyncio.Lock()
         self._policy: Policy | None = None
         self._phase = "starting"
@@ -131,6 +132,8 @@ class GovernedRunWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        # Read in the first activation, for the whole run (see RolloutWorkflow.run).
+        self._settle_before_closing = workflow.patched("settle-before-closing")
         workflow.upsert_search_attributes(
             [
                 sa.TASK.value_set(inp.task),
@@ -556,7 +559,7 @@ class GovernedRunWorkflow:
                     error=outcome == "exception",
                 ),
             )
-        if workflow.patched("settle-before-closing"):
+        if self._settle_before_closing:
             await settle(lambda: self._seq)
         return RunResult(
             run_id=self._run_id,

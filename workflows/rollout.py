@@ -73,11 +73,17 @@ class RolloutWorkflow:
         self._dirty = inp.state is not None  # a continued rollout evaluates what it carried over
         self._ready = False
         self._attributes: tuple[str, bool] | None = None
+        self._chain_continues = False
+        self._fresh_window = False
 
     # --- main loop ----------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: RolloutInput) -> None:
+        # Patches are read here, in the first activation, and hold for the whole run: a patched()
+        # first called after a local activity that outlived its workflow task misreplays (measured).
+        self._chain_continues = workflow.patched("rollout-chain-continues")
+        self._fresh_window = workflow.patched("resume-fresh-window")
         setup = await workflow.execute_local_activity(
             "govflow.load_policy",
             PolicyRequest(task=inp.task, task_version=inp.task_version),
@@ -87,7 +93,7 @@ class RolloutWorkflow:
         )
         self._policy = policy_from_json(setup.policy_json)
         if self._state.stage_started_at is None:
-            if workflow.patched("rollout-chain-continues"):
+            if self._chain_continues:
                 # A rollout started again under the same id (after it was terminated) continues its chain.
                 self._state.evidence_seq = await workflow.execute_local_activity(
                     "govflow.rollout_next_seq",
@@ -269,8 +275,9 @@ class RolloutWorkflow:
         else:
             self._state.paused = False
             self._state.pause_reason = ""
-            # A fresh window: the runs that tripped the pause would only trip it again at once.
-            self._state.window = []
+            if self._fresh_window:
+                # A fresh window: the runs that tripped the pause would only trip it again at once.
+                self._state.window = []
             self._dirty = True
             answer = self._answer(True, f"resumed by {control.operator}; the quality window starts afresh")
         await self._record(

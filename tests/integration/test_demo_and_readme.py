@@ -1,0 +1,143 @@
+"""`govflow demo` (what `make demo` runs) on a fresh local stack, then the README's commands against it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import free_port
+from workers.cli import build_parser
+from workers.demo import QUERIES
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+# README commands this test runs after the demo (they read, or only pause what is paused).
+RUNS = (
+    "policy", "stack status", "runs", "evidence", "rollout status", "rollout pause", "approvals list", "temporal setup",
+    "db migrate",
+)  # fmt: skip
+# The rest change state a later command depends on, or never return; each still has to parse.
+PARSES_ONLY = (
+    "worker", "run submit", "approve", "reject", "rollout start", "rollout resume", "rollout promote",
+    "rollout rollback", "stack up", "stack down", "demo",
+)  # fmt: skip
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `.venv/bin/govflow ...` line in the README's sh blocks, as argv (continuations joined)."""
+    text = README.read_text()
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", text, re.S)).replace("\\\n", " ")
+    out = []
+    for line in blocks.splitlines():
+        line = line.strip()
+        if line.startswith(".venv/bin/govflow "):
+            argv = shlex.split(line.split(" &")[0], comments=True)
+            out.append(argv[1:])
+    return out
+
+
+def _kind(args: list[str]) -> str:
+    for n in (2, 1):
+        if " ".join(args[:n]) in RUNS + PARSES_ONLY:
+            return " ".join(args[:n])
+    raise AssertionError(f"README command not classified for this test: govflow {' '.join(args)}")
+
+
+def test_every_readme_command_is_a_real_command() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 15
+    parser = build_parser()
+    for args in commands:
+        _kind(args)
+        assert callable(parser.parse_args([a.replace("RUN_ID", "r") for a in args]).func)
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    env.update(
+        GOVFLOW_HOME=str(home),
+        GOVFLOW_TEMPORAL_PORT=str(free_port()),
+        GOVFLOW_TEMPORAL_UI_PORT=str(free_port()),
+        GOVFLOW_METRICS_PORT=str(free_port()),
+        GOVFLOW_SDK_METRICS_PORT=str(free_port()),
+    )
+    return env
+
+
+def _govflow(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+async def _check_stack(env: dict[str, str], database_url: str, rollout: str) -> None:
+    client = await Client.connect(f"127.0.0.1:{env['GOVFLOW_TEMPORAL_PORT']}")
+    for label, query in QUERIES.items():
+        found = [wf.id async for wf in client.list_workflows(query)]
+        if label == "the paused rollout":
+            assert found == [rollout], (label, found)
+        elif label == "live canary runs":
+            assert found, label
+    conn = await asyncpg.connect(database_url)
+    try:
+        shadow_votes = await conn.fetchval(
+            "SELECT count(*) FROM approval_attempts a JOIN runs r USING (run_id) WHERE r.mode = 'shadow'"
+        )
+        live_votes = await conn.fetchval("SELECT count(*) FROM approval_attempts WHERE accepted")
+    finally:
+        await conn.close()
+    assert shadow_votes == 0  # nothing in a shadow run is approved
+    assert live_votes > 0
+
+
+@pytest.mark.devserver
+def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
+    env = _env(tmp_path / "home")
+    try:
+        started = time.monotonic()
+        demo = _govflow(env, "demo", "--auto-approve-as", "alice,bob", timeout=180)
+        took = time.monotonic() - started
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        out = demo.stdout
+        print(f"govflow demo took {took:.1f} s")
+        assert "gate passed: promoted to canary" in out
+        assert "PAUSED at stage canary: pass-rate breached" in out
+        assert "live writes leased after the pause: 0" in out
+        assert re.search(r"live +published +\d+", out)
+        assert re.search(r"shadow +shadowed +\d+", out)
+        assert re.search(r"approval attempts in the evidence: alice \d+ accepted", out)
+        assert "Traceback" not in demo.stderr
+        database_url = re.search(r"Database +(\S+)", out).group(1)  # type: ignore[union-attr]
+        run_id = re.search(r"evidence show (run-\S+)", out).group(1)  # type: ignore[union-attr]
+        rollout = "rollout-support-triage-vdemo"
+        asyncio.run(_check_stack(env, database_url, rollout))
+        assert "running" in _govflow(env, "stack", "status").stdout.split("worker")[1]
+
+        ran = []
+        for args in readme_commands():
+            if _kind(args) not in RUNS:
+                continue
+            args = [a.replace("RUN_ID", run_id).replace("ROLLOUT_ID", rollout) for a in args]
+            args = [p for a in args for p in (sorted(str(x) for x in ROOT.glob(a)) if "*" in a else [a])]  # as sh does
+            if args[:2] == ["evidence", "export"]:
+                args += ["--out", str(tmp_path / "export")]
+            result = _govflow(env, *args)
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+            ran.append(args)
+        assert {" ".join(a[:2]) for a in ran} >= {"evidence show", "evidence verify", "evidence export", "runs show"}
+        report = next((tmp_path / "export").glob("*.md")).read_text()
+        assert "chain: **verifies**" in report or "rollout chain: **verifies**" in report
+    finally:
+        down = _govflow(env, "stack", "down")
+        assert down.returncode == 0, down.stderr
