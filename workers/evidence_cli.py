@@ -9,7 +9,7 @@ report next to it. The report says how to recompute the chain without govflow.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def _event_json(e: dict[str, Any]) -> dict[str, Any]:
     return {
         "seq": e["seq"],
         "kind": e["kind"],
-        "occurred_at": e["occurred_at"].isoformat(timespec="microseconds"),
+        "occurred_at": e["occurred_at"].astimezone(UTC).isoformat(timespec="microseconds"),
         "recorded_at": e["recorded_at"].isoformat(timespec="microseconds"),
         "payload": e["payload"],
         "prev_hash": e["prev_hash"],
