@@ -269,7 +269,7 @@ async def run_demo(client: Client, settings: Settings, database_url: str, sor_ds
                 return (await drive.status()).stage != "shadow"
 
             await drive.stream(take(SHADOW_ITEMS), "1. shadow", stop=promoted)
-            status = await drive.wait_for(lambda s: s.stage == "canary", "canary (its shadow gate)")
+            status = await drive.wait_for(lambda s: s.stage == "canary", "canary (its shadow gate)", seconds=90)
             print(f"  gate passed: promoted to canary ({status.live_fraction:.0%} live); live writes need approval")
             if not reviewers:
                 print("  (no --auto-approve-as: live runs wait for you; see the summary)")
@@ -315,6 +315,12 @@ def _summary(settings: Settings, drive: Driver, status: RolloutStatus, leases_af
             estimate = f"{v.estimate:.2f}" if v.estimate is not None else "-"
             print(f"    {v.rule}: {estimate} over {v.n} runs, 95% interval {interval}, threshold {v.threshold}")
     print(f"  live writes leased after the pause: {leases_after_pause} (every later ticket ran in shadow)")
+    print("\nHow a reviewer approves (what --auto-approve-as did for you):")
+    print("  .venv/bin/govflow approvals list --as alice")
+    print("  .venv/bin/govflow approve RUN_ID --as alice --action reply")
+    print(
+        '  or in the UI, on the run: Send a Signal `approve`, {"reviewer": "alice", "action_digest": "<from details>"}'
+    )
     print("\nIn the Temporal UI (filter with these queries):")
     for label, query in QUERIES.items():
         print(f"  {label:<19} {query}\n  {'':<19} {ui_link(settings, query)}")
