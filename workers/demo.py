@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.connectors import SharedPool
@@ -30,6 +30,7 @@ from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import Policy, parse_policy
+from policies.errors import GovflowError
 from workers.rollout_cli import admit, rollout_id, start_rollout
 from workers.run_cli import submit
 from workers.settings import Settings
@@ -156,7 +157,10 @@ class Driver:
             done, _ = await asyncio.wait({result}, timeout=0.25)
             if done:
                 return result.result()
-            status: RunStatus = await handle.query(GovernedRunWorkflow.status)
+            try:
+                status: RunStatus = await handle.query(GovernedRunWorkflow.status)
+            except (RPCError, WorkflowQueryFailedError):
+                continue  # finished (or busy) meanwhile: the result decides
             if not status.pending:
                 continue
             if not self.reviewers:
@@ -168,10 +172,15 @@ class Driver:
                 if reviewer is None:
                     continue
                 voted.add((pending.digest, reviewer))
-                await handle.signal(
-                    GovernedRunWorkflow.approve,
-                    Review(reviewer=reviewer, action_digest=pending.digest, reason="govflow demo: scripted reviewer"),
-                )
+                try:
+                    await handle.signal(
+                        GovernedRunWorkflow.approve,
+                        Review(
+                            reviewer=reviewer, action_digest=pending.digest, reason="govflow demo: scripted reviewer"
+                        ),
+                    )
+                except RPCError:
+                    continue  # the run finished meanwhile
                 self.tally.votes[reviewer] += 1
 
     async def stream(self, tickets: list[str], label: str, stop: Any = None) -> int:
@@ -205,7 +214,7 @@ class Driver:
             if predicate(status):
                 return status
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the demo rollout did not reach {what} in {seconds:.0f} s: {status}")
+                raise GovflowError(f"the demo rollout did not reach {what} in {seconds:.0f} s: {status}")
             await asyncio.sleep(0.2)
 
 
