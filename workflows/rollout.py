@@ -70,11 +70,12 @@ class RolloutWorkflow:
         self._state = inp.state.model_copy(deep=True) if inp.state else RolloutState()
         self._policy: Policy | None = None
         self._lock = asyncio.Lock()
-        self._dirty = inp.state is not None  # a continued rollout evaluates what it carried over
+        self._dirty = False
         self._ready = False
         self._attributes: tuple[str, bool] | None = None
         self._chain_continues = False
         self._fresh_window = False
+        self._careful_handover = False
 
     # --- main loop ----------------------------------------------------------------------------------
 
@@ -84,6 +85,9 @@ class RolloutWorkflow:
         # first called after a local activity that outlived its workflow task misreplays (measured).
         self._chain_continues = workflow.patched("rollout-chain-continues")
         self._fresh_window = workflow.patched("resume-fresh-window")
+        self._careful_handover = workflow.patched("careful-continue-as-new")
+        # A continued rollout evaluates what it carried over at once.
+        self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity(
             "govflow.load_policy",
             PolicyRequest(task=inp.task, task_version=inp.task_version),
@@ -116,7 +120,10 @@ class RolloutWorkflow:
                 await self._evaluate()
             info = workflow.info()
             if info.is_continue_as_new_suggested() or info.get_current_history_length() > inp.history_limit:
-                await settle(lambda: self._state.evidence_seq)
+                if self._careful_handover:
+                    await settle(lambda: self._state.evidence_seq)
+                else:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp.model_copy(update={"state": self._state}))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._dirty, timeout=self._until_minimum())
@@ -275,11 +282,13 @@ class RolloutWorkflow:
         else:
             self._state.paused = False
             self._state.pause_reason = ""
+            reason = f"resumed by {control.operator}"
             if self._fresh_window:
                 # A fresh window: the runs that tripped the pause would only trip it again at once.
                 self._state.window = []
+                reason += "; the quality window starts afresh"
             self._dirty = True
-            answer = self._answer(True, f"resumed by {control.operator}; the quality window starts afresh")
+            answer = self._answer(True, reason)
         await self._record(
             "resume", {"operator": control.operator, "accepted": answer.accepted, "reason": answer.reason, "via": via}
         )

@@ -4,7 +4,10 @@ Regenerate after an intended change to workflow logic (then review the diff):
 ``RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows`` rewrites tests/replay/histories/.
 A change that breaks replay of a history already in production needs a patch
 (``workflow.patched``), not new histories; keep a history from before the patch
-(``pre-settle-*``: GovernedRun before ``settle-before-closing``).
+(``pre-settle-*``: GovernedRun before ``settle-before-closing``; ``pre-patch-rollout-*``:
+Rollout before ``rollout-chain-continues``; ``landed-33639db-rollout-*``: a Rollout run that
+continued-as-new, and the run after it, from the code that first landed, before
+``careful-continue-as-new``).
 """
 
 from __future__ import annotations
