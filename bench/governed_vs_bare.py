@@ -18,19 +18,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.tasks import support_triage
 from bench.bare import BareActivities, BareRunWorkflow
 from bench.common import bench_databases
-from policies import parse_policy
-from workers.app import EXAMPLES
+from policies import Policy, parse_policy
+from workers.app import EXAMPLES, example_registry
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -39,7 +35,7 @@ from workflows.run_models import RunInput
 BIN = Path(sys.executable).parent
 
 
-def no_approval_policy() -> Any:
+def no_approval_policy() -> Policy:
     return parse_policy(no_approval_text(), source="bench")
 
 
@@ -93,13 +89,7 @@ async def main() -> None:
     dbs = await bench_databases(total + 20)
     server, evidence_url, sor_url, tickets = dbs.server, dbs.evidence_url, dbs.sor_url, dbs.tickets
 
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(),
-        policy=no_approval_policy(),
-        connectors=support_triage.connectors(SharedPool(sor_url)),
-        model=support_triage.baseline_model(),
-    )
+    registry = example_registry(sor_url, policy=no_approval_policy())
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         data_converter=pydantic_data_converter,

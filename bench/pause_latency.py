@@ -24,13 +24,11 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.tasks import support_triage
 from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_text
-from policies import parse_policy
+from policies import Policy, parse_policy
+from workers.app import example_registry
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -41,7 +39,7 @@ from workflows.run_models import RunInput
 BIN = Path(sys.executable).parent
 
 
-def live_policy() -> object:
+def live_policy() -> Policy:
     """support-triage without approvals, with a shadow stage and a 100%-live stage."""
     text = no_approval_text()
     text = text[: text.index("rollout:")] + (
@@ -105,11 +103,7 @@ async def main() -> None:
     args = parser.parse_args()
     dbs = await bench_databases(args.trials * args.in_flight)
     server, evidence_url, sor_url, tickets = dbs.server, dbs.evidence_url, dbs.sor_url, dbs.tickets
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(), policy=live_policy(),  # type: ignore[arg-type]
-        connectors=support_triage.connectors(SharedPool(sor_url)), model=support_triage.baseline_model(),
-    )  # fmt: skip
+    registry = example_registry(sor_url, policy=live_policy())
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
         search_attributes=search_attributes.ALL, dev_server_log_level="error",

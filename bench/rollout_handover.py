@@ -26,12 +26,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.tasks import support_triage
 from bench.common import bench_databases
-from workers.app import EXAMPLES
+from workers.app import example_registry
 from workers.temporal import query_current
 from workers.worker import build_worker
 from workflows import search_attributes
@@ -60,13 +57,7 @@ async def main(senders: int, seconds: float, history_limit: int) -> None:
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(),
-        policy=EXAMPLES / "support-triage.yaml",  # shadow needs 10 minutes: no promotion during the bench
-        connectors=support_triage.connectors(SharedPool(dbs.sor_url)),
-        model=support_triage.baseline_model(),
-    )
+    registry = example_registry(dbs.sor_url)  # its shadow stage needs 10 minutes: no promotion during the bench
     task_queue = f"bench-{uuid.uuid4()}"
     try:
         async with EvidenceStore.open(dbs.evidence_url) as store:

@@ -14,6 +14,7 @@ from typing import Any
 from activities.connectors import SharedPool
 from activities.registry import Registry
 from activities.tasks import support_triage
+from policies import Policy
 from policies.errors import GovflowError
 from workers.settings import Settings
 
@@ -21,12 +22,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
 SOR_DATABASE = "support_sor"
 
 
-def example_registry(sor_dsn: str, *, degraded: float = 0.0, policy_dir: Path | None = None) -> Registry:
-    """The support-triage example: one line registers the task with its policy."""
+def example_registry(
+    sor_dsn: str, *, degraded: float = 0.0, policy: Policy | Path = EXAMPLES / "support-triage.yaml"
+) -> Registry:
+    """The support-triage example: one line registers the task with its policy (a file, or a loaded one)."""
     registry = Registry()
     registry.register(
         support_triage.SupportTriage(),
-        policy=(policy_dir or EXAMPLES) / "support-triage.yaml",
+        policy=policy,
         connectors=support_triage.connectors(SharedPool(sor_dsn)),
         model=support_triage.baseline_model(degraded),
     )
@@ -78,6 +81,6 @@ def default_app(settings: Settings, database_url: str) -> Registry:
     from workers.stack import with_database
 
     sor = with_database(database_url, SOR_DATABASE)
-    registry = example_registry(sor, policy_dir=settings.policy_dir)
+    registry = example_registry(sor, policy=(settings.policy_dir or EXAMPLES) / "support-triage.yaml")
     register_demo(registry, sor)
     return registry

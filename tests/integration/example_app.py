@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from activities.registry import Registry
-from workers.app import example_registry
+from workers.app import EXAMPLES, example_registry
 from workers.settings import Settings
 
 
 def build(settings: Settings, database_url: str) -> Registry:
-    return example_registry(os.environ["SOR_URL"], policy_dir=settings.policy_dir)
+    return example_registry(os.environ["SOR_URL"], policy=(settings.policy_dir or EXAMPLES) / "support-triage.yaml")

@@ -21,11 +21,11 @@ from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
 from tests.helpers import keep_history, sor_fetch, start_run, wait_for, worker
+from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import ExceptionDecision, Review, ReviewRequest
 
 ROOT = Path(__file__).parents[2]
-EXAMPLES = ROOT / "policies" / "examples"
 KEYS = ROOT / "tests" / "fixtures" / "keys"
 
 
@@ -341,13 +341,7 @@ async def test_signed_approvals_are_checked(
         "{id: bob, name: Bob Okafor, roles: [support-lead]}",
         "{id: bob, name: Bob Okafor, roles: [support-lead], public_key: 3wM5aGd1T1LvakZDK+nlDE48zna6qlyT2Y593xp5qH8=}",
     )
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(),
-        policy=parse_policy(text),
-        connectors=support_triage.connectors(SharedPool(sor_url)),
-        model=support_triage.baseline_model(),
-    )
+    registry = example_registry(sor_url, policy=parse_policy(text))
     async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(handle, lambda s: bool(s.pending))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -14,13 +15,11 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from activities.tasks import support_triage
 from policies import parse_policy
 from tests.helpers import keep_history, sor_fetch, wait_for, worker
-from workers.app import EXAMPLES
+from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow, bucket
 from workflows.rollout_models import Control, LeaseRequest, RollbackRequest, RolloutInput, RolloutStatus, RunReport
@@ -64,8 +63,6 @@ async def _status(handle: WorkflowHandle[RolloutWorkflow, None]) -> RolloutStatu
 
 
 async def _until(handle: WorkflowHandle[RolloutWorkflow, None], predicate: Any) -> RolloutStatus:
-    import asyncio
-
     for _ in range(300):
         try:
             status = await _status(handle)
@@ -200,8 +197,13 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
         await handle.signal(RolloutWorkflow.promote, Control(operator="chen"))
         status = await _until(handle, lambda s: s.stage == "full")
         assert not status.paused
+        # The stage moves before its evidence row commits: wait for the row while the worker still runs.
+        for _ in range(100):
+            kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
+            if kinds.count("promoted") == 3:
+                break
+            await asyncio.sleep(0.05)
         await keep_history(handle, "rollout-continued")
-    kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
     assert kinds == ["rollout_started", "promoted", "promoted", "promotion_requested", "paused", "resume", "promoted"]
     assert (await store.verify("rollout", handle.id)).ok
 
@@ -234,14 +236,7 @@ def two_stage_registry(sor_url: str) -> Registry:
         "    - {name: full, live_fraction: 1.0, gate: approval, promoters: [omar]}\n"
         + text[text.index("stop_rules:") :]
     )
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(),
-        policy=parse_policy(text),
-        connectors=support_triage.connectors(SharedPool(sor_url)),
-        model=support_triage.baseline_model(),
-    )
-    return registry
+    return example_registry(sor_url, policy=parse_policy(text))
 
 
 async def _live_run(env: WorkflowEnvironment, task_queue: str, rollout_id: str, ticket: str) -> Any:
@@ -300,24 +295,7 @@ async def test_no_live_write_starts_after_the_pause_is_recorded(
         rollout = await _start(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         assert (await rollout.query(RolloutWorkflow.admit, "T0001")).mode == "live"
-        runs = []
-        for ticket in ("T0001", "T0002", "T0003"):
-            runs.append(
-                await env.client.start_workflow(
-                    GovernedRunWorkflow.run,
-                    RunInput(
-                        task="support-triage",
-                        item_key=ticket,
-                        item={"ticket_id": ticket},
-                        requester="priya",
-                        mode="live",
-                        stage="full",
-                        rollout_id=rollout.id,
-                    ),
-                    id=f"run-{uuid.uuid4()}",
-                    task_queue=task_queue,
-                )
-            )
+        runs = [await _live_run(env, task_queue, rollout.id, ticket) for ticket in ("T0001", "T0002", "T0003")]
         statuses = [await wait_for(h, lambda s: bool(s.pending)) for h in runs]
         await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="stop"))
         for handle, status in zip(runs, statuses, strict=True):
