@@ -24,11 +24,6 @@ _WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72
 _SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-_RUN_LABELS = """SELECT stage, mode FROM runs WHERE run_id = $1"""
-_DECIDED_AT = """SELECT occurred_at FROM evidence_events
-WHERE stream = 'run' AND stream_id = $1 AND kind = 'policy_decision' AND payload->>'action_id' = $2
-ORDER BY seq DESC LIMIT 1"""
-
 
 class Telemetry:
     """govflow's metrics. One per process (``Telemetry.default()``); tests may pass their own registry."""
@@ -134,14 +129,14 @@ class Telemetry:
         if kind == "run_started":
             self.runs_started.labels(task, str(p.get("stage")), str(p.get("mode"))).inc()
         elif kind == "run_finished":
-            row = await store.pool.fetchrow(_RUN_LABELS, event.stream_id)
+            row = await store.run(event.stream_id)
             stage, mode = (row["stage"], row["mode"]) if row else ("unknown", "unknown")
             self.runs_finished.labels(task, stage, mode, str(p.get("outcome"))).inc()
         elif kind == "approval_attempt":
             accepted = bool(p.get("accepted"))
             self.approval_attempts.labels(task, str(p.get("verdict")), "accepted" if accepted else "refused").inc()
             if accepted:
-                decided = await store.pool.fetchval(_DECIDED_AT, event.stream_id, str(p.get("action_id")))
+                decided = await store.decided_at(event.stream_id, str(p.get("action_id")))
                 if decided is not None:
                     waited = (event.occurred_at - decided).total_seconds()
                     self.approval_wait.labels(task, str(p.get("action_id"))).observe(max(0.0, waited))

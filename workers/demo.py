@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.connectors import SharedPool
@@ -31,7 +31,7 @@ from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import Policy, parse_policy
 from policies.errors import GovflowError
-from workers.rollout_cli import admit, rollout_id, start_rollout
+from workers.rollout_cli import admit, rollout_id, running_rollout, start_rollout
 from workers.run_cli import submit
 from workers.settings import Settings
 from workers.temporal import query_current
@@ -223,13 +223,9 @@ class Driver:
 
 async def _fresh_rollout(client: Client, settings: Settings) -> str:
     """A new demo rollout; an earlier one under the same id is ended first (its evidence chain continues)."""
-    wid = rollout_id(TASK, VERSION)
-    try:
-        desc = await client.get_workflow_handle(wid).describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING:
-            await client.get_workflow_handle(wid).terminate("govflow demo started again")
-    except RPCError:
-        pass
+    running = await running_rollout(client, TASK, VERSION)
+    if running is not None:
+        await client.get_workflow_handle(running).terminate("govflow demo started again")
     return await start_rollout(client, settings, TASK, VERSION)
 
 
@@ -294,12 +290,7 @@ async def run_demo(client: Client, settings: Settings, database_url: str, sor_ds
             leases_at_pause = status.leases_granted
             await drive.stream(take(AFTER_PAUSE_ITEMS) + outside, "4. after the pause")
             after = await drive.status()
-            rows = await store.pool.fetch(
-                "SELECT reviewer, accepted, count(*) AS n FROM approval_attempts WHERE run_id = ANY($1::text[]) "
-                "GROUP BY reviewer, accepted ORDER BY reviewer, accepted DESC",
-                [r.run_id for r in drive.tally.results],
-            )
-            drive.tally.recorded = [(r["reviewer"], r["accepted"], r["n"]) for r in rows]
+            drive.tally.recorded = await store.approval_tally([r.run_id for r in drive.tally.results])
     await registry.aclose()
     _summary(settings, drive, status, after.leases_granted - leases_at_pause, time.monotonic() - began)
     return 0

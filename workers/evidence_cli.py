@@ -151,12 +151,12 @@ def _event_json(e: dict[str, Any]) -> dict[str, Any]:
 
 async def _run_bundle(store: EvidenceStore, run_id: str) -> dict[str, Any]:
     events = await _stream(store, "run", run_id)
-    row = await store.pool.fetchrow("SELECT * FROM runs WHERE run_id = $1", run_id)
+    row = await store.run(run_id)
     report = await store.verify("run", run_id)
     return {
         "stream": "run",
         "stream_id": run_id,
-        "run": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(row or {}).items()},
+        "run": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in (row or {}).items()},
         "verified": report.ok,
         "problems": [p.model_dump() for p in report.problems],
         "events": [_event_json(e) for e in events],
@@ -170,12 +170,7 @@ async def bundle(store: EvidenceStore, stream: Stream, stream_id: str) -> dict[s
     else:
         events = await _stream(store, "rollout", stream_id)
         report = await store.verify("rollout", stream_id)
-        run_ids = [
-            r["run_id"]
-            for r in await store.pool.fetch(
-                "SELECT run_id FROM runs WHERE rollout_id = $1 ORDER BY started_at, run_id", stream_id
-            )
-        ]
+        run_ids = await store.rollout_runs(stream_id)
         out = {
             "stream": "rollout",
             "stream_id": stream_id,

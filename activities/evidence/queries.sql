@@ -9,6 +9,19 @@ ON CONFLICT (run_id) DO NOTHING;
 SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id
 FROM runs WHERE run_id = $1;
 
+-- name: rollout_runs
+SELECT run_id FROM runs WHERE rollout_id = $1 ORDER BY started_at, run_id;
+
+-- name: decided_at
+-- When the policy decided an action of a run (the latest decision, if it was decided again).
+SELECT occurred_at FROM evidence_events
+WHERE stream = 'run' AND stream_id = $1 AND kind = 'policy_decision' AND payload->>'action_id' = $2
+ORDER BY seq DESC LIMIT 1;
+
+-- name: approval_tally
+SELECT reviewer, accepted, count(*) AS n FROM approval_attempts WHERE run_id = ANY($1::text[])
+GROUP BY reviewer, accepted ORDER BY reviewer, accepted DESC;
+
 -- name: rollout_live_writes
 -- Live writes of a rollout's runs since $2 (NULL: all), newest first.
 SELECT t.run_id, t.action_id, t.system, t.resource, t.record_id, t.operation, t.before_image, t.after_image,

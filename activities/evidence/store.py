@@ -187,6 +187,25 @@ class EvidenceStore:
         )
         return await self.append(event)
 
+    async def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row (task, version, policy digest, item, requester, stage, mode, start, rollout)."""
+        row = await self._pool.fetchrow(self._q["get_run"], run_id)
+        return None if row is None else dict(row)
+
+    async def rollout_runs(self, rollout_id: str) -> list[str]:
+        """The runs a rollout admitted, oldest first."""
+        return [r["run_id"] for r in await self._pool.fetch(self._q["rollout_runs"], rollout_id)]
+
+    async def decided_at(self, run_id: str, action_id: str) -> datetime | None:
+        """When the policy decided ``action_id`` in the run (its policy_decision event)."""
+        found: datetime | None = await self._pool.fetchval(self._q["decided_at"], run_id, action_id)
+        return found
+
+    async def approval_tally(self, run_ids: list[str]) -> list[tuple[str, bool, int]]:
+        """Approval attempts of these runs: (reviewer, accepted, how many)."""
+        rows = await self._pool.fetch(self._q["approval_tally"], run_ids)
+        return [(r["reviewer"], r["accepted"], r["n"]) for r in rows]
+
     async def rollout_live_writes(self, rollout_id: str, since: datetime | None) -> list[dict[str, Any]]:
         """Live writes of a rollout's runs (newest first), for data rollback."""
         async with self._pool.acquire() as conn:
