@@ -334,9 +334,8 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop what ``up`` started; return what was stopped."""
         stopped: list[str] = []
-        worker = self._owned_pid("worker", "govflow")
+        worker = self.stop_worker()
         if worker is not None:
-            _terminate(worker)
             stopped.append(f"worker (pid {worker})")
         pid = self._owned_pid("temporal", "start-dev")
         if pid is not None:
@@ -377,7 +376,7 @@ class LocalStack:
             )
         else:
             rows.append(("postgres", f"external at {s.database_url}"))
-        worker = self._owned_pid("worker", "govflow")
+        worker = self.worker_running()
         rows.append(("worker", f"running (pid {worker})" if worker else "stopped"))
         return rows
 
