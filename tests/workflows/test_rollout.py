@@ -1,4 +1,4 @@
-"""RolloutWorkflow on the time-skipping server: stages, gates, pause, authority, publish leases."""
+"""RolloutWorkflow: stages, gates, pause, authority, leases (time-skipping server; live runs on the dev server)."""
 
 from __future__ import annotations
 
@@ -249,10 +249,13 @@ async def _live_run(env: WorkflowEnvironment, task_queue: str, rollout_id: str, 
     )
 
 
+@pytest.mark.devserver
 async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
 ) -> None:
-    env = time_skipping_env
+    # The dev server: on the time-skipping server an Update that arrives while a workflow task is in
+    # flight is sometimes dropped ("update ... not found"), and live runs lease by Update.
+    env = dev_server_env
     registry = two_stage_registry(sor_url)
     async with worker(env.client, task_queue, store, registry):
         rollout = await _start(env, task_queue)
@@ -286,10 +289,13 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
     assert (await store.verify("rollout", rollout.id)).ok
 
 
+@pytest.mark.devserver
 async def test_no_live_write_starts_after_the_pause_is_recorded(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
 ) -> None:
-    env = time_skipping_env
+    # The dev server: on the time-skipping server an Update that arrives while a workflow task is in
+    # flight is sometimes dropped ("update ... not found"), and live runs lease by Update.
+    env = dev_server_env
     registry = two_stage_registry(sor_url)
     async with worker(env.client, task_queue, store, registry):
         rollout = await _start(env, task_queue)
