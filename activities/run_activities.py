@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.connectors.base import ConnectorError, WriteRequest
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
@@ -17,22 +18,31 @@ from activities.registry import Registration, Registry, UnknownTask
 from activities.run_models import (
     LEASE_REFUSED,
     SCOPE_VIOLATION,
+    AdmitInput,
+    AdmitRequest,
+    Appended,
     ControlAnswer,
     DataRollback,
     EvidenceItem,
     GatherInput,
     GatherResult,
     LeaseRequest,
+    OutcomeAnswer,
+    OutcomeRequest,
     PolicyRequest,
     ProposeInput,
     ProposeResult,
     PublishInput,
     PublishResult,
     RecordEvidence,
+    RecordRolloutBatch,
     RecordRolloutEvidence,
     RestoredRecord,
+    RunAdmission,
+    RunReport,
     RunSetup,
     StartRun,
+    rollout_id_for,
 )
 from activities.tasks.contract import TaskInputError
 from activities.telemetry import Telemetry
@@ -97,7 +107,8 @@ class RunActivities:
         items: list[EvidenceItem],
         redact_fields: frozenset[str],
         run: RunRecord | None = None,
-    ) -> None:
+    ) -> str:
+        """Append ``items`` at ``seq``...; returns the hash of the last one (stored now or before)."""
         batch = []
         for offset, item in enumerate(items):
             payload = redact(item.payload, redact_fields)
@@ -118,6 +129,7 @@ class RunActivities:
             raise _fail(exc, type(exc).__name__) from exc
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
+        return results[-1].hash
 
     @staticmethod
     def _run_record(s: StartRun, policy_digest: str) -> RunRecord:
@@ -199,16 +211,122 @@ class RunActivities:
         return out
 
     async def _lease(self, inp: PublishInput) -> None:
-        """Ask the rollout for publish authority; refuse the write (non-retryable) if it says no."""
-        assert inp.rollout_id is not None
+        """Publish authority, right before the write: from the rollout that admitted the run, and from the
+        task version's own rollout whenever one runs, whatever the run's input said. A refusal is final."""
+        canonical = rollout_id_for(inp.task, inp.task_version)
+        asked = [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
+        for rollout_id in asked:
+            answer = await self._ask_lease(rollout_id, inp, required=rollout_id == inp.rollout_id)
+            if answer is not None and not answer.accepted:
+                raise ApplicationError(answer.reason, type=LEASE_REFUSED, non_retryable=True)
+
+    async def _ask_lease(self, rollout_id: str, inp: PublishInput, *, required: bool) -> ControlAnswer | None:
+        """The rollout's answer; None when no such rollout runs and none was required."""
         if self._client is None:
-            raise ApplicationError("this worker has no Temporal client to lease with", type="LeaseRefused",
+            if not required:
+                return None  # a worker without Temporal (an activity test) cannot ask
+            raise ApplicationError("this worker has no Temporal client to lease with", type=LEASE_REFUSED,
                                    non_retryable=True)  # fmt: skip
-        answer = await self._client.get_workflow_handle(inp.rollout_id).execute_update(
-            "lease", LeaseRequest(run_id=inp.run_id, stage=inp.stage), result_type=ControlAnswer
+        handle = self._client.get_workflow_handle(rollout_id)
+        try:
+            answer: ControlAnswer = await handle.execute_update(
+                "lease", LeaseRequest(run_id=inp.run_id, stage=inp.stage), result_type=ControlAnswer
+            )
+            return answer
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        except WorkflowUpdateFailedError as exc:
+            return ControlAnswer(accepted=False, reason=f"{rollout_id} refused the lease: {exc.cause}", stage="",
+                                 paused=False)  # fmt: skip
+        if required:
+            gone = f"the rollout {rollout_id} that admitted the run no longer runs"
+            return ControlAnswer(accepted=False, reason=gone, stage="", paused=False)
+        return None
+
+    @activity.defn(name="govflow.admit")
+    async def admit(self, inp: AdmitInput) -> RunAdmission:
+        """Ask the run's rollout (the version's own unless the input names one) how the run may run.
+
+        No rollout running: the run keeps what it asked for, and the workflow applies the policy's
+        ``rollout.required``.
+        """
+        rollout_id = inp.rollout_id or rollout_id_for(inp.task, inp.task_version)
+        if self._client is None:
+            return RunAdmission(rollout_id=None, stage=inp.stage, mode="shadow", reason="no Temporal client")
+        handle = self._client.get_workflow_handle(rollout_id)
+        try:
+            answer: RunAdmission = await handle.execute_update(
+                "admit_run",
+                AdmitRequest(run_id=inp.run_id, item_key=inp.item_key, requested=inp.requested),
+                result_type=RunAdmission,
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return RunAdmission(rollout_id=None, stage=inp.stage, mode=inp.requested,
+                                reason=f"no rollout {rollout_id} runs")  # fmt: skip
+        except WorkflowUpdateFailedError as exc:
+            # A rollout that cannot admit (an older rollout without admissions): nothing is published.
+            return RunAdmission(rollout_id=rollout_id, stage=inp.stage, mode="shadow",
+                                reason=f"{rollout_id} did not admit the run: {exc.cause}")  # fmt: skip
+        return answer
+
+    @activity.defn(name="govflow.read_run_outcomes")
+    async def read_run_outcomes(self, req: OutcomeRequest) -> list[OutcomeAnswer]:
+        """Runs' outcomes as their own evidence records them, for their rollout to count.
+
+        A run is refused unless its chain verifies, its run row names this rollout, and it ends with
+        ``run_finished`` carrying the report: a signal's payload is never believed.
+        """
+        return [await self._outcome(req.rollout_id, run_id) for run_id in req.run_ids]
+
+    async def _outcome(self, rollout_id: str, run_id: str) -> OutcomeAnswer:
+        run = await self._store.run(run_id)
+        if run is None:
+            return OutcomeAnswer(run_id=run_id, refused=f"no evidence of a run {run_id}")
+        if run.get("rollout_id") != rollout_id:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} was not admitted by {rollout_id}")
+        finished = await self._store.last_event(run_id, "run_finished")
+        if finished is None:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} has not finished")
+        report = await self._store.verify("run", run_id)
+        if not report.ok:
+            problem = report.first_problem.problem if report.first_problem else "no rows"
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s evidence does not verify: {problem}")
+        raw = finished.get("report")
+        if not isinstance(raw, dict):
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s run_finished carries no report")
+        return OutcomeAnswer(run_id=run_id, report=RunReport.model_validate(raw))
+
+    @activity.defn(name="govflow.append_rollout_evidence")
+    async def append_rollout_evidence(self, rec: RecordRolloutBatch) -> int:
+        """Append rollout events at ``seq``... in one commit; returns the next free seq. Safe to retry."""
+        batch = [
+            (EvidenceEvent(stream="rollout", stream_id=rec.rollout_id, seq=rec.seq + i, kind=row.kind,
+                           occurred_at=row.at, payload=row.payload), None)
+            for i, row in enumerate(rec.rows)
+        ]  # fmt: skip
+        if not batch:
+            return rec.seq
+        try:
+            with self._telemetry.timing_write("rollout"):
+                results = await self._store.append_many(batch)
+        except (EvidenceConflictError, EvidenceGapError) as exc:
+            raise _fail(exc, type(exc).__name__) from exc
+        stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
+        await self._telemetry.observe(self._store, rec.task, stored)
+        return rec.seq + len(batch)
+
+    @activity.defn(name="govflow.append_run_evidence")
+    async def append_run_evidence(self, rec: RecordEvidence) -> Appended:
+        """Append items at ``seq``...; the same input always stores the same rows (safe to retry)."""
+        reg = self._registration(rec.task, rec.task_version)
+        run = self._run_record(rec.start, reg.digest) if rec.start else None
+        head = await self._append(
+            rec.task, rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run
         )
-        if not answer.accepted:
-            raise ApplicationError(answer.reason, type=LEASE_REFUSED, non_retryable=True)
+        return Appended(next_seq=rec.seq + len(rec.items), head=head)
 
     @activity.defn(name="govflow.record_evidence")
     async def record_evidence(self, rec: RecordEvidence) -> int:
@@ -272,8 +390,6 @@ class RunActivities:
             run = self._run_record(inp.start, reg.digest) if inp.start else None
             await self._append(inp.task, inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
         seq = inp.seq + len(inp.before)
-        if inp.rollout_id is not None:
-            await self._lease(inp)  # right before the write: a paused rollout refuses
         key = f"{inp.run_id}:{action.action_id}"
         if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
             raise ApplicationError(
@@ -289,7 +405,12 @@ class RunActivities:
             idempotency_key=key,
         )
         try:
-            result = await io.write(action.system, request)
+            # A retried publish whose write already committed records it as written, whatever the
+            # rollout says now; only a write that has not happened needs authority.
+            result = await io.written(action.system, request)
+            if result is None:
+                await self._lease(inp)  # right before the write: a paused rollout refuses
+                result = await io.write(action.system, request)
         except ScopeViolation as exc:
             raise _fail(exc, SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
         except ConnectorError as exc:
@@ -308,11 +429,15 @@ class RunActivities:
                 "after_image": result.after,
             },
         )
-        await self._append(inp.task, inp.run_id, seq, inp.at, [touched, *inp.then], redact_fields)
-        return PublishResult(before=result.before, after=result.after, replayed=result.replayed)
+        rows = [touched, *inp.then]
+        head = await self._append(inp.task, inp.run_id, seq, inp.at, rows, redact_fields)
+        return PublishResult(
+            before=result.before, after=result.after, replayed=result.replayed, next_seq=seq + len(rows), head=head
+        )
 
     def all(self) -> list[Any]:
         return [
             self.gather, self.propose, self.publish, self.start_run, self.record_evidence, self.load_policy,
-            self.record_rollout_evidence, self.rollout_next_seq, self.rollback_data,
+            self.record_rollout_evidence, self.rollout_next_seq, self.rollback_data, self.admit,
+            self.read_run_outcomes, self.append_run_evidence, self.append_rollout_evidence,
         ]  # fmt: skip

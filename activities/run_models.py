@@ -108,6 +108,87 @@ class PublishResult(_Model):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     replayed: bool
+    next_seq: int | None = Field(default=None, description="The seq the run's next evidence row takes.")
+    head: str | None = Field(default=None, description="The hash of the run's last evidence row.")
+
+
+class Appended(_Model):
+    """Where a run's chain stands after an append."""
+
+    next_seq: int
+    head: str
+
+
+class RunReport(_Model):
+    """What a finished run tells its rollout: the quality window's raw material.
+
+    Written into the run's ``run_finished`` evidence; the rollout counts it from there,
+    never from a signal's payload (anyone can send a signal).
+    """
+
+    run_id: str
+    stage: str
+    mode: Literal["shadow", "live"]
+    checks_passed: bool
+    scores: dict[str, float] = Field(default_factory=dict)
+    overridden: bool = False
+    error: bool = False
+
+
+class AdmitRequest(_Model):
+    """A run asking its rollout how it may run: the rollout records the admission."""
+
+    run_id: str
+    item_key: str
+    requested: Literal["shadow", "live"]
+
+
+class RunAdmission(_Model):
+    """How a run runs: the rollout's answer, or that no rollout of its task version runs."""
+
+    rollout_id: str | None
+    stage: str
+    mode: Literal["shadow", "live"]
+    reason: str = ""
+
+
+class AdmitInput(_Model):
+    run_id: str
+    task: str
+    task_version: str
+    item_key: str
+    requested: Literal["shadow", "live"]
+    rollout_id: str | None = Field(default=None, description="Named by the run's input; else the version's own.")
+    stage: str = "manual"
+
+
+class OutcomeRequest(_Model):
+    rollout_id: str
+    run_ids: list[str]
+
+
+class OutcomeAnswer(_Model):
+    """A run's outcome as its evidence records it, or why it cannot be counted."""
+
+    run_id: str
+    report: RunReport | None = None
+    refused: str = ""
+
+
+class RolloutRow(_Model):
+    kind: str
+    payload: dict[str, Any]
+    at: datetime
+
+
+class RecordRolloutBatch(_Model):
+    """Rollout events appended at ``seq``, ``seq + 1``, ... in one commit."""
+
+    rollout_id: str
+    task: str
+    task_version: str
+    seq: int
+    rows: list[RolloutRow]
 
 
 class RecordEvidence(_Model):
@@ -152,6 +233,11 @@ class ControlAnswer(_Model):
     reason: str
     stage: str
     paused: bool
+
+
+def rollout_id_for(task: str, version: str) -> str:
+    """The one rollout of a task version: its workflow id."""
+    return f"rollout-{task}-v{version}"
 
 
 # ApplicationError types the workflow matches on.

@@ -198,6 +198,10 @@ class Stage(Strict):
 
 class Rollout(Strict):
     stages: tuple[Stage, ...] = Field(min_length=1)
+    required: StrictBool = Field(
+        default=False,
+        description="A live run needs a running rollout of its task version; without one it is refused.",
+    )
 
 
 class StopRule(Strict):

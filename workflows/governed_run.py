@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         INCOMPLETE_INPUT,
         LEASE_REFUSED,
         SCOPE_VIOLATION,
+        AdmitInput,
+        Appended,
         EvidenceItem,
         GatherInput,
         GatherResult,
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         PublishInput,
         PublishResult,
         RecordEvidence,
+        RunAdmission,
         RunSetup,
         StartRun,
     )
@@ -53,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.closing import settle
+    from workflows.inputs import field_text, read
     from workflows.rollout_models import RunReport
     from workflows.run_models import (
         ActionOutcome,
@@ -72,6 +76,10 @@ _ACTIVITY = timedelta(seconds=60)
 # A write is one short transaction; a worker that dies mid-write is retried after this.
 _PUBLISH = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Evidence appends retry quickly at first: a short outage should cost a run little.
+_EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+_REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
+_DECISION_EXAMPLE = '{"reviewer": "alice", "decision": "retry"}'
 
 
 @dataclass
@@ -127,21 +135,25 @@ class GovernedRunWorkflow:
         self._finish_recorded = False
         self._checks_passed = False
         self._scores: dict[str, float] = {}
+        self._v2 = False
+        self._patches_read = False
+        self._started = False
+        self._start: StartRun | None = None
+        self._head: str | None = None
 
     # --- main flow -----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
         # Read in the first activation, for the whole run (see RolloutWorkflow.run).
+        # evidence-v2: evidence rows are appended by activities (scheduled with the workflow task, so a
+        # retried task never rewrites them differently), the run asks its rollout for admission, reads
+        # every signal as untrusted, and closes without settle's timer.
+        self._v2 = workflow.patched("evidence-v2")
         self._settle_before_closing = workflow.patched("settle-before-closing")
-        workflow.upsert_search_attributes(
-            [
-                sa.TASK.value_set(inp.task),
-                sa.STAGE.value_set(inp.stage),
-                sa.MODE.value_set(inp.mode),
-                sa.AWAITING_APPROVAL.value_set(False),
-            ]
-        )
+        self._patches_read = True
+        if not self._v2:
+            self._upsert_attributes(inp)
         start = StartRun(
             run_id=self._run_id,
             task=inp.task,
@@ -162,8 +174,13 @@ class GovernedRunWorkflow:
         )
         self._policy = policy_from_json(setup.policy_json)
         self._seq = setup.next_seq
+        no_rollout = ""
+        if self._v2:
+            inp, no_rollout = await self._admit(inp)
+            start = start.model_copy(update={"stage": inp.stage, "mode": inp.mode, "rollout_id": inp.rollout_id})
+            self._upsert_attributes(inp)
         # The run's row and its opening event go with the first evidence batch, in one commit.
-        self._start: StartRun | None = start
+        self._start = start
         self._pending.append(
             EvidenceItem(
                 kind="run_started",
@@ -171,6 +188,9 @@ class GovernedRunWorkflow:
                 at=start.at,
             )
         )
+        self._started = True  # input that arrived early is handled from here on
+        if no_rollout:
+            return await self._finish("refused", reason=no_rollout)
 
         proposal = await self._gather_and_propose()
         if proposal is None:
@@ -244,6 +264,44 @@ class GovernedRunWorkflow:
             await self._await_approvals()
 
         return await self._publish()
+
+    def _upsert_attributes(self, inp: RunInput) -> None:
+        workflow.upsert_search_attributes(
+            [
+                sa.TASK.value_set(inp.task),
+                sa.STAGE.value_set(inp.stage),
+                sa.MODE.value_set(inp.mode),
+                sa.AWAITING_APPROVAL.value_set(False),
+            ]
+        )
+
+    async def _admit(self, inp: RunInput) -> tuple[RunInput, str]:
+        """Ask the rollout how this run may run; the input's stage and mode are only a request.
+
+        Returns the input as admitted, and why the run is refused when a live run needs a rollout
+        (the policy's ``rollout.required``) and none runs.
+        """
+        assert self._policy is not None
+        admission: RunAdmission = await workflow.execute_activity(
+            "govflow.admit",
+            AdmitInput(
+                run_id=self._run_id, task=inp.task, task_version=inp.task_version, item_key=inp.item_key,
+                requested=inp.mode, rollout_id=inp.rollout_id, stage=inp.stage,
+            ),
+            result_type=RunAdmission,
+            start_to_close_timeout=_ACTIVITY,
+            retry_policy=_RETRY,
+        )  # fmt: skip
+        mode = "shadow" if inp.mode == "shadow" else admission.mode
+        admitted = inp.model_copy(update={"stage": admission.stage, "mode": mode, "rollout_id": admission.rollout_id})
+        self._inp = admitted
+        if admission.rollout_id is None and inp.mode == "live" and self._policy.rollout.required:
+            why = (
+                f"policy {self._policy.name} requires a rollout for live runs and {admission.reason}: "
+                f"start one with `govflow rollout start --task {inp.task} --version {inp.task_version}`"
+            )
+            return admitted, why
+        return admitted, ""
 
     async def _gather_and_propose(self) -> ProposeResult | None:
         assert self._policy is not None
@@ -531,7 +589,10 @@ class GovernedRunWorkflow:
                     item = EvidenceItem(kind="scope_refusal", payload=dict(refusal))
                 await self._record_locked([item])
                 return None
-            self._seq = seq + len(before) + 1 + len(then)
+            if result.next_seq is not None:
+                self._seq, self._head = result.next_seq, result.head
+            else:  # a publish activity from before it said where the chain stands
+                self._seq = seq + len(before) + 1 + len(then)
         return result
 
     async def _finish(
@@ -547,19 +608,15 @@ class GovernedRunWorkflow:
         self._set_awaiting(False)
         self._show()
         if self._inp.rollout_id:
+            # Only a nudge: the rollout reads the outcome from this run's evidence (v2).
             await workflow.get_external_workflow_handle(self._inp.rollout_id).signal(
-                "report",
-                RunReport(
-                    run_id=self._run_id,
-                    stage=self._inp.stage,
-                    mode=self._inp.mode,
-                    checks_passed=self._checks_passed,
-                    scores=self._scores,
-                    overridden=any(o.status == "rejected" for o in outcomes or []),
-                    error=outcome == "exception",
-                ),
+                "report", self._report(outcome, outcomes or [])
             )
-        if self._settle_before_closing:
+        if self._v2:
+            # A vote that raced the close is recorded (after run_finished, refused as closed) before
+            # the run completes; evidence appended by activities is identical if this task is retried.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        elif self._settle_before_closing:
             await settle(lambda: self._seq)
         return RunResult(
             run_id=self._run_id,
@@ -568,20 +625,32 @@ class GovernedRunWorkflow:
             actions=outcomes or [],
             reason=reason,
             evidence_rows=self._seq - 1,
+            chain_head=self._head,
+        )
+
+    def _report(self, outcome: Outcome, outcomes: list[ActionOutcome]) -> RunReport:
+        return RunReport(
+            run_id=self._run_id,
+            stage=self._inp.stage,
+            mode=self._inp.mode,
+            checks_passed=self._checks_passed,
+            scores=self._scores,
+            overridden=any(o.status == "rejected" for o in outcomes),
+            error=outcome == "exception",
         )
 
     # --- evidence ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _finish_item(outcome: Outcome, outcomes: list[ActionOutcome], reason: str) -> EvidenceItem:
-        return EvidenceItem(
-            kind="run_finished",
-            payload={
-                "outcome": outcome,
-                "reason": reason,
-                "actions": [o.model_dump(mode="json", include={"action_id", "status"}) for o in outcomes],
-            },
-        )
+    def _finish_item(self, outcome: Outcome, outcomes: list[ActionOutcome], reason: str) -> EvidenceItem:
+        payload: dict[str, Any] = {
+            "outcome": outcome,
+            "reason": reason,
+            "actions": [o.model_dump(mode="json", include={"action_id", "status"}) for o in outcomes],
+        }
+        if self._v2 and self._inp.rollout_id:
+            # What the rollout counts: read from here, never from a signal.
+            payload["report"] = self._report(outcome, outcomes).model_dump(mode="json")
+        return EvidenceItem(kind="run_finished", payload=payload)
 
     async def _record(self, items: list[EvidenceItem]) -> None:
         async with self._lock:
@@ -593,17 +662,30 @@ class GovernedRunWorkflow:
         if not items:
             return
         inp = self._inp
+        rec = RecordEvidence(
+            run_id=self._run_id,
+            task=inp.task,
+            task_version=inp.task_version,
+            seq=self._seq,
+            at=workflow.now(),
+            items=items,
+            start=self._start if self._seq == 1 else None,
+        )
+        if self._v2:
+            # An activity, not a local one: its input is fixed in history when the task completes, so a
+            # crash or a refused close never re-runs it with a new time (which the store would refuse).
+            appended: Appended = await workflow.execute_activity(
+                "govflow.append_run_evidence",
+                rec,
+                result_type=Appended,
+                start_to_close_timeout=_LOCAL,
+                retry_policy=_EVIDENCE_RETRY,
+            )
+            self._seq, self._head = appended.next_seq, appended.head
+            return
         self._seq = await workflow.execute_local_activity(
             "govflow.record_evidence",
-            RecordEvidence(
-                run_id=self._run_id,
-                task=inp.task,
-                task_version=inp.task_version,
-                seq=self._seq,
-                at=workflow.now(),
-                items=items,
-                start=self._start if self._seq == 1 else None,
-            ),
+            rec,
             result_type=int,
             start_to_close_timeout=_LOCAL,
             retry_policy=_RETRY,
@@ -696,37 +778,105 @@ class GovernedRunWorkflow:
         )
         return outcome
 
+    # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
+
     @workflow.signal(description='Approve an action: {"reviewer": "alice", "action_digest": "<digest>"}')
-    async def approve(self, review: Review) -> None:
-        await self._review(review, "approve", "signal")
+    async def approve(self, *args: Any) -> None:
+        await self._vote(args, "approve", "signal")
 
     @workflow.signal(
         description='Reject an action: {"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
     )
-    async def reject(self, review: Review) -> None:
-        await self._review(review, "reject", "signal")
+    async def reject(self, *args: Any) -> None:
+        await self._vote(args, "reject", "signal")
 
     @workflow.update(description="Approve or reject an action and get the verdict back (used by the CLI)")
-    async def review(self, request: ReviewRequest) -> AttemptOutcome:
-        return await self._review(request, request.verdict, "update")
+    async def review(self, *args: Any) -> AttemptOutcome:
+        await self._ready()
+        got = read(ReviewRequest, args, _REVIEW_EXAMPLE)
+        if got.value is None:  # the validator refuses these; a replayed history may still hold one
+            return AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
+        return await self._review(got.value, got.value.verdict, "update")
 
     @review.validator
-    def _validate_review(self, request: ReviewRequest) -> None:
-        # Only what cannot be recorded is refused here; every other attempt is recorded.
+    def _validate_review(self, *args: Any) -> None:
+        # What cannot be recorded is refused here, with the reason: a run that is not reviewing, or a
+        # payload without a readable verdict (the record needs one). Every other attempt is recorded.
         if self._policy is None or self._phase == "finished":
             raise ValueError(f"run {self._run_id} is not reviewing anything (phase: {self._phase})")
+        got = read(ReviewRequest, args, _REVIEW_EXAMPLE)
+        if got.value is None:
+            raise ValueError(f"review refused: {got.problem}")
+
+    async def _ready(self) -> None:
+        """Input that arrives before the run has its policy waits for it (it is never dropped)."""
+        await workflow.wait_condition(lambda: self._patches_read)
+        if self._v2:
+            await workflow.wait_condition(lambda: self._started)
+
+    async def _vote(
+        self, args: Any, verdict: Literal["approve", "reject"], via: Literal["signal", "update"]
+    ) -> AttemptOutcome:
+        await self._ready()
+        got = read(Review, args, _REVIEW_EXAMPLE)
+        if got.value is not None:
+            return await self._review(got.value, verdict, via)
+        outcome = AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
+        if not self._v2:
+            return outcome  # before v2 the SDK dropped such a signal unseen
+        await self._record(
+            [
+                EvidenceItem(
+                    kind="approval_attempt",
+                    payload={
+                        "action_id": field_text(args, "action_id") or "",
+                        "action_digest": field_text(args, "action_digest", 64) or "",
+                        "reviewer": field_text(args, "reviewer") or "(unreadable)",
+                        "verdict": verdict,
+                        "accepted": False,
+                        "reason": f"unreadable: {got.problem}; payload: {got.raw}",
+                        "signed": False,
+                        "via": via,
+                    },
+                )
+            ]
+        )
+        return outcome
 
     @workflow.signal(
         description='Decide on input the run could not: {"reviewer": "alice", "decision": "retry" or "discard"}'
     )
-    async def resolve_exception(self, decision: ExceptionDecision) -> None:
-        await self._resolve(decision)
+    async def resolve_exception(self, *args: Any) -> None:
+        await self._resolve(args)
 
     @workflow.update(name="resolve_exception_update", description="Decide on an exception and get the verdict back")
-    async def resolve_exception_update(self, decision: ExceptionDecision) -> AttemptOutcome:
-        return await self._resolve(decision)
+    async def resolve_exception_update(self, *args: Any) -> AttemptOutcome:
+        return await self._resolve(args)
 
-    async def _resolve(self, decision: ExceptionDecision) -> AttemptOutcome:
+    async def _resolve(self, args: Any) -> AttemptOutcome:
+        await self._ready()
+        got = read(ExceptionDecision, args, _DECISION_EXAMPLE)
+        if got.value is None:
+            outcome = AttemptOutcome(accepted=False, code="closed", reason=f"unreadable decision: {got.problem}")
+            if self._v2:
+                await self._record(
+                    [
+                        EvidenceItem(
+                            kind="exception_decision",
+                            payload={
+                                "reviewer": field_text(args, "reviewer") or "(unreadable)",
+                                "decision": None,
+                                "reason": "",
+                                "accepted": False,
+                                "why": f"{outcome.reason}; payload: {got.raw}",
+                            },
+                        )
+                    ]
+                )
+            return outcome
+        return await self._decide_exception(got.value)
+
+    async def _decide_exception(self, decision: ExceptionDecision) -> AttemptOutcome:
         assert self._policy is not None
         route = self._policy.exceptions
         allowed = self._policy.eligible(route.reviewers, route.roles) if route else set()

@@ -13,22 +13,38 @@ import asyncio
 import contextlib
 import hashlib
 from datetime import timedelta
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.run_models import DataRollback, PolicyRequest, RecordRolloutEvidence, RestoredRecord, RunSetup
+    from activities.run_models import (
+        AdmitRequest,
+        DataRollback,
+        OutcomeAnswer,
+        OutcomeRequest,
+        PolicyRequest,
+        RecordRolloutBatch,
+        RecordRolloutEvidence,
+        RestoredRecord,
+        RolloutRow,
+        RunAdmission,
+        RunSetup,
+    )
     from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json
     from policies.model import Stage, WindowRule
     from workflows import search_attributes as sa
     from workflows.closing import settle
+    from workflows.inputs import Read, field_text, read
     from workflows.rollout_models import (
         Admission,
+        AdmittedRun,
         Breach,
         Control,
         ControlAnswer,
         LeaseRequest,
+        ReportPoke,
         RollbackRequest,
         RolloutInput,
         RolloutState,
@@ -38,6 +54,10 @@ with workflow.unsafe.imports_passed_through():
 
 _LOCAL = timedelta(seconds=30)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+_ADMITTED_LIMIT = 50_000
+"""Admitted runs kept waiting for their outcome; past this the oldest is forgotten (and recorded)."""
+_CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 
 
 def bucket(item_key: str) -> float:
@@ -76,6 +96,9 @@ class RolloutWorkflow:
         self._chain_continues = False
         self._fresh_window = False
         self._careful_handover = False
+        self._v2 = False
+        self._outbox: list[RolloutRow] = []
+        self._to_count: list[str] = []
 
     # --- main loop ----------------------------------------------------------------------------------
 
@@ -86,6 +109,9 @@ class RolloutWorkflow:
         self._chain_continues = workflow.patched("rollout-chain-continues")
         self._fresh_window = workflow.patched("resume-fresh-window")
         self._careful_handover = workflow.patched("careful-continue-as-new")
+        # evidence-v2: rows appended by activities (identical on any retry), outcomes counted only from
+        # the evidence of runs this rollout admitted, every input read as untrusted.
+        self._v2 = workflow.patched("evidence-v2")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity(
@@ -117,10 +143,18 @@ class RolloutWorkflow:
         while True:
             if self._dirty:
                 self._dirty = False
+                await self._count_reports()
                 await self._evaluate()
             info = workflow.info()
             if info.is_continue_as_new_suggested() or info.get_current_history_length() > inp.history_limit:
-                if self._careful_handover:
+                if self._v2:
+                    # Nothing to settle (every evidence row is an activity whose input history holds);
+                    # reports still waiting to be counted are counted here, not carried over.
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    if self._to_count:
+                        self._dirty = True
+                        continue
+                elif self._careful_handover:
                     await settle(lambda: self._state.evidence_seq)
                 else:
                     await workflow.wait_condition(workflow.all_handlers_finished)
@@ -199,6 +233,9 @@ class RolloutWorkflow:
     # --- evidence ---------------------------------------------------------------------------------------
 
     async def _record(self, kind: str, payload: dict[str, object]) -> None:
+        if self._v2:
+            await self._record_v2(kind, payload)
+            return
         async with self._lock:
             seq = self._state.evidence_seq
             self._state.evidence_seq = await workflow.execute_local_activity(
@@ -217,6 +254,25 @@ class RolloutWorkflow:
                 retry_policy=_RETRY,
             )
 
+    async def _record_v2(self, kind: str, payload: dict[str, object]) -> None:
+        """Rows queue in order; whoever holds the lock appends everything queued in one activity
+        (a burst of refused reports is one commit, not a thousand)."""
+        self._outbox.append(RolloutRow(kind=kind, payload=dict(payload), at=workflow.now()))
+        async with self._lock:
+            if not self._outbox:
+                return  # appended by the batch of an earlier holder
+            rows, self._outbox = self._outbox, []
+            self._state.evidence_seq = await workflow.execute_activity(
+                "govflow.append_rollout_evidence",
+                RecordRolloutBatch(
+                    rollout_id=workflow.info().workflow_id, task=self._inp.task,
+                    task_version=self._inp.task_version, seq=self._state.evidence_seq, rows=rows,
+                ),
+                result_type=int,
+                start_to_close_timeout=_LOCAL,
+                retry_policy=_EVIDENCE_RETRY,
+            )  # fmt: skip
+
     # --- runs ---------------------------------------------------------------------------------------------
 
     @workflow.query(description="Where an item would run now: {stage, mode, live_fraction}")
@@ -227,25 +283,92 @@ class RolloutWorkflow:
         live = not self._state.paused and bucket(item_key) < stage.live_fraction
         return Admission(stage=stage.name, mode="live" if live else "shadow", live_fraction=stage.live_fraction)
 
-    @workflow.update(description="A live run asks for publish authority right before it writes")
-    async def lease(self, request: LeaseRequest) -> ControlAnswer:
+    @workflow.update(description="A run asks how it may run (sent by the govflow worker); the rollout records it")
+    async def admit_run(self, *args: Any) -> RunAdmission:
         await workflow.wait_condition(lambda: self._ready)
+        got = read(AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
+        stage = self._stage
+        if got.value is None:
+            return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode="shadow",
+                                reason=f"unreadable admission request: {got.problem}")  # fmt: skip
+        request = got.value
+        live = request.requested == "live" and not self._state.paused and bucket(request.item_key) < stage.live_fraction
+        mode: Literal["shadow", "live"] = "live" if live else "shadow"
+        admitted = self._state.admitted
+        admitted.pop(request.run_id, None)
+        admitted[request.run_id] = AdmittedRun(stage=stage.name, mode=mode)
+        while len(admitted) > _ADMITTED_LIMIT:
+            del admitted[next(iter(admitted))]
+        return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
+
+    @workflow.update(description="A live run asks for publish authority right before it writes")
+    async def lease(self, *args: Any) -> ControlAnswer:
+        await workflow.wait_condition(lambda: self._ready)
+        got = read(LeaseRequest, args, '{"run_id": "...", "stage": "canary"}')
         state, stage = self._state, self._stage
-        if state.paused:
+        admitted = state.admitted.get(got.value.run_id) if got.value else None
+        if got.value is None:
+            reason = f"unreadable lease request: {got.problem}"
+        elif state.paused:
             reason = f"rollout is paused: {state.pause_reason}"
-        elif request.stage != stage.name:
-            reason = f"the run was admitted to stage {request.stage}, the rollout is now at {stage.name}"
+        elif got.value.stage != stage.name:
+            reason = f"the run was admitted to stage {got.value.stage}, the rollout is now at {stage.name}"
         elif stage.live_fraction == 0.0:
             reason = f"stage {stage.name} is shadow: nothing is published"
+        elif self._v2 and (admitted is None or admitted.mode != "live" or admitted.stage != stage.name):
+            reason = f"run {got.value.run_id} was not admitted live to {stage.name} by this rollout"
         else:
             state.leases_granted += 1
-            return ControlAnswer(accepted=True, reason=f"lease for {request.run_id}", stage=stage.name, paused=False)
+            return ControlAnswer(accepted=True, reason=f"lease for {got.value.run_id}", stage=stage.name, paused=False)
         state.leases_refused += 1
         return ControlAnswer(accepted=False, reason=reason, stage=stage.name, paused=state.paused)
 
-    @workflow.signal(description="A finished run's outcome (sent by GovernedRun)")
-    async def report(self, report: RunReport) -> None:
+    @workflow.signal(description='A finished run\'s outcome (sent by GovernedRun): {"run_id": "..."}')
+    async def report(self, *args: Any) -> None:
         await workflow.wait_condition(lambda: self._ready)
+        if not self._v2:
+            got_report = read(RunReport, args, "a RunReport")
+            if got_report.value is not None:
+                self._count(got_report.value)
+            return
+        got = read(ReportPoke, args, '{"run_id": "..."}')
+        if got.value is None:
+            await self._refuse_report(field_text(args, "run_id"), got.problem, got.raw)
+        elif got.value.run_id not in self._state.admitted:
+            await self._refuse_report(
+                got.value.run_id, "this rollout did not admit the run, or has counted it already", got.raw
+            )
+        elif got.value.run_id in self._to_count:
+            await self._refuse_report(got.value.run_id, "a report for this run is already being counted", got.raw)
+        else:
+            self._to_count.append(got.value.run_id)
+            self._dirty = True
+
+    async def _refuse_report(self, run_id: str | None, reason: str, raw: str) -> None:
+        self._state.reports_refused += 1
+        await self._record("report_refused", {"run_id": run_id, "reason": reason, "payload": raw})
+
+    async def _count_reports(self) -> None:
+        """Count the outcomes of reported runs, read from their evidence (v2)."""
+        if not self._to_count:
+            return
+        batch = list(self._to_count)
+        answers: list[OutcomeAnswer] = await workflow.execute_activity(
+            "govflow.read_run_outcomes",
+            OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch),
+            result_type=list[OutcomeAnswer],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_EVIDENCE_RETRY,
+        )
+        del self._to_count[: len(batch)]
+        for answer in answers:
+            if answer.report is None:
+                await self._refuse_report(answer.run_id, answer.refused, "")
+                continue
+            self._state.admitted.pop(answer.run_id, None)
+            self._count(answer.report)
+
+    def _count(self, report: RunReport) -> None:
         if report.stage != self._stage.name:
             return  # a run of an earlier stage says nothing about this one
         self._state.window.append(report)
@@ -264,14 +387,33 @@ class RolloutWorkflow:
     def _answer(self, accepted: bool, reason: str) -> ControlAnswer:
         return ControlAnswer(accepted=accepted, reason=reason, stage=self._stage.name, paused=self._state.paused)
 
-    async def _pause(self, control: Control, via: str) -> ControlAnswer:
+    async def _pause(self, control: Control, via: str, raw: str = "") -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
         if not self._state.paused:
             self._state.paused = True
             self._state.pause_reason = f"paused by {control.operator}: {control.reason}".rstrip(": ")
             self._show()
-        await self._record("paused", {"operator": control.operator, "reason": control.reason, "via": via})
+        row: dict[str, object] = {"operator": control.operator, "reason": control.reason, "via": via}
+        if raw:
+            row["payload"] = raw
+        await self._record("paused", row)
         return self._answer(True, self._state.pause_reason)
+
+    async def _unreadable(self, command: str, got: Read[Any], args: Any, via: str) -> ControlAnswer:
+        """Fail toward safety: an unreadable pause or rollback pauses; an unreadable resume or promote
+        is refused. Either way the attempt is recorded with its raw payload."""
+        who = field_text(args, "operator") or "(unknown)"
+        if command in ("pause", "rollback"):
+            control = Control.model_construct(
+                operator=f"{who} (unverified)", reason=f"unreadable {command}: {got.problem}"
+            )
+            return await self._pause(control, via, raw=got.raw)
+        await workflow.wait_condition(lambda: self._ready)
+        answer = self._answer(False, f"unreadable {command}: {got.problem}")
+        kind = "resume" if command == "resume" else "promote_refused"
+        await self._record(kind, {"operator": who, "accepted": False, "reason": answer.reason, "via": via,
+                                  "payload": got.raw})  # fmt: skip
+        return answer
 
     async def _resume(self, control: Control, via: str) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
@@ -339,37 +481,53 @@ class RolloutWorkflow:
             True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"
         )
 
+    async def _control(self, command: str, args: Any, via: str) -> ControlAnswer:
+        """Every operator command, from a signal (the Temporal UI) or an update (the CLI): read, then act."""
+        await workflow.wait_condition(lambda: self._ready)
+        if command == "rollback":
+            got_rollback = read(RollbackRequest, args, '{"operator": "alice", "to": "previous", "reason": "..."}')
+            if got_rollback.value is not None:
+                return await self._rollback(got_rollback.value, via)
+            return await self._unreadable(command, got_rollback, args, via)
+        got = read(Control, args, _CONTROL_EXAMPLE)
+        if got.value is None:
+            return await self._unreadable(command, got, args, via)
+        act = {"pause": self._pause, "resume": self._resume, "promote": self._promote}[command]
+        return await act(got.value, via)
+
+    # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
+
     @workflow.signal(description='Pause: live writes stop at once. {"operator": "omar", "reason": "..."}')
-    async def pause(self, control: Control) -> None:
-        await self._pause(control, "signal")
+    async def pause(self, *args: Any) -> None:
+        await self._control("pause", args, "signal")
 
     @workflow.signal(description='Resume (named promoters only): {"operator": "omar", "reason": "..."}')
-    async def resume(self, control: Control) -> None:
-        await self._resume(control, "signal")
+    async def resume(self, *args: Any) -> None:
+        await self._control("resume", args, "signal")
 
     @workflow.signal(description='Promote to the next stage (named promoters only): {"operator": "omar"}')
-    async def promote(self, control: Control) -> None:
-        await self._promote(control, "signal")
+    async def promote(self, *args: Any) -> None:
+        await self._control("promote", args, "signal")
 
     @workflow.signal(description='Roll back: {"operator": "omar", "to": "previous" or "shadow", "reason": "..."}')
-    async def rollback(self, request: RollbackRequest) -> None:
-        await self._rollback(request, "signal")
+    async def rollback(self, *args: Any) -> None:
+        await self._control("rollback", args, "signal")
 
     @workflow.update(description="Pause, with the answer (CLI)")
-    async def pause_update(self, control: Control) -> ControlAnswer:
-        return await self._pause(control, "update")
+    async def pause_update(self, *args: Any) -> ControlAnswer:
+        return await self._control("pause", args, "update")
 
     @workflow.update(description="Resume, with the answer (CLI)")
-    async def resume_update(self, control: Control) -> ControlAnswer:
-        return await self._resume(control, "update")
+    async def resume_update(self, *args: Any) -> ControlAnswer:
+        return await self._control("resume", args, "update")
 
     @workflow.update(description="Promote, with the answer (CLI)")
-    async def promote_update(self, control: Control) -> ControlAnswer:
-        return await self._promote(control, "update")
+    async def promote_update(self, *args: Any) -> ControlAnswer:
+        return await self._control("promote", args, "update")
 
     @workflow.update(description="Roll back, with the answer (CLI)")
-    async def rollback_update(self, request: RollbackRequest) -> ControlAnswer:
-        return await self._rollback(request, "update")
+    async def rollback_update(self, *args: Any) -> ControlAnswer:
+        return await self._control("rollback", args, "update")
 
     @workflow.query(description="Stage, live fraction, window figures, pause, last breach, pending promotion")
     def status(self) -> RolloutStatus:
@@ -390,6 +548,8 @@ class RolloutWorkflow:
             promotion_requested=state.promotion_requested,
             leases_granted=state.leases_granted,
             leases_refused=state.leases_refused,
+            runs_in_flight=len(state.admitted),
+            reports_refused=state.reports_refused,
         )
 
     # --- what operators see ------------------------------------------------------------------------------------

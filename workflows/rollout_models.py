@@ -7,26 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.run_models import ControlAnswer, LeaseRequest
+from activities.run_models import ControlAnswer, LeaseRequest, RunReport
 from policies import WindowVerdict
+from workflows.inputs import Note, PersonName, Token
 
-__all__ = ["ControlAnswer", "LeaseRequest"]
+__all__ = ["ControlAnswer", "LeaseRequest", "RunReport"]
 
 Mode = Literal["shadow", "live"]
-
-
-class RunReport(BaseModel):
-    """What a finished run tells its rollout: the quality window's raw material."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_id: str
-    stage: str
-    mode: Mode
-    checks_passed: bool
-    scores: dict[str, float] = Field(default_factory=dict)
-    overridden: bool = False
-    error: bool = False
 
 
 class Breach(BaseModel):
@@ -36,6 +23,13 @@ class Breach(BaseModel):
     action: Literal["pause", "rollback"]
     verdicts: list[WindowVerdict]
     at: datetime
+
+
+class AdmittedRun(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    mode: Mode
 
 
 class RolloutState(BaseModel):
@@ -52,6 +46,10 @@ class RolloutState(BaseModel):
     evidence_seq: int = 1
     leases_granted: int = 0
     leases_refused: int = 0
+    admitted: dict[str, AdmittedRun] = Field(
+        default_factory=dict, description="Runs this rollout admitted and has not yet counted, oldest first."
+    )
+    reports_refused: int = 0
 
 
 class RolloutInput(BaseModel):
@@ -68,14 +66,22 @@ class Control(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    operator: str = Field(min_length=1)
-    reason: str = ""
+    operator: PersonName
+    reason: Note = ""
 
 
 class RollbackRequest(Control):
     to: Literal["previous", "shadow"] = "previous"
     data: bool = Field(default=False, description="Also undo the rollout's live writes (newest first).")
     since: datetime | None = Field(default=None, description="Only writes at or after this time.")
+
+
+class ReportPoke(BaseModel):
+    """A ``report`` signal: only the run id is read; the outcome comes from the run's evidence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: Token
 
 
 class Admission(BaseModel):
@@ -102,3 +108,5 @@ class RolloutStatus(BaseModel):
     promotion_requested: bool
     leases_granted: int
     leases_refused: int
+    runs_in_flight: int = Field(default=0, description="Admitted runs whose outcome is not counted yet.")
+    reports_refused: int = 0

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies import AttemptOutcome
+from workflows.inputs import Note, PersonName, Token
 
 Mode = Literal["shadow", "live"]
 Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]
@@ -18,14 +19,16 @@ class RunInput(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    task: str
-    task_version: str = "1"
-    item_key: str = Field(min_length=1)
+    task: Token
+    task_version: Token = "1"
+    item_key: Token
     item: dict[str, Any]
-    requester: str = Field(min_length=1)
-    mode: Mode = "shadow"
-    stage: str = "manual"
-    rollout_id: str | None = None
+    requester: PersonName
+    mode: Mode = Field(default="shadow", description="What the requester asks for; a rollout may run it as shadow.")
+    stage: Token = "manual"
+    rollout_id: Token | None = Field(
+        default=None, description="The rollout to ask for admission; by default the task version's own."
+    )
 
 
 class ActionOutcome(BaseModel):
@@ -49,6 +52,10 @@ class RunResult(BaseModel):
     actions: list[ActionOutcome] = Field(default_factory=list)
     reason: str = ""
     evidence_rows: int
+    chain_head: str | None = Field(
+        default=None,
+        description="The hash of the run's last evidence row: an anchor outside the database (see evidence verify).",
+    )
 
 
 class Review(BaseModel):
@@ -61,11 +68,11 @@ class Review(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reviewer: str = Field(min_length=1)
-    action_digest: str | None = None
-    action_id: str | None = None
-    reason: str = ""
-    signature: str | None = None
+    reviewer: PersonName
+    action_digest: Token | None = None
+    action_id: Token | None = None
+    reason: Note = ""
+    signature: Token | None = None
 
 
 class ReviewRequest(Review):
@@ -79,9 +86,9 @@ class ExceptionDecision(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reviewer: str = Field(min_length=1)
+    reviewer: PersonName
     decision: Literal["retry", "discard"]
-    reason: str = ""
+    reason: Note = ""
 
 
 class GateView(BaseModel):

@@ -93,3 +93,16 @@ class ScopedConnectors:
 
         connector = self._connector(system, request.resource, request.operation, request.record_id)
         return await connector.write(request, check)
+
+    async def written(self, system: str, request: WriteRequest) -> WriteResult | None:
+        """A write that already committed under ``request``'s key (a retried publish), if the system can tell.
+
+        Systems that cannot look a key up (no ``written`` method) answer None: the write is then
+        attempted again and the system's own idempotency handles it.
+        """
+        connector = self._connector(system, request.resource, request.operation, request.record_id)
+        lookup = getattr(connector, "written", None)
+        if lookup is None:
+            return None
+        result: WriteResult | None = await lookup(request.idempotency_key)
+        return result

@@ -17,6 +17,7 @@ from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict
 
 from activities.connectors.base import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
+from activities.pgerrors import is_transient
 
 IDEMPOTENCY_DDL = """
 CREATE TABLE IF NOT EXISTS govflow_idempotency (
@@ -114,9 +115,25 @@ class PostgresTableConnector:
                 row = await conn.fetchrow(
                     f"SELECT * FROM {_ident(table.name)} WHERE {_ident(table.key)} = $1", record_id
                 )
-        except (OSError, asyncpg.PostgresConnectionError) as exc:
-            raise ConnectorError(f"{self.system}: cannot read {resource} {record_id}: {exc}", retryable=True) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise classify(exc, f"{self.system}: cannot read {resource} {record_id}") from exc
         return _jsonable(row)
+
+    async def written(self, idempotency_key: str) -> WriteResult | None:
+        """The stored images of a write that already committed under this key, or None."""
+        try:
+            pool = await self._shared.get()
+            async with pool.acquire() as conn:
+                done = await conn.fetchrow(
+                    "SELECT before, after FROM govflow_idempotency WHERE key = $1 AND system = $2",
+                    idempotency_key,
+                    self.system,
+                )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise classify(exc, f"{self.system}: cannot look up write {idempotency_key}") from exc
+        if done is None:
+            return None
+        return WriteResult(before=_decode(done["before"]), after=_decode(done["after"]), replayed=True)
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
         table = self._table(request.resource)
@@ -154,14 +171,8 @@ class PostgresTableConnector:
                     json.dumps(after),
                 )
                 return WriteResult(before=before, after=after)
-        except (OSError, asyncpg.PostgresConnectionError) as exc:
-            raise ConnectorError(
-                f"{self.system}: write {request.idempotency_key} failed: {exc}", retryable=True
-            ) from exc
-        except asyncpg.PostgresError as exc:
-            raise ConnectorError(
-                f"{self.system}.{request.resource} {request.record_id}: {exc}", retryable=False
-            ) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise classify(exc, f"{self.system}.{request.resource} {request.record_id}: write failed") from exc
 
     async def _apply(
         self, conn: PoolConnectionProxy[asyncpg.Record], table: Table, request: WriteRequest, exists: bool
@@ -193,6 +204,11 @@ class PostgresTableConnector:
         sets = ", ".join(f"{_ident(n)} = ${i}" for i, n in enumerate(names, start=2))
         row = await conn.fetchrow(f"UPDATE {name} SET {sets} WHERE {key} = $1 RETURNING *", request.record_id, *values)
         return _jsonable(row)
+
+
+def classify(exc: BaseException, what: str) -> ConnectorError:
+    """A driver error as a ConnectorError, retryable exactly when it is transient (see pgerrors)."""
+    return ConnectorError(f"{what}: {exc}", retryable=is_transient(exc))
 
 
 def _decode(value: Any) -> Record | None:

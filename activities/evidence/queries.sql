@@ -103,3 +103,8 @@ WHERE (ev.kind = 'policy_decision' AND NOT EXISTS (SELECT 1 FROM policy_decision
    OR (ev.kind = 'touched_record' AND NOT EXISTS (SELECT 1 FROM touched_records p WHERE p.run_id = $1 AND p.seq = ev.seq))
    OR (ev.kind = 'quality_score' AND NOT EXISTS (SELECT 1 FROM quality_scores p WHERE p.run_id = $1 AND p.seq = ev.seq))
 ORDER BY 1;
+
+-- name: last_event_of_kind
+SELECT payload FROM evidence_events
+WHERE stream = 'run' AND stream_id = $1 AND kind = $2
+ORDER BY seq DESC LIMIT 1;

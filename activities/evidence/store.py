@@ -192,6 +192,11 @@ class EvidenceStore:
         row = await self._pool.fetchrow(self._q["get_run"], run_id)
         return None if row is None else dict(row)
 
+    async def last_event(self, run_id: str, kind: str) -> dict[str, Any] | None:
+        """The payload of the run's last event of ``kind``, or None."""
+        found = await self._pool.fetchval(self._q["last_event_of_kind"], run_id, kind)
+        return dict(found) if isinstance(found, dict) else None
+
     async def rollout_runs(self, rollout_id: str) -> list[str]:
         """The runs a rollout admitted, oldest first."""
         return [r["run_id"] for r in await self._pool.fetch(self._q["rollout_runs"], rollout_id)]

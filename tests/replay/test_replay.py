@@ -7,7 +7,9 @@ A change that breaks replay of a history already in production needs a patch
 (``pre-settle-*``: GovernedRun before ``settle-before-closing``; ``pre-patch-rollout-*``:
 Rollout before ``rollout-chain-continues``; ``landed-33639db-rollout-*``: a Rollout run that
 continued-as-new, and the run after it, from the code that first landed, before
-``careful-continue-as-new``).
+``careful-continue-as-new``; ``pre-v2-*``: both workflows before ``evidence-v2``, which moved
+evidence appends from local activities to activities, added admission, and reads every input as
+untrusted).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ IDS = json.loads((FOLDER / "workflow-ids.json").read_text())
 
 
 def test_there_are_histories_to_replay() -> None:
-    assert len(HISTORIES) >= 11, "record them: RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows"
+    assert len(HISTORIES) >= 24, "record them: RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -307,7 +307,7 @@ async def test_a_signal_shaped_as_the_temporal_ui_sends_it_is_accepted(
     assert await _attempts(store, result.run_id) == [("bob", True, "bob approved under rule reply-to-ticket")]
 
 
-async def test_a_malformed_ui_signal_is_dropped_without_failing_the_run(
+async def test_a_malformed_ui_signal_is_recorded_without_failing_the_run(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
 ) -> None:
     env = time_skipping_env
@@ -327,6 +327,12 @@ async def test_a_malformed_ui_signal_is_dropped_without_failing_the_run(
         result = await handle.result()
         await keep_history(handle, "ui-signals")
     assert result.outcome == "published"
+    # JSON that is not a vote is refused and recorded; bytes that are not JSON never reach the
+    # workflow (the SDK cannot decode them and drops the signal with a log line).
+    attempts = await _attempts(store, result.run_id)
+    assert [(who, ok) for who, ok, _ in attempts] == [("(unreadable)", False), ("(unreadable)", False), ("bob", True)]
+    assert "reviewer: Field required" in attempts[0][2]
+    assert "the payload is a list" in attempts[1][2]
 
 
 async def test_signed_approvals_are_checked(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,14 +15,23 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
+from activities.evidence import EvidenceStore, RunRecord
 from activities.registry import Registry
+from activities.run_models import AdmitRequest, RunAdmission
 from policies import parse_policy
 from tests.helpers import keep_history, sor_fetch, wait_for, worker
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow, bucket
-from workflows.rollout_models import Control, LeaseRequest, RollbackRequest, RolloutInput, RolloutStatus, RunReport
+from workflows.rollout_models import (
+    Control,
+    LeaseRequest,
+    ReportPoke,
+    RollbackRequest,
+    RolloutInput,
+    RolloutStatus,
+    RunReport,
+)
 from workflows.run_models import Review, RunInput
 
 _STARTED: list[WorkflowHandle[RolloutWorkflow, None]] = []
@@ -49,12 +58,56 @@ async def _start(env: WorkflowEnvironment, task_queue: str, **kw: Any) -> Workfl
     return handle
 
 
-async def _report(handle: WorkflowHandle[RolloutWorkflow, None], stage: str, passed: int, failed: int) -> None:
-    for i in range(passed + failed):
-        await handle.signal(
-            RolloutWorkflow.report,
-            RunReport(run_id=f"r{uuid.uuid4().hex[:6]}", stage=stage, mode="shadow", checks_passed=i < passed),
-        )
+async def _admit(handle: WorkflowHandle[RolloutWorkflow, None], n: int, *, live: bool = False) -> list[RunAdmission]:
+    """Admit ``n`` runs as the govflow worker does for each run it starts (the admit_run Update)."""
+    out = []
+    for _ in range(n):
+        run_id = f"r-{uuid.uuid4().hex[:10]}"
+        key = _live_key() if live else run_id
+        request = AdmitRequest(run_id=run_id, item_key=key, requested="live" if live else "shadow")
+        for attempt in range(20):
+            try:
+                admission = await handle.execute_update(RolloutWorkflow.admit_run, request)
+                break
+            except RPCError:  # the time-skipping server can lose an Update that races a workflow task
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.05)
+        out.append(admission.model_copy(update={"reason": run_id}))
+    return out
+
+
+def _live_key() -> str:
+    """An item key whose stable bucket is under 0.1: live in every stage with a live share."""
+    while True:
+        key = f"item-{uuid.uuid4().hex[:8]}"
+        if bucket(key) < 0.1:
+            return key
+
+
+async def _finish(
+    handle: WorkflowHandle[RolloutWorkflow, None], store: EvidenceStore, runs: list[RunAdmission], passed: int
+) -> None:
+    """Each admitted run finishes as a real one would: its evidence (run row, run_finished with the
+    report) in the store, then the ``report`` nudge. The first ``passed`` pass their checks."""
+    for i, admission in enumerate(runs):
+        run_id = admission.reason
+        record = RunRecord(
+            run_id=run_id, task="support-triage", task_version="1", policy_digest="test", item_key=run_id,
+            requester="priya", stage=admission.stage, mode=admission.mode, started_at=datetime.now(UTC),
+            rollout_id=handle.id,
+        )  # fmt: skip
+        await store.start_run(record)
+        report = RunReport(run_id=run_id, stage=admission.stage, mode=admission.mode, checks_passed=i < passed)
+        finished = {"outcome": "shadowed", "reason": "", "actions": [], "report": report.model_dump(mode="json")}
+        await store.append_event("run", run_id, 2, "run_finished", datetime.now(UTC), finished)
+        await handle.signal(RolloutWorkflow.report, ReportPoke(run_id=run_id))
+
+
+async def _report(
+    handle: WorkflowHandle[RolloutWorkflow, None], store: EvidenceStore, passed: int, failed: int
+) -> None:
+    await _finish(handle, store, await _admit(handle, passed + failed), passed)
 
 
 async def _status(handle: WorkflowHandle[RolloutWorkflow, None]) -> RolloutStatus:
@@ -81,30 +134,32 @@ async def test_stages_progress_only_when_minimums_and_gates_pass(
     async with worker(env.client, task_queue, store, registry):
         handle = await _start(env, task_queue)
         assert (await _status(handle)).stage == "shadow"
-        await _report(handle, "shadow", 19, 0)
+        stale = await _admit(handle, 10)  # these finish only once the rollout has moved on
+        await _report(handle, store, 19, 0)
         status = await _until(handle, lambda s: s.runs_in_stage == 19)
         assert status.stage == "shadow"  # 19 runs: below min_runs 20, and the window is inconclusive
         assert status.verdicts[0].status == "inconclusive"
-        await _report(handle, "shadow", 11, 0)
+        await _report(handle, store, 11, 0)
         status = await _until(handle, lambda s: s.runs_in_stage == 30)
         assert status.stage == "shadow"  # the 10 minute floor has not passed
         assert [v.status for v in status.verdicts] == ["pass", "pass", "inconclusive"]  # 0 errors in 30 proves little
         await env.sleep(timedelta(minutes=11))
-        await _report(handle, "shadow", 50, 0)  # error-rate needs ~74 clean runs to pass 0.05 at 95%
+        await _report(handle, store, 50, 0)  # error-rate needs ~74 clean runs to pass 0.05 at 95%
         status = await _until(handle, lambda s: s.stage == "canary")
         assert status.live_fraction == 0.1
 
         # In canary, 25 of 30 passing is inconclusive against 0.8: it holds, past the time floor.
-        await _report(handle, "canary", 25, 5)
+        await _report(handle, store, 25, 5)
         await env.sleep(timedelta(minutes=31))
         status = await _until(handle, lambda s: s.runs_in_stage == 30)
         assert status.stage == "canary"
         assert status.verdicts[0].status == "inconclusive"
         assert not status.paused
 
-        # A stale report (from another stage) does not count.
-        await _report(handle, "shadow", 0, 10)
-        assert (await _status(handle)).runs_in_stage == 30
+        # A stale report (a run admitted to an earlier stage) does not count.
+        await _finish(handle, store, stale, 0)
+        status = await _until(handle, lambda s: s.runs_in_flight == 0)
+        assert status.runs_in_stage == 30
     events = await store.events("rollout", handle.id)
     assert [e["kind"] for e in events] == ["rollout_started", "promoted"]
     assert (await store.verify("rollout", handle.id)).ok
@@ -119,8 +174,11 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
         await handle.execute_update(
             RolloutWorkflow.promote_update, Control(operator="omar", reason="shadow looked fine")
         )
-        assert (await handle.execute_update(RolloutWorkflow.lease, LeaseRequest(run_id="a", stage="canary"))).accepted
-        await _report(handle, "canary", 10, 10)  # 50% against 0.8: a clear breach of pass-rate -> pause
+        (live,) = await _admit(handle, 1, live=True)
+        assert live.mode == "live"
+        lease = LeaseRequest(run_id=live.reason, stage="canary")
+        assert (await handle.execute_update(RolloutWorkflow.lease, lease)).accepted
+        await _report(handle, store, 10, 10)  # 50% against 0.8: a clear breach of pass-rate -> pause
         status = await _until(handle, lambda s: s.paused)
         assert status.stage == "canary"
         assert status.last_breach is not None
@@ -128,7 +186,7 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
         assert (verdict.rule, verdict.status, verdict.n) == ("pass-rate", "breach", 20)
         assert verdict.high is not None
         assert verdict.high < 0.8
-        refused = await handle.execute_update(RolloutWorkflow.lease, LeaseRequest(run_id="b", stage="canary"))
+        refused = await handle.execute_update(RolloutWorkflow.lease, lease)
         assert not refused.accepted
         assert refused.reason.startswith("rollout is paused: pass-rate breached")
         await keep_history(handle, "rollout-breach")
@@ -178,7 +236,7 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
         for _ in range(2):
             await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         await env.sleep(timedelta(hours=2, minutes=1))
-        await _report(handle, "half", 80, 0)  # past min_runs 50 and 2 h: the gate asks omar or chen
+        await _report(handle, store, 80, 0)  # past min_runs 50 and 2 h: the gate asks omar or chen
         status = await _until(handle, lambda s: s.promotion_requested and s.runs_in_stage == 80)
         assert (await handle.describe()).run_id != first_run  # 80 reports cannot fit in 40 events
         assert status.stage == "half"
@@ -186,7 +244,7 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
         await handle.signal(RolloutWorkflow.pause, Control(operator="priya", reason="hold on"))
         await _until(handle, lambda s: s.paused)
         paused_run = (await handle.describe()).run_id
-        await _report(handle, "half", 20, 0)
+        await _report(handle, store, 20, 0)
         status = await _until(handle, lambda s: s.runs_in_stage == 100)
         assert (await handle.describe()).run_id != paused_run
         assert (status.paused, status.pause_reason) == (True, "paused by priya: hold on")
@@ -327,3 +385,50 @@ def test_the_live_share_follows_the_stage_fraction_and_is_stable() -> None:
     live = sum(bucket(k) < 0.1 for k in keys) / len(keys)
     assert 0.09 < live < 0.11
     assert [bucket(k) for k in keys[:50]] == [bucket(k) for k in keys[:50]]
+
+
+@pytest.mark.devserver
+async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_paused(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    # Started as the Temporal UI's "Start Workflow" would: mode live, stage and rollout as the caller
+    # pleases. The version's own rollout (its canonical id) is paused: nothing may be written.
+    env = dev_server_env
+    registry = two_stage_registry(sor_url)
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await env.client.start_workflow(
+            RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
+            task_queue=task_queue,
+        )  # fmt: skip
+        _STARTED.append(rollout)
+        await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))  # full: 100% live
+        await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="hold"))
+        runs = []
+        for ticket, claimed_rollout in (("T0001", None), ("T0002", "rollout-that-does-not-exist")):
+            inp = RunInput(
+                task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya",
+                mode="live", stage="full", rollout_id=claimed_rollout,
+            )  # fmt: skip
+            runs.append(
+                await env.client.start_workflow(
+                    GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}", task_queue=task_queue
+                )
+            )
+        # The first asked the paused rollout and was admitted as shadow: nothing to approve, nothing written.
+        shadowed = await runs[0].result()
+        # The second named a rollout that does not exist: it runs live, but its write needs the lease of
+        # the version's own rollout, which refuses.
+        status = await wait_for(runs[1], lambda s: bool(s.pending))
+        for reviewer in ("alice", "bob"):
+            await runs[1].signal(
+                GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=status.pending[0].digest)
+            )
+        refused = await runs[1].result()
+        await rollout.terminate("test over")
+        await registry.aclose()
+    assert (shadowed.mode, shadowed.outcome) == ("shadow", "shadowed")
+    assert (refused.mode, refused.outcome) == ("live", "refused")
+    assert "rollout is paused: paused by priya: hold" in refused.reason
+    assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+    kinds = [e["kind"] for e in await store.events("run", refused.run_id)]
+    assert "lease_refused" in kinds
