@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
-from policies import PolicyError, parse_policy
+from policies import PolicyError, load_policy, parse_policy
 from tests.unit.policy_docs import BASE, broken
 
 CASES: list[tuple[str, str, str]] = [
@@ -267,3 +270,29 @@ def test_every_error_in_a_document_is_listed() -> None:
     paths = [issue.path for issue in caught.value.issues]
     assert "actions[0].approval.quorum" in paths
     assert "evidence.retention_days" in paths
+
+
+# --- bounded parsing: a policy file is input too ------------------------------------------------
+
+
+def test_nested_aliases_are_refused_at_once_with_the_line() -> None:
+    # The "billion laughs": each line doubles the last; expanded it would not fit in memory.
+    lines = ["a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 30)]
+    started = time.monotonic()
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("\n".join(lines), "laughs.yaml")
+    assert time.monotonic() - started < 1.0
+    assert str(caught.value) == (
+        "policy laughs.yaml: line 2: YAML aliases (*name) are not allowed in a policy: write the value out"
+    )
+
+
+def test_an_oversized_or_non_utf8_policy_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 30_000)
+    with pytest.raises(PolicyError, match=r"big\.yaml: the file is over 262,144 bytes"):
+        load_policy(big)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("version: 1\nname: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match=r"latin1\.yaml: not UTF-8 text: byte 0xe9 at line 2"):
+        load_policy(latin)

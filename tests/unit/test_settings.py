@@ -45,3 +45,29 @@ def test_an_invalid_value_names_the_variable() -> None:
 def test_a_tls_cert_without_its_key_is_refused() -> None:
     with pytest.raises(SettingsError, match="TLS_CERT and GOVFLOW_TEMPORAL_TLS_KEY go together"):
         load_settings({"GOVFLOW_TEMPORAL_TLS_CERT": "/etc/cert.pem"})
+
+
+def test_postgres_errors_are_transient_exactly_by_sqlstate_class() -> None:
+    """A restarting server (57P01, 57P03), a lost connection (08xxx), overload (53xxx) and
+    serialization failures retry; integrity (23xxx) and syntax/access (42xxx) do not."""
+    import asyncpg
+
+    from activities.pgerrors import is_transient
+
+    transient = [
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.TooManyConnectionsError("too many clients"),
+        asyncpg.exceptions.SerializationError("could not serialize"),
+        asyncpg.exceptions.DeadlockDetectedError("deadlock"),
+        ConnectionRefusedError(111, "refused"),
+    ]
+    permanent = [
+        asyncpg.exceptions.UniqueViolationError("duplicate key"),
+        asyncpg.exceptions.UndefinedColumnError("no such column"),
+        asyncpg.exceptions.InsufficientPrivilegeError("append-only"),
+        ValueError("not a database error"),
+    ]
+    assert [is_transient(e) for e in transient] == [True] * len(transient)
+    assert [is_transient(e) for e in permanent] == [False] * len(permanent)
