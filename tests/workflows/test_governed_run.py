@@ -413,3 +413,41 @@ async def test_a_vote_after_its_gate_expired_is_refused_and_recorded(
     assert attempts[0][:2] == ("chen", False)
     assert attempts[0][2].startswith("expired: the approval window for reply closed")
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
+
+
+async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_duplicates_nothing(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    """The task that learns an evidence append committed (the vote's row) dies before it schedules the
+    write, as a killed worker would. Before evidence-v2 the retried task re-ran the append at a new
+    time and the store refused it as a conflict: the approved run FAILED. Now the append is an activity
+    whose input history holds: the retry schedules the write and the chain is whole."""
+    from temporalio.worker import Worker
+
+    from tests.workflows import crash_points
+    from workers.worker import build_worker
+
+    env = time_skipping_env
+    crash_points.CRASHES[:] = ["govflow.publish"]
+    crash_points.CRASHED.clear()
+    w: Worker = build_worker(
+        env.client, task_queue, store, registry, interceptors=[crash_points.CrashOnce()],
+        passthrough=["tests"],
+    )  # fmt: skip
+    async with w:
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        await handle.signal(
+            GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
+        )
+        result = await handle.result()
+    assert crash_points.CRASHED == ["govflow.publish"]
+    assert result.outcome == "published"
+    history = await handle.fetch_history()
+    assert any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
+    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    assert kinds.count("approval_attempt") == 1
+    assert kinds[-2:] == ["touched_record", "run_finished"]
+    assert (await store.verify("run", result.run_id)).ok
+    assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
+    assert result.chain_head == (await store.events("run", result.run_id))[-1]["hash"]

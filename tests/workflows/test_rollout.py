@@ -13,12 +13,14 @@ import asyncpg
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.connectors import WriteRequest
 from activities.evidence import EvidenceStore, RunRecord
 from activities.registry import Registry
-from activities.run_models import AdmitRequest, RunAdmission
-from policies import parse_policy
+from activities.run_activities import RunActivities
+from activities.run_models import AdmitRequest, EvidenceItem, PublishInput, RunAdmission, StartRun
+from policies import Action, parse_policy
 from tests.helpers import keep_history, sor_fetch, wait_for, worker
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
@@ -432,3 +434,48 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
     kinds = [e["kind"] for e in await store.events("run", refused.run_id)]
     assert "lease_refused" in kinds
+
+
+async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_rollout_paused(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
+) -> None:
+    """The crash window: the first attempt wrote (its key is in the system of record) and died before
+    its evidence; the rollout paused since. The retry records the write as written, and asks no lease."""
+    env = time_skipping_env
+    reg = registry.get("support-triage", "1")
+    action = Action(
+        action_id="flag", system="crm", resource="contact", operation="update", record_id="C0001",
+        fields={"status": "churn-risk"},
+    )  # fmt: skip
+    run_id = f"run-{uuid.uuid4()}"
+    # What the first attempt did before the worker died: the write, under the publish's key.
+    first = await reg.connectors["crm"].write(
+        WriteRequest(resource="contact", record_id="C0001", operation="update", fields=action.fields,
+                     idempotency_key=f"{run_id}:flag"),
+        lambda _: None,
+    )  # fmt: skip
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await _start(env, task_queue)
+        await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+        await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="hold"))
+        start = StartRun(
+            run_id=run_id, task="support-triage", task_version="1", item_key="C0001", requester="priya",
+            stage="canary", mode="live", at=datetime.now(UTC), rollout_id=rollout.id,
+        )  # fmt: skip
+        opening = {**start.model_dump(mode="json", exclude={"at"}), "policy_digest": reg.digest}
+        publish = PublishInput(
+            run_id=run_id, task="support-triage", task_version="1", action=action, seq=1, at=datetime.now(UTC),
+            before=[EvidenceItem(kind="run_started", payload=opening, at=start.at)],
+            start=start, rollout_id=rollout.id, stage="canary",
+        )  # fmt: skip
+        result = await ActivityEnvironment().run(RunActivities(registry, store, env.client).publish, publish)
+        status = await _status(rollout)
+    assert (result.replayed, result.after) == (True, first.after)
+    assert (status.paused, status.leases_granted, status.leases_refused) == (True, 0, 0)
+    touched = await store.pool.fetch(
+        "SELECT action_id, mode, after_image FROM touched_records WHERE run_id = $1", run_id
+    )
+    assert [(t["action_id"], t["mode"], t["after_image"]["status"]) for t in touched] == [
+        ("flag", "live", "churn-risk")
+    ]
+    assert (await store.verify("run", run_id)).ok
