@@ -726,8 +726,10 @@ class GovernedRunWorkflow:
                     accepted=False,
                     code="closed",
                     reason=f"{state.action.action_id} is already decided ({state.decision}, "
-                    f"{', '.join(g.status for g in state.gates) or 'no gate'})",
-                )
+                    f"{', '.join(g.status for g in state.gates) or 'no gate'})"
+                    + (f"; arrived after the run's decision, while {self._phase}" if self._v2 and self._phase in (
+                        "publishing", "finished") else ""),
+                )  # fmt: skip
             action_id = state.action.action_id if state else review.action_id or ""
             digest = state.digest if state else review.action_digest or ""
         else:
@@ -772,6 +774,7 @@ class GovernedRunWorkflow:
                         "reason": outcome.reason if outcome.accepted else f"{outcome.code}: {outcome.reason}",
                         "signed": review.signature is not None,
                         "via": via,
+                        **({"note": review.reason, "signature": review.signature} if self._v2 else {}),
                     },
                 )
             ]

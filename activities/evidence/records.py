@@ -59,6 +59,8 @@ class ApprovalAttemptRecord(ProjectedRecord):
     reason: str
     signed: bool = False
     via: Literal["signal", "update", "cli", "expiry"] = "signal"
+    note: str | None = Field(default=None, description="The reviewer's own reason, as sent.")
+    signature: str | None = Field(default=None, description="The base64 Ed25519 signature, as sent.")
 
 
 class TouchedRecord(ProjectedRecord):

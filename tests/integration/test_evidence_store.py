@@ -161,6 +161,29 @@ async def test_evidence_rows_refuse_update_and_delete(store: EvidenceStore) -> N
             await conn.execute("DELETE FROM touched_records")
 
 
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("TRUNCATE evidence_events CASCADE", "TRUNCATE on evidence_events refused"),
+        ("TRUNCATE chain_heads", "TRUNCATE on chain_heads refused"),
+        ("TRUNCATE runs", "TRUNCATE on runs refused"),
+        ("TRUNCATE approval_attempts, touched_records", "TRUNCATE on approval_attempts refused"),
+        ("UPDATE chain_heads SET seq = 4, hash = 'x' WHERE stream_id = 'run-1'", "only move forward"),
+        ("UPDATE chain_heads SET seq = 7, hash = repeat('0', 64) WHERE stream_id = 'run-1'", "names no stored event"),
+        ("DELETE FROM chain_heads", "only move forward"),
+        ("UPDATE runs SET requester = 'someone-else'", "append-only"),
+    ],
+)
+async def test_truncate_and_rewinding_a_chain_head_are_refused(
+    store: EvidenceStore, statement: str, refusal: str
+) -> None:
+    await _full_run(store)
+    async with store.pool.acquire() as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=refusal):
+            await conn.execute(statement)
+    assert (await store.verify("run", "run-1")).ok
+
+
 async def test_a_complete_run_verifies_with_the_cli(store: EvidenceStore, database_url: str) -> None:
     await _full_run(store)
     report = await store.verify("run", "run-1")

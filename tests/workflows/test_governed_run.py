@@ -451,3 +451,30 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
     assert (await store.verify("run", result.run_id)).ok
     assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
     assert result.chain_head == (await store.events("run", result.run_id))[-1]["hash"]
+
+
+async def test_a_vote_during_publish_is_recorded_as_after_the_decision_with_its_note(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        digest = status.pending[0].digest
+        await handle.signal(GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=digest, reason="ok"))
+        await handle.signal(GovernedRunWorkflow.approve, Review(reviewer="bob", action_digest=digest, reason="late"))
+        result = await handle.result()
+    assert result.outcome == "published"
+    rows = await store.pool.fetch(
+        "SELECT reviewer, accepted, reason, note FROM approval_attempts WHERE run_id = $1 ORDER BY seq", handle.id
+    )
+    assert [(r["reviewer"], r["accepted"], r["note"]) for r in rows] == [("alice", True, "ok"), ("bob", False, "late")]
+    kinds = [e["kind"] for e in await store.events("run", handle.id)]
+    # Bob's vote lands while the run publishes (it always has here; a slower worker could see it before
+    # the decision): either way it is in the chain, and one that comes after run_finished says so.
+    if kinds[-1] == "approval_attempt":
+        assert kinds[-3:-1] == ["touched_record", "run_finished"]
+        assert "arrived after the run's decision" in rows[1]["reason"]
+    else:
+        assert kinds[-1] == "run_finished"
+    assert (await store.verify("run", handle.id)).ok
