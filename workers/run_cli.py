@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -155,6 +156,9 @@ async def _runs(client: Client, query: str) -> list[dict[str, Any]]:
 def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
     query = "WorkflowType = 'GovernedRun'"
     if args.task:
+        # Task names are policy names (lower case, digits, - _ .): nothing to quote, nothing to inject.
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,79}", args.task):
+            raise GovflowError(f"--task {args.task!r} is not a task name (lower case letters, digits, - _ .)")
         query += f" AND GovflowTask = '{args.task}'"
 
     async def go() -> int:

@@ -1,0 +1,76 @@
+"""The CLI's answers to bad input: a clear message and an exit code, never a traceback.
+
+| invocation | exit | says |
+|---|---|---|
+| `runs list --task "x' OR 1=1"` | 1 | not a task name |
+| `policy check` on a non-UTF-8 file | 1 | not UTF-8 text, with byte and line |
+| `policy check` on YAML with aliases | 1 | aliases are not allowed, with the line |
+| `policy check` on a missing file | 1 | cannot read |
+| output piped into a reader that stops early | 0 | nothing (no BrokenPipeError) |
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workers.cli import escape_controls
+
+EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
+
+
+def govflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("version: 1\nname: caf\xe9\n".encode("latin-1"))
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("a: &a [x]\nb: *a\n")
+    return {"latin": latin, "aliases": aliases, "missing": tmp_path / "nope.yaml"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "list", "--task", "x' OR 1=1"], "is not a task name"),
+        (["policy", "check", "{latin}"], "not UTF-8 text: byte 0xe9 at line 2"),
+        (["policy", "check", "{aliases}"], "line 2: YAML aliases (*name) are not allowed"),
+        (["policy", "check", "{missing}"], "cannot read"),
+    ],
+)
+def test_bad_input_gets_a_message_and_no_traceback(files: dict[str, Path], argv: list[str], message: str) -> None:
+    done = govflow(*[a.format(**files) for a in argv])
+    assert done.returncode == 1, done
+    assert message in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly() -> None:
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    writer = subprocess.run(
+        # 3,000 files: ~150 kB of output, more than a pipe holds, so the writer does meet the closed pipe.
+        [sys.executable, "-m", "workers", "policy", "check", *[str(EXAMPLES / "support-triage.yaml")] * 3000],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait(timeout=10)
+    assert writer.returncode == 0
+    assert "Traceback" not in writer.stderr
+    assert "BrokenPipeError" not in writer.stderr
+
+
+def test_control_characters_from_evidence_are_shown_not_obeyed() -> None:
+    name = "\x1b[32mbob\x1b[0m accepted\x00\u202e"
+    shown = escape_controls(name)
+    assert shown == "\\x1b[32mbob\\x1b[0m accepted\\x00\\u202e"
+    assert escape_controls("line one\n\tline two") == "line one\n\tline two"
