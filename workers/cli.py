@@ -18,6 +18,7 @@ import asyncpg
 from activities.evidence import EvidenceStore, migrate
 from activities.evidence.chain import Stream
 from policies.errors import GovflowError
+from workers.evidence_cli import anchor_problem
 from workers.policy_cli import add_policy_commands
 from workers.rollout_cli import add_rollout_commands
 from workers.run_cli import add_run_commands
@@ -85,8 +86,13 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with EvidenceStore.open(_database_url(settings)) as store:
             report = await store.verify(stream, args.id)
+            anchor = await anchor_problem(store, await connect(settings), args.id) if args.anchor else None
+        if report.ok and anchor:
+            print(f"run {args.id}: chain verifies in the database but NOT against Temporal: {anchor}")
+            return 1
         if report.ok:
-            print(f"{stream} {args.id}: chain verifies ({report.rows} rows)")
+            anchored = "; matches the chain head Temporal recorded" if args.anchor else ""
+            print(f"{stream} {args.id}: chain verifies ({report.rows} rows){anchored}")
             return 0
         first = report.first_problem
         assert first is not None
@@ -216,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = ev_sub.add_parser("verify", help="recompute a hash chain; name the first bad row")
     verify.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
     verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
+    verify.add_argument(
+        "--anchor",
+        action="store_true",
+        help="also check a finished run's chain against the chain head its workflow recorded in Temporal "
+        "(catches a rewound tail or a consistent rehash, which the database alone cannot)",
+    )
     verify.set_defaults(func=cmd_evidence_verify)
     show = ev_sub.add_parser("show", help="a readable timeline: read, proposed, decided, approved, written")
     show.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")

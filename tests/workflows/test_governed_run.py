@@ -478,3 +478,52 @@ async def test_a_vote_during_publish_is_recorded_as_after_the_decision_with_its_
     else:
         assert kinds[-1] == "run_finished"
     assert (await store.verify("run", handle.id)).ok
+
+
+async def test_a_rewound_tail_and_a_consistent_rehash_are_caught_by_the_temporal_anchor(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    """A superuser who bypasses the triggers can remove a run's tail and rewind its head, or rewrite a
+    row and rehash everything after it: the database alone then verifies. The chain head the run's
+    workflow returned to Temporal does not move."""
+    from activities.evidence.chain import event_hash
+    from workers.evidence_cli import anchor_problem
+
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handles = [await start_run(env.client, task_queue, t, mode="shadow") for t in ("T0001", "T0002")]
+        results = [await h.result() for h in handles]
+    for r in results:
+        assert r.chain_head is not None
+        assert await anchor_problem(store, env.client, r.run_id) is None
+    rewound, rehashed = (r.run_id for r in results)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        # 1. Remove run_finished and rewind the head to the row before it.
+        last = await conn.fetchrow(
+            "SELECT seq FROM evidence_events WHERE stream_id = $1 ORDER BY seq DESC LIMIT 1", rewound
+        )
+        await conn.execute("DELETE FROM evidence_events WHERE stream_id = $1 AND seq = $2", rewound, last["seq"])
+        prev = await conn.fetchrow(
+            "SELECT seq, hash FROM evidence_events WHERE stream_id = $1 AND seq = $2", rewound, last["seq"] - 1
+        )
+        await conn.execute(
+            "UPDATE chain_heads SET seq = $2, hash = $3 WHERE stream_id = $1", rewound, prev["seq"], prev["hash"]
+        )
+        # 2. Change the outcome and rehash the chain consistently from there on.
+        rows = await conn.fetch("SELECT * FROM evidence_events WHERE stream_id = $1 ORDER BY seq", rehashed)
+        prev_hash = rows[-2]["hash"]
+        payload = {**rows[-1]["payload"], "outcome": "published"}
+        new_hash = event_hash("run", rehashed, rows[-1]["seq"], rows[-1]["kind"], rows[-1]["occurred_at"], payload,
+                              prev_hash)  # fmt: skip
+        await conn.execute(
+            "UPDATE evidence_events SET payload = $3, hash = $4 WHERE stream_id = $1 AND seq = $2",
+            rehashed, rows[-1]["seq"], payload, new_hash,
+        )  # fmt: skip
+        await conn.execute("UPDATE chain_heads SET hash = $2 WHERE stream_id = $1", rehashed, new_hash)
+    # Inside the database both still verify...
+    assert (await store.verify("run", rewound)).ok
+    assert (await store.verify("run", rehashed)).ok
+    # ...against Temporal neither does.
+    assert "the database holds" in (await anchor_problem(store, env.client, rewound) or "")
+    assert "the chain was rewritten" in (await anchor_problem(store, env.client, rehashed) or "")
