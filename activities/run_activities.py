@@ -38,6 +38,7 @@ from activities.run_models import (
     RecordRolloutBatch,
     RecordRolloutEvidence,
     RestoredRecord,
+    RolloutRow,
     RunAdmission,
     RunReport,
     RunSetup,
@@ -154,19 +155,12 @@ class RunActivities:
 
     @activity.defn(name="govflow.record_rollout_evidence")
     async def record_rollout_evidence(self, rec: RecordRolloutEvidence) -> int:
-        """Append one rollout event at ``seq``; returns the next free seq. Safe to retry."""
-        event = EvidenceEvent(
-            stream="rollout", stream_id=rec.rollout_id, seq=rec.seq, kind=rec.kind, occurred_at=rec.at,
-            payload=rec.payload,
+        """Append one rollout event at ``seq``; returns the next free seq. Safe to retry (before evidence-v2)."""
+        row = RolloutRow(kind=rec.kind, payload=rec.payload, at=rec.at)
+        return await self.append_rollout_evidence(
+            RecordRolloutBatch(rollout_id=rec.rollout_id, task=rec.task, task_version=rec.task_version, seq=rec.seq,
+                               rows=[row])
         )  # fmt: skip
-        try:
-            with self._telemetry.timing_write("rollout"):
-                result = await self._store.append(event)
-        except (EvidenceConflictError, EvidenceGapError) as exc:
-            raise _fail(exc, type(exc).__name__) from exc
-        if result.stored:
-            await self._telemetry.observe(self._store, rec.task, [event])
-        return rec.seq + 1
 
     @activity.defn(name="govflow.rollout_next_seq")
     async def rollout_next_seq(self, rollout_id: str) -> int:
