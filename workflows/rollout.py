@@ -55,8 +55,9 @@ with workflow.unsafe.imports_passed_through():
 _LOCAL = timedelta(seconds=30)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-_ADMITTED_LIMIT = 50_000
-"""Admitted runs kept waiting for their outcome; past this the oldest is forgotten (and recorded)."""
+_ADMITTED_LIMIT = 15_000
+"""Admitted runs kept waiting for their outcome (~80 bytes each in the continue-as-new input, whose
+payload limit is 2 MB); past this the oldest is forgotten and its report will be refused."""
 _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 
 
