@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -14,6 +15,7 @@ from activities.connectors.guard import ScopedConnectors, ScopeViolation
 from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
 from activities.evidence.records import PROJECTED
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
+from activities.pgerrors import is_transient
 from activities.registry import Registration, Registry, UnknownTask
 from activities.run_models import (
     LEASE_REFUSED,
@@ -80,6 +82,15 @@ def _fail(exc: Exception, kind: str, *, retryable: bool = False, details: Any = 
     return ApplicationError(str(exc), *args, type=kind, non_retryable=not retryable)
 
 
+def _evidence_failure(exc: Exception) -> ApplicationError:
+    """A database error while appending evidence: retried while Postgres is away (it comes back and the
+    run resumes); refused at once when the database rejects the row itself (a bug, or a tampered chain
+    whose guard trigger refuses), so the run surfaces instead of retrying forever."""
+    if is_transient(exc):
+        return _fail(exc, "EvidenceUnavailable", retryable=True)
+    return _fail(exc, "EvidenceRejected")
+
+
 class RunActivities:
     def __init__(
         self,
@@ -128,6 +139,8 @@ class RunActivities:
                 results = await self._store.append_many(batch, run=run)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _evidence_failure(exc) from exc
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
         return results[-1].hash
@@ -308,6 +321,8 @@ class RunActivities:
                 results = await self._store.append_many(batch)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _evidence_failure(exc) from exc
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, rec.task, stored)
         return rec.seq + len(batch)

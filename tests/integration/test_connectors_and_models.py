@@ -216,3 +216,20 @@ async def test_openai_client_names_a_malformed_answer() -> None:
         with pytest.raises(ModelError, match="without choices"):
             await client.complete(REQUEST)
         await client.aclose()
+
+
+async def test_evidence_the_database_rejects_fails_at_once_instead_of_retrying_forever(
+    store: EvidenceStore, registry: Registry
+) -> None:
+    """SQLSTATE decides (activities/pgerrors.py): a row Postgres refuses (22P05: a NUL in JSON text) is
+    final, where before it was retried forever inside the run's evidence lock."""
+    from activities.run_models import EvidenceItem, RecordEvidence
+
+    rec = RecordEvidence(
+        run_id="r-nul", task="support-triage", task_version="1", seq=1, at=_T0,
+        items=[EvidenceItem(kind="note", payload={"text": "a\x00b"})],
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(RunActivities(registry, store).append_run_evidence, rec)
+    assert (refused.value.type, refused.value.non_retryable) == ("EvidenceRejected", True)
+    assert "unsupported Unicode escape sequence" in str(refused.value)
