@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -13,7 +14,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.connectors.base import ConnectorError, WriteRequest
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
 from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
-from activities.evidence.records import PROJECTED
+from activities.evidence.chain import Stream
+from activities.evidence.records import PROJECTED, ProjectedRecord
+from activities.evidence.store import AppendResult
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from activities.pgerrors import is_transient
 from activities.registry import Registration, Registry, UnknownTask
@@ -134,8 +137,19 @@ class RunActivities:
             )
             projection_type = PROJECTED.get(item.kind)
             batch.append((event, projection_type.model_validate(payload) if projection_type else None))
+        return (await self._store_batch("run", task, batch, run))[-1].hash
+
+    async def _store_batch(
+        self,
+        stream: Stream,
+        task: str,
+        batch: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]],
+        run: RunRecord | None = None,
+    ) -> list[AppendResult]:
+        """The one path by which activities append evidence: timed, errors typed for Temporal (a conflict
+        or gap is final; a database error by its SQLSTATE), and each newly stored event counted once."""
         try:
-            with self._telemetry.timing_write("run"):
+            with self._telemetry.timing_write(stream):
                 results = await self._store.append_many(batch, run=run)
         except (EvidenceConflictError, EvidenceGapError) as exc:
             raise _fail(exc, type(exc).__name__) from exc
@@ -143,7 +157,7 @@ class RunActivities:
             raise _evidence_failure(exc) from exc
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
-        return results[-1].hash
+        return results
 
     @staticmethod
     def _run_record(s: StartRun, policy_digest: str) -> RunRecord:
@@ -314,17 +328,8 @@ class RunActivities:
                            occurred_at=row.at, payload=row.payload), None)
             for i, row in enumerate(rec.rows)
         ]  # fmt: skip
-        if not batch:
-            return rec.seq
-        try:
-            with self._telemetry.timing_write("rollout"):
-                results = await self._store.append_many(batch)
-        except (EvidenceConflictError, EvidenceGapError) as exc:
-            raise _fail(exc, type(exc).__name__) from exc
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _evidence_failure(exc) from exc
-        stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
-        await self._telemetry.observe(self._store, rec.task, stored)
+        if batch:
+            await self._store_batch("rollout", rec.task, batch)
         return rec.seq + len(batch)
 
     @activity.defn(name="govflow.append_run_evidence")
@@ -339,13 +344,11 @@ class RunActivities:
 
     @activity.defn(name="govflow.record_evidence")
     async def record_evidence(self, rec: RecordEvidence) -> int:
-        """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry."""
-        reg = self._registration(rec.task, rec.task_version)
-        run = self._run_record(rec.start, reg.digest) if rec.start else None
-        await self._append(
-            rec.task, rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run
-        )
-        return rec.seq + len(rec.items)
+        """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry.
+
+        The local activity of runs from before evidence-v2; the work is ``append_run_evidence``'s.
+        """
+        return (await self.append_run_evidence(rec)).next_seq
 
     @activity.defn(name="govflow.gather")
     async def gather(self, inp: GatherInput) -> GatherResult:

@@ -79,6 +79,7 @@ _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=tim
 # Evidence appends retry quickly at first: a short outage should cost a run little.
 _EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 _REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
+_REVIEW_UPDATE_EXAMPLE = '{"verdict": "approve", "reviewer": "alice", "action_digest": "<digest>"}'
 _DECISION_EXAMPLE = '{"reviewer": "alice", "decision": "retry"}'
 
 
@@ -796,7 +797,7 @@ class GovernedRunWorkflow:
     @workflow.update(description="Approve or reject an action and get the verdict back (used by the CLI)")
     async def review(self, *args: Any) -> AttemptOutcome:
         await self._ready()
-        got = read(ReviewRequest, args, _REVIEW_EXAMPLE)
+        got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
         if got.value is None:  # the validator refuses these; a replayed history may still hold one
             return AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
         return await self._review(got.value, got.value.verdict, "update")
@@ -807,12 +808,12 @@ class GovernedRunWorkflow:
         # payload without a readable verdict (the record needs one). Every other attempt is recorded.
         if self._policy is None or self._phase == "finished":
             raise ValueError(f"run {self._run_id} is not reviewing anything (phase: {self._phase})")
-        got = read(ReviewRequest, args, _REVIEW_EXAMPLE)
+        got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
         if got.value is None:
             raise ValueError(f"review refused: {got.problem}")
 
     async def _ready(self) -> None:
-        """Input that arrives before the run has its policy waits for it (it is never dropped)."""
+        """Input that arrives before the run is set up (policy loaded, admitted) waits for it; it is never dropped."""
         await workflow.wait_condition(lambda: self._patches_read)
         if self._v2:
             await workflow.wait_condition(lambda: self._started)
