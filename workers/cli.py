@@ -80,7 +80,73 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evidence_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.evidence_cli import take_checkpoint
+    from workers.keys import load_signing_key
+
+    key = load_signing_key(args.key)
+    out = Path(args.out)
+    if out.is_dir():
+        raise GovflowError(f"--out {out}: is a folder; name the checkpoint file to write")
+
+    async def go() -> Any:
+        async with EvidenceStore.open(_database_url(settings)) as store:
+            return await take_checkpoint(store, key)
+
+    signed = asyncio.run(go())
+    try:
+        out.write_text(signed.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        raise GovflowError(f"--out {out}: cannot write: {exc.strerror}") from None
+    print(
+        f"wrote {out}: {len(signed.checkpoint.heads)} stream heads at {signed.checkpoint.taken_at}, "
+        f"signed by key {signed.fingerprint}. Keep it outside the database."
+    )
+    return 0
+
+
+def _verify_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
+    from activities.evidence import checkpoint as cp
+    from workers.evidence_cli import checkpoint_problems
+    from workers.keys import load_public_key
+
+    if not args.public_key:
+        raise GovflowError(
+            "--checkpoint needs --public-key (the signer's public key, or its key file): "
+            "a checkpoint is only worth the key you trust"
+        )
+    trusted = load_public_key(args.public_key)
+    try:
+        text = Path(args.checkpoint).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GovflowError(f"--checkpoint {args.checkpoint}: cannot read: {exc}") from None
+    signed = cp.read(text, args.checkpoint)
+    cp.check_signature(signed, trusted, args.checkpoint)
+
+    async def go() -> list[str]:
+        async with EvidenceStore.open(_database_url(settings)) as store:
+            return await checkpoint_problems(store, signed)
+
+    problems = asyncio.run(go())
+    heads = len(signed.checkpoint.heads)
+    if problems:
+        at = signed.checkpoint.taken_at
+        print(f"checkpoint {args.checkpoint} ({at}): {len(problems)} of {heads} streams do NOT match")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(
+        f"checkpoint {args.checkpoint} ({signed.checkpoint.taken_at}, key {signed.fingerprint}): "
+        f"all {heads} streams hold their checkpointed rows and verify"
+    )
+    return 0
+
+
 def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        return _verify_checkpoint(settings, args)
+    if not args.id:
+        raise GovflowError("evidence verify: name a RUN_ID (or a rollout id with --rollout), or give --checkpoint FILE")
     stream: Stream = "rollout" if args.rollout else "run"
 
     async def go() -> int:
@@ -128,6 +194,15 @@ def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
 
     json_path, md_path = write_export(asyncio.run(go()), Path(args.out))
     print(f"wrote {json_path} (bundle) and {md_path} (report)")
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from workers.keys import new_key
+
+    public = new_key(Path(args.path))
+    print(f"wrote {args.path}; public key (for the policy's reviewers/operators, or --public-key):")
+    print(public)
     return 0
 
 
@@ -220,8 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     evidence = sub.add_parser("evidence", help="evidence for auditors")
     ev_sub = evidence.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = ev_sub.add_parser("verify", help="recompute a hash chain; name the first bad row")
-    verify.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
+    verify.add_argument("id", metavar="RUN_ID", nargs="?", help="a run id (or a rollout id with --rollout)")
     verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="check every stream of a signed checkpoint (`govflow evidence checkpoint`): each checkpointed row "
+        "still there with its hash, each chain verifying",
+    )
+    verify.add_argument(
+        "--public-key", metavar="KEY", help="with --checkpoint: the signer's public key (base64, or a key file)"
+    )
     verify.add_argument(
         "--anchor",
         action="store_true",
@@ -229,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(catches a rewound tail or a consistent rehash, which the database alone cannot)",
     )
     verify.set_defaults(func=cmd_evidence_verify)
+    checkpoint = ev_sub.add_parser(
+        "checkpoint", help="sign every stream's head with an Ed25519 key; keep the file outside the database"
+    )
+    checkpoint.add_argument("--key", required=True, help="Ed25519 private key file to sign with (`govflow keys new`)")
+    checkpoint.add_argument("--out", required=True, metavar="FILE", help="the checkpoint file to write")
+    checkpoint.set_defaults(func=cmd_evidence_checkpoint)
     show = ev_sub.add_parser("show", help="a readable timeline: read, proposed, decided, approved, written")
     show.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
     show.add_argument("--rollout", action="store_true", help="show a rollout's events")
@@ -238,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--rollout", action="store_true", help="export a rollout and every run it admitted")
     exp.add_argument("--out", default="evidence-export", help="folder to write into (default: evidence-export)")
     exp.set_defaults(func=cmd_evidence_export)
+
+    keys = sub.add_parser("keys", help="Ed25519 keys for signing votes, controls and checkpoints")
+    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new = keys_sub.add_parser("new", help="write a new private key file (0600) and print its public key")
+    new.add_argument("path", metavar="FILE")
+    new.set_defaults(func=cmd_keys_new, needs_settings=False)
 
     temporal = sub.add_parser("temporal", help="prepare a Temporal namespace (a cluster's, not the local stack's)")
     t_sub = temporal.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from activities.evidence import EvidenceStore
+from activities.evidence import checkpoint as cp
 from activities.evidence.chain import GENESIS, Stream
 from policies.errors import GovflowError
 from workflows.run_models import RunResult
@@ -149,6 +150,27 @@ async def anchor_problem(store: EvidenceStore, client: Client, run_id: str) -> s
             f"the database has {found}: the chain was rewritten"
         )
     return None
+
+
+async def take_checkpoint(store: EvidenceStore, key: Any) -> cp.SignedCheckpoint:
+    """Sign every stream's current head (read from the rows, not from ``chain_heads``)."""
+    return cp.sign(await store.heads(), key, datetime.now(UTC))
+
+
+async def checkpoint_problems(store: EvidenceStore, signed: cp.SignedCheckpoint) -> list[str]:
+    """Every way the database disagrees with a checkpoint: a checkpointed row gone or carrying
+    another hash (a rewound tail, a consistent rehash), or a checkpointed chain that no longer
+    verifies from genesis. Rows appended after the checkpoint are fine; they must chain on."""
+    problems: list[str] = []
+    for head in signed.checkpoint.heads:
+        problem = cp.head_problem(head, await store.hash_at(head.stream, head.stream_id, head.seq))
+        if problem is None:
+            report = await store.verify(head.stream, head.stream_id)
+            if not report.ok and report.first_problem is not None:
+                problem = f"{head.stream} {head.stream_id}: {report.first_problem.problem}"
+        if problem is not None:
+            problems.append(problem)
+    return problems
 
 
 async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str]:

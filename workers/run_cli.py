@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import binascii
 import json
 import re
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +18,7 @@ from temporalio.service import RPCError
 
 from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
+from workers.keys import load_signing_key
 from workers.settings import Settings
 from workers.temporal import connect
 from workflows import search_attributes as sa
@@ -32,27 +31,6 @@ EXIT_REFUSED = 3
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
-
-
-def load_signing_key(path: str) -> Any:
-    """An Ed25519 private key: PEM (``openssl genpkey -algorithm ed25519``) or base64 of 32 raw bytes."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise GovflowError(f"--key {path}: cannot read: {exc.strerror}") from None
-    if b"BEGIN" in data:
-        key = load_pem_private_key(data, password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise GovflowError(f"--key {path}: not an Ed25519 private key")
-        return key
-    try:
-        raw = base64.b64decode(data.strip(), validate=True)
-        return Ed25519PrivateKey.from_private_bytes(raw)
-    except (binascii.Error, ValueError):
-        raise GovflowError(f"--key {path}: expected a PEM Ed25519 key or base64 of 32 raw bytes") from None
 
 
 # --- submit ------------------------------------------------------------------------------------------

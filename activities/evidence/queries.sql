@@ -108,3 +108,9 @@ ORDER BY 1;
 SELECT payload FROM evidence_events
 WHERE stream = 'run' AND stream_id = $1 AND kind = $2
 ORDER BY seq DESC LIMIT 1;
+
+-- name: all_heads
+-- The newest row of every stream, from the events themselves (not chain_heads, which a
+-- superuser could rewind along with the rows).
+SELECT DISTINCT ON (stream, stream_id) stream, stream_id, seq, hash
+FROM evidence_events ORDER BY stream, stream_id, seq DESC;

@@ -217,6 +217,17 @@ class EvidenceStore:
             rows = await conn.fetch(self._q["rollout_live_writes"], rollout_id, since)
         return [dict(r) for r in rows]
 
+    async def heads(self) -> list[dict[str, Any]]:
+        """Every stream's newest row (stream, stream_id, seq, hash), for a checkpoint."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(self._q["all_heads"])
+        return [dict(r) for r in rows]
+
+    async def hash_at(self, stream: Stream, stream_id: str, seq: int) -> str | None:
+        async with self._pool.acquire() as conn:
+            value = await conn.fetchval(self._q["event_hash_at"], stream, stream_id, seq)
+        return None if value is None else str(value)
+
     async def events(self, stream: Stream, stream_id: str) -> list[dict[str, Any]]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._q["stream_events"], stream, stream_id)
