@@ -336,7 +336,7 @@ class RunActivities:
     async def append_run_evidence(self, rec: RecordEvidence) -> Appended:
         """Append items at ``seq``...; the same input always stores the same rows (safe to retry)."""
         reg = self._registration(rec.task, rec.task_version)
-        run = self._run_record(rec.start, reg.digest) if rec.start else None
+        run = self._run_record(rec.start, rec.start.policy_digest or reg.digest) if rec.start else None
         head = await self._append(
             rec.task, rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run
         )
@@ -399,7 +399,7 @@ class RunActivities:
         action = inp.action
         redact_fields = frozenset(reg.policy.evidence.redact_fields)
         if inp.before:
-            run = self._run_record(inp.start, reg.digest) if inp.start else None
+            run = self._run_record(inp.start, inp.start.policy_digest or reg.digest) if inp.start else None
             await self._append(inp.task, inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
         seq = inp.seq + len(inp.before)
         key = f"{inp.run_id}:{action.action_id}"

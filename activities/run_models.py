@@ -26,6 +26,11 @@ class StartRun(_Model):
     mode: Literal["shadow", "live"]
     at: datetime
     rollout_id: str | None = None
+    policy_digest: str | None = Field(
+        default=None,
+        description="The digest of the policy the run decides under (from its setup). The run row takes it "
+        "from here, not from the appending worker, whose policy may be newer in a rolling deploy.",
+    )
 
 
 class RunSetup(_Model):

@@ -17,10 +17,12 @@ from policies.engine import (
     Deny,
     Gate,
     NeedsApproval,
+    act_message,
     check_attempt,
     decide,
     escalate,
     quorum_met,
+    signed_act_problem,
     signing_message,
 )
 from policies.errors import GovflowError
@@ -47,6 +49,7 @@ __all__ = [
     "ScopeResult",
     "WindowCounts",
     "WindowVerdict",
+    "act_message",
     "audit",
     "canonical_json",
     "check_attempt",
@@ -61,6 +64,7 @@ __all__ = [
     "policy_from_json",
     "quorum_met",
     "run_checks",
+    "signed_act_problem",
     "signing_message",
     "wilson_interval",
 ]

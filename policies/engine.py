@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.actions import Action, RunContext
 from policies.digest import canonical_json
-from policies.model import WRITE_OPERATIONS, ActionRule, Escalation, Policy
+from policies.model import WRITE_OPERATIONS, ActionRule, Escalation, Policy, SignedAct
 from policies.scope import check_scope
 
 
@@ -132,7 +132,7 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext)
         separation_of_duties=approval.separation_of_duties,
         expires_at=ctx.now + approval.expires_after,
         on_expiry=approval.on_expiry,
-        signature_required=approval.signature_required,
+        signature_required=approval.signature_required or policy.signs("vote"),
     )
 
 
@@ -197,6 +197,40 @@ def signing_message(run_id: str, action_digest: str, verdict: str) -> bytes:
             "verdict": verdict,
         }
     )
+
+
+def act_message(act: str, subject: str, **bound: str) -> bytes:
+    """The bytes a person signs for a human act other than a vote: the act, the run or rollout it
+    is for, and what pins it to one moment of it (so a signature cannot be replayed later)."""
+    return canonical_json({"purpose": f"govflow-{act}-v1", "subject": subject, **bound})
+
+
+def signed_act_problem(
+    policy: Policy, act: SignedAct, person_id: str, signature: str | None, message: bytes
+) -> str | None:
+    """Why ``act`` by ``person_id`` is refused for its signature, or None. Only where the policy
+    requires the act signed (``identity.signed``)."""
+    if not policy.signs(act):
+        return None
+    if not signature:
+        return (
+            f"the policy requires a signed {act}: sign it with {person_id}'s Ed25519 key "
+            "(the CLI's --key, or a key file in GOVFLOW_KEYS_DIR)"
+        )
+    person = policy.person(person_id)
+    if person is None:
+        return f"{person_id!r} is not in the policy's reviewers directory, so no signature can be checked"
+    if person.public_key is None:
+        return f"{person_id} has no public key in the policy, so no signature can be checked"
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(person.public_key))
+        key.verify(raw, message)
+    except (binascii.Error, ValueError):
+        return "the signature is not valid base64 Ed25519"
+    except InvalidSignature:
+        return f"the signature does not verify with {person_id}'s public key for this {act}"
+    return None
 
 
 def _refuse(code: RefusalCode, reason: str) -> AttemptOutcome:

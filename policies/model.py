@@ -204,6 +204,20 @@ class Rollout(Strict):
     )
 
 
+SignedAct = Literal["submit", "vote", "exception", "resume", "promote"]
+
+
+class Identity(Strict):
+    """Which human acts must carry the person's Ed25519 signature (``reviewers.people[].public_key``).
+
+    A signature binds the act to one run or rollout and one moment of it, so separation of duties
+    holds against someone typing another person's name. Acts that only reduce exposure (a reject,
+    a pause, a rollback) are never refused for want of a signature.
+    """
+
+    signed: tuple[SignedAct, ...] = Field(default=(), description="Acts refused unless signed.")
+
+
 class StopRule(Strict):
     when: Name = Field(description="A quality window rule; its breach triggers this stop rule.")
     action: Literal["pause", "rollback"]
@@ -247,6 +261,11 @@ class Policy(Strict):
     stop_rules: tuple[StopRule, ...] = ()
     exceptions: ExceptionRoute | None = None
     evidence: Evidence
+    identity: Identity = Identity()
+
+    def signs(self, act: SignedAct) -> bool:
+        """Whether the policy refuses ``act`` unless it is signed."""
+        return act in self.identity.signed
 
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.reviewers.people if p.id == person_id), None)

@@ -99,3 +99,20 @@ def new_key(path: Path) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(pem)
     return public_text(key.public_key())
+
+
+def key_for(person: str, explicit: str | None, keys_dir: Path | None) -> Ed25519PrivateKey | None:
+    """The key to sign ``person``'s act with: ``explicit`` (a --key file), else ``keys_dir/<person>.pem``
+    (GOVFLOW_KEYS_DIR) if it exists, else None (the act goes unsigned; a policy may refuse it)."""
+    if explicit:
+        return load_signing_key(explicit)
+    if keys_dir is not None:
+        for name in (f"{person}.pem", f"{person}.key"):
+            path = keys_dir / name
+            if path.is_file():
+                return load_signing_key(str(path), "GOVFLOW_KEYS_DIR")
+    return None
+
+
+def sign(key: Ed25519PrivateKey | None, message: bytes) -> str | None:
+    return None if key is None else base64.b64encode(key.sign(message)).decode()

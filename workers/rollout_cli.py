@@ -13,12 +13,21 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from policies.errors import GovflowError
+from workers.keys import key_for, sign
 from workers.run_cli import EXIT_REFUSED
 from workers.settings import Settings
 from workers.temporal import connect, query_current
 from workflows import search_attributes as sa
 from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
+from workflows.rollout_models import (
+    Admission,
+    Control,
+    ControlAnswer,
+    RollbackRequest,
+    RolloutInput,
+    RolloutStatus,
+    control_message,
+)
 
 
 def rollout_id(task: str, version: str) -> str:
@@ -106,7 +115,17 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
                 operator=args.operator, reason=args.reason, to=args.to, data=args.data, since=args.since
             )
         else:
-            payload = Control(operator=args.operator, reason=args.reason)
+            signature = None
+            if args.command_name in ("resume", "promote"):
+                key = key_for(args.operator, args.key, settings.keys_dir)
+                if key is not None:
+                    try:
+                        now = await query_current(handle, "status", result_type=RolloutStatus)
+                    except RPCError as exc:
+                        raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
+                    message = control_message(args.command_name, handle.id, now.stage, now.control_seq)
+                    signature = sign(key, message)
+            payload = Control(operator=args.operator, reason=args.reason, signature=signature)
         try:
             answer = await handle.execute_update(f"{args.command_name}_update", payload, result_type=ControlAnswer)
         except RPCError as exc:
@@ -146,6 +165,11 @@ def add_rollout_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         common(p)
         p.add_argument("--as", dest="operator", required=True)
         p.add_argument("--reason", default="")
+        if name in ("resume", "promote"):
+            p.add_argument(
+                "--key",
+                help="Ed25519 key to sign with, where the policy requires it (default: GOVFLOW_KEYS_DIR/<you>.pem)",
+            )
         if name == "rollback":
             p.add_argument("--to", choices=["previous", "shadow"], default="previous")
             p.add_argument("--data", action="store_true", help="also undo the rollout's live writes")

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import re
 import sys
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
-from workers.keys import load_signing_key
+from workers.keys import key_for, sign
 from workers.settings import Settings
 from workers.temporal import connect
 from workflows import search_attributes as sa
 from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import ReviewRequest, RunInput, RunResult, RunStatus
+from workflows.run_models import (
+    ExceptionDecision,
+    ReviewRequest,
+    RunInput,
+    RunResult,
+    RunStatus,
+    exception_message,
+    submit_message,
+)
 
 EXIT_REFUSED = 3
 """`govflow approve|reject` exit code when the vote was refused (0 means accepted)."""
@@ -93,7 +101,10 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
                     "the rollout decides the mode: drop --mode"
                 )
             run = inp.model_copy(update={"mode": admission.mode, "stage": admission.stage, "rollout_id": rollout})
-        run_id = await submit(client, settings, run)
+        run_id = f"run-{run.task}-{run.item_key}-{uuid.uuid4().hex[:8]}"
+        signature = sign(key_for(run.requester, args.signing_key, settings.keys_dir), submit_message(run_id, run))
+        run_id = await submit(client, settings, run.model_copy(update={"signature": signature}), run_id=run_id)
+        await _confirm_served(client, run_id)
         if not args.wait:
             if args.json:
                 _print_json({"run_id": run_id})
@@ -108,6 +119,33 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+async def _confirm_served(client: Client, run_id: str, within: float = 10.0) -> None:
+    """A run of a task or version no worker serves fails at its first step: say so, exit 1, rather
+    than print a run id that is already dead. Quiet when a worker has taken it on (or none answers yet)."""
+    handle = client.get_workflow_handle(run_id, result_type=RunResult)
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        desc = await handle.describe()
+        if desc.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as exc:
+                cause: BaseException = exc
+                while getattr(cause, "cause", None) is not None:
+                    cause = cause.cause  # type: ignore[attr-defined]
+                raise GovflowError(f"run {run_id} failed at once: {cause}") from None
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return
+        try:
+            status = await handle.query("status", result_type=RunStatus, rpc_timeout=timedelta(seconds=2))
+        except (RPCError, WorkflowQueryFailedError):
+            status = None
+        if status is not None and status.phase != "starting":
+            return
+        await asyncio.sleep(0.2)
+    print(f"note: no worker has taken {run_id} on yet (is `govflow worker` running?)", file=sys.stderr)
 
 
 # --- listing ----------------------------------------------------------------------------------------
@@ -274,10 +312,8 @@ def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
             ids = ", ".join(p.action_id for p in pending)
             raise GovflowError(f"run {args.run_id} has several actions waiting ({ids}): choose one with --action")
         action = pending[0]
-        signature = None
-        if args.key:
-            key = load_signing_key(args.key)
-            signature = base64.b64encode(key.sign(signing_message(args.run_id, action.digest, verdict))).decode()
+        key = key_for(args.reviewer, args.key, settings.keys_dir)
+        signature = sign(key, signing_message(args.run_id, action.digest, verdict))
         request = ReviewRequest(
             reviewer=args.reviewer,
             action_digest=action.digest,
@@ -302,6 +338,29 @@ def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        client = await connect(settings)
+        status, _, state = await _status(client, args.run_id)
+        if status is None or state != "running" or status.exception is None:
+            raise GovflowError(f"run {args.run_id} has no exception waiting for a decision")
+        key = key_for(args.reviewer, args.key, settings.keys_dir)
+        signature = sign(key, exception_message(args.run_id, args.decision, status.exception_expires_at))
+        decision = ExceptionDecision(
+            reviewer=args.reviewer, decision=args.decision, reason=args.reason, signature=signature
+        )
+        outcome = await client.get_workflow_handle(args.run_id).execute_update(
+            "resolve_exception_update", decision, result_type=AttemptOutcome
+        )
+        if outcome.accepted:
+            print(f"accepted: {outcome.reason}")
+            return 0
+        print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+
+    return asyncio.run(go())
+
+
 def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="submit governed runs")
     run_sub = run.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -315,6 +374,11 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--mode",
         choices=["shadow", "live"],
         help="without a running rollout (default shadow); a rollout decides itself",
+    )
+    s.add_argument(
+        "--signing-key",
+        help="the requester's Ed25519 key file, where the policy requires signed submits "
+        "(default: GOVFLOW_KEYS_DIR/<requester>.pem if present)",
     )
     s.add_argument("--wait", action="store_true", help="wait for the outcome")
     s.add_argument("--json", action="store_true")
@@ -344,5 +408,17 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         v.add_argument("--as", dest="reviewer", required=True, help="your reviewer id in the policy")
         v.add_argument("--action", help="the action id, when several wait")
         v.add_argument("--reason", default="")
-        v.add_argument("--key", help="Ed25519 private key to sign with (PEM or base64)")
+        v.add_argument(
+            "--key", help="Ed25519 private key to sign with (PEM or base64; default: GOVFLOW_KEYS_DIR/<reviewer>.pem)"
+        )
         v.set_defaults(func=cmd_vote, verdict=verdict)
+
+    r = sub.add_parser(
+        "resolve", help=f"decide a run's exception: retry or discard (exit 0 accepted, {EXIT_REFUSED} refused)"
+    )
+    r.add_argument("run_id", metavar="RUN_ID")
+    r.add_argument("--as", dest="reviewer", required=True, help="your id in the policy")
+    r.add_argument("--decision", choices=["retry", "discard"], required=True)
+    r.add_argument("--reason", default="")
+    r.add_argument("--key", help="Ed25519 private key to sign with (default: GOVFLOW_KEYS_DIR/<you>.pem)")
+    r.set_defaults(func=cmd_resolve)

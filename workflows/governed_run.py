@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         policy_from_json,
         quorum_met,
         run_checks,
+        signed_act_problem,
     )
     from workflows import search_attributes as sa
     from workflows.closing import settle
@@ -69,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         RunResult,
         RunStatus,
+        exception_message,
+        submit_message,
     )
 
 _LOCAL = timedelta(seconds=30)
@@ -175,13 +178,14 @@ class GovernedRunWorkflow:
         )
         self._policy = policy_from_json(setup.policy_json)
         self._seq = setup.next_seq
-        no_rollout = ""
-        if self._v2:
+        # A submit the policy needs signed is checked before admission: an unsigned run takes no slot.
+        no_rollout = self._submit_problem(inp)
+        if self._v2 and not no_rollout:
             inp, no_rollout = await self._admit(inp)
             start = start.model_copy(update={"stage": inp.stage, "mode": inp.mode, "rollout_id": inp.rollout_id})
             self._upsert_attributes(inp)
         # The run's row and its opening event go with the first evidence batch, in one commit.
-        self._start = start
+        self._start = start.model_copy(update={"policy_digest": setup.policy_digest}) if self._v2 else start
         self._pending.append(
             EvidenceItem(
                 kind="run_started",
@@ -265,6 +269,13 @@ class GovernedRunWorkflow:
             await self._await_approvals()
 
         return await self._publish()
+
+    def _submit_problem(self, inp: RunInput) -> str:
+        assert self._policy is not None
+        problem = signed_act_problem(
+            self._policy, "submit", inp.requester, inp.signature, submit_message(self._run_id, inp)
+        )
+        return f"submit refused: {problem}" if problem else ""
 
     def _upsert_attributes(self, inp: RunInput) -> None:
         workflow.upsert_search_attributes(
@@ -892,6 +903,18 @@ class GovernedRunWorkflow:
                 code="no_authority",
                 reason=f"{decision.reviewer} may not decide exceptions (may: {', '.join(sorted(allowed))})",
             )
+        elif decision.decision == "retry" and (
+            problem := signed_act_problem(
+                self._policy,
+                "exception",
+                decision.reviewer,
+                decision.signature,
+                exception_message(self._run_id, decision.decision, self._exception_expires),
+            )
+        ):
+            # Only "retry" moves the run on; "discard" ends it, so it is never refused for its signature.
+            code = "signature_invalid" if decision.signature else "signature_missing"
+            outcome = AttemptOutcome(accepted=False, code=code, reason=problem)
         else:
             outcome = AttemptOutcome(accepted=True, code="accepted", reason=f"{decision.reviewer}: {decision.decision}")
         await self._record(
@@ -940,6 +963,7 @@ class GovernedRunWorkflow:
                 if s.open and self._inp.mode == "live"
             ],
             exception=self._exception,
+            exception_expires_at=self._exception_expires if self._exception else None,
             outcome=self._outcome,
         )
 

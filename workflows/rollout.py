@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RunAdmission,
         RunSetup,
     )
-    from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json
+    from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json, signed_act_problem
     from policies.model import Stage, WindowRule
     from workflows import search_attributes as sa
     from workflows.closing import settle
@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutState,
         RolloutStatus,
         RunReport,
+        control_message,
     )
 
 _LOCAL = timedelta(seconds=30)
@@ -195,6 +196,7 @@ class RolloutWorkflow:
             state.last_breach = Breach(stage=stage.name, action=action, verdicts=tripped, at=workflow.now())
             if action == "pause":
                 state.paused = True
+                state.control_seq += 1
                 state.pause_reason = "; ".join(f"{v.rule} breached: {v.reason}" for v in tripped)
             await self._record(
                 "breach",
@@ -228,6 +230,7 @@ class RolloutWorkflow:
         state.window = []
         state.runs_in_stage = 0
         state.promotion_requested = False
+        state.control_seq += 1
         await self._record(kind, {"from": before, "to": self._stage.name, "reason": reason})
         self._show()
 
@@ -392,6 +395,7 @@ class RolloutWorkflow:
         await workflow.wait_condition(lambda: self._ready)
         if not self._state.paused:
             self._state.paused = True
+            self._state.control_seq += 1
             self._state.pause_reason = f"paused by {control.operator}: {control.reason}".rstrip(": ")
             self._show()
         row: dict[str, object] = {"operator": control.operator, "reason": control.reason, "via": via}
@@ -422,8 +426,11 @@ class RolloutWorkflow:
             answer = self._answer(
                 False, f"{control.operator} may not resume (may: {', '.join(sorted(self._authorities()))})"
             )
+        elif problem := self._signature_problem("resume", control):
+            answer = self._answer(False, problem)
         else:
             self._state.paused = False
+            self._state.control_seq += 1
             self._state.pause_reason = ""
             reason = f"resumed by {control.operator}"
             if self._fresh_window:
@@ -446,6 +453,8 @@ class RolloutWorkflow:
             answer = self._answer(
                 False, f"{control.operator} may not promote {self._stage.name} (may: {', '.join(sorted(allowed))})"
             )
+        elif problem := self._signature_problem("promote", control):
+            answer = self._answer(False, problem)
         elif self._state.paused:
             answer = self._answer(False, "the rollout is paused: resume it first")
         elif self._state.stage_index >= len(self._policy.rollout.stages) - 1:
@@ -456,6 +465,11 @@ class RolloutWorkflow:
         if not answer.accepted:
             await self._record("promote_refused", {"operator": control.operator, "reason": answer.reason, "via": via})
         return answer
+
+    def _signature_problem(self, command: Literal["resume", "promote"], control: Control) -> str | None:
+        assert self._policy is not None
+        message = control_message(command, workflow.info().workflow_id, self._stage.name, self._state.control_seq)
+        return signed_act_problem(self._policy, command, control.operator, control.signature, message)
 
     async def _rollback(self, request: RollbackRequest, via: str) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
@@ -551,6 +565,7 @@ class RolloutWorkflow:
             leases_refused=state.leases_refused,
             runs_in_flight=len(state.admitted),
             reports_refused=state.reports_refused,
+            control_seq=state.control_seq,
         )
 
     # --- what operators see ------------------------------------------------------------------------------------

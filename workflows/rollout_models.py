@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.run_models import ControlAnswer, LeaseRequest, RunReport
-from policies import WindowVerdict
+from policies import WindowVerdict, act_message
 from workflows.inputs import Note, PersonName, Token
 
 __all__ = ["ControlAnswer", "LeaseRequest", "RunReport"]
@@ -50,6 +50,9 @@ class RolloutState(BaseModel):
         default_factory=dict, description="Runs this rollout admitted and has not yet counted, oldest first."
     )
     reports_refused: int = 0
+    control_seq: int = Field(
+        default=0, description="Counts pauses, resumes and stage moves: a signed control names the one it follows."
+    )
 
 
 class RolloutInput(BaseModel):
@@ -68,6 +71,9 @@ class Control(BaseModel):
 
     operator: PersonName
     reason: Note = ""
+    signature: Token | None = Field(
+        default=None, description="base64 Ed25519 over control_message, where the policy requires resume/promote signed"
+    )
 
 
 class RollbackRequest(Control):
@@ -110,3 +116,10 @@ class RolloutStatus(BaseModel):
     leases_refused: int
     runs_in_flight: int = Field(default=0, description="Admitted runs whose outcome is not counted yet.")
     reports_refused: int = 0
+    control_seq: int = 0
+
+
+def control_message(command: str, rollout_id: str, stage: str, control_seq: int) -> bytes:
+    """What an operator signs to resume or promote: the rollout, its stage, and the state it acts on
+    (``control_seq`` from the rollout's status), so a signature cannot be replayed after the next move."""
+    return act_message(command, rollout_id, stage=stage, control_seq=str(control_seq))

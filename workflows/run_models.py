@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies import AttemptOutcome
+from policies import AttemptOutcome, act_message, digest
 from workflows.inputs import Note, PersonName, Token
 
 Mode = Literal["shadow", "live"]
@@ -28,6 +28,11 @@ class RunInput(BaseModel):
     stage: Token = "manual"
     rollout_id: Token | None = Field(
         default=None, description="The rollout to ask for admission; by default the task version's own."
+    )
+    signature: Token | None = Field(
+        default=None,
+        description="The requester's base64 Ed25519 signature of the submit (submit_message), where the policy "
+        "requires signed submits.",
     )
 
 
@@ -89,6 +94,7 @@ class ExceptionDecision(BaseModel):
     reviewer: PersonName
     decision: Literal["retry", "discard"]
     reason: Note = ""
+    signature: Token | None = None
 
 
 class GateView(BaseModel):
@@ -120,7 +126,31 @@ class RunStatus(BaseModel):
     phase: str
     pending: list[PendingAction] = Field(default_factory=list)
     exception: str | None = None
+    exception_expires_at: datetime | None = Field(
+        default=None, description="Pins a signed exception decision to this exception (exception_message)."
+    )
     outcome: Outcome | None = None
+
+
+def submit_message(run_id: str, inp: RunInput) -> bytes:
+    """What a requester signs to submit: the run id and everything the run is asked to do."""
+    return act_message(
+        "submit",
+        run_id,
+        task=inp.task,
+        task_version=inp.task_version,
+        item_key=inp.item_key,
+        item_digest=digest(inp.item),
+        requester=inp.requester,
+        mode=inp.mode,
+    )
+
+
+def exception_message(run_id: str, decision: str, expires_at: datetime | None) -> bytes:
+    """What a person signs to decide an exception: the run, the decision, and which exception
+    (its expiry, from the run's status: a later exception of the same run needs a new signature)."""
+    pinned = expires_at.astimezone(UTC).isoformat(timespec="microseconds") if expires_at else ""
+    return act_message("exception", run_id, decision=decision, exception_expires_at=pinned)
 
 
 __all__ = [
@@ -135,4 +165,6 @@ __all__ = [
     "RunInput",
     "RunResult",
     "RunStatus",
+    "exception_message",
+    "submit_message",
 ]

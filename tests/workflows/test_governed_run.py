@@ -527,3 +527,34 @@ async def test_a_rewound_tail_and_a_consistent_rehash_are_caught_by_the_temporal
     # ...against Temporal neither does.
     assert "the database holds" in (await anchor_problem(store, env.client, rewound) or "")
     assert "the chain was rewritten" in (await anchor_problem(store, env.client, rehashed) or "")
+
+
+async def test_the_run_row_names_the_policy_the_run_decided_under_not_the_appending_workers(
+    store: EvidenceStore, registry: Registry
+) -> None:
+    """In a rolling deploy the worker that appends a run's first rows may hold a newer policy than the
+    one the run loaded. The run row must agree with run_started, or the chain stops verifying (found by
+    bench.chaos when workers restarted onto new code mid-run)."""
+    from datetime import UTC, datetime
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.run_activities import RunActivities
+    from activities.run_models import EvidenceItem, RecordEvidence, StartRun
+
+    at = datetime.now(UTC)
+    loaded_by_the_run = "a" * 64  # not the digest of the policy this worker holds
+    start = StartRun(
+        run_id="run-rolling", task="support-triage", task_version="1", item_key="T0001", requester="priya",
+        stage="manual", mode="live", at=at, policy_digest=loaded_by_the_run,
+    )  # fmt: skip
+    opening = {**start.model_dump(mode="json", exclude={"at"}), "policy_digest": loaded_by_the_run}
+    rec = RecordEvidence(
+        run_id="run-rolling", task="support-triage", task_version="1", seq=1, at=at,
+        items=[EvidenceItem(kind="run_started", payload=opening, at=at)], start=start,
+    )  # fmt: skip
+    await ActivityEnvironment().run(RunActivities(registry, store).append_run_evidence, rec)
+    row = await store.run("run-rolling")
+    assert row is not None
+    assert row["policy_digest"] == loaded_by_the_run
+    assert (await store.verify("run", "run-rolling")).ok
