@@ -117,6 +117,27 @@ def audit(policy: Policy) -> list[AuditLine]:
         )
     )
 
+    lines.append(
+        _line(
+            "Can a live write happen without a running rollout?",
+            []
+            if policy.rollout.required
+            else ["rollout.required is false: with no rollout running, live runs write by hand"],
+            "no: a live run needs a running rollout of its task version (rollout.required)",
+            status="gap",
+        )
+    )
+
+    unsigned = [a for a in ("submit", "vote", "exception", "resume", "promote") if not policy.signs(a)]
+    lines.append(
+        _line(
+            "Must people sign their acts, so a typed name cannot stand in for someone else?",
+            [f"unsigned: {', '.join(unsigned)} (a typed name is trusted; see identity.signed)"] if unsigned else [],
+            "submit, vote, exception, resume and promote are signed (identity.signed)",
+            status="gap",
+        )
+    )
+
     problems = []
     if policy.exceptions is None:
         problems.append("no exception route: incomplete or contradictory input has nowhere to go")
@@ -148,13 +169,18 @@ def audit(policy: Policy) -> list[AuditLine]:
     problems = []
     signers: set[str] = set()
     for r in policy.actions:
-        if r.approval is None or not r.approval.signature_required:
+        if r.approval is None or not (r.approval.signature_required or policy.signs("vote")):
             continue
         for pid in sorted(policy.eligible(r.approval.reviewers, r.approval.roles)):
             signers.add(pid)
             person = policy.person(pid)
             if person is not None and person.public_key is None:
                 problems.append(f"{pid} must sign for {r.name} but has no public key")
+    if policy.identity.signed:
+        for person in policy.reviewers.people:
+            if person.public_key is None and person.id not in signers:
+                problems.append(f"{person.id} must sign {'/'.join(policy.identity.signed)} but has no public key")
+            signers.add(person.id)
     lines.append(
         _line(
             "Do the reviewers who must sign have keys?",

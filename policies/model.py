@@ -199,8 +199,9 @@ class Stage(Strict):
 class Rollout(Strict):
     stages: tuple[Stage, ...] = Field(min_length=1)
     required: StrictBool = Field(
-        default=False,
-        description="A live run needs a running rollout of its task version; without one it is refused.",
+        default=True,
+        description="A live run needs a running rollout of its task version; without one it is refused. "
+        "The default: set false only where live runs by hand are meant (a walkthrough, a back-office tool).",
     )
 
 

@@ -192,6 +192,8 @@ class Driver:
         async def lane() -> None:
             nonlocal sent
             while queue and not (stop and await stop()):
+                if not queue:  # another lane took the last ticket while this one asked stop()
+                    break
                 ticket = queue.pop(0)
                 sent += 1
                 result = await self.one(ticket)

@@ -16,7 +16,7 @@ from policies.errors import GovflowError
 
 PREFIX = "GOVFLOW_"
 # Read elsewhere: by the test suite, and by `govflow worker` (its --app default).
-_NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL", "GOVFLOW_APP"})
+_NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL", "GOVFLOW_APP", "GOVFLOW_DEBUG"})
 
 
 class SettingsError(GovflowError):

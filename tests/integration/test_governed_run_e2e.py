@@ -144,3 +144,57 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
     assert touched[0]["payload"]["before_image"]["reply_body"] is None
     assert touched[0]["payload"]["after_image"]["reply_body"].startswith("Thanks for writing")
     assert (await store.verify("run", handle.id)).ok
+
+
+def _pem_keys_dir(folder: Path, people: dict[str, str]) -> Path:
+    """A GOVFLOW_KEYS_DIR: <person>.pem for each person, from the fixture keys."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    fixtures = Path(__file__).parents[1] / "fixtures" / "keys"
+    folder.mkdir()
+    for person, fixture in people.items():
+        raw = base64.b64decode((fixtures / f"{fixture}.key").read_text())
+        pem = Ed25519PrivateKey.from_private_bytes(raw).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        (folder / f"{person}.pem").write_bytes(pem)
+    return folder
+
+
+async def test_the_cli_signs_each_persons_acts_and_refuses_what_no_worker_serves(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, database_url: str, tmp_path: Path
+) -> None:
+    from tests.workflows.test_signed_acts import PRIVATE, signed_policy
+    from workers.app import example_registry
+
+    env = dev_server_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    unsigned_env = cli_env(env, database_url, task_queue)
+    signed_env = cli_env(env, database_url, task_queue, GOVFLOW_KEYS_DIR=str(_pem_keys_dir(tmp_path / "keys", PRIVATE)))
+    submit = ("run", "submit", "--task", "support-triage", "--item", '{"ticket_id": "T0001"}', "--as", "priya",
+              "--mode", "live")  # fmt: skip
+    async with worker(env.client, task_queue, store, example_registry(sor_url, policy=signed_policy())):
+        code, out, err = await govflow(unsigned_env, *submit, "--wait")
+        assert code == 0, err
+        assert "refused submit refused: the policy requires a signed submit" in out
+
+        code, out, err = await govflow(signed_env, *submit, "--json")
+        assert code == 0, err
+        run_id = json.loads(out)["run_id"]
+        await wait_for(env.client.get_workflow_handle(run_id), lambda s: bool(s.pending))  # type: ignore[arg-type]
+        code, _, err = await govflow(signed_env, "approve", run_id, "--as", "alice")  # alice has no key
+        assert code == 3
+        assert "refused (signature_missing)" in err
+        code, out, err = await govflow(signed_env, "approve", run_id, "--as", "bob")  # signed from the keys dir
+        assert code == 0, err
+        result = await env.client.get_workflow_handle(run_id, result_type=RunResult).result()
+        assert result.outcome == "published"
+
+        code, out, err = await govflow(
+            signed_env, "run", "submit", "--task", "no-such-task", "--item", '{"x": "1"}', "--as", "priya"
+        )
+        assert code == 1
+        assert "failed at once" in err
+        assert "no worker task 'no-such-task'" in err
+        assert "Traceback" not in err

@@ -288,11 +288,12 @@ async def test_a_rollout_started_again_under_its_id_continues_its_evidence_chain
     assert (await store.verify("rollout", wid)).ok
 
 
-def two_stage_registry(sor_url: str) -> Registry:
+def two_stage_registry(sor_url: str, *, required: bool = True) -> Registry:
     """support-triage with two stages: shadow, then full (100% live) by omar's promotion."""
     text = (EXAMPLES / "support-triage.yaml").read_text()
     text = text[: text.index("rollout:")] + (
-        "rollout:\n  stages:\n    - {name: shadow, live_fraction: 0.0}\n"
+        f"rollout:\n  required: {str(required).lower()}\n  stages:\n"
+        "    - {name: shadow, live_fraction: 0.0}\n"
         "    - {name: full, live_fraction: 1.0, gate: approval, promoters: [omar]}\n"
         + text[text.index("stop_rules:") :]
     )
@@ -390,13 +391,14 @@ def test_the_live_share_follows_the_stage_fraction_and_is_stable() -> None:
 
 
 @pytest.mark.devserver
+@pytest.mark.parametrize("required", [False, True], ids=["rollout-optional", "rollout-required"])
 async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_paused(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, required: bool
 ) -> None:
     # Started as the Temporal UI's "Start Workflow" would: mode live, stage and rollout as the caller
     # pleases. The version's own rollout (its canonical id) is paused: nothing may be written.
     env = dev_server_env
-    registry = two_stage_registry(sor_url)
+    registry = two_stage_registry(sor_url, required=required)
     async with worker(env.client, task_queue, store, registry):
         rollout = await env.client.start_workflow(
             RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
@@ -418,22 +420,31 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
             )
         # The first asked the paused rollout and was admitted as shadow: nothing to approve, nothing written.
         shadowed = await runs[0].result()
-        # The second named a rollout that does not exist: it runs live, but its write needs the lease of
-        # the version's own rollout, which refuses.
-        status = await wait_for(runs[1], lambda s: bool(s.pending))
-        for reviewer in ("alice", "bob"):
-            await runs[1].signal(
-                GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=status.pending[0].digest)
-            )
-        refused = await runs[1].result()
+        if required:
+            # The second named a rollout that does not exist: with rollouts required, it is refused at once.
+            refused = await runs[1].result()
+        else:
+            # Rollouts optional: it runs live, but its write needs the lease of the version's own
+            # rollout, which refuses.
+            status = await wait_for(runs[1], lambda s: bool(s.pending))
+            for reviewer in ("alice", "bob"):
+                await runs[1].signal(
+                    GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=status.pending[0].digest)
+                )
+            refused = await runs[1].result()
         await rollout.terminate("test over")
         await registry.aclose()
     assert (shadowed.mode, shadowed.outcome) == ("shadow", "shadowed")
-    assert (refused.mode, refused.outcome) == ("live", "refused")
-    assert "rollout is paused: paused by priya: hold" in refused.reason
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
     kinds = [e["kind"] for e in await store.events("run", refused.run_id)]
-    assert "lease_refused" in kinds
+    assert refused.outcome == "refused"
+    if required:
+        assert "requires a rollout for live runs" in refused.reason
+        assert kinds == ["run_started", "run_finished"]
+    else:
+        assert refused.mode == "live"
+        assert "rollout is paused: paused by priya: hold" in refused.reason
+        assert "lease_refused" in kinds
 
 
 async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_rollout_paused(
