@@ -139,6 +139,28 @@ class RunActivities:
             batch.append((event, projection_type.model_validate(payload) if projection_type else None))
         return (await self._store_batch("run", task, batch, run))[-1].hash
 
+    async def _note_divergence(
+        self, batch: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]], exc: EvidenceConflictError
+    ) -> None:
+        """A conflict means the run's history and its chain disagree: real divergence, never a retry.
+        Before the run fails (visibly, in Temporal), the chain itself says so at its next free seq,
+        with the rows that were refused, so an auditor reading the evidence sees it too."""
+        first = batch[0][0]
+        try:
+            seq = await self._store.next_seq(first.stream, first.stream_id)
+            note = EvidenceEvent(
+                stream=first.stream, stream_id=first.stream_id, seq=seq, kind="evidence_diverged",
+                occurred_at=first.occurred_at,
+                payload={
+                    "detail": str(exc),
+                    "refused": [{"seq": e.seq, "kind": e.kind} for e, _ in batch],
+                    "what_next": "the run stops here; compare its Temporal history with this chain",
+                },
+            )  # fmt: skip
+            await self._store.append_many([(note, None)])
+        except Exception:  # best effort: the refusal itself still fails the activity
+            activity.logger.exception("could not record evidence_diverged for %s", first.stream_id)
+
     async def _store_batch(
         self,
         stream: Stream,
@@ -151,7 +173,10 @@ class RunActivities:
         try:
             with self._telemetry.timing_write(stream):
                 results = await self._store.append_many(batch, run=run)
-        except (EvidenceConflictError, EvidenceGapError) as exc:
+        except EvidenceConflictError as exc:
+            await self._note_divergence(batch, exc)
+            raise _fail(exc, type(exc).__name__) from exc
+        except EvidenceGapError as exc:
             raise _fail(exc, type(exc).__name__) from exc
         except (OSError, asyncpg.PostgresError) as exc:
             raise _evidence_failure(exc) from exc

@@ -6,6 +6,12 @@
 | `policy check` on a non-UTF-8 file | 1 | not UTF-8 text, with byte and line |
 | `policy check` on YAML with aliases | 1 | aliases are not allowed, with the line |
 | `policy check` on a missing file | 1 | cannot read |
+| `keys new FILE` onto an existing file | 1 | exists; refusing to overwrite a key |
+| `evidence checkpoint --key` a corrupt key file | 1 | expected a PEM Ed25519 key or base64 of 32 raw bytes |
+| `evidence verify` with no id and no checkpoint | 1 | name a RUN_ID ... or give --checkpoint FILE |
+| `evidence verify --checkpoint FILE` without a trusted key | 1 | needs --public-key |
+| `evidence verify --checkpoint FILE --public-key nope` | 1 | neither base64 of a 32-byte key nor a readable file |
+| `run submit` of a task no worker serves (dev server, e2e test) | 1 | failed at once: no worker task ... |
 | output piped into a reader that stops early | 0 | nothing (no BrokenPipeError) |
 """
 
@@ -32,7 +38,14 @@ def files(tmp_path: Path) -> dict[str, Path]:
     latin.write_bytes("version: 1\nname: caf\xe9\n".encode("latin-1"))
     aliases = tmp_path / "aliases.yaml"
     aliases.write_text("a: &a [x]\nb: *a\n")
-    return {"latin": latin, "aliases": aliases, "missing": tmp_path / "nope.yaml"}
+    existing = tmp_path / "existing.pem"
+    existing.write_text("keep me\n")
+    corrupt = tmp_path / "corrupt.pem"
+    corrupt.write_text("not a key\n")
+    return {
+        "latin": latin, "aliases": aliases, "missing": tmp_path / "nope.yaml", "existing": existing,
+        "corrupt": corrupt, "out": tmp_path / "checkpoint.json",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -42,6 +55,11 @@ def files(tmp_path: Path) -> dict[str, Path]:
         (["policy", "check", "{latin}"], "not UTF-8 text: byte 0xe9 at line 2"),
         (["policy", "check", "{aliases}"], "line 2: YAML aliases (*name) are not allowed"),
         (["policy", "check", "{missing}"], "cannot read"),
+        (["keys", "new", "{existing}"], "exists; refusing to overwrite a key"),
+        (["evidence", "checkpoint", "--key", "{corrupt}", "--out", "{out}"], "expected a PEM Ed25519 key"),
+        (["evidence", "verify"], "name a RUN_ID"),
+        (["evidence", "verify", "--checkpoint", "{missing}"], "needs --public-key"),
+        (["evidence", "verify", "--checkpoint", "{missing}", "--public-key", "nope"], "nor a readable file"),
     ],
 )
 def test_bad_input_gets_a_message_and_no_traceback(files: dict[str, Path], argv: list[str], message: str) -> None:

@@ -558,3 +558,32 @@ async def test_the_run_row_names_the_policy_the_run_decided_under_not_the_append
     assert row is not None
     assert row["policy_digest"] == loaded_by_the_run
     assert (await store.verify("run", "run-rolling")).ok
+
+
+async def test_a_real_divergence_fails_the_append_and_the_chain_says_so(
+    store: EvidenceStore, registry: Registry
+) -> None:
+    """A conflict is not retried (it would never succeed) and is not silent: the chain records it."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.run_activities import RunActivities
+    from activities.run_models import EvidenceItem, RecordEvidence
+
+    at = datetime.now(UTC)
+    await store.append_event("run", "run-diverged", 1, "note", at, {"n": 1})
+    rec = RecordEvidence(
+        run_id="run-diverged", task="support-triage", task_version="1", seq=1, at=at,
+        items=[EvidenceItem(kind="note", payload={"n": 2}, at=at)],
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(RunActivities(registry, store).append_run_evidence, rec)
+    assert refused.value.type == "EvidenceConflictError"
+    assert refused.value.non_retryable
+    events = await store.events("run", "run-diverged")
+    assert [e["kind"] for e in events] == ["note", "evidence_diverged"]
+    assert events[1]["payload"]["refused"] == [{"seq": 1, "kind": "note"}]
+    assert "seq 1 already holds a different event" in events[1]["payload"]["detail"]
