@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from policies.durations import format_duration
 from policies.model import WRITE_OPERATIONS, Policy
+from policies.stats import expected_delay, promise
 
 Status = Literal["ok", "gap", "blocking"]
 
@@ -105,6 +106,24 @@ def audit(policy: Policy) -> list[AuditLine]:
             "Are there stop rules that pause or roll back, on which metrics, with what minimum sample?",
             [] if stops else ["no stop rules: nothing pauses the rollout when quality drops"],
             "; ".join(stops),
+        )
+    )
+
+    promises, problems = [], []
+    for w in policy.quality.window:
+        promises.append(f"{w.name}: {promise(w)}")
+        if w.method == "window":
+            problems.append(f"{w.name} uses method window: its false-pause rate grows with every run checked")
+        elif expected_delay(w) > w.false_pauses.per_runs:
+            problems.append(
+                f"{w.name}: a fall to the level worth catching takes ~{expected_delay(w):.0f} runs to pause, more than "
+                f"the {w.false_pauses.per_runs:,} runs its false-pause rate is stated over: it promises nothing useful"
+            )
+    lines.append(
+        AuditLine(
+            question="What does each quality rule promise, checked after every run?",
+            status="gap" if problems else "ok",
+            detail="; ".join(problems + promises) if policy.quality.window else "no quality rules",
         )
     )
 

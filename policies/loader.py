@@ -354,7 +354,7 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
         raise fail("a policy is a YAML mapping (version, name, owner, ...)", 1)
     lines = _lines(node)
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(data, context={"new_policy": True})
     except ValidationError as exc:
         raise PolicyError(_pydantic_issues(source, exc, lines)) from None
     problems = cross_check(policy)

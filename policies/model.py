@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationInfo, model_validator
 
 from policies.durations import Duration
 
@@ -141,8 +141,22 @@ class ScoreCheck(Strict):
 Metric = Literal["pass_rate", "mean_score", "override_rate", "error_rate"]
 
 
+class FalsePauses(Strict):
+    """What a sequential rule tolerates, in an operator's terms: at most ``at_most`` chance of a pause
+    by noise within ``per_runs`` runs while quality is at the threshold plus the margin (or better)."""
+
+    at_most: float = Field(default=0.01, gt=0.0, lt=1.0)
+    per_runs: int = Field(default=10_000, ge=10)
+
+
 class WindowRule(Strict):
-    """A rule over the last ``window`` runs of a stage."""
+    """A quality rule over a stage's runs.
+
+    ``method: cusum`` (the default) watches every run with a CUSUM and promotes on an anytime-valid
+    bound, both valid however often they are checked (``policies.stats``). ``method: window`` is the
+    earlier sliding window re-tested after each run, kept for comparison; its error rates grow with
+    every check.
+    """
 
     name: Name
     metric: Metric
@@ -152,9 +166,20 @@ class WindowRule(Strict):
     min_sample: int = Field(ge=1, description="Fewer runs than this is inconclusive, never pass.")
     statistic: Literal["wilson", "normal"] = "wilson"
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    method: Literal["cusum", "window"] = "cusum"
+    margin: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="cusum: quality this far on the good side of the threshold is fine."
+    )
+    drop: float = Field(
+        default=0.10, gt=0.0, lt=1.0, description="cusum: the smallest fall past the threshold worth catching fast."
+    )
+    false_pauses: FalsePauses = FalsePauses()
+    wrong_promotions: float = Field(
+        default=0.01, gt=0.0, lt=1.0, description="cusum: chance of promoting while quality is on the bad side."
+    )
 
     @model_validator(mode="after")
-    def _coherent(self) -> WindowRule:
+    def _coherent(self, info: ValidationInfo) -> WindowRule:
         if self.metric == "mean_score":
             if self.score is None:
                 raise ValueError(f"rule {self.name!r}: mean_score needs `score`")
@@ -169,6 +194,22 @@ class WindowRule(Strict):
                 raise ValueError(f"rule {self.name!r}: threshold {self.threshold} is a rate and must lie in [0, 1]")
         if self.min_sample > self.window:
             raise ValueError(f"rule {self.name!r}: min_sample {self.min_sample} is larger than window {self.window}")
+        # Checked for policy files (the loader asks for it), not for policy JSON read back from a running
+        # workflow's history: a policy written before `method` existed must still replay.
+        if self.method == "cusum" and (info.context or {}).get("new_policy"):
+            good = self.threshold + self.margin if self.higher_is_better else self.threshold - self.margin
+            bad = self.threshold - self.drop if self.higher_is_better else self.threshold + self.drop
+            lo, hi = (0.0, 1.0)
+            if self.metric != "mean_score" or 0.0 <= self.threshold <= 1.0:
+                for what, value in (("the level judged fine (threshold and margin)", good),
+                                    ("the level to catch (threshold and drop)", bad)):  # fmt: skip
+                    if not lo < value < hi:
+                        raise ValueError(
+                            f"rule {self.name!r}: {what} is {value:.3f}, outside (0, 1): nothing could be "
+                            "told apart; choose a smaller margin or drop"
+                        )
+            else:
+                raise ValueError(f"rule {self.name!r}: method cusum reads mean scores in [0, 1]; threshold is not")
         return self
 
     @property

@@ -54,7 +54,7 @@ def load_app(spec: str, settings: Settings, database_url: str) -> Registry:
     return target
 
 
-async def ensure_example_sor(database_url: str, tickets: int = 200) -> str:
+async def ensure_example_sor(database_url: str, tickets: int = 300) -> str:
     """Create and seed the example's system-of-record database next to the evidence one."""
     import asyncpg
 

@@ -44,7 +44,8 @@ VERSION = "demo"
 REQUESTER = "priya"
 IN_FLIGHT = 8
 
-SHADOW_ITEMS = 24
+SHADOW_ITEMS = 110
+DEMO_TICKETS = 300
 CANARY_ITEMS = 20
 DEGRADED_ITEMS = 40
 AFTER_PAUSE_ITEMS = 6
@@ -69,11 +70,20 @@ def demo_policy() -> Policy:
             {"name": "full", "live_fraction": 1.0},
         ]
     }
+
+    # Sized for two minutes: a demo-scale promise (false pauses at most 1 % per 1,000 runs, wrong
+    # promotions at most 5 %), so the shadow gate clears after ~60 clean runs and a bad model pauses
+    # within ~25; the statistics are the production ones (method cusum), only the tolerances differ.
+    def demo_scale() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML alias
+        return {"false_pauses": {"at_most": 0.01, "per_runs": 1000}, "wrong_promotions": 0.05}
+
     doc["quality"]["window"] = [
-        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10},
-        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10},
-        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10},
-    ]
+        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10, **demo_scale()},
+        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10,
+         **demo_scale()},
+        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10,
+         **demo_scale()},
+    ]  # fmt: skip
     return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="support-triage.yaml (demo stages)")
 
 
@@ -263,7 +273,7 @@ async def run_demo(client: Client, settings: Settings, database_url: str, sor_ds
             print(f"Rollout {wid}: shadow first (proposes, never writes), then canary (50% live).")
             # Contacts of every fifth ticket are in apac, outside the policy's crm grant: those tickets
             # are refused at the first read. Two of them come last, to show it.
-            tickets = [f"T{i:04d}" for i in range(1, 201) if i % 5 != 4]
+            tickets = [f"T{i:04d}" for i in range(1, DEMO_TICKETS + 1) if i % 5 != 4]
             outside = [f"T{i:04d}" for i in (4, 9)]
             cursor = 0
 
@@ -313,6 +323,13 @@ def _summary(settings: Settings, drive: Driver, status: RolloutStatus, leases_af
         b = status.last_breach
         print(f"  PAUSED at stage {b.stage}: {status.pause_reason}")
         for v in b.verdicts:
+            if v.method == "cusum" and v.statistic is not None and v.limit is not None:
+                estimate = f"{v.estimate:.2f}" if v.estimate is not None else "-"
+                print(
+                    f"    {v.rule}: evidence of a drop {v.statistic:.1f} reached the {v.limit:.1f} that pauses "
+                    f"(CUSUM); {estimate} over {v.n} runs in the stage, threshold {v.threshold}"
+                )
+                continue
             interval = f"[{v.low:.2f}, {v.high:.2f}]" if v.low is not None and v.high is not None else "-"
             estimate = f"{v.estimate:.2f}" if v.estimate is not None else "-"
             print(f"    {v.rule}: {estimate} over {v.n} runs, 95% interval {interval}, threshold {v.threshold}")

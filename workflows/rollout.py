@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json, signed_act_problem
     from policies.model import Stage, WindowRule
+    from policies.stats import evaluate_sequential, observe
     from workflows import search_attributes as sa
     from workflows.closing import settle
     from workflows.inputs import Read, field_text, read
@@ -65,6 +66,17 @@ _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 def bucket(item_key: str) -> float:
     """A stable number in [0, 1) for an item: the same item always lands the same way in a stage."""
     return int(hashlib.sha256(item_key.encode()).hexdigest()[:16], 16) / float(1 << 64)
+
+
+def report_value(rule: WindowRule, report: RunReport) -> float | None:
+    """What one run says for a rule: 1.0 or 0.0 for a rate's hit, the score for mean_score (None if absent)."""
+    if rule.metric == "mean_score":
+        return report.scores.get(rule.score or "")
+    if rule.metric == "pass_rate":
+        return float(report.checks_passed and not report.error)
+    if rule.metric == "override_rate":
+        return float(report.overridden)
+    return float(report.error)
 
 
 def window_counts(rule: WindowRule, reports: list[RunReport]) -> WindowCounts:
@@ -99,6 +111,7 @@ class RolloutWorkflow:
         self._fresh_window = False
         self._careful_handover = False
         self._v2 = False
+        self._sequential = False
         self._outbox: list[RolloutRow] = []
         self._to_count: list[str] = []
 
@@ -114,6 +127,9 @@ class RolloutWorkflow:
         # evidence-v2: rows appended by activities (identical on any retry), outcomes counted only from
         # the evidence of runs this rollout admitted, every input read as untrusted.
         self._v2 = workflow.patched("evidence-v2")
+        # sequential-gates: rules with method cusum (the default) judge the whole stage with statistics
+        # valid under continuous monitoring; before this patch every rule was a sliding window.
+        self._sequential = workflow.patched("sequential-gates")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity(
@@ -181,7 +197,12 @@ class RolloutWorkflow:
 
     def _verdicts(self) -> list[WindowVerdict]:
         assert self._policy is not None
-        return [evaluate_window(rule, window_counts(rule, self._state.window)) for rule in self._policy.quality.window]
+        return [
+            evaluate_sequential(rule, self._state.gates.get(rule.name, WindowCounts()))
+            if self._sequential and rule.method == "cusum"
+            else evaluate_window(rule, window_counts(rule, self._state.window))
+            for rule in self._policy.quality.window
+        ]
 
     async def _evaluate(self) -> None:
         assert self._policy is not None
@@ -228,6 +249,7 @@ class RolloutWorkflow:
         state.stage_index = index
         state.stage_started_at = workflow.now()
         state.window = []
+        state.gates = {}
         state.runs_in_stage = 0
         state.promotion_requested = False
         state.control_seq += 1
@@ -377,6 +399,13 @@ class RolloutWorkflow:
             return  # a run of an earlier stage says nothing about this one
         self._state.window.append(report)
         assert self._policy is not None
+        if self._sequential:
+            for rule in self._policy.quality.window:
+                value = report_value(rule, report)
+                if rule.method == "cusum" and value is not None:
+                    self._state.gates[rule.name] = observe(
+                        rule, self._state.gates.get(rule.name, WindowCounts()), value
+                    )
         keep = max((r.window for r in self._policy.quality.window), default=1)
         del self._state.window[:-keep]
         self._state.runs_in_stage += 1
@@ -436,6 +465,7 @@ class RolloutWorkflow:
             if self._fresh_window:
                 # A fresh window: the runs that tripped the pause would only trip it again at once.
                 self._state.window = []
+                self._state.gates = {}
                 reason += "; the quality window starts afresh"
             self._dirty = True
             answer = self._answer(True, reason)
@@ -587,13 +617,14 @@ class RolloutWorkflow:
             "",
             f"**PAUSED**: {state.pause_reason}" if state.paused else "Running.",
             "",
-            "| rule | status | n | estimate | interval | threshold |",
-            "|---|---|---|---|---|---|",
+            "| rule | status | n | estimate | interval | threshold | evidence of a drop |",
+            "|---|---|---|---|---|---|---|",
         ]
         for v in self._verdicts():
             est = f"{v.estimate:.3f}" if v.estimate is not None else "-"
             interval = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None and v.high is not None else "-"
-            lines.append(f"| {v.rule} | {v.status} | {v.n} | {est} | {interval} | {v.threshold} |")
+            drop = f"{v.statistic:.1f} of the {v.limit:.1f} that pauses" if v.limit is not None else "(window)"
+            lines.append(f"| {v.rule} | {v.status} | {v.n} | {est} | {interval} | {v.threshold} | {drop} |")
         if state.last_breach:
             b = state.last_breach
             lines += [

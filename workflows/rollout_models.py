@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.run_models import ControlAnswer, LeaseRequest, RunReport
-from policies import WindowVerdict, act_message
+from policies import WindowCounts, WindowVerdict, act_message
 from workflows.inputs import Note, PersonName, Token
 
 __all__ = ["ControlAnswer", "LeaseRequest", "RunReport"]
@@ -40,6 +40,9 @@ class RolloutState(BaseModel):
     paused: bool = False
     pause_reason: str = ""
     window: list[RunReport] = Field(default_factory=list, description="Reports of the current stage, newest last.")
+    gates: dict[str, WindowCounts] = Field(
+        default_factory=dict, description="Per cusum rule: the whole stage's counts and its CUSUM (sequential-gates)."
+    )
     runs_in_stage: int = 0
     last_breach: Breach | None = None
     promotion_requested: bool = False

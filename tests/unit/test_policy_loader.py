@@ -241,6 +241,36 @@ CASES: list[tuple[str, str, str]] = [
         ),
         "actions[1] (line 29): rule 'notes' has both approval and deny",
     ),
+    (
+        "gate-negative-margin",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, margin: -0.05"),
+        "quality.window[0].margin (line 36): -0.05 is not above 0.0",
+    ),
+    (
+        "gate-zero-margin",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, margin: 0"),
+        "quality.window[0].margin (line 36): 0 is not above 0.0",
+    ),
+    (
+        "gate-false-pause-rate-zero",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, false_pauses: {at_most: 0}"),
+        "quality.window[0].false_pauses.at_most (line 36): 0 is not above 0.0",
+    ),
+    (
+        "gate-false-pause-rate-one",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, false_pauses: {at_most: 1}"),
+        "quality.window[0].false_pauses.at_most (line 36): 1 is not below 1.0",
+    ),
+    (
+        "gate-unknown-method",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, method: vibes"),
+        "quality.window[0].method (line 36): 'vibes' is not allowed",
+    ),
+    (
+        "gate-levels-outside-rates",
+        broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, drop: 0.9"),
+        "quality.window[0] (line 36): rule 'pass-rate': the level to catch (threshold and drop) is",
+    ),
     ("not-a-mapping", "- just\n- a list\n", "broken.yaml: line 1: a policy is a YAML mapping"),
     ("not-yaml", "version: [1\n", "not valid YAML"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,20 @@ from workflows.rollout_models import (
 from workflows.run_models import Review, RunInput
 
 _STARTED: list[WorkflowHandle[RolloutWorkflow, None]] = []
+
+
+def window_policy_text() -> str:
+    """The support-triage example with every quality rule on the earlier sliding window."""
+    text = (EXAMPLES / "support-triage.yaml").read_text()
+    return text.replace("      metric: ", "      method: window\n      metric: ")
+
+
+@pytest.fixture
+async def window_registry(sor_url: str) -> AsyncIterator[Registry]:
+    """support-triage with ``method: window`` rules: the tests of the window's own semantics."""
+    built = example_registry(sor_url, policy=parse_policy(window_policy_text()))
+    yield built
+    await built.aclose()
 
 
 @pytest.fixture(autouse=True)
@@ -130,10 +145,10 @@ async def _until(handle: WorkflowHandle[RolloutWorkflow, None], predicate: Any) 
 
 
 async def test_stages_progress_only_when_minimums_and_gates_pass(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, window_registry: Registry, task_queue: str
 ) -> None:
     env = time_skipping_env
-    async with worker(env.client, task_queue, store, registry):
+    async with worker(env.client, task_queue, store, window_registry):
         handle = await _start(env, task_queue)
         assert (await _status(handle)).stage == "shadow"
         stale = await _admit(handle, 10)  # these finish only once the rollout has moved on
@@ -168,10 +183,10 @@ async def test_stages_progress_only_when_minimums_and_gates_pass(
 
 
 async def test_a_breach_pauses_at_once_and_refuses_leases(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, window_registry: Registry, task_queue: str
 ) -> None:
     env = time_skipping_env
-    async with worker(env.client, task_queue, store, registry):
+    async with worker(env.client, task_queue, store, window_registry):
         handle = await _start(env, task_queue)
         await handle.execute_update(
             RolloutWorkflow.promote_update, Control(operator="omar", reason="shadow looked fine")
@@ -229,10 +244,10 @@ async def test_resume_and_promote_need_authority_pause_does_not(
 
 
 async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, window_registry: Registry, task_queue: str
 ) -> None:
     env = time_skipping_env
-    async with worker(env.client, task_queue, store, registry):
+    async with worker(env.client, task_queue, store, window_registry):
         handle = await _start(env, task_queue, history_limit=40)
         first_run = (await handle.describe()).run_id
         for _ in range(2):
@@ -490,3 +505,46 @@ async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_ro
         ("flag", "live", "churn-risk")
     ]
     assert (await store.verify("run", run_id)).ok
+
+
+async def test_a_sequential_gate_promotes_on_an_anytime_bound_and_pauses_on_cusum_evidence(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    """The example's rules, method cusum (the default): promotion waits for an anytime-valid bound on
+    the whole stage; a run of failures pauses exactly when the CUSUM reaches its stated limit."""
+    env = time_skipping_env
+    async with worker(env.client, task_queue, store, registry):
+        handle = await _start(env, task_queue)
+        await _report(handle, store, 30, 0)
+        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        # 30 clean runs: the pass-rate bound (0.765) has not cleared 0.8 yet; a window would say "pass".
+        assert [(v.method, v.status) for v in status.verdicts] == [("cusum", "inconclusive")] * 3
+        await _report(handle, store, 10, 0)
+        status = await _until(handle, lambda s: s.runs_in_stage == 40)
+        assert [v.status for v in status.verdicts] == ["pass", "pass", "inconclusive"]  # errors at 5 %: ~190 runs
+        await env.sleep(timedelta(minutes=11))
+        await _report(handle, store, 160, 0)
+        status = await _until(handle, lambda s: s.stage == "canary")
+        assert [v.n for v in status.verdicts] == [0, 0, 0]  # a new stage is judged on its own runs
+
+        await _report(handle, store, 0, 25)
+        status = await _until(handle, lambda s: s.paused)
+        assert status.last_breach is not None
+        (verdict,) = status.last_breach.verdicts
+        assert verdict.limit is not None
+        assert verdict.statistic is not None
+        # Each failure adds log(0.30 / 0.15): the 18th takes the evidence past the limit (12.14), and it
+        # stays there (latched) while the rest of the batch is counted.
+        assert (verdict.rule, verdict.method) == ("pass-rate", "cusum")
+        assert verdict.n >= 18
+        assert verdict.statistic == pytest.approx(18 * math.log(2))
+        assert verdict.statistic >= verdict.limit > verdict.statistic - math.log(2)
+        assert verdict.reason.startswith(f"evidence of a drop: {verdict.statistic:.1f} of the {verdict.limit:.1f}")
+        await _until(handle, lambda s: s.runs_in_stage == 25)  # the rest of the batch, counted while paused
+        await keep_history(handle, "rollout-sequential")
+        resumed = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
+        assert resumed.accepted
+        status = await _status(handle)
+        assert [(v.n, v.statistic) for v in status.verdicts] == [(0, 0.0)] * 3  # the evidence starts afresh
+    breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
+    assert breach[0]["payload"]["verdicts"][0]["statistic"] == verdict.statistic
