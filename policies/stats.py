@@ -176,24 +176,47 @@ def _bad_rates(rule: WindowRule) -> tuple[float, float]:
     return (1.0 - fine, 1.0 - caught) if rule.higher_is_better else (fine, caught)
 
 
+def _starts_bound(p0: float, r: float, n: int) -> float:
+    """An upper bound on the expected number of bad runs taken at ``S = 0`` within ``n`` runs, at any
+    bad-run rate ``q <= p0`` (``r`` = rise / fall of the CUSUM).
+
+    With ``Phi = S / fall``: ``Phi_n = r * bad - (good runs taken at S > 0) + slack`` (slack >= 0), so
+    the runs taken idle at 0 are at most ``n - (1 + r) * bad + Phi_n``. A run at 0 is bad with chance
+    ``q`` whatever came before, so E[starts] = q * E[runs at 0] and E[idle] = (1 - q) * E[runs at 0];
+    E[bad] = q * n; and E[Phi_n] <= Kingman's bound for a reflected walk started at 0,
+    ``var / (2 * |drift|)``. Maximised over a grid of ``q`` in (0, p0] (the bound is smooth in ``q``; the
+    grid maximum is raised by 1 % to cover the gaps)."""
+    best = 0.0
+    for k in range(1, 201):
+        q = p0 * k / 200
+        drift = 1.0 - (1.0 + r) * q  # minus the mean step of Phi; > 0 below the breakeven rate
+        if drift <= 0:
+            return float(n)
+        kingman = q * (1 - q) * (1 + r) ** 2 / (2 * drift)
+        best = max(best, q * (n * drift + kingman) / (1 - q))
+    return min(float(n), best * 1.01)
+
+
 def cusum_limit(rule: WindowRule) -> float:
     """``h``: the evidence of a drop at which the rule breaches (see the module docstring).
 
-    Rates: ``h = log((N + m) * p1 / ((1 + m * p0) * a))`` with ``N = per_runs``, ``a = at_most`` and
-    ``m = ceil(log(p1/p0) / -log((1-p1)/(1-p0)))``. Why: only a bad run taken at ``S = 0`` starts a
-    cycle that can end in a pause; such a cycle keeps ``S > 0`` for at least ``m`` runs, so at a bad-run
-    rate ``q <= p0`` the expected number of such starts within ``N`` runs is at most
-    ``(N + m) * p0 / (1 + m * p0)``; from its first run on, the cycle's likelihood ratio is a
-    supermartingale at ``p1/p0``, which reaches ``e^h`` with probability at most ``(p1/p0) * e^-h``
-    (Ville). Mean scores: ``h = log(N / a)`` (the plain union over starts).
+    Rates: ``h = log(E[starts] * (p1 / p0) / a)``. Only a bad run taken at ``S = 0`` starts a cycle that
+    can end in a pause (within a cycle ``S`` is the log likelihood ratio since its start); from that
+    first run on, the ratio is a supermartingale at ``p1/p0`` for any bad-run rate ``q <= p0``, so it
+    reaches ``e^h`` with probability at most ``(p1/p0) * e^-h`` (Ville); summed over the expected number
+    of starts within ``per_runs`` runs (``_starts_bound``), the chance of a false pause is at most
+    ``a = at_most``. Mean scores: ``h = log(N / a)`` (the plain union over every run as a start).
+    The bound assumes runs independent at a constant rate, the model every gate here assumes.
+
+    Running rollouts decide with this number: changing the formula changes their decisions, so it
+    needs a workflow patch like any other change to workflow logic.
     """
     n, alpha = rule.false_pauses.per_runs, rule.false_pauses.at_most
     if rule.metric == "mean_score":
         return math.log(n / alpha)
     p0, p1 = _bad_rates(rule)
     rise, fall = math.log(p1 / p0), -math.log((1.0 - p1) / (1.0 - p0))
-    m = math.ceil(rise / fall)
-    return math.log((n + m) * p1 / ((1.0 + m * p0) * alpha))
+    return math.log(_starts_bound(p0, rise / fall, n) * (p1 / p0) / alpha)
 
 
 def cusum_increment(rule: WindowRule, value: float) -> float:

@@ -9,7 +9,8 @@ Rollout before ``rollout-chain-continues``; ``landed-33639db-rollout-*``: a Roll
 continued-as-new, and the run after it, from the code that first landed, before
 ``careful-continue-as-new``; ``pre-v2-*``: both workflows before ``evidence-v2``, which moved
 evidence appends from local activities to activities, added admission, and reads every input as
-untrusted).
+untrusted; ``rollout-breach`` and ``rollout-continued``: Rollout before ``sequential-gates``, with its
+sliding-window gates; ``rollout-sequential``: after it, a CUSUM pause).
 """
 
 from __future__ import annotations
