@@ -105,6 +105,11 @@ def describe(kind: str, p: dict[str, Any]) -> str:
     if kind == "breach":
         figures = "; ".join(
             f"{v['rule']} {float(v['estimate']):.2f} over {v['n']} runs (needs {v['threshold']})"
+            + (
+                f", evidence of a drop {float(v['statistic']):.1f} of {float(v['limit']):.1f}"
+                if v.get("limit") is not None and v.get("statistic") is not None
+                else ""
+            )
             for v in p.get("verdicts", [])
             if v.get("estimate") is not None
         )

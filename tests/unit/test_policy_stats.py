@@ -185,3 +185,19 @@ def test_the_promise_is_stated_in_numbers() -> None:
     assert text.startswith("false pauses at most 1.00% per 10,000 runs while pass_rate is 0.85 or better")
     assert "a fall to 0.7 is caught within about" in text
     assert cusum_limit(rule) == pytest.approx(11.73, abs=0.01)
+
+
+def test_a_mean_score_rule_pauses_on_low_scores_and_not_on_good_ones() -> None:
+    rule = WindowRule(
+        name="conf", metric="mean_score", score="confidence", statistic="normal", threshold=0.8, window=100,
+        min_sample=10,
+    )  # fmt: skip
+    good = WindowCounts()
+    for i in range(5000):
+        good = observe(rule, good, 0.85 + 0.1 * ((i % 3) - 1))  # mean 0.85: the fine level
+    assert evaluate_sequential(rule, good).status != "breach"
+    bad, runs = WindowCounts(), 0
+    while evaluate_sequential(rule, bad).status != "breach":
+        bad = observe(rule, bad, 0.5)
+        runs += 1
+    assert runs <= expected_delay(rule)
