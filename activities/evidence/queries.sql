@@ -35,16 +35,6 @@ ORDER BY e.occurred_at DESC, t.run_id, t.seq DESC;
 -- name: event_hash_at
 SELECT hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;
 
--- name: insert_event
-INSERT INTO evidence_events (stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (stream, stream_id, seq) DO NOTHING
-RETURNING hash;
-
--- name: event_at
-SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash
-FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;
-
 -- name: advance_head
 INSERT INTO chain_heads (stream, stream_id, seq, hash) VALUES ($1, $2, $3, $4)
 ON CONFLICT (stream, stream_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash
@@ -56,18 +46,6 @@ FROM evidence_events WHERE stream = $1 AND stream_id = $2 ORDER BY seq;
 
 -- name: chain_head
 SELECT seq, hash FROM chain_heads WHERE stream = $1 AND stream_id = $2;
-
--- name: insert_policy_decision
-INSERT INTO policy_decisions SELECT * FROM jsonb_populate_record(NULL::policy_decisions, $1::jsonb);
-
--- name: insert_approval_attempt
-INSERT INTO approval_attempts SELECT * FROM jsonb_populate_record(NULL::approval_attempts, $1::jsonb);
-
--- name: insert_touched_record
-INSERT INTO touched_records SELECT * FROM jsonb_populate_record(NULL::touched_records, $1::jsonb);
-
--- name: insert_quality_score
-INSERT INTO quality_scores SELECT * FROM jsonb_populate_record(NULL::quality_scores, $1::jsonb);
 
 -- name: projection_mismatches
 -- Projection rows that differ from, or have no, chained event; and chained
@@ -114,3 +92,28 @@ ORDER BY seq DESC LIMIT 1;
 -- superuser could rewind along with the rows).
 SELECT DISTINCT ON (stream, stream_id) stream, stream_id, seq, hash
 FROM evidence_events ORDER BY stream, stream_id, seq DESC;
+
+-- name: insert_events
+-- A batch of one stream's events in one statement; rows already there are skipped (a retry) and
+-- checked by hash by the caller. Returns the seqs this statement stored.
+INSERT INTO evidence_events (stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash)
+SELECT $1, $2, e.seq, e.kind, e.occurred_at, e.payload, e.prev_hash, e.hash
+FROM unnest($3::integer[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::text[], $8::text[])
+    AS e (seq, kind, occurred_at, payload, prev_hash, hash)
+ON CONFLICT (stream, stream_id, seq) DO NOTHING
+RETURNING seq;
+
+-- name: events_at
+SELECT seq, kind, hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = ANY($3::integer[]);
+
+-- name: insert_policy_decisions
+INSERT INTO policy_decisions SELECT * FROM jsonb_populate_recordset(NULL::policy_decisions, $1::jsonb);
+
+-- name: insert_approval_attempts
+INSERT INTO approval_attempts SELECT * FROM jsonb_populate_recordset(NULL::approval_attempts, $1::jsonb);
+
+-- name: insert_touched_records
+INSERT INTO touched_records SELECT * FROM jsonb_populate_recordset(NULL::touched_records, $1::jsonb);
+
+-- name: insert_quality_scores
+INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_scores, $1::jsonb);

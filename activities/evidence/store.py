@@ -29,10 +29,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text")
 
 
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """The store holds no session state across checkouts (no advisory locks, LISTEN, SET or open
+    cursors; every transaction is closed by its context manager), so the pool's reset query per
+    checkout is a round trip with nothing to do."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections read and write JSON as Python values."""
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_reset
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise EvidenceError(f"cannot connect to the evidence database at {dsn}: {exc}") from exc
     assert pool is not None
@@ -114,45 +122,54 @@ class EvidenceStore:
                         f"cannot be appended before event {first.seq - 1}"
                     )
                 prev_hash = str(found)
-            for event, projection in items:
-                result = await self._insert(conn, event, projection, prev_hash)
-                results.append(result)
-                prev_hash = result.hash
+            results = await self._insert_batch(conn, items, prev_hash)
+            prev_hash = results[-1].hash
             last = items[-1][0]
             await conn.execute(q["advance_head"], last.stream, last.stream_id, last.seq, prev_hash)
         return results
 
-    async def _insert(
-        self, conn: Any, event: EvidenceEvent, projection: ProjectedRecord | None, prev_hash: str
-    ) -> AppendResult:
+    async def _insert_batch(
+        self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]], prev_hash: str
+    ) -> list[AppendResult]:
+        """Insert a chained batch in one statement, then its projections in one statement per table.
+
+        Rows already stored (a retried append) are skipped by the insert and checked here: the same
+        hash is the same event (not stored again); another hash is a conflict, and the transaction rolls
+        back. Projections are written only for the rows this call stored.
+        """
         q = self._q
-        own_hash = event.hash_with(prev_hash)
-        inserted = await conn.fetchval(
-            q["insert_event"],
-            event.stream,
-            event.stream_id,
-            event.seq,
-            event.kind,
-            event.occurred_at,
-            event.payload,
-            prev_hash,
-            own_hash,
-        )
-        if inserted is None:
-            existing = await conn.fetchrow(q["event_at"], event.stream, event.stream_id, event.seq)
-            assert existing is not None
-            if existing["hash"] == own_hash:
-                return AppendResult(hash=own_hash, stored=False)
-            raise EvidenceConflictError(
-                f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
-                f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
-                f"overwrite it with {event.kind} (hash {own_hash[:12]})"
-            )
-        if projection is not None:
-            row = projection.model_dump(mode="json")
-            row.update(run_id=event.stream_id, seq=event.seq)
-            await conn.execute(q[f"insert_{projection.kind}"], row)
-        return AppendResult(hash=own_hash, stored=True)
+        hashes: list[str] = []
+        prevs: list[str] = []
+        for event, _ in items:
+            prevs.append(prev_hash)
+            prev_hash = event.hash_with(prev_hash)
+            hashes.append(prev_hash)
+        first = items[0][0]
+        events = [e for e, _ in items]
+        columns = [[e.seq for e in events], [e.kind for e in events], [e.occurred_at for e in events]]
+        columns += [[e.payload for e in events], prevs, hashes]
+        rows = await conn.fetch(q["insert_events"], first.stream, first.stream_id, *columns)
+        stored = {int(r["seq"]) for r in rows}
+        if len(stored) < len(items):
+            skipped = [e.seq for e, _ in items if e.seq not in stored]
+            found = {int(r["seq"]): r for r in await conn.fetch(q["events_at"], first.stream, first.stream_id, skipped)}
+            for (event, _), own_hash in zip(items, hashes, strict=True):
+                existing = found.get(event.seq)
+                if existing is not None and existing["hash"] != own_hash:
+                    raise EvidenceConflictError(
+                        f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
+                        f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
+                        f"overwrite it with {event.kind} (hash {own_hash[:12]})"
+                    )
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for event, projection in items:
+            if projection is not None and event.seq in stored:
+                row = projection.model_dump(mode="json")
+                row.update(run_id=event.stream_id, seq=event.seq)
+                by_table.setdefault(projection.kind, []).append(row)
+        for kind, rows in by_table.items():
+            await conn.execute(q[f"insert_{kind}s"], rows)
+        return [AppendResult(hash=h, stored=e.seq in stored) for (e, _), h in zip(items, hashes, strict=True)]
 
     async def start_run(self, run: RunRecord) -> AppendResult:
         """Register a run and append its opening event (seq 1, ``run_started``), in one transaction."""
