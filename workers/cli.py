@@ -142,6 +142,34 @@ def _verify_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _verify_runs(store: EvidenceStore, rollout_id: str) -> list[tuple[str, str | None]]:
+    """Every run the rollout admitted, verified in parallel (as many at once as the pool holds):
+    ``(run_id, first problem or None)``."""
+    gate = asyncio.Semaphore(8)
+
+    async def one(run_id: str) -> tuple[str, str | None]:
+        async with gate:
+            report = await store.verify("run", run_id)
+        return run_id, None if report.ok else (report.first_problem.problem if report.first_problem else "?")
+
+    return list(await asyncio.gather(*(one(r) for r in await store.rollout_runs(rollout_id))))
+
+
+def _rollout_report(rollout_id: str, report: Any, runs: list[tuple[str, str | None]]) -> int:
+    bad = [(r, p) for r, p in runs if p is not None]
+    if report.ok and not bad:
+        print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); all {len(runs)} runs it admitted verify")
+        return 0
+    if report.ok:
+        print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); {len(bad)} of {len(runs)} runs do NOT")
+    else:
+        first = report.first_problem.problem if report.first_problem else "?"
+        print(f"rollout {rollout_id}: chain does NOT verify; first bad row: {first}")
+    for run_id, problem in bad[:20]:
+        print(f"  run {run_id}: {problem}")
+    return 1
+
+
 def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
     if args.checkpoint:
         return _verify_checkpoint(settings, args)
@@ -153,9 +181,12 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
         async with EvidenceStore.open(_database_url(settings)) as store:
             report = await store.verify(stream, args.id)
             anchor = await anchor_problem(store, await connect(settings), args.id) if args.anchor else None
+            runs = await _verify_runs(store, args.id) if stream == "rollout" else []
         if report.ok and anchor:
             print(f"run {args.id}: chain verifies in the database but NOT against Temporal: {anchor}")
             return 1
+        if stream == "rollout":
+            return _rollout_report(args.id, report, runs)
         if report.ok:
             anchored = "; matches the chain head Temporal recorded" if args.anchor else ""
             print(f"{stream} {args.id}: chain verifies ({report.rows} rows){anchored}")

@@ -122,3 +122,25 @@ async def test_a_checkpoint_signed_by_another_key_or_edited_is_refused(
     assert done.returncode == 1
     assert "needs --public-key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_verify_rollout_checks_every_run_it_admitted(store: EvidenceStore, database_url: str) -> None:
+    from activities.evidence import RunRecord
+
+    at = datetime.now(UTC)
+    await store.append_event("rollout", "rollout-x", 1, "rollout_started", at, {"stage": "shadow"})
+    for i in range(12):
+        await store.start_run(RunRecord(
+            run_id=f"run-x{i}", task="support-triage", task_version="1", policy_digest="p" * 64, item_key=f"T{i}",
+            requester="priya", stage="shadow", mode="shadow", started_at=at, rollout_id="rollout-x",
+        ))  # fmt: skip
+        await store.append_event("run", f"run-x{i}", 2, "run_finished", at, {"outcome": "shadowed"})
+    done = _govflow(database_url, "evidence", "verify", "rollout-x", "--rollout")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rollout rollout-x: chain verifies (1 rows); all 12 runs it admitted verify" in done.stdout
+    await _tamper(database_url, "UPDATE evidence_events SET payload = '{\"outcome\": \"published\"}' "
+                  "WHERE stream_id = 'run-x7' AND seq = 2")  # fmt: skip
+    done = _govflow(database_url, "evidence", "verify", "rollout-x", "--rollout")
+    assert done.returncode == 1
+    assert "1 of 12 runs do NOT" in done.stdout
+    assert "run run-x7: row 2 (run_finished) was changed" in done.stdout
