@@ -4,9 +4,11 @@ Both run the support-triage task (local baseline model, Postgres connectors) on
 the same worker, against the same Temporal dev server and Postgres. The bare
 workflow calls the same gather, propose and write directly: no scope guard, no
 policy, no evidence. The policy here needs no approvals, so nothing waits for a
-human. Target: governed >= 0.7x bare.
+human. Batches of 50, 200 and 800 items, each size run ``--rounds`` times with bare
+and governed alternated (and which goes first alternated); both kinds warmed up first.
+Prints the ratio governed/bare per size as min / median / max over the rounds.
 
-    .venv/bin/python -m bench.governed_vs_bare --items 200 --rounds 2
+    .venv/bin/python -m bench.governed_vs_bare [--items 50,200,800] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -81,12 +83,13 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, tickets: list[str
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=200, help="items per batch")
-    parser.add_argument("--rounds", type=int, default=2, help="batches of each kind, alternating")
+    parser.add_argument("--items", default="50,200,800", help="items per batch, comma separated (default 50,200,800)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per size; each round runs both kinds")
     args = parser.parse_args()
+    sizes = [int(x) for x in str(args.items).split(",")]
 
-    total = args.items * args.rounds * 2
-    dbs = await bench_databases(total + 20)
+    total = sum(sizes) * args.rounds * 2
+    dbs = await bench_databases(total + 40)
     server, evidence_url, sor_url, tickets = dbs.server, dbs.evidence_url, dbs.sor_url, dbs.tickets
 
     registry = example_registry(sor_url, policy=no_approval_policy())
@@ -98,29 +101,40 @@ async def main() -> None:
     )
     task_queue = f"bench-{uuid.uuid4()}"
     bare = BareActivities(registry)
+    ratios: dict[int, list[float]] = {n: [] for n in sizes}
+    rates: dict[tuple[int, str], list[float]] = {}
     try:
         async with EvidenceStore.open(evidence_url) as store, build_worker(
             env.client, task_queue, store, registry,
             workflows=[BareRunWorkflow], extra_activities=[bare.gather, bare.propose, bare.write],
             passthrough=["bench"],
         ):  # fmt: skip
-            await run_batch(env, task_queue, tickets[:20], governed=True)  # warm up
-            rates: dict[str, list[float]] = {"governed": [], "bare": []}
-            offset = 20
-            for _ in range(args.rounds):
-                for kind in ("bare", "governed"):
-                    batch = tickets[offset : offset + args.items]
-                    offset += args.items
-                    rates[kind].append(await run_batch(env, task_queue, batch, governed=kind == "governed"))
+            # Warm up both kinds (imports, pools, the server's caches) before anything is timed.
+            await run_batch(env, task_queue, tickets[:20], governed=False)
+            await run_batch(env, task_queue, tickets[20:40], governed=True)
+            offset = 40
+            for n in sizes:
+                for round_ in range(args.rounds):
+                    # Alternate which kind goes first, so neither always meets a warmer (or busier) server.
+                    order = ("bare", "governed") if round_ % 2 == 0 else ("governed", "bare")
+                    got: dict[str, float] = {}
+                    for kind in order:
+                        batch = tickets[offset : offset + n]
+                        offset += n
+                        got[kind] = await run_batch(env, task_queue, batch, governed=kind == "governed")
+                        rates.setdefault((n, kind), []).append(got[kind])
+                    ratios[n].append(got["governed"] / got["bare"])
         await registry.aclose()
     finally:
         await env.shutdown()
         server.cleanup()
-    governed, bare_rate = statistics.mean(rates["governed"]), statistics.mean(rates["bare"])
-    print(f"items per batch: {args.items}, rounds: {args.rounds}, one worker, dev server, 2 cores")
-    print(f"bare:     {bare_rate:7.1f} runs/s  (batches: {', '.join(f'{r:.1f}' for r in rates['bare'])})")
-    print(f"governed: {governed:7.1f} runs/s  (batches: {', '.join(f'{r:.1f}' for r in rates['governed'])})")
-    print(f"ratio governed/bare: {governed / bare_rate:.2f} (target >= 0.70)")
+    print(f"one worker, dev server, 2 cores; {args.rounds} rounds per size, order alternated, both warmed up")
+    print(f"{'items':>6}  {'bare runs/s (median)':>20}  {'governed runs/s (median)':>24}  ratio min / median / max")
+    for n in sizes:
+        r = ratios[n]
+        bare_m = statistics.median(rates[(n, "bare")])
+        gov_m = statistics.median(rates[(n, "governed")])
+        print(f"{n:>6}  {bare_m:>20.1f}  {gov_m:>24.1f}  {min(r):.2f} / {statistics.median(r):.2f} / {max(r):.2f}")
 
 
 if __name__ == "__main__":

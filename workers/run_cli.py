@@ -294,6 +294,16 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
 # --- voting -------------------------------------------------------------------------------------------
 
 
+async def _answer(client: Client, run_id: str, update: str, payload: Any) -> int:
+    """Send a person's act as an Update and say the run's verdict: exit 0 accepted, EXIT_REFUSED refused."""
+    outcome = await client.get_workflow_handle(run_id).execute_update(update, payload, result_type=AttemptOutcome)
+    if outcome.accepted:
+        print(f"accepted: {outcome.reason}")
+        return 0
+    print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
 def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
     verdict = args.verdict
 
@@ -326,14 +336,7 @@ def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
             f"{verdict} {action.action_id}: {action.target} {action.record_id or ''} "
             f"{json.dumps(action.fields)} (digest {action.digest[:16]}...)"
         )
-        outcome = await client.get_workflow_handle(args.run_id).execute_update(
-            "review", request, result_type=AttemptOutcome
-        )
-        if outcome.accepted:
-            print(f"accepted: {outcome.reason}")
-            return 0
-        print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        return await _answer(client, args.run_id, "review", request)
 
     return asyncio.run(go())
 
@@ -349,14 +352,7 @@ def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
         decision = ExceptionDecision(
             reviewer=args.reviewer, decision=args.decision, reason=args.reason, signature=signature
         )
-        outcome = await client.get_workflow_handle(args.run_id).execute_update(
-            "resolve_exception_update", decision, result_type=AttemptOutcome
-        )
-        if outcome.accepted:
-            print(f"accepted: {outcome.reason}")
-            return 0
-        print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        return await _answer(client, args.run_id, "resolve_exception_update", decision)
 
     return asyncio.run(go())
 
