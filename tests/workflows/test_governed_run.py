@@ -587,3 +587,69 @@ async def test_a_real_divergence_fails_the_append_and_the_chain_says_so(
     assert [e["kind"] for e in events] == ["note", "evidence_diverged"]
     assert events[1]["payload"]["refused"] == [{"seq": 1, "kind": "note"}]
     assert "seq 1 already holds a different event" in events[1]["payload"]["detail"]
+
+
+class _Outage:
+    """What a restarting Postgres answers for a while: SQLSTATE 57P03 ("the database system is starting
+    up") to the next ``left`` checkouts, from any pool that shares this outage."""
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.refused = 0
+
+    def check(self) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.refused += 1
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+
+
+class _RestartingPool:
+    """A real asyncpg pool whose checkouts meet the outage first."""
+
+    def __init__(self, pool: asyncpg.Pool, outage: _Outage) -> None:
+        self._pool, self._outage = pool, outage
+
+    def acquire(self):  # type: ignore[no-untyped-def]
+        self._outage.check()
+        return self._pool.acquire()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._pool, name)
+
+
+class _RestartingSharedPool(SharedPool):
+    def __init__(self, dsn: str, outage: _Outage) -> None:
+        super().__init__(dsn)
+        self._outage = outage
+
+    async def get(self):  # type: ignore[no-untyped-def, override]
+        return _RestartingPool(await super().get(), self._outage)
+
+
+async def test_a_database_restart_window_is_retried_and_the_run_publishes_once(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    """Postgres restarting while a run publishes: the write's and the evidence's checkouts are refused
+    with 57P03 six times; both are transient, retried, and the run publishes once with its evidence."""
+    env = time_skipping_env
+    outage = _Outage()
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=EXAMPLES / "support-triage.yaml",
+        connectors=support_triage.connectors(_RestartingSharedPool(sor_url, outage)),
+        model=support_triage.baseline_model(),
+    )
+    restarting_store = EvidenceStore(_RestartingPool(store.pool, outage))  # type: ignore[arg-type]
+    async with worker(env.client, task_queue, restarting_store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        outage.left = 6
+        await handle.signal(GovernedRunWorkflow.approve, Review(reviewer="bob", action_digest=status.pending[0].digest))
+        result = await handle.result()
+    await registry.aclose()
+    assert outage.refused == 6
+    assert result.outcome == "published"
+    assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
+    assert (await store.verify("run", result.run_id)).ok
