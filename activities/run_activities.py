@@ -29,6 +29,7 @@ from activities.run_models import (
     ControlAnswer,
     DataRollback,
     EvidenceItem,
+    FenceRequest,
     GatherInput,
     GatherResult,
     LeaseRequest,
@@ -256,12 +257,16 @@ class RunActivities:
             out.append(RestoredRecord(**base, outcome="restored", detail="before image restored", fields=restore))
         return out
 
+    @staticmethod
+    def _rollouts(inp: PublishInput) -> list[str]:
+        """The rollouts a live write answers to: the one that admitted it, and the version's own."""
+        canonical = rollout_id_for(inp.task, inp.task_version)
+        return [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
+
     async def _lease(self, inp: PublishInput) -> None:
         """Publish authority, right before the write: from the rollout that admitted the run, and from the
         task version's own rollout whenever one runs, whatever the run's input said. A refusal is final."""
-        canonical = rollout_id_for(inp.task, inp.task_version)
-        asked = [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
-        for rollout_id in asked:
+        for rollout_id in self._rollouts(inp):
             answer = await self._ask_lease(rollout_id, inp, required=rollout_id == inp.rollout_id)
             if answer is not None and not answer.accepted:
                 raise ApplicationError(answer.reason, type=LEASE_REFUSED, non_retryable=True)
@@ -446,8 +451,16 @@ class RunActivities:
             # rollout says now; only a write that has not happened needs authority.
             result = await io.written(action.system, request)
             if result is None:
-                await self._lease(inp)  # right before the write: a paused rollout refuses
-                result = await io.write(action.system, request)
+                # The fence is held from the lease to the end of the write: a pause waits for this write
+                # before it is recorded, and no write starts once it is (see migration 0004).
+                async with self._store.fence(self._rollouts(inp)) as paused:
+                    await self._lease(inp)  # right before the write: a paused rollout refuses
+                    if paused:  # a pause under way: its workflow may not know yet, its fence does
+                        raise ApplicationError(
+                            f"rollout is paused (fence of {', '.join(paused)})", type=LEASE_REFUSED,
+                            non_retryable=True,
+                        )  # fmt: skip
+                    result = await io.write(action.system, request)
         except ScopeViolation as exc:
             raise _fail(exc, SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
         except ConnectorError as exc:
@@ -472,9 +485,14 @@ class RunActivities:
             before=result.before, after=result.after, replayed=result.replayed, next_seq=seq + len(rows), head=head
         )
 
+    @activity.defn(name="govflow.set_fence")
+    async def set_fence(self, request: FenceRequest) -> None:
+        """Pause (or unpause) a rollout's fence; pausing returns once every write holding it is done."""
+        await self._store.set_fence(request.rollout_id, request.paused)
+
     def all(self) -> list[Any]:
         return [
             self.gather, self.propose, self.publish, self.start_run, self.record_evidence, self.load_policy,
             self.record_rollout_evidence, self.rollout_next_seq, self.rollback_data, self.admit,
-            self.read_run_outcomes, self.append_run_evidence, self.append_rollout_evidence,
+            self.read_run_outcomes, self.append_run_evidence, self.append_rollout_evidence, self.set_fence,
         ]  # fmt: skip

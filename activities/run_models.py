@@ -224,6 +224,11 @@ class RestoredRecord(_Model):
     fields: dict[str, Any] = Field(default_factory=dict)
 
 
+class FenceRequest(_Model):
+    rollout_id: str
+    paused: bool
+
+
 class LeaseRequest(_Model):
     """A live run asking its rollout for publish authority, right before it writes."""
 

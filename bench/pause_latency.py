@@ -1,7 +1,7 @@
 """How fast a breach pauses a rollout with runs writing, and whether any write slips through.
 
 Each trial: a rollout at a 100%-live stage and 50 real governed runs in flight (no approvals
-needed), 60 % of them failing their quality checks, so the pass-rate rule breaches from real run
+needed), 75 % of them failing their quality checks, so the pass-rate rule breaches from real run
 outcomes while the good runs are writing. Measured: from the tripping run's `run_finished` commit
 to the breach row's commit (Postgres clock), and writes that *started* after the pause row, counted
 in the system of record by their `written_at` against the pause row (must be 0), plus leases
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
 import sys
 import uuid
@@ -67,7 +68,7 @@ async def trial(
         RolloutWorkflow.run, RolloutInput(task="support-triage"), id=f"rollout-{uuid.uuid4()}", task_queue=task_queue
     )
     await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
-    knob.share = 0.6  # most answers now fail their checks: the CUSUM climbs while good runs keep writing
+    knob.share = 0.75  # most answers now fail their checks: the CUSUM climbs while good runs keep writing
     runs = await asyncio.gather(
         *(
             env.client.start_workflow(
@@ -79,13 +80,17 @@ async def trial(
             for t in tickets
         )
     )  # fmt: skip
-    await asyncio.gather(*(r.result() for r in runs))
+    results = await asyncio.gather(*(r.result() for r in runs))
     knob.share = 0.0
+    if os.environ.get("BENCH_DEBUG"):
+        from collections import Counter
+
+        print(Counter((r.outcome, r.reason[:60]) for r in results))
     breach = next((e for e in await store.events("rollout", rollout.id) if e["kind"] == "breach"), None)
     status = await rollout.query(RolloutWorkflow.status)
     await rollout.terminate("trial over")
     if breach is None:
-        return None, 0, 0, 0
+        return None, -1, -1, -1  # no breach in this trial (said in the output, never counted as a pass)
     trigger = breach["payload"]["trigger"]
     finished_at = await store.pool.fetchval(
         "SELECT recorded_at FROM evidence_events WHERE stream = 'run' AND stream_id = $1 AND kind = 'run_finished'",
@@ -132,11 +137,15 @@ async def main() -> None:
     task_queue = f"bench-{uuid.uuid4()}"
     latencies: list[float] = []
     late_writes, slipped, written = [], [], []
+    unbreached = 0
     try:
         async with EvidenceStore.open(evidence_url) as store, build_worker(env.client, task_queue, store, registry):
             for i in range(args.trials):
                 batch = tickets[i * args.in_flight : (i + 1) * args.in_flight]
                 ms, late, after, wrote = await trial(env, store, sor_url, task_queue, batch, knob)
+                if late < 0:
+                    unbreached += 1
+                    continue
                 if ms is not None:
                     latencies.append(ms)
                 late_writes.append(late)
@@ -151,7 +160,7 @@ async def main() -> None:
         print("no trial breached: nothing to measure")
         sys.exit(1)
     p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
-    print(f"trials: {args.trials}, live runs in flight per trial: {args.in_flight}, 60 % failing their checks;")
+    print(f"trials: {args.trials}, live runs in flight per trial: {args.in_flight}, 75 % failing their checks;")
     print("one worker, dev server, 2 cores")
     print(f"tripping run's outcome -> breach row committed, ms: min {latencies[0]:.0f} / median "
           f"{statistics.median(latencies):.0f} / p95 {p95:.0f} / max {latencies[-1]:.0f}")  # fmt: skip
@@ -159,6 +168,8 @@ async def main() -> None:
     print(f"writes started after the pause row (system of record, by timestamp): {late_writes} (must be 0)")
     print(f"leases granted after the pause: {slipped} (must be 0)")
     print(f"writes per trial (runs really writing around the pause): {written}")
+    if unbreached:
+        print(f"trials in which the 50 runs did not trip the gate (left out above): {unbreached}")
     sys.exit(0 if all(x == 0 for x in late_writes + slipped) else 1)
 
 

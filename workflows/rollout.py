@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.run_models import (
         AdmitRequest,
         DataRollback,
+        FenceRequest,
         OutcomeAnswer,
         OutcomeRequest,
         PolicyRequest,
@@ -112,6 +113,7 @@ class RolloutWorkflow:
         self._careful_handover = False
         self._v2 = False
         self._sequential = False
+        self._fenced = False
         self._outbox: list[RolloutRow] = []
         self._to_count: list[str] = []
 
@@ -130,6 +132,9 @@ class RolloutWorkflow:
         # sequential-gates: rules with method cusum (the default) judge the whole stage with statistics
         # valid under continuous monitoring; before this patch every rule was a sliding window.
         self._sequential = workflow.patched("sequential-gates")
+        # pause-fence: a pause takes the Postgres fence (waiting for every live write in progress) before
+        # it is recorded, and a resume releases it; see migration 0004 and RunActivities.publish.
+        self._fenced = workflow.patched("pause-fence")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity(
@@ -219,6 +224,7 @@ class RolloutWorkflow:
                 state.paused = True
                 state.control_seq += 1
                 state.pause_reason = "; ".join(f"{v.rule} breached: {v.reason}" for v in tripped)
+                await self._set_fence(True)
             await self._record(
                 "breach",
                 {"stage": stage.name, "action": action, "verdicts": [v.model_dump(mode="json") for v in tripped],
@@ -242,6 +248,17 @@ class RolloutWorkflow:
             self._show()
             return
         await self._move(state.stage_index + 1, "promoted", "automatic gate passed")
+
+    async def _set_fence(self, paused: bool) -> None:
+        """Pausing returns once every live write holding the fence has finished; no write starts after."""
+        if not self._fenced:
+            return
+        await workflow.execute_activity(
+            "govflow.set_fence",
+            FenceRequest(rollout_id=workflow.info().workflow_id, paused=paused),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_EVIDENCE_RETRY,
+        )
 
     async def _move(self, index: int, kind: str, reason: str) -> None:
         state = self._state
@@ -430,6 +447,7 @@ class RolloutWorkflow:
         row: dict[str, object] = {"operator": control.operator, "reason": control.reason, "via": via}
         if raw:
             row["payload"] = raw
+        await self._set_fence(True)
         await self._record("paused", row)
         return self._answer(True, self._state.pause_reason)
 
@@ -472,6 +490,8 @@ class RolloutWorkflow:
         await self._record(
             "resume", {"operator": control.operator, "accepted": answer.accepted, "reason": answer.reason, "via": via}
         )
+        if answer.accepted:
+            await self._set_fence(False)  # after the resume is recorded: writes never precede it
         self._show()
         return answer
 

@@ -117,3 +117,11 @@ INSERT INTO touched_records SELECT * FROM jsonb_populate_recordset(NULL::touched
 
 -- name: insert_quality_scores
 INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_scores, $1::jsonb);
+
+-- name: set_fence
+INSERT INTO rollout_fences (rollout_id, paused) VALUES ($1, $2)
+ON CONFLICT (rollout_id) DO UPDATE SET paused = EXCLUDED.paused, changed_at = now();
+
+-- name: hold_fences
+-- Every listed row, paused or not, so that a pause coming next waits for the holder.
+SELECT rollout_id, paused FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;

@@ -234,6 +234,20 @@ class EvidenceStore:
             rows = await conn.fetch(self._q["rollout_live_writes"], rollout_id, since)
         return [dict(r) for r in rows]
 
+    async def set_fence(self, rollout_id: str, paused: bool) -> None:
+        """Pause or unpause a rollout's fence. Pausing waits for every write that holds the fence."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(self._q["set_fence"], rollout_id, paused)
+
+    @asynccontextmanager
+    async def fence(self, rollout_ids: list[str]) -> AsyncIterator[list[str]]:
+        """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones. A pause
+        (``set_fence``) waits until this is left, so hold it around the write. Rollouts without a fence
+        row hold nothing and are not paused here (their workflow's lease still decides)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["hold_fences"], rollout_ids)
+            yield [str(r["rollout_id"]) for r in rows if r["paused"]]
+
     async def heads(self) -> list[dict[str, Any]]:
         """Every stream's newest row (stream, stream_id, seq, hash), for a checkpoint."""
         async with self._pool.acquire() as conn:

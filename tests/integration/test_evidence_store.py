@@ -265,3 +265,34 @@ async def test_rollout_streams_chain_separately(store: EvidenceStore) -> None:
         await store.append_event("rollout", "rollout-a", seq, "stage_changed", T0, {"stage": seq})
     assert (await store.verify("rollout", "rollout-a")).ok
     assert (await store.verify("run", "run-1")).ok
+
+
+async def test_a_pause_waits_for_the_writes_holding_the_fence_and_no_write_starts_after(
+    store: EvidenceStore,
+) -> None:
+    await store.set_fence("rollout-f", False)
+    order: list[str] = []
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def write() -> None:
+        async with store.fence(["rollout-f", "rollout-other"]) as paused:
+            assert paused == []
+            holding.set()
+            await release.wait()  # the write is in progress
+            order.append("write done")
+
+    async def pause() -> None:
+        await holding.wait()
+        await store.set_fence("rollout-f", True)
+        order.append("paused")
+
+    writer, pauser = asyncio.create_task(write()), asyncio.create_task(pause())
+    await holding.wait()
+    await asyncio.sleep(0.3)
+    assert order == []  # the pause is waiting for the write
+    release.set()
+    await asyncio.gather(writer, pauser)
+    assert order == ["write done", "paused"]
+    async with store.fence(["rollout-f"]) as paused:
+        assert paused == ["rollout-f"]  # a write that starts now sees the pause

@@ -10,7 +10,8 @@ continued-as-new, and the run after it, from the code that first landed, before
 ``careful-continue-as-new``; ``pre-v2-*``: both workflows before ``evidence-v2``, which moved
 evidence appends from local activities to activities, added admission, and reads every input as
 untrusted; ``rollout-breach`` and ``rollout-continued``: Rollout before ``sequential-gates``, with its
-sliding-window gates; ``rollout-sequential``: after it, a CUSUM pause).
+sliding-window gates; ``pre-fence-rollout-sequential``: a CUSUM pause before ``pause-fence``;
+``rollout-sequential``: the same with the Postgres pause fence).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ would show), and every refused attempt is in the evidence. Forged outcome report
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from datetime import timedelta
@@ -156,8 +157,12 @@ async def test_hostile_operator_signals_fail_toward_safety(
         status = await _until(handle, lambda s: s.paused)
         assert status.pause_reason.startswith("paused by priya (unverified): unreadable rollback: to:")
         await _running(handle)
-    events = await store.events("rollout", handle.id)
-    kinds = [e["kind"] for e in events]
+        for _ in range(200):  # the second pause's row commits after its fence is taken
+            events = await store.events("rollout", handle.id)
+            kinds = [e["kind"] for e in events]
+            if kinds.count("paused") == 2:
+                break
+            await asyncio.sleep(0.05)
     assert kinds.count("resume") == len(HOSTILE) + 1  # every refused resume, then omar's
     assert kinds.count("promote_refused") == len(HOSTILE)
     assert kinds.count("report_refused") == len(HOSTILE)
