@@ -270,7 +270,12 @@ class RolloutWorkflow:
         state.runs_in_stage = 0
         state.promotion_requested = False
         state.control_seq += 1
+        if kind == "rollback":
+            # Like a pause: the writes of the stage being left finish before the rollback is recorded.
+            await self._set_fence(True)
         await self._record(kind, {"from": before, "to": self._stage.name, "reason": reason})
+        if kind == "rollback" and not state.paused:
+            await self._set_fence(False)
         self._show()
 
     # --- evidence ---------------------------------------------------------------------------------------
