@@ -465,6 +465,8 @@ class RunActivities:
             raise _fail(exc, SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
         except ConnectorError as exc:
             raise _fail(exc, "ConnectorError", retryable=exc.retryable) from exc
+        except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
+            raise _evidence_failure(exc) from exc
         touched = EvidenceItem(
             kind="touched_record",
             payload={
