@@ -263,10 +263,10 @@ class RunActivities:
         canonical = rollout_id_for(inp.task, inp.task_version)
         return [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
 
-    async def _lease(self, inp: PublishInput) -> None:
-        """Publish authority, right before the write: from the rollout that admitted the run, and from the
-        task version's own rollout whenever one runs, whatever the run's input said. A refusal is final."""
-        for rollout_id in self._rollouts(inp):
+    async def _lease(self, inp: PublishInput, rollouts: list[str]) -> None:
+        """Publish authority, right before the write, from each of ``rollouts`` (``_rollouts``): the one
+        that admitted the run, and the task version's own whenever it runs. A refusal is final."""
+        for rollout_id in rollouts:
             answer = await self._ask_lease(rollout_id, inp, required=rollout_id == inp.rollout_id)
             if answer is not None and not answer.accepted:
                 raise ApplicationError(answer.reason, type=LEASE_REFUSED, non_retryable=True)
@@ -341,9 +341,8 @@ class RunActivities:
         finished = await self._store.last_event(run_id, "run_finished")
         if finished is None:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} has not finished")
-        report = await self._store.verify("run", run_id)
-        if not report.ok:
-            problem = report.first_problem.problem if report.first_problem else "no rows"
+        problem = (await self._store.verify("run", run_id)).problem
+        if problem is not None:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s evidence does not verify: {problem}")
         raw = finished.get("report")
         if not isinstance(raw, dict):
@@ -453,8 +452,9 @@ class RunActivities:
             if result is None:
                 # The fence is held from the lease to the end of the write: a pause waits for this write
                 # before it is recorded, and no write starts once it is (see migration 0004).
-                async with self._store.fence(self._rollouts(inp)) as paused:
-                    await self._lease(inp)  # right before the write: a paused rollout refuses
+                rollouts = self._rollouts(inp)
+                async with self._store.fence(rollouts) as paused:
+                    await self._lease(inp, rollouts)  # right before the write: a paused rollout refuses
                     if paused:  # a pause under way: its workflow may not know yet, its fence does
                         raise ApplicationError(
                             f"rollout is paused (fence of {', '.join(paused)})", type=LEASE_REFUSED,

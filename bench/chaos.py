@@ -309,7 +309,7 @@ async def check(client: Client, store: EvidenceStore, sor_url: str, run_ids: lis
         found.completed += 1
         found.outcomes[result.outcome] = found.outcomes.get(result.outcome, 0) + 1
         report = await store.verify("run", run_id)
-        problem = None if report.ok else (report.first_problem.problem if report.first_problem else "?")
+        problem = report.problem
         problem = problem or await anchor_problem(store, client, run_id)
         if problem:
             found.chains_bad.append(f"{run_id}: {problem}")

@@ -38,6 +38,7 @@ a wrong verdict grows with every re-test (``python -m bench.gate_sim`` measures 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from statistics import NormalDist
@@ -176,6 +177,7 @@ def _bad_rates(rule: WindowRule) -> tuple[float, float]:
     return (1.0 - fine, 1.0 - caught) if rule.higher_is_better else (fine, caught)
 
 
+@functools.lru_cache(maxsize=256)
 def _starts_bound(p0: float, r: float, n: int) -> float:
     """An upper bound on the expected number of bad runs taken at ``S = 0`` within ``n`` runs, at any
     bad-run rate ``q <= p0`` (``r`` = rise / fall of the CUSUM).

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
+from workers.keys import load_signing_key, sign
 from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import RunInput, RunStatus
@@ -84,3 +85,18 @@ async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
     ids = json.loads(index.read_text()) if index.exists() else {}
     ids[name] = history.workflow_id
     index.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
+
+
+FIXTURE_KEYS = Path(__file__).parent / "fixtures" / "keys"
+
+
+def fixture_key(name: str) -> Any:
+    """One of the test Ed25519 keys in tests/fixtures/keys (dana, erik, farah, gus), as the CLI loads it."""
+    return load_signing_key(str(FIXTURE_KEYS / f"{name}.key"))
+
+
+def fixture_signature(name: str, message: bytes) -> str:
+    """``message`` signed with a fixture key: base64, as a vote or a control carries it."""
+    signature = sign(fixture_key(name), message)
+    assert signature is not None
+    return signature

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import asyncpg
 
 from activities.evidence import EvidenceStore, migrate
-from activities.evidence.chain import Stream
+from activities.evidence.chain import Stream, VerifyReport
 from policies.errors import GovflowError
 from workers.evidence_cli import anchor_problem
 from workers.policy_cli import add_policy_commands
@@ -150,12 +150,12 @@ async def _verify_runs(store: EvidenceStore, rollout_id: str) -> list[tuple[str,
     async def one(run_id: str) -> tuple[str, str | None]:
         async with gate:
             report = await store.verify("run", run_id)
-        return run_id, None if report.ok else (report.first_problem.problem if report.first_problem else "?")
+        return run_id, report.problem
 
     return list(await asyncio.gather(*(one(r) for r in await store.rollout_runs(rollout_id))))
 
 
-def _rollout_report(rollout_id: str, report: Any, runs: list[tuple[str, str | None]]) -> int:
+def _rollout_report(rollout_id: str, report: VerifyReport, runs: list[tuple[str, str | None]]) -> int:
     bad = [(r, p) for r, p in runs if p is not None]
     if report.ok and not bad:
         print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); all {len(runs)} runs it admitted verify")
@@ -163,8 +163,7 @@ def _rollout_report(rollout_id: str, report: Any, runs: list[tuple[str, str | No
     if report.ok:
         print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); {len(bad)} of {len(runs)} runs do NOT")
     else:
-        first = report.first_problem.problem if report.first_problem else "?"
-        print(f"rollout {rollout_id}: chain does NOT verify; first bad row: {first}")
+        print(f"rollout {rollout_id}: chain does NOT verify; first bad row: {report.problem}")
     for run_id, problem in bad[:20]:
         print(f"  run {run_id}: {problem}")
     return 1

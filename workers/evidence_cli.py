@@ -183,11 +183,7 @@ async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str
     report = await store.verify(stream, stream_id)
     lines = [f"{stream} {stream_id}: {len(events)} events"]
     lines += [f"  {e['seq']:>3}  {_when(e['occurred_at'])}  {describe(e['kind'], e['payload'])}" for e in events]
-    lines.append(
-        f"chain verifies ({report.rows} rows)"
-        if report.ok
-        else f"chain does NOT verify: {report.first_problem.problem if report.first_problem else '?'}"
-    )
+    lines.append(f"chain verifies ({report.rows} rows)" if report.ok else f"chain does NOT verify: {report.problem}")
     return lines
 
 

@@ -17,17 +17,12 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    PublicFormat,
     load_pem_private_key,
     load_pem_public_key,
 )
 
+from activities.evidence.checkpoint import public_text
 from policies.errors import GovflowError
-
-
-def public_text(key: Ed25519PublicKey) -> str:
-    """Base64 of the 32 raw bytes: the form policies and checkpoints carry."""
-    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
 def load_signing_key(path: str, option: str = "--key") -> Ed25519PrivateKey:

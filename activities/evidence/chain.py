@@ -100,6 +100,13 @@ class VerifyReport(BaseModel):
     def first_problem(self) -> ChainProblem | None:
         return self.problems[0] if self.problems else None
 
+    @property
+    def problem(self) -> str | None:
+        """The first problem in words; None when the chain verifies."""
+        if self.ok:
+            return None
+        return self.first_problem.problem if self.first_problem else "no evidence rows"
+
 
 def verify_rows(
     stream: Stream,

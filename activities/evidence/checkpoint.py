@@ -68,6 +68,11 @@ class SignedCheckpoint(BaseModel):
         return key_fingerprint(self.public_key)
 
 
+def public_text(key: Ed25519PublicKey) -> str:
+    """Base64 of the key's 32 raw bytes: the form policies and checkpoints carry."""
+    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
 def key_fingerprint(public_key_b64: str) -> str:
     """Short, stable name of a public key: sha256 of its raw bytes, first 16 hex."""
     try:
@@ -81,7 +86,7 @@ def sign(heads: list[dict[str, Any]], key: Ed25519PrivateKey, taken_at: datetime
         taken_at=timestamp_text(taken_at),
         heads=[Head(stream=h["stream"], stream_id=h["stream_id"], seq=int(h["seq"]), hash=h["hash"]) for h in heads],
     )
-    public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    public = public_text(key.public_key())
     signature = base64.b64encode(key.sign(checkpoint.signed_bytes())).decode()
     return SignedCheckpoint(checkpoint=checkpoint, public_key=public, signature=signature)
 
@@ -106,7 +111,7 @@ def read(text: str, source: str) -> SignedCheckpoint:
 def check_signature(signed: SignedCheckpoint, trusted: Ed25519PublicKey, source: str) -> None:
     """The checkpoint must be signed by ``trusted``: a file re-signed with another key (say, by
     whoever rewrote the database) is refused, as is any edit of the signed content."""
-    trusted_b64 = base64.b64encode(trusted.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    trusted_b64 = public_text(trusted)
     if signed.public_key != trusted_b64:
         raise CheckpointError(
             f"{source}: signed by key {signed.fingerprint}, not by the trusted key {key_fingerprint(trusted_b64)}"

@@ -148,16 +148,13 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
 
 def _pem_keys_dir(folder: Path, people: dict[str, str]) -> Path:
     """A GOVFLOW_KEYS_DIR: <person>.pem for each person, from the fixture keys."""
-    import base64
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-    fixtures = Path(__file__).parents[1] / "fixtures" / "keys"
+    from tests.helpers import fixture_key
+
     folder.mkdir()
     for person, fixture in people.items():
-        raw = base64.b64decode((fixtures / f"{fixture}.key").read_text())
-        pem = Ed25519PrivateKey.from_private_bytes(raw).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        pem = fixture_key(fixture).private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         (folder / f"{person}.pem").write_bytes(pem)
     return folder
 

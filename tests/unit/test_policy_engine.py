@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from policies import (
     Action,
@@ -25,9 +23,9 @@ from policies import (
     quorum_met,
     signing_message,
 )
+from tests.helpers import fixture_signature
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
-KEYS = Path(__file__).parents[1] / "fixtures" / "keys"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
@@ -83,9 +81,7 @@ def vote(reviewer: str, gate: Gate, *, at: datetime = NOW, verdict: str = "appro
 
 
 def sign(person: str, run_id: str, digest: str, verdict: str = "approve") -> str:
-    raw = base64.b64decode((KEYS / f"{person}.key").read_text())
-    key = Ed25519PrivateKey.from_private_bytes(raw)
-    return base64.b64encode(key.sign(signing_message(run_id, digest, verdict))).decode()
+    return fixture_signature(person, signing_message(run_id, digest, verdict))
 
 
 # --- decide ----------------------------------------------------------------------------------------

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.testing import WorkflowEnvironment
@@ -20,13 +17,10 @@ from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
-from tests.helpers import keep_history, sor_fetch, start_run, wait_for, worker
+from tests.helpers import fixture_signature, keep_history, sor_fetch, start_run, wait_for, worker
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import ExceptionDecision, Review, ReviewRequest
-
-ROOT = Path(__file__).parents[2]
-KEYS = ROOT / "tests" / "fixtures" / "keys"
 
 
 async def test_an_action_waits_for_approval_and_is_written_once(
@@ -376,9 +370,7 @@ async def test_signed_approvals_are_checked(
 
 
 def sign_with(key_name: str, run_id: str, digest: str) -> str:
-    raw = base64.b64decode((KEYS / f"{key_name}.key").read_text())
-    key = Ed25519PrivateKey.from_private_bytes(raw)
-    return base64.b64encode(key.sign(signing_message(run_id, digest, "approve"))).decode()
+    return fixture_signature(key_name, signing_message(run_id, digest, "approve"))
 
 
 class ModelDrivenTriage(support_triage.SupportTriage):

@@ -6,17 +6,14 @@ that person's Ed25519 signature, bound to this run or rollout and this moment of
 
 from __future__ import annotations
 
-import base64
 import uuid
-from pathlib import Path
 
 import asyncpg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from policies import Policy, parse_policy, signing_message
-from tests.helpers import wait_for, worker
+from tests.helpers import fixture_signature, wait_for, worker
 from tests.workflows.test_rollout import _start, _until
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
@@ -24,7 +21,6 @@ from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Control, control_message
 from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, exception_message, submit_message
 
-KEYS = Path(__file__).parents[1] / "fixtures" / "keys"
 # priya signs with erik's fixture key, bob with dana's, omar with farah's.
 PUBLIC = {
     "priya": "pcMVwsZVksep5pXLFFmatyH/AAkFY3D8wyYQoJXuDpQ=",
@@ -43,8 +39,7 @@ def signed_policy() -> Policy:
 
 
 def sign(person: str, message: bytes) -> str:
-    raw = base64.b64decode((KEYS / f"{PRIVATE[person]}.key").read_text())
-    return base64.b64encode(Ed25519PrivateKey.from_private_bytes(raw).sign(message)).decode()
+    return fixture_signature(PRIVATE[person], message)
 
 
 async def _start_run(env: WorkflowEnvironment, task_queue: str, ticket: str, *, signed: bool, mode: str = "live"):  # type: ignore[no-untyped-def]
