@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.connectors.guard import ReadLog
+from activities.evidence.events import Event, RunReport
 from activities.models.base import ModelResponse
 from policies import Action
 
@@ -90,6 +91,11 @@ class EvidenceItem(_Model):
     payload: dict[str, Any]
     at: datetime | None = Field(default=None, description="When it happened, if not when it is recorded.")
 
+    @classmethod
+    def of(cls, event: Event, at: datetime | None = None) -> EvidenceItem:
+        """The item that records ``event`` (see activities/evidence/events.py)."""
+        return cls(kind=event.kind, payload=event.payload(), at=at)
+
 
 class PublishInput(_Model):
     run_id: str
@@ -122,22 +128,6 @@ class Appended(_Model):
 
     next_seq: int
     head: str
-
-
-class RunReport(_Model):
-    """What a finished run tells its rollout: the quality window's raw material.
-
-    Written into the run's ``run_finished`` evidence; the rollout counts it from there,
-    never from a signal's payload (anyone can send a signal).
-    """
-
-    run_id: str
-    stage: str
-    mode: Literal["shadow", "live"]
-    checks_passed: bool
-    scores: dict[str, float] = Field(default_factory=dict)
-    overridden: bool = False
-    error: bool = False
 
 
 class AdmitRequest(_Model):
@@ -184,6 +174,10 @@ class RolloutRow(_Model):
     kind: str
     payload: dict[str, Any]
     at: datetime
+
+    @classmethod
+    def of(cls, event: Event, at: datetime) -> RolloutRow:
+        return cls(kind=event.kind, payload=event.payload(), at=at)
 
 
 class RecordRolloutBatch(_Model):
@@ -248,10 +242,3 @@ class ControlAnswer(_Model):
 def rollout_id_for(task: str, version: str) -> str:
     """The one rollout of a task version: its workflow id."""
     return f"rollout-{task}-v{version}"
-
-
-# ApplicationError types the workflow matches on.
-SCOPE_VIOLATION = "ScopeViolation"
-LEASE_REFUSED = "LeaseRefused"
-INCOMPLETE_INPUT = "incomplete_input"
-CONTRADICTORY_INPUT = "contradictory_input"

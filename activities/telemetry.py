@@ -10,15 +10,34 @@ from its Runtime, on a port of their own (see workers/worker.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
+import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from activities.evidence.chain import EvidenceEvent
+from activities.evidence.events import (
+    ApprovalAttemptRecord,
+    BreachDetected,
+    Event,
+    LeaseRefused,
+    Paused,
+    Promoted,
+    QualityCheckFailed,
+    QualityScoreRecord,
+    RolledBack,
+    RunFinished,
+    RunStarted,
+    ScopeRefused,
+    UnreadableEvent,
+    parse_event,
+)
 from activities.evidence.store import EvidenceStore
+
+_log = logging.getLogger(__name__)
 
 _WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
 _SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -31,6 +50,12 @@ class Telemetry:
     _default: Telemetry | None = None
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.evidence_unreadable = Counter(
+            "govflow_evidence_unreadable",
+            "Evidence rows stored under a known kind whose payload does not read as that kind.",
+            ["task", "kind"],
+            registry=registry,
+        )
         self.runs_started = Counter(
             "govflow_runs_started", "Governed runs started.", ["task", "stage", "mode"], registry=registry
         )
@@ -116,44 +141,46 @@ class Telemetry:
             self.evidence_write.labels(stream).observe(time.perf_counter() - started)
 
     async def observe(self, store: EvidenceStore, task: str, events: Sequence[EvidenceEvent]) -> None:
-        """Count what newly stored ``events`` say."""
+        """Count what newly stored ``events`` say. A row that does not read as its kind is counted as
+        unreadable (``govflow_evidence_unreadable_total``), never silently skipped."""
         for event in events:
             try:
-                await self._observe(store, task, event)
-            except Exception:
-                continue
+                await self._observe(store, task, event, parse_event(event.kind, event.payload))
+            except (OSError, asyncpg.PostgresError):  # a lookup for a label; the event itself is stored
+                _log.warning("metrics for %s %s seq %s skipped: the database is away", event.stream,
+                             event.stream_id, event.seq, exc_info=True)  # fmt: skip
 
-    async def _observe(self, store: EvidenceStore, task: str, event: EvidenceEvent) -> None:
-        p: dict[str, Any] = dict(event.payload)
-        kind = event.kind
-        if kind == "run_started":
-            self.runs_started.labels(task, str(p.get("stage")), str(p.get("mode"))).inc()
-        elif kind == "run_finished":
-            row = await store.run(event.stream_id)
-            stage, mode = (row["stage"], row["mode"]) if row else ("unknown", "unknown")
-            self.runs_finished.labels(task, stage, mode, str(p.get("outcome"))).inc()
-        elif kind == "approval_attempt":
-            accepted = bool(p.get("accepted"))
-            self.approval_attempts.labels(task, str(p.get("verdict")), "accepted" if accepted else "refused").inc()
-            if accepted:
-                decided = await store.decided_at(event.stream_id, str(p.get("action_id")))
-                if decided is not None:
-                    waited = (event.occurred_at - decided).total_seconds()
-                    self.approval_wait.labels(task, str(p.get("action_id"))).observe(max(0.0, waited))
-        elif kind == "quality_score" and isinstance(p.get("score"), int | float):
-            self.quality_score.labels(task, str(p.get("metric"))).observe(float(p["score"]))
-        elif kind == "quality_check_failed":
-            self.quality_checks_failed.labels(task, str(p.get("check"))).inc()
-        elif kind == "scope_refusal":
-            self.scope_refusals.labels(task, str(p.get("system")), str(p.get("resource"))).inc()
-        elif kind == "lease_refused":
-            self.lease_refusals.labels(task).inc()
-        elif kind == "breach":
-            for verdict in p.get("verdicts", []):
-                self.breaches.labels(task, str(p.get("stage")), str(verdict.get("rule")), str(p.get("action"))).inc()
-            if p.get("action") == "pause":
-                self.pauses.labels(task, "breach").inc()
-        elif kind == "paused":
-            self.pauses.labels(task, "operator").inc()
-        elif kind in ("promoted", "rollback"):
-            self.stage_changes.labels(task, kind, str(p.get("to"))).inc()
+    async def _observe(self, store: EvidenceStore, task: str, row: EvidenceEvent, event: Event) -> None:
+        match event:
+            case UnreadableEvent():
+                self.evidence_unreadable.labels(task, event.stored_kind).inc()
+            case RunStarted():
+                self.runs_started.labels(task, event.stage, event.mode).inc()
+            case RunFinished():
+                run = await store.run(row.stream_id)
+                stage, mode = (run.stage, run.mode) if run else ("unknown", "unknown")
+                self.runs_finished.labels(task, stage, mode, event.outcome).inc()
+            case ApprovalAttemptRecord():
+                self.approval_attempts.labels(task, event.verdict, "accepted" if event.accepted else "refused").inc()
+                if event.accepted:
+                    decided = await store.decided_at(row.stream_id, event.action_id)
+                    if decided is not None:
+                        waited = (row.occurred_at - decided).total_seconds()
+                        self.approval_wait.labels(task, event.action_id).observe(max(0.0, waited))
+            case QualityScoreRecord():
+                self.quality_score.labels(task, event.metric).observe(event.score)
+            case QualityCheckFailed():
+                self.quality_checks_failed.labels(task, event.check).inc()
+            case ScopeRefused():
+                self.scope_refusals.labels(task, str(event.system), str(event.resource)).inc()
+            case LeaseRefused():
+                self.lease_refusals.labels(task).inc()
+            case BreachDetected():
+                for verdict in event.verdicts:
+                    self.breaches.labels(task, event.stage, verdict.rule, event.action).inc()
+                if event.action == "pause":
+                    self.pauses.labels(task, "breach").inc()
+            case Paused():
+                self.pauses.labels(task, "operator").inc()
+            case Promoted() | RolledBack():
+                self.stage_changes.labels(task, event.kind, event.to).inc()

@@ -27,13 +27,13 @@ from activities.evidence import (
     RunRecord,
     TouchedRecord,
 )
-from activities.evidence.records import ProjectedRecord
+from activities.evidence.events import ProjectedEvent
 from bench.common import evidence_database
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def _projection(i: int) -> ProjectedRecord | None:
+def _projection(i: int) -> ProjectedEvent | None:
     if i % 3:
         return None
     kind = (i // 3) % 3
@@ -48,7 +48,7 @@ def _projection(i: int) -> ProjectedRecord | None:
                          after_image={"status": "churn-risk"})  # fmt: skip
 
 
-def batches(stream_id: str, rows: int, size: int) -> list[list[tuple[EvidenceEvent, ProjectedRecord | None]]]:
+def batches(stream_id: str, rows: int, size: int) -> list[list[tuple[EvidenceEvent, ProjectedEvent | None]]]:
     items = []
     for i in range(rows):
         projection = _projection(i)
@@ -60,7 +60,7 @@ def batches(stream_id: str, rows: int, size: int) -> list[list[tuple[EvidenceEve
     return [items[i : i + size] for i in range(0, rows, size)]
 
 
-async def write(store: EvidenceStore, plan: list[list[tuple[EvidenceEvent, ProjectedRecord | None]]]) -> int:
+async def write(store: EvidenceStore, plan: list[list[tuple[EvidenceEvent, ProjectedEvent | None]]]) -> int:
     stored = 0
     for batch in plan:
         stored += sum(r.stored for r in await store.append_many(batch))

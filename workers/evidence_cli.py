@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
@@ -19,6 +19,26 @@ from temporalio.service import RPCError
 from activities.evidence import EvidenceStore
 from activities.evidence import checkpoint as cp
 from activities.evidence.chain import GENESIS, Stream
+from activities.evidence.events import (
+    ApprovalAttemptRecord,
+    BreachDetected,
+    ContextRead,
+    Event,
+    ModelCall,
+    OperatorAct,
+    OtherEvent,
+    PolicyDecisionRecord,
+    ProposalMade,
+    QualityCheckFailed,
+    QualityScoreRecord,
+    RolloutStarted,
+    RunFinished,
+    RunStarted,
+    StageChanged,
+    TouchedRecord,
+    UnreadableEvent,
+    parse_event,
+)
 from policies.errors import GovflowError
 from workflows.run_models import RunResult
 
@@ -44,82 +64,80 @@ def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str
     return "; ".join(f"{k}: {_short(before.get(k), 30)} -> {_short(after.get(k), 40)}" for k in keys) or "no change"
 
 
-def describe(kind: str, p: dict[str, Any]) -> str:
-    """One line for one event, in words."""
-    if kind == "run_started":
-        return (
-            f"started {p.get('task')} v{p.get('task_version')} for item {p.get('item_key')}, "
-            f"requested by {p.get('requester')}; mode {p.get('mode')}, stage {p.get('stage')}, "
-            f"policy {str(p.get('policy_digest'))[:12]}"
-        )
-    if kind == "context_read":
-        reads = p.get("reads", [])
-        return "read " + ", ".join(f"{r['system']}/{r['resource']} {r['record_id']}" for r in reads)
-    if kind == "model_call":
-        return (
-            f"model {p.get('model')} answered in {float(p.get('latency_ms') or 0):.1f} ms "
-            f"({p.get('prompt_tokens')} + {p.get('completion_tokens')} tokens)"
-        )
-    if kind == "proposal":
-        actions = p.get("actions", [])
-        listed = "; ".join(
-            f"{a['action_id']}: {a['operation']} {a['system']}/{a['resource']} {a.get('record_id') or ''} "
-            f"{_short(a.get('fields', {}), 50)}".replace("  ", " ")
-            for a in actions
-        )
-        return f"proposed {len(actions)} action(s): {listed}"
-    if kind == "quality_score":
-        return f"score {p.get('metric')} = {p.get('score')} ({'passed' if p.get('passed') else 'failed'})"
-    if kind == "quality_check_failed":
-        return f"quality check {p.get('check')} failed: {p.get('reason')}"
-    if kind == "policy_decision":
-        gates = (p.get("gate") or {}).get("gates", [])
-        who = "; ".join(", ".join(g["eligible"]) for g in gates)
-        return f"decided {p.get('action_id')}: {p.get('decision')} ({p.get('reason')})" + (
-            f"; eligible: {who}" if who else ""
-        )
-    if kind == "approval_attempt":
-        verdict = "accepted" if p.get("accepted") else "REFUSED"
-        signed = ", signed" if p.get("signed") else ""
-        return (
-            f"{p.get('reviewer')} voted {p.get('verdict')} on {p.get('action_id')} via {p.get('via')}{signed}: "
-            f"{verdict} ({p.get('reason')})"
-        )
-    if kind == "touched_record":
-        verb = "wrote" if p.get("mode") == "live" else "would write (shadow)"
-        return (
-            f"{verb} {p.get('system')}/{p.get('resource')} {p.get('record_id')} ({p.get('operation')}): "
-            f"{_changes(p.get('before_image'), p.get('after_image'))}"
-        )
-    if kind == "run_finished":
-        actions = ", ".join(f"{a['action_id']} {a['status']}" for a in p.get("actions", []))
-        return (
-            f"finished: {p.get('outcome')}"
-            + (f" [{actions}]" if actions else "")
-            + (f" - {p['reason']}" if p.get("reason") else "")
-        )
-    if kind == "rollout_started":
-        return f"rollout of {p.get('task')} v{p.get('task_version')} started at stage {p.get('stage')}, " + (
-            f"policy {str(p.get('policy_digest'))[:12]}"
-        )
-    if kind == "breach":
-        figures = "; ".join(
-            f"{v['rule']} {float(v['estimate']):.2f} over {v['n']} runs (needs {v['threshold']})"
-            + (
-                f", evidence of a drop {float(v['statistic']):.1f} of {float(v['limit']):.1f}"
-                if v.get("limit") is not None and v.get("statistic") is not None
-                else ""
+def describe(kind: str, payload: Any) -> str:
+    """One line for one stored event, in words."""
+    match parse_event(kind, payload):
+        case RunStarted() as e:
+            return (
+                f"started {e.task} v{e.task_version} for item {e.item_key}, requested by {e.requester}; "
+                f"mode {e.mode}, stage {e.stage}, policy {str(e.policy_digest)[:12]}"
             )
-            for v in p.get("verdicts", [])
-            if v.get("estimate") is not None
-        )
-        return f"BREACH at stage {p.get('stage')} -> {p.get('action')}: {figures}"
-    if kind in ("promoted", "rollback"):
-        return f"{kind} from {p.get('from')} to {p.get('to')}: {p.get('reason')}"
-    if kind in ("paused", "resume", "promote_refused"):
-        accepted = "" if p.get("accepted", True) else " (refused)"
-        return f"{kind.replace('_', ' ')} by {p.get('operator')} via {p.get('via')}{accepted}: {p.get('reason')}"
-    return f"{kind.replace('_', ' ')}: {_short(p, 100)}"
+        case ContextRead() as e:
+            return "read " + ", ".join(f"{r.system}/{r.resource} {r.record_id}" for r in e.reads)
+        case ModelCall() as e:
+            return (
+                f"model {e.model} answered in {e.latency_ms:.1f} ms ({e.prompt_tokens} + {e.completion_tokens} tokens)"
+            )
+        case ProposalMade() as e:
+            listed = "; ".join(
+                f"{a.action_id}: {a.operation} {a.system}/{a.resource} {a.record_id or ''} "
+                f"{_short(a.fields, 50)}".replace("  ", " ")
+                for a in e.actions
+            )
+            return f"proposed {len(e.actions)} action(s): {listed}"
+        case QualityScoreRecord() as e:
+            return f"score {e.metric} = {e.score} ({'passed' if e.passed else 'failed'})"
+        case QualityCheckFailed() as e:
+            return f"quality check {e.check} failed: {e.reason}"
+        case PolicyDecisionRecord() as e:
+            who = "; ".join(", ".join(g.eligible) for g in e.gates)
+            return f"decided {e.action_id}: {e.decision} ({e.reason})" + (f"; eligible: {who}" if who else "")
+        case ApprovalAttemptRecord() as e:
+            signed = ", signed" if e.signed else ""
+            verdict = "accepted" if e.accepted else "REFUSED"
+            return f"{e.reviewer} voted {e.verdict} on {e.action_id} via {e.via}{signed}: {verdict} ({e.reason})"
+        case TouchedRecord() as e:
+            verb = "wrote" if e.mode == "live" else "would write (shadow)"
+            return (
+                f"{verb} {e.system}/{e.resource} {e.record_id} ({e.operation}): "
+                f"{_changes(e.before_image, e.after_image)}"
+            )
+        case RunFinished() as e:
+            actions = ", ".join(f"{a.action_id} {a.status}" for a in e.actions)
+            why = f" - {e.reason}" if e.reason else ""
+            return f"finished: {e.outcome}" + (f" [{actions}]" if actions else "") + why
+        case RolloutStarted() as e:
+            return f"rollout of {e.task} v{e.task_version} started at stage {e.stage}, policy {e.policy_digest[:12]}"
+        case BreachDetected() as e:
+            figures = "; ".join(
+                f"{v.rule} {v.estimate:.2f} over {v.n} runs (needs {v.threshold})"
+                + (
+                    f", evidence of a drop {v.statistic:.1f} of {v.limit:.1f}"
+                    if v.limit is not None and v.statistic is not None
+                    else ""
+                )
+                for v in e.verdicts
+                if v.estimate is not None
+            )
+            return f"BREACH at stage {e.stage} -> {e.action}: {figures}"
+        case StageChanged() as e:
+            return f"{e.kind.replace('_', ' ')} from {e.from_stage} to {e.to}: {e.reason}"
+        case OperatorAct() as e:
+            refused = "" if e.accepted else " (refused)"
+            return f"{e.kind.replace('_', ' ')} by {e.operator} via {e.via}{refused}: {e.reason}"
+        case UnreadableEvent() as e:
+            return f"UNREADABLE {kind}: {e.problem}; payload {_short(e.raw, 80)}"
+        case e:
+            return f"{kind.replace('_', ' ')}: {_short(e.payload() if not isinstance(e, OtherEvent) else payload, 100)}"
+
+
+E = TypeVar("E", bound=Event)
+
+
+def _events(bundle: dict[str, Any], of: type[E]) -> list[E]:
+    """A bundle's events of one type, parsed."""
+    parsed = (parse_event(e["kind"], e["payload"]) for e in bundle["events"])
+    return [e for e in parsed if isinstance(e, of)]
 
 
 async def _stream(store: EvidenceStore, stream: Stream, stream_id: str) -> list[dict[str, Any]]:
@@ -207,7 +225,7 @@ async def _run_bundle(store: EvidenceStore, run_id: str) -> dict[str, Any]:
     return {
         "stream": "run",
         "stream_id": run_id,
-        "run": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in (row or {}).items()},
+        "run": row.model_dump(mode="json") if row else {},
         "verified": report.ok,
         "problems": [p.model_dump() for p in report.problems],
         "events": [_event_json(e) for e in events],
@@ -255,23 +273,22 @@ def _md_run(run: dict[str, Any], level: str = "##") -> list[str]:
         f"- chain: **{'verifies' if run['verified'] else 'DOES NOT VERIFY'}** ({len(run['events'])} events)",
         "",
     ]
-    writes = [e for e in run["events"] if e["kind"] == "touched_record"]
-    votes = [e for e in run["events"] if e["kind"] == "approval_attempt"]
+    events = [parse_event(e["kind"], e["payload"]) for e in run["events"]]
+    votes = [e for e in events if isinstance(e, ApprovalAttemptRecord)]
+    writes = [e for e in events if isinstance(e, TouchedRecord)]
     if votes:
         lines += ["Approvals:", "", "| reviewer | verdict | action | accepted | reason |", "|---|---|---|---|---|"]
         for v in votes:
-            p = v["payload"]
             lines.append(
-                f"| {p['reviewer']} | {p['verdict']} | {p['action_id']} | {'yes' if p['accepted'] else 'no'} | "
-                f"{str(p.get('reason', '')).replace('|', '/')} |"
+                f"| {v.reviewer} | {v.verdict} | {v.action_id} | {'yes' if v.accepted else 'no'} | "
+                f"{v.reason.replace('|', '/')} |"
             )
         lines.append("")
     if writes:
         lines += ["Records touched:", "", "| record | mode | before -> after |", "|---|---|---|"]
         for w in writes:
-            p = w["payload"]
-            change = _changes(p.get("before_image"), p.get("after_image")).replace("|", "/")
-            lines.append(f"| {p['system']}/{p['resource']} {p['record_id']} | {p['mode']} | {change} |")
+            change = _changes(w.before_image, w.after_image).replace("|", "/")
+            lines.append(f"| {w.system}/{w.resource} {w.record_id} | {w.mode} | {change} |")
         lines.append("")
     return [*lines, "Timeline:", "", *_md_events(run["events"]), ""]
 
@@ -284,7 +301,7 @@ def markdown(b: dict[str, Any]) -> str:
         runs = b["runs"]
         by: dict[tuple[str, str], int] = {}
         for r in runs:
-            outcome = next((e["payload"].get("outcome") for e in r["events"] if e["kind"] == "run_finished"), "open")
+            outcome = next((e.outcome for e in _events(r, RunFinished)), "open")
             key = (str(r["run"].get("mode")), str(outcome))
             by[key] = by.get(key, 0) + 1
         lines += [

@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evidence import EvidenceStore
-from activities.evidence_activities import EvidenceActivities
 from activities.registry import Registry
+from activities.rollout_activities import RolloutActivities
 from activities.run_activities import RunActivities
 from policies.errors import GovflowError
 from workflows.governed_run import GovernedRunWorkflow
@@ -33,13 +33,14 @@ def build_worker(
     **worker_options: Any,
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests)."""
-    evidence = EvidenceActivities(store)
-    runs = RunActivities(registry or Registry(), store, client)
+    registry = registry or Registry()
+    runs = RunActivities(registry, store, client)
+    rollouts = RolloutActivities(registry, store, client)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[GovernedRunWorkflow, RolloutWorkflow, *workflows],
-        activities=[evidence.append_evidence, *runs.all(), *extra_activities],
+        activities=[*runs.all(), *rollouts.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         **worker_options,
     )

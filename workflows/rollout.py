@@ -9,36 +9,46 @@ govflow's pause is workflow state, not Temporal's server-side pause.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities import names
+    from activities.evidence.events import (
+        BreachDetected,
+        DataConflict,
+        DataRestored,
+        Event,
+        Paused,
+        Promoted,
+        PromotionRefused,
+        PromotionRequested,
+        ReportRefused,
+        Resumed,
+        RolledBack,
+        RolloutStarted,
+    )
+    from activities.rollout_activities import RolloutActivities
     from activities.run_models import (
         AdmitRequest,
         DataRollback,
         FenceRequest,
-        OutcomeAnswer,
         OutcomeRequest,
         PolicyRequest,
-        RecordRolloutBatch,
-        RecordRolloutEvidence,
-        RestoredRecord,
-        RolloutRow,
         RunAdmission,
-        RunSetup,
     )
     from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json, signed_act_problem
-    from policies.model import Stage, WindowRule
+    from policies.model import Stage
     from policies.stats import evaluate_sequential, observe
     from workflows import search_attributes as sa
     from workflows.closing import settle
+    from workflows.details import rollout_details
+    from workflows.gates import bucket, report_value, window_counts
     from workflows.inputs import Read, field_text, read
+    from workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
     from workflows.rollout_models import (
         Admission,
         AdmittedRun,
@@ -55,46 +65,13 @@ with workflow.unsafe.imports_passed_through():
         control_message,
     )
 
-_LOCAL = timedelta(seconds=30)
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-_EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 _ADMITTED_LIMIT = 15_000
 """Admitted runs kept waiting for their outcome (~80 bytes each in the continue-as-new input, whose
 payload limit is 2 MB); past this the oldest is forgotten and its report will be refused."""
 _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 
 
-def bucket(item_key: str) -> float:
-    """A stable number in [0, 1) for an item: the same item always lands the same way in a stage."""
-    return int(hashlib.sha256(item_key.encode()).hexdigest()[:16], 16) / float(1 << 64)
-
-
-def report_value(rule: WindowRule, report: RunReport) -> float | None:
-    """What one run says for a rule: 1.0 or 0.0 for a rate's hit, the score for mean_score (None if absent)."""
-    if rule.metric == "mean_score":
-        return report.scores.get(rule.score or "")
-    if rule.metric == "pass_rate":
-        return float(report.checks_passed and not report.error)
-    if rule.metric == "override_rate":
-        return float(report.overridden)
-    return float(report.error)
-
-
-def window_counts(rule: WindowRule, reports: list[RunReport]) -> WindowCounts:
-    recent = reports[-rule.window :]
-    if rule.metric == "mean_score":
-        scores = [r.scores[rule.score] for r in recent if rule.score in r.scores]
-        return WindowCounts(n=len(scores), total=sum(scores), total_sq=sum(x * x for x in scores))
-    if rule.metric == "pass_rate":
-        hits = sum(1 for r in recent if r.checks_passed and not r.error)
-    elif rule.metric == "override_rate":
-        hits = sum(1 for r in recent if r.overridden)
-    else:
-        hits = sum(1 for r in recent if r.error)
-    return WindowCounts(n=len(recent), successes=hits)
-
-
-@workflow.defn(name="Rollout")
+@workflow.defn(name=names.ROLLOUT)
 class RolloutWorkflow:
     """Operators: signal ``pause`` / ``rollback`` (anyone) or ``resume`` / ``promote`` (named
     promoters), each with ``{"operator": "<you>", "reason": "..."}``."""
@@ -104,7 +81,7 @@ class RolloutWorkflow:
         self._inp = inp
         self._state = inp.state.model_copy(deep=True) if inp.state else RolloutState()
         self._policy: Policy | None = None
-        self._lock = asyncio.Lock()
+        self._ledger = RolloutLedger(workflow.info().workflow_id, inp.task, inp.task_version, self._state)
         self._dirty = False
         self._ready = False
         self._attributes: tuple[str, bool] | None = None
@@ -114,7 +91,6 @@ class RolloutWorkflow:
         self._v2 = False
         self._sequential = False
         self._fenced = False
-        self._outbox: list[RolloutRow] = []
         self._to_count: list[str] = []
 
     # --- main loop ----------------------------------------------------------------------------------
@@ -128,7 +104,7 @@ class RolloutWorkflow:
         self._careful_handover = workflow.patched("careful-continue-as-new")
         # evidence-v2: rows appended by activities (identical on any retry), outcomes counted only from
         # the evidence of runs this rollout admitted, every input read as untrusted.
-        self._v2 = workflow.patched("evidence-v2")
+        self._v2 = self._ledger.v2 = workflow.patched("evidence-v2")
         # sequential-gates: rules with method cusum (the default) judge the whole stage with statistics
         # valid under continuous monitoring; before this patch every rule was a sliding window.
         self._sequential = workflow.patched("sequential-gates")
@@ -137,30 +113,25 @@ class RolloutWorkflow:
         self._fenced = workflow.patched("pause-fence")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
-        setup = await workflow.execute_local_activity(
-            "govflow.load_policy",
+        setup = await workflow.execute_local_activity_method(
+            RolloutActivities.load_policy,
             PolicyRequest(task=inp.task, task_version=inp.task_version),
-            result_type=RunSetup,
-            start_to_close_timeout=_LOCAL,
-            retry_policy=_RETRY,
+            start_to_close_timeout=LOCAL,
+            retry_policy=RETRY,
         )
         self._policy = policy_from_json(setup.policy_json)
         if self._state.stage_started_at is None:
             if self._chain_continues:
                 # A rollout started again under the same id (after it was terminated) continues its chain.
-                self._state.evidence_seq = await workflow.execute_local_activity(
-                    "govflow.rollout_next_seq",
+                self._state.evidence_seq = await workflow.execute_local_activity_method(
+                    RolloutActivities.rollout_next_seq,
                     workflow.info().workflow_id,
-                    result_type=int,
-                    start_to_close_timeout=_LOCAL,
-                    retry_policy=_RETRY,
+                    start_to_close_timeout=LOCAL,
+                    retry_policy=RETRY,
                 )
             self._state.stage_started_at = workflow.now()
-            await self._record(
-                "rollout_started",
-                {"task": inp.task, "task_version": inp.task_version, "policy_digest": setup.policy_digest,
-                 "stage": self._stage.name},
-            )  # fmt: skip
+            await self._record(RolloutStarted(task=inp.task, task_version=inp.task_version,
+                                              policy_digest=setup.policy_digest, stage=self._stage.name))  # fmt: skip
         self._ready = True  # handlers wait for this: the policy is loaded and the chain opened
         self._show()
         while True:
@@ -225,11 +196,9 @@ class RolloutWorkflow:
                 state.control_seq += 1
                 state.pause_reason = "; ".join(f"{v.rule} breached: {v.reason}" for v in tripped)
                 await self._set_fence(True)
-            await self._record(
-                "breach",
-                {"stage": stage.name, "action": action, "verdicts": [v.model_dump(mode="json") for v in tripped],
-                 "leases_granted": state.leases_granted, "trigger": state.window[-1].run_id if state.window else None},
-            )  # fmt: skip
+            trigger = state.window[-1].run_id if state.window else None
+            await self._record(BreachDetected(stage=stage.name, action=action, verdicts=tripped,
+                                              leases_granted=state.leases_granted, trigger=trigger))  # fmt: skip
             if action == "rollback":
                 await self._move(max(0, state.stage_index - 1), "rollback", "stop rule: " + tripped[0].rule)
             self._show()
@@ -244,7 +213,7 @@ class RolloutWorkflow:
         if "approval" in stage.gate:
             if not state.promotion_requested:
                 state.promotion_requested = True
-                await self._record("promotion_requested", {"stage": stage.name, "promoters": list(stage.promoters)})
+                await self._record(PromotionRequested(stage=stage.name, promoters=list(stage.promoters)))
             self._show()
             return
         await self._move(state.stage_index + 1, "promoted", "automatic gate passed")
@@ -253,11 +222,11 @@ class RolloutWorkflow:
         """Pausing returns once every live write holding the fence has finished; no write starts after."""
         if not self._fenced:
             return
-        await workflow.execute_activity(
-            "govflow.set_fence",
+        await workflow.execute_activity_method(
+            RolloutActivities.set_fence,
             FenceRequest(rollout_id=workflow.info().workflow_id, paused=paused),
             start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_EVIDENCE_RETRY,
+            retry_policy=EVIDENCE_RETRY,
         )
 
     async def _move(self, index: int, kind: str, reason: str) -> None:
@@ -273,57 +242,20 @@ class RolloutWorkflow:
         if kind == "rollback":
             # Like a pause: the writes of the stage being left finish before the rollback is recorded.
             await self._set_fence(True)
-        await self._record(kind, {"from": before, "to": self._stage.name, "reason": reason})
+        change = RolledBack if kind == "rollback" else Promoted
+        await self._record(change(from_stage=before, to=self._stage.name, reason=reason))
         if kind == "rollback" and not state.paused:
             await self._set_fence(False)
         self._show()
 
     # --- evidence ---------------------------------------------------------------------------------------
 
-    async def _record(self, kind: str, payload: dict[str, object]) -> None:
-        if self._v2:
-            await self._record_v2(kind, payload)
-            return
-        async with self._lock:
-            seq = self._state.evidence_seq
-            self._state.evidence_seq = await workflow.execute_local_activity(
-                "govflow.record_rollout_evidence",
-                RecordRolloutEvidence(
-                    rollout_id=workflow.info().workflow_id,
-                    task=self._inp.task,
-                    task_version=self._inp.task_version,
-                    seq=seq,
-                    at=workflow.now(),
-                    kind=kind,
-                    payload=payload,
-                ),
-                result_type=int,
-                start_to_close_timeout=_LOCAL,
-                retry_policy=_RETRY,
-            )
-
-    async def _record_v2(self, kind: str, payload: dict[str, object]) -> None:
-        """Rows queue in order; whoever holds the lock appends everything queued in one activity
-        (a burst of refused reports is one commit, not a thousand)."""
-        self._outbox.append(RolloutRow(kind=kind, payload=dict(payload), at=workflow.now()))
-        async with self._lock:
-            if not self._outbox:
-                return  # appended by the batch of an earlier holder
-            rows, self._outbox = self._outbox, []
-            self._state.evidence_seq = await workflow.execute_activity(
-                "govflow.append_rollout_evidence",
-                RecordRolloutBatch(
-                    rollout_id=workflow.info().workflow_id, task=self._inp.task,
-                    task_version=self._inp.task_version, seq=self._state.evidence_seq, rows=rows,
-                ),
-                result_type=int,
-                start_to_close_timeout=_LOCAL,
-                retry_policy=_EVIDENCE_RETRY,
-            )  # fmt: skip
+    async def _record(self, event: Event) -> None:
+        await self._ledger.record(event)
 
     # --- runs ---------------------------------------------------------------------------------------------
 
-    @workflow.query(description="Where an item would run now: {stage, mode, live_fraction}")
+    @workflow.query(name=names.ADMIT, description="Where an item would run now: {stage, mode, live_fraction}")
     def admit(self, item_key: str) -> Admission:
         if not self._ready:
             raise RuntimeError("the rollout is starting; ask again in a moment")
@@ -331,7 +263,7 @@ class RolloutWorkflow:
         live = not self._state.paused and bucket(item_key) < stage.live_fraction
         return Admission(stage=stage.name, mode="live" if live else "shadow", live_fraction=stage.live_fraction)
 
-    @workflow.update(description="A run asks how it may run (sent by the govflow worker); the rollout records it")
+    @workflow.update(name=names.ADMIT_RUN, description="A run asks how it may run (sent by the govflow worker)")
     async def admit_run(self, *args: Any) -> RunAdmission:
         await workflow.wait_condition(lambda: self._ready)
         got = read(AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
@@ -349,7 +281,7 @@ class RolloutWorkflow:
             del admitted[next(iter(admitted))]
         return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
 
-    @workflow.update(description="A live run asks for publish authority right before it writes")
+    @workflow.update(name=names.LEASE, description="A live run asks for publish authority right before it writes")
     async def lease(self, *args: Any) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
         got = read(LeaseRequest, args, '{"run_id": "...", "stage": "canary"}')
@@ -371,7 +303,7 @@ class RolloutWorkflow:
         state.leases_refused += 1
         return ControlAnswer(accepted=False, reason=reason, stage=stage.name, paused=state.paused)
 
-    @workflow.signal(description='A finished run\'s outcome (sent by GovernedRun): {"run_id": "..."}')
+    @workflow.signal(name=names.REPORT, description='A finished run\'s outcome: {"run_id": "..."}')
     async def report(self, *args: Any) -> None:
         await workflow.wait_condition(lambda: self._ready)
         if not self._v2:
@@ -394,19 +326,18 @@ class RolloutWorkflow:
 
     async def _refuse_report(self, run_id: str | None, reason: str, raw: str) -> None:
         self._state.reports_refused += 1
-        await self._record("report_refused", {"run_id": run_id, "reason": reason, "payload": raw})
+        await self._record(ReportRefused(run_id=run_id, reason=reason, payload_sent=raw))
 
     async def _count_reports(self) -> None:
         """Count the outcomes of reported runs, read from their evidence (v2)."""
         if not self._to_count:
             return
         batch = list(self._to_count)
-        answers: list[OutcomeAnswer] = await workflow.execute_activity(
-            "govflow.read_run_outcomes",
+        answers = await workflow.execute_activity_method(
+            RolloutActivities.read_run_outcomes,
             OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch),
-            result_type=list[OutcomeAnswer],
             start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_EVIDENCE_RETRY,
+            retry_policy=EVIDENCE_RETRY,
         )
         del self._to_count[: len(batch)]
         for answer in answers:
@@ -449,11 +380,8 @@ class RolloutWorkflow:
             self._state.control_seq += 1
             self._state.pause_reason = f"paused by {control.operator}: {control.reason}".rstrip(": ")
             self._show()
-        row: dict[str, object] = {"operator": control.operator, "reason": control.reason, "via": via}
-        if raw:
-            row["payload"] = raw
         await self._set_fence(True)
-        await self._record("paused", row)
+        await self._record(Paused(operator=control.operator, reason=control.reason, via=via, payload_sent=raw or None))
         return self._answer(True, self._state.pause_reason)
 
     async def _unreadable(self, command: str, got: Read[Any], args: Any, via: str) -> ControlAnswer:
@@ -467,9 +395,8 @@ class RolloutWorkflow:
             return await self._pause(control, via, raw=got.raw)
         await workflow.wait_condition(lambda: self._ready)
         answer = self._answer(False, f"unreadable {command}: {got.problem}")
-        kind = "resume" if command == "resume" else "promote_refused"
-        await self._record(kind, {"operator": who, "accepted": False, "reason": answer.reason, "via": via,
-                                  "payload": got.raw})  # fmt: skip
+        refused = Resumed if command == "resume" else PromotionRefused
+        await self._record(refused(operator=who, accepted=False, reason=answer.reason, via=via, payload_sent=got.raw))
         return answer
 
     async def _resume(self, control: Control, via: str) -> ControlAnswer:
@@ -492,9 +419,7 @@ class RolloutWorkflow:
                 reason += "; the quality window starts afresh"
             self._dirty = True
             answer = self._answer(True, reason)
-        await self._record(
-            "resume", {"operator": control.operator, "accepted": answer.accepted, "reason": answer.reason, "via": via}
-        )
+        await self._record(Resumed(operator=control.operator, accepted=answer.accepted, reason=answer.reason, via=via))
         if answer.accepted:
             await self._set_fence(False)  # after the resume is recorded: writes never precede it
         self._show()
@@ -518,7 +443,7 @@ class RolloutWorkflow:
             await self._move(self._state.stage_index + 1, "promoted", f"promoted by {control.operator}")
             answer = self._answer(True, f"promoted to {self._stage.name} by {control.operator}")
         if not answer.accepted:
-            await self._record("promote_refused", {"operator": control.operator, "reason": answer.reason, "via": via})
+            await self._record(PromotionRefused(operator=control.operator, reason=answer.reason, via=via))
         return answer
 
     def _signature_problem(self, command: Literal["resume", "promote"], control: Control) -> str | None:
@@ -532,19 +457,18 @@ class RolloutWorkflow:
         await self._move(target, "rollback", f"rolled back by {request.operator}: {request.reason}".rstrip(": "))
         if not request.data:
             return self._answer(True, f"rolled back to {self._stage.name}")
-        results = await workflow.execute_activity(
-            "govflow.rollback_data",
+        results = await workflow.execute_activity_method(
+            RolloutActivities.rollback_data,
             DataRollback(
                 rollout_id=workflow.info().workflow_id, task=self._inp.task, task_version=self._inp.task_version,
                 since=request.since,
             ),
-            result_type=list[RestoredRecord],
             start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=_RETRY,
+            retry_policy=RETRY,
         )  # fmt: skip
         for r in results:
-            kind = "data_conflict" if r.outcome == "conflict" else "data_restored"
-            await self._record(kind, r.model_dump(mode="json"))
+            restoration = DataConflict if r.outcome == "conflict" else DataRestored
+            await self._record(restoration(**r.model_dump()))
         restored = sum(r.outcome == "restored" for r in results)
         conflicts = sum(r.outcome == "conflict" for r in results)
         return self._answer(
@@ -567,39 +491,39 @@ class RolloutWorkflow:
 
     # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
 
-    @workflow.signal(description='Pause: live writes stop at once. {"operator": "omar", "reason": "..."}')
+    @workflow.signal(name=names.PAUSE, description='Pause: live writes stop at once. {"operator": "omar"}')
     async def pause(self, *args: Any) -> None:
         await self._control("pause", args, "signal")
 
-    @workflow.signal(description='Resume (named promoters only): {"operator": "omar", "reason": "..."}')
+    @workflow.signal(name=names.RESUME, description='Resume (named promoters only): {"operator": "omar"}')
     async def resume(self, *args: Any) -> None:
         await self._control("resume", args, "signal")
 
-    @workflow.signal(description='Promote to the next stage (named promoters only): {"operator": "omar"}')
+    @workflow.signal(name=names.PROMOTE, description='Promote to the next stage (promoters): {"operator": "omar"}')
     async def promote(self, *args: Any) -> None:
         await self._control("promote", args, "signal")
 
-    @workflow.signal(description='Roll back: {"operator": "omar", "to": "previous" or "shadow", "reason": "..."}')
+    @workflow.signal(name=names.ROLLBACK, description='Roll back: {"operator": "omar", "to": "previous" or "shadow"}')
     async def rollback(self, *args: Any) -> None:
         await self._control("rollback", args, "signal")
 
-    @workflow.update(description="Pause, with the answer (CLI)")
+    @workflow.update(name=names.control_update(names.PAUSE), description="Pause, with the answer (CLI)")
     async def pause_update(self, *args: Any) -> ControlAnswer:
         return await self._control("pause", args, "update")
 
-    @workflow.update(description="Resume, with the answer (CLI)")
+    @workflow.update(name=names.control_update(names.RESUME), description="Resume, with the answer (CLI)")
     async def resume_update(self, *args: Any) -> ControlAnswer:
         return await self._control("resume", args, "update")
 
-    @workflow.update(description="Promote, with the answer (CLI)")
+    @workflow.update(name=names.control_update(names.PROMOTE), description="Promote, with the answer (CLI)")
     async def promote_update(self, *args: Any) -> ControlAnswer:
         return await self._control("promote", args, "update")
 
-    @workflow.update(description="Roll back, with the answer (CLI)")
+    @workflow.update(name=names.control_update(names.ROLLBACK), description="Roll back, with the answer (CLI)")
     async def rollback_update(self, *args: Any) -> ControlAnswer:
         return await self._control("rollback", args, "update")
 
-    @workflow.query(description="Stage, live fraction, window figures, pause, last breach, pending promotion")
+    @workflow.query(name=names.ROLLOUT_STATUS, description="Stage, window figures, pause, last breach, promotion")
     def status(self) -> RolloutStatus:
         if not self._ready:
             raise RuntimeError("the rollout is starting; ask again in a moment")
@@ -636,30 +560,5 @@ class RolloutWorkflow:
             workflow.upsert_search_attributes(
                 [sa.TASK.value_set(self._inp.task), sa.STAGE.value_set(stage.name), sa.PAUSED.value_set(state.paused)]
             )
-        lines = [
-            f"**{self._inp.task} v{self._inp.task_version}** · stage **{stage.name}** "
-            f"({stage.live_fraction:.0%} live) · {state.runs_in_stage} runs in stage",
-            "",
-            f"**PAUSED**: {state.pause_reason}" if state.paused else "Running.",
-            "",
-            "| rule | status | n | estimate | interval | threshold | evidence of a drop |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for v in self._verdicts():
-            est = f"{v.estimate:.3f}" if v.estimate is not None else "-"
-            interval = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None and v.high is not None else "-"
-            drop = f"{v.statistic:.1f} of the {v.limit:.1f} that pauses" if v.limit is not None else "(window)"
-            lines.append(f"| {v.rule} | {v.status} | {v.n} | {est} | {interval} | {v.threshold} | {drop} |")
-        if state.last_breach:
-            b = state.last_breach
-            lines += [
-                "",
-                f"Last breach at {b.at.isoformat()} in {b.stage}: {b.action} ({', '.join(v.rule for v in b.verdicts)})",
-            ]
-        if state.promotion_requested:
-            lines += ["", f"Promotion waits for: {', '.join(stage.promoters)} (Signal `promote`)"]
-        lines += [
-            "",
-            'Signals: `pause` / `rollback` (anyone), `resume` / `promote` (promoters): `{"operator": "<you>"}`',
-        ]
-        workflow.set_current_details("\n".join(lines))
+        details = rollout_details(self._inp.task, self._inp.task_version, stage, state, self._verdicts())
+        workflow.set_current_details(details)

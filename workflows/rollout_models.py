@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.run_models import ControlAnswer, LeaseRequest, RunReport
+from activities.evidence.events import RunReport
+from activities.run_models import ControlAnswer, LeaseRequest
 from policies import WindowCounts, WindowVerdict, act_message
 from workflows.inputs import Note, PersonName, Token
 

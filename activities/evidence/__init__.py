@@ -9,14 +9,14 @@ from activities.evidence.errors import (
     EvidenceGapError,
     MigrationError,
 )
-from activities.evidence.migrate import MigrationReport, migrate
-from activities.evidence.records import (
+from activities.evidence.events import (
     ApprovalAttemptRecord,
     PolicyDecisionRecord,
     QualityScoreRecord,
     RunRecord,
     TouchedRecord,
 )
+from activities.evidence.migrate import MigrationReport, migrate
 from activities.evidence.store import AppendResult, EvidenceStore, create_pool
 
 __all__ = [

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -20,7 +20,7 @@ from activities.evidence.chain import (
     verify_rows,
 )
 from activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
-from activities.evidence.records import ProjectedRecord, RunRecord
+from activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
 from activities.evidence.sql import queries
 
 
@@ -54,6 +54,9 @@ class AppendResult:
     """False when the same event was already there (a retry): nothing was written."""
 
 
+E = TypeVar("E", bound=Event)
+
+
 class EvidenceStore:
     """Appends evidence and verifies chains. Methods are safe to retry."""
 
@@ -79,7 +82,7 @@ class EvidenceStore:
         row = await self._pool.fetchrow(self._q["chain_head"], stream, stream_id)
         return 1 if row is None else int(row["seq"]) + 1
 
-    async def append(self, event: EvidenceEvent, projection: ProjectedRecord | None = None) -> AppendResult:
+    async def append(self, event: EvidenceEvent, projection: ProjectedEvent | None = None) -> AppendResult:
         """Append one event to its stream.
 
         The same event delivered twice is stored once. A different event at a
@@ -89,7 +92,7 @@ class EvidenceStore:
         return (await self.append_many([(event, projection)]))[0]
 
     async def append_many(
-        self, items: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]], *, run: RunRecord | None = None
+        self, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], *, run: RunRecord | None = None
     ) -> list[AppendResult]:
         """Append consecutive events of one stream in one transaction (one commit), same rules as ``append``.
 
@@ -129,7 +132,7 @@ class EvidenceStore:
         return results
 
     async def _insert_batch(
-        self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedRecord | None]], prev_hash: str
+        self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], prev_hash: str
     ) -> list[AppendResult]:
         """Insert a chained batch in one statement, then its projections in one statement per table.
 
@@ -183,7 +186,7 @@ class EvidenceStore:
         )
         return (await self.append_many([(event, None)], run=run))[0]
 
-    async def record(self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedRecord) -> AppendResult:
+    async def record(self, run_id: str, seq: int, occurred_at: datetime, record: ProjectedEvent) -> AppendResult:
         """Append a typed record to a run's chain and its projection table."""
         event = EvidenceEvent(
             stream="run",
@@ -204,15 +207,18 @@ class EvidenceStore:
         )
         return await self.append(event)
 
-    async def run(self, run_id: str) -> dict[str, Any] | None:
+    async def run(self, run_id: str) -> RunRecord | None:
         """The run's row (task, version, policy digest, item, requester, stage, mode, start, rollout)."""
         row = await self._pool.fetchrow(self._q["get_run"], run_id)
-        return None if row is None else dict(row)
+        return None if row is None else RunRecord.model_validate(dict(row))
 
-    async def last_event(self, run_id: str, kind: str) -> dict[str, Any] | None:
-        """The payload of the run's last event of ``kind``, or None."""
-        found = await self._pool.fetchval(self._q["last_event_of_kind"], run_id, kind)
-        return dict(found) if isinstance(found, dict) else None
+    async def last_event(self, run_id: str, event: type[E]) -> E | UnreadableEvent | None:
+        """The run's last event of ``event``'s kind, read as that model (or as unreadable), or None."""
+        found = await self._pool.fetchval(self._q["last_event_of_kind"], run_id, event.kind)
+        if found is None:
+            return None
+        parsed = parse_event(event.kind, found)
+        return parsed if isinstance(parsed, event | UnreadableEvent) else None
 
     async def rollout_runs(self, rollout_id: str) -> list[str]:
         """The runs a rollout admitted, oldest first."""

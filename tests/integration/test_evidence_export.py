@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
+from activities.evidence.events import QualityScoreRecord, RunFinished, RunStarted, ScopeRefused
 from activities.run_activities import RunActivities
 from activities.run_models import EvidenceItem, RecordEvidence, StartRun
 from activities.telemetry import Telemetry
@@ -93,16 +94,18 @@ async def test_metrics_count_each_stored_event_once(store: EvidenceStore, regist
         mode="live", at=at,
     )  # fmt: skip
     items = [
-        EvidenceItem(kind="run_started", payload={"stage": "canary", "mode": "live"}),
-        EvidenceItem(kind="quality_score", payload={"metric": "confidence", "score": 0.4, "passed": False}),
-        EvidenceItem(kind="scope_refusal", payload={"system": "crm", "resource": "contact", "reason": "apac"}),
+        EvidenceItem.of(RunStarted(**start.model_dump(exclude={"at"}))),
+        EvidenceItem.of(QualityScoreRecord(metric="confidence", score=0.4, passed=False)),
+        EvidenceItem.of(ScopeRefused(system="crm", resource="contact", reason="apac")),
+        # A row of a known kind that does not read as it: counted as unreadable, not silently skipped.
+        EvidenceItem(kind="lease_refused", payload={"why": "no such field"}),
     ]
     rec = RecordEvidence(run_id="r1", task="support-triage", task_version="1", seq=1, at=at, items=items, start=start)
-    assert await acts.record_evidence(rec) == 4
-    assert await acts.record_evidence(rec) == 4  # a retry stores nothing, and counts nothing
+    assert await acts.record_evidence(rec) == 5
+    assert await acts.record_evidence(rec) == 5  # a retry stores nothing, and counts nothing
     finished = RecordEvidence(
-        run_id="r1", task="support-triage", task_version="1", seq=4, at=at,
-        items=[EvidenceItem(kind="run_finished", payload={"outcome": "refused"})],
+        run_id="r1", task="support-triage", task_version="1", seq=5, at=at,
+        items=[EvidenceItem.of(RunFinished(outcome="refused"))],
     )  # fmt: skip
     await acts.record_evidence(finished)
 
@@ -113,3 +116,5 @@ async def test_metrics_count_each_stored_event_once(store: EvidenceStore, regist
     assert value(telemetry.scope_refusals, task="support-triage", system="crm", resource="contact") == 1
     assert value(telemetry.runs_finished, task="support-triage", stage="canary", mode="live", outcome="refused") == 1
     assert telemetry.quality_score.labels("support-triage", "confidence")._sum.get() == 0.4
+    assert value(telemetry.evidence_unreadable, task="support-triage", kind="lease_refused") == 1
+    assert value(telemetry.lease_refusals, task="support-triage") == 0

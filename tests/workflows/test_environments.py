@@ -11,36 +11,29 @@ from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence import EvidenceEvent, EvidenceStore
+    from activities.evidence import EvidenceStore
+    from activities.rollout_activities import RolloutActivities
+    from activities.run_models import RecordRolloutBatch, RolloutRow
     from workers.worker import build_worker
 
 
 class NoteInput(BaseModel):
-    run_id: str
+    stream_id: str
     text: str
 
 
 @workflow.defn
 class NoteWorkflow:
-    """Appends one evidence event through the real activity."""
+    """Appends one evidence event through the real activity, called by method reference."""
 
     @workflow.run
-    async def run(self, data: NoteInput) -> str:
-        event = EvidenceEvent(
-            stream="run",
-            stream_id=data.run_id,
-            seq=1,
-            kind="note",
-            occurred_at=workflow.now(),
-            payload={"text": data.text},
-        )
-        result: str = await workflow.execute_activity(
-            "govflow.append_evidence",
-            event,
-            result_type=str,
+    async def run(self, data: NoteInput) -> int:
+        row = RolloutRow(kind="note", payload={"text": data.text}, at=workflow.now())
+        return await workflow.execute_activity_method(
+            RolloutActivities.append_rollout_evidence,
+            RecordRolloutBatch(rollout_id=data.stream_id, task="notes", task_version="1", seq=1, rows=[row]),
             start_to_close_timeout=timedelta(seconds=30),
         )
-        return result
 
 
 @pytest.fixture(params=["time-skipping", "dev-server"])
@@ -56,14 +49,14 @@ async def test_a_workflow_with_one_activity_runs(
     either_env: WorkflowEnvironment, store: EvidenceStore, task_queue: str
 ) -> None:
     env = either_env
-    run_id = f"run-{uuid.uuid4()}"
+    stream_id = f"notes-{uuid.uuid4()}"
     async with build_worker(env.client, task_queue, store, workflows=[NoteWorkflow]):
-        digest = await env.client.execute_workflow(
+        next_seq = await env.client.execute_workflow(
             NoteWorkflow.run,
-            NoteInput(run_id=run_id, text="hello"),
+            NoteInput(stream_id=stream_id, text="hello"),
             id=f"wf-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-    (event,) = await store.events("run", run_id)
+    (event,) = await store.events("rollout", stream_id)
     assert event["payload"] == {"text": "hello"}
-    assert event["hash"] == digest
+    assert next_seq == 2

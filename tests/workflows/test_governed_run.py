@@ -548,7 +548,7 @@ async def test_the_run_row_names_the_policy_the_run_decided_under_not_the_append
     await ActivityEnvironment().run(RunActivities(registry, store).append_run_evidence, rec)
     row = await store.run("run-rolling")
     assert row is not None
-    assert row["policy_digest"] == loaded_by_the_run
+    assert row.policy_digest == loaded_by_the_run
     assert (await store.verify("run", "run-rolling")).ok
 
 

@@ -240,7 +240,7 @@ async def test_resume_and_promote_need_authority_pause_does_not(
             "the rollout is paused: resume it first"
         )
     kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
-    assert kinds == ["rollout_started", "paused", "resume", "resume", "promote_refused", "paused", "promote_refused"]
+    assert kinds == ["rollout_started", "paused", "resumed", "resumed", "promotion_refused", "paused", "promotion_refused"]
 
 
 async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
@@ -279,7 +279,7 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
                 break
             await asyncio.sleep(0.05)
         await keep_history(handle, "rollout-continued")
-    assert kinds == ["rollout_started", "promoted", "promoted", "promotion_requested", "paused", "resume", "promoted"]
+    assert kinds == ["rollout_started", "promoted", "promoted", "promotion_requested", "paused", "resumed", "promoted"]
     assert (await store.verify("rollout", handle.id)).ok
 
 

@@ -166,4 +166,4 @@ async def test_resume_and_promote_need_a_signature_that_cannot_be_replayed(
         assert not promote.accepted
         assert promote.reason.startswith("the policy requires a signed promote")
     kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
-    assert kinds.count("resume") == 4  # two refused, two accepted, each recorded
+    assert kinds.count("resumed") == 4  # two refused, two accepted, each recorded

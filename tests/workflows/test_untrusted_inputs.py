@@ -163,8 +163,8 @@ async def test_hostile_operator_signals_fail_toward_safety(
             if kinds.count("paused") == 2:
                 break
             await asyncio.sleep(0.05)
-    assert kinds.count("resume") == len(HOSTILE) + 1  # every refused resume, then omar's
-    assert kinds.count("promote_refused") == len(HOSTILE)
+    assert kinds.count("resumed") == len(HOSTILE) + 1  # every refused resume, then omar's
+    assert kinds.count("promotion_refused") == len(HOSTILE)
     assert kinds.count("report_refused") == len(HOSTILE)
     assert kinds.count("paused") == 2
     unreadable_pause = next(e for e in events if e["kind"] == "paused")

@@ -1,0 +1,158 @@
+"""What the activity classes share: errors typed for Temporal, redaction, the one evidence append path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
+from activities.evidence.chain import Stream
+from activities.evidence.events import PROJECTED, ProjectedEvent
+from activities.evidence.store import AppendResult
+from activities.names import ErrorType
+from activities.pgerrors import is_transient
+from activities.registry import Registration, Registry, UnknownTask
+from activities.run_models import (
+    EvidenceItem,
+    RunSetup,
+    StartRun,
+)
+from activities.telemetry import Telemetry
+
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, fields: frozenset[str]) -> Any:
+    """Replace the values of keys named in ``fields``, at any depth."""
+    if not fields:
+        return value
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in fields else redact(v, fields)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, fields) for v in value]
+    return value
+
+
+def _fail(exc: Exception, kind: ErrorType, *, retryable: bool = False, details: Any = None) -> ApplicationError:
+    args = (details,) if details is not None else ()
+    return ApplicationError(str(exc), *args, type=kind, non_retryable=not retryable)
+
+
+def _evidence_failure(exc: Exception) -> ApplicationError:
+    """A database error while appending evidence: retried while Postgres is away (it comes back and the
+    run resumes); refused at once when the database rejects the row itself (a bug, or a tampered chain
+    whose guard trigger refuses), so the run surfaces instead of retrying forever."""
+    if is_transient(exc):
+        return _fail(exc, ErrorType.EVIDENCE_UNAVAILABLE, retryable=True)
+    return _fail(exc, ErrorType.EVIDENCE_REJECTED)
+
+
+class GovflowActivities:
+    """What every govflow activity class shares: the task registry, the evidence store (the one path by
+    which evidence is appended), the Temporal client, telemetry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: EvidenceStore,
+        client: Client | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._client = client
+        self._telemetry = telemetry or Telemetry.default()
+
+    def _registration(self, task: str, version: str) -> Registration:
+        try:
+            return self._registry.get(task, version)
+        except UnknownTask as exc:
+            raise _fail(exc, ErrorType.UNKNOWN_TASK) from exc
+
+    async def _append(
+        self,
+        task: str,
+        run_id: str,
+        seq: int,
+        at: Any,
+        items: list[EvidenceItem],
+        redact_fields: frozenset[str],
+        run: RunRecord | None = None,
+    ) -> str:
+        """Append ``items`` at ``seq``...; returns the hash of the last one (stored now or before)."""
+        batch = []
+        for offset, item in enumerate(items):
+            payload = redact(item.payload, redact_fields)
+            event = EvidenceEvent(
+                stream="run",
+                stream_id=run_id,
+                seq=seq + offset,
+                kind=item.kind,
+                occurred_at=item.at or at,
+                payload=payload,
+            )
+            projection_type = PROJECTED.get(item.kind)
+            batch.append((event, projection_type.model_validate(payload) if projection_type else None))
+        return (await self._store_batch("run", task, batch, run))[-1].hash
+
+    async def _note_divergence(
+        self, batch: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], exc: EvidenceConflictError
+    ) -> None:
+        """A conflict means the run's history and its chain disagree: real divergence, never a retry.
+        Before the run fails (visibly, in Temporal), the chain itself says so at its next free seq,
+        with the rows that were refused, so an auditor reading the evidence sees it too."""
+        first = batch[0][0]
+        try:
+            seq = await self._store.next_seq(first.stream, first.stream_id)
+            note = EvidenceEvent(
+                stream=first.stream, stream_id=first.stream_id, seq=seq, kind="evidence_diverged",
+                occurred_at=first.occurred_at,
+                payload={
+                    "detail": str(exc),
+                    "refused": [{"seq": e.seq, "kind": e.kind} for e, _ in batch],
+                    "what_next": "the run stops here; compare its Temporal history with this chain",
+                },
+            )  # fmt: skip
+            await self._store.append_many([(note, None)])
+        except Exception:  # best effort: the refusal itself still fails the activity
+            activity.logger.exception("could not record evidence_diverged for %s", first.stream_id)
+
+    async def _store_batch(
+        self,
+        stream: Stream,
+        task: str,
+        batch: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]],
+        run: RunRecord | None = None,
+    ) -> list[AppendResult]:
+        """The one path by which activities append evidence: timed, errors typed for Temporal (a conflict
+        or gap is final; a database error by its SQLSTATE), and each newly stored event counted once."""
+        try:
+            with self._telemetry.timing_write(stream):
+                results = await self._store.append_many(batch, run=run)
+        except EvidenceConflictError as exc:
+            await self._note_divergence(batch, exc)
+            raise _fail(exc, ErrorType.EVIDENCE_CONFLICT) from exc
+        except EvidenceGapError as exc:
+            raise _fail(exc, ErrorType.EVIDENCE_GAP) from exc
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _evidence_failure(exc) from exc
+        stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
+        await self._telemetry.observe(self._store, task, stored)
+        return results
+
+    @staticmethod
+    def _run_record(s: StartRun, policy_digest: str) -> RunRecord:
+        return RunRecord(
+            run_id=s.run_id, task=s.task, task_version=s.task_version, policy_digest=policy_digest,
+            item_key=s.item_key, requester=s.requester, stage=s.stage, mode=s.mode, started_at=s.at,
+            rollout_id=s.rollout_id,
+        )  # fmt: skip
+
+    def _setup(self, task: str, version: str) -> RunSetup:
+        reg = self._registration(task, version)
+        return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)

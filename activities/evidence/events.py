@@ -1,0 +1,459 @@
+"""Every kind of evidence event, as a type: built by the workflows, read by the CLI, telemetry and export.
+
+An event is stored as ``(kind, payload)`` in a chained row; ``payload`` is the model's fields.
+:func:`parse_event` reads a stored row back into its model, and is the only reader of payloads:
+code that shows, counts or exports evidence works on these types, never on raw dicts.
+
+Names: a run or rollout event is named for what happened (``run_started``, ``gate_expired``,
+``paused``) or for the record it keeps (``proposal``, ``policy_decision``, ``touched_record``,
+``breach``). Three rollout kinds were imperative (``resume``, ``rollback``, ``promote_refused``); they
+are written as ``resumed``, ``rolled_back`` and ``promotion_refused`` now, and rows stored under the
+old names parse to the same models (:data:`FORMER_KINDS`). Models ignore keys they do not know, so a
+row written by a later version still reads here, and give defaults to what earlier versions left out.
+
+Four kinds are also projected into a table of their own, whose columns are the model's fields
+(``table``): decisions, approval attempts, touched records and quality scores.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from activities.connectors.guard import ReadLog
+from policies import Action, Gate
+from policies.stats import WindowVerdict
+
+
+class RunRecord(BaseModel):
+    """The row that opens a run (not an event: the runs table). ``run_started`` carries the same facts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = Field(min_length=1)
+    task: str
+    task_version: str
+    policy_digest: str
+    item_key: str
+    requester: str
+    stage: str
+    mode: Literal["shadow", "live"]
+    started_at: datetime
+    rollout_id: str | None = None
+
+
+class RunReport(BaseModel):
+    """What a finished run tells its rollout: the quality window's raw material.
+
+    Written into the run's ``run_finished`` evidence; the rollout counts it from there,
+    never from a signal's payload (anyone can send a signal).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    stage: str
+    mode: Literal["shadow", "live"]
+    checks_passed: bool
+    scores: dict[str, float] = Field(default_factory=dict)
+    overridden: bool = False
+    error: bool = False
+
+
+class Event(BaseModel):
+    """One evidence event; subclasses name their ``kind``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    kind: ClassVar[str]
+    stream: ClassVar[Literal["run", "rollout"]] = "run"
+
+    def payload(self) -> dict[str, Any]:
+        """What is stored (and hashed) for this event."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ProjectedEvent(Event):
+    """An event with a projection table of its own; its columns are exactly these fields."""
+
+    table: ClassVar[str]
+
+
+# --- a run's events, in the order a run writes them ---------------------------------------------------
+
+
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+
+    run_id: str
+    task: str
+    task_version: str
+    item_key: str
+    requester: str
+    stage: str
+    mode: Literal["shadow", "live"]
+    rollout_id: str | None = None
+    policy_digest: str | None = None
+
+
+class ContextRead(Event):
+    kind: ClassVar[str] = "context_read"
+
+    reads: list[ReadLog] = Field(default_factory=list)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelCall(Event):
+    kind: ClassVar[str] = "model_call"
+
+    model: str
+    latency_ms: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    text: str = ""
+
+
+class ProposalMade(Event):
+    """The task's proposal as it returned it: its actions, scores, and whatever fields the task adds."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: ClassVar[str] = "proposal"
+
+    actions: list[Action] = Field(default_factory=list)
+
+
+class QualityScoreRecord(ProjectedEvent):
+    kind: ClassVar[str] = "quality_score"
+    table: ClassVar[str] = "quality_scores"
+
+    metric: str
+    score: float
+    passed: bool | None = None
+
+
+class QualityCheckFailed(Event):
+    kind: ClassVar[str] = "quality_check_failed"
+
+    check: str
+    passed: bool = False
+    reason: str = ""
+
+
+class PolicyDecisionRecord(ProjectedEvent):
+    kind: ClassVar[str] = "policy_decision"
+    table: ClassVar[str] = "policy_decisions"
+
+    action_id: str
+    action_digest: str
+    policy_digest: str
+    decision: Literal["allow", "needs_approval", "deny"]
+    rule: str | None = None
+    reason: str
+    gate: dict[str, Any] | None = None
+
+    @property
+    def gates(self) -> list[Gate]:
+        """The gates a ``needs_approval`` decision opened (rule, quorum, eligible, expires_at)."""
+        return _GATES.validate_python((self.gate or {}).get("gates", []))
+
+
+_GATES = TypeAdapter(list[Gate])
+
+
+class ScopeRefused(Event):
+    """A read or write outside the policy's grants, refused at the boundary."""
+
+    kind: ClassVar[str] = "scope_refusal"
+
+    system: str | None = None
+    resource: str | None = None
+    operation: str | None = None
+    record_id: str | None = None
+    fields: list[str] = Field(default_factory=list)
+    reason: str
+
+
+class ExceptionRoute(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    reviewers: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+
+class ExceptionRaised(Event):
+    """Input the run could not decide on; ``route`` None when no exception route handles it."""
+
+    kind: ClassVar[str] = "exception_raised"
+
+    problem: str = Field(alias="kind", description="incomplete_input, contradictory_input, invalid_model_output")
+    detail: str
+    route: ExceptionRoute | None = None
+    expires_at: datetime | None = None
+
+
+class ExceptionExpired(Event):
+    kind: ClassVar[str] = "exception_expired"
+
+    problem: str = Field(alias="kind")
+
+
+class ExceptionDecided(Event):
+    """A person's decision on an exception, accepted or refused (``why``)."""
+
+    kind: ClassVar[str] = "exception_decision"
+
+    reviewer: str
+    decision: Literal["retry", "discard"] | None
+    reason: str = ""
+    signature: str | None = None
+    accepted: bool
+    why: str = ""
+
+
+class ApprovalAttemptRecord(ProjectedEvent):
+    kind: ClassVar[str] = "approval_attempt"
+    table: ClassVar[str] = "approval_attempts"
+
+    action_id: str
+    action_digest: str
+    reviewer: str
+    verdict: Literal["approve", "reject"]
+    accepted: bool
+    reason: str
+    signed: bool = False
+    via: Literal["signal", "update", "cli", "expiry"] = "signal"
+    note: str | None = Field(default=None, description="The reviewer's own reason, as sent.")
+    signature: str | None = Field(default=None, description="The base64 Ed25519 signature, as sent.")
+
+
+class GateExpired(Event):
+    kind: ClassVar[str] = "gate_expired"
+
+    action_id: str
+    rule: str
+    result: str = "rejected"
+
+
+class GateEscalated(Event):
+    kind: ClassVar[str] = "gate_escalated"
+
+    action_id: str
+    rule: str
+    to_roles: list[str]
+    eligible: list[str]
+    expires_at: datetime
+
+
+class TouchedRecord(ProjectedEvent):
+    kind: ClassVar[str] = "touched_record"
+    table: ClassVar[str] = "touched_records"
+
+    action_id: str
+    system: str
+    resource: str
+    record_id: str
+    operation: str
+    mode: Literal["shadow", "live"]
+    idempotency_key: str
+    before_image: dict[str, Any] | None = None
+    after_image: dict[str, Any] | None = None
+
+
+class LeaseRefused(Event):
+    kind: ClassVar[str] = "lease_refused"
+
+    rollout_id: str | None
+    action_id: str
+    reason: str
+
+
+class ActionStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    action_id: str
+    status: str
+
+
+class RunFinished(Event):
+    """The run's last row; ``report`` is what its rollout counts (only ever read from here)."""
+
+    kind: ClassVar[str] = "run_finished"
+
+    outcome: str
+    reason: str = ""
+    actions: list[ActionStatus] = Field(default_factory=list)
+    report: RunReport | None = None
+
+
+class EvidenceDiverged(Event):
+    """The chain refused rows that differ from what it holds: the history and the chain disagree."""
+
+    kind: ClassVar[str] = "evidence_diverged"
+
+    detail: str
+    refused: list[dict[str, Any]] = Field(default_factory=list)
+    what_next: str = ""
+
+
+# --- a rollout's events ----------------------------------------------------------------------------
+
+
+class RolloutEvent(Event):
+    stream: ClassVar[Literal["run", "rollout"]] = "rollout"
+
+
+class RolloutStarted(RolloutEvent):
+    kind: ClassVar[str] = "rollout_started"
+
+    task: str
+    task_version: str
+    policy_digest: str
+    stage: str
+
+
+class BreachDetected(RolloutEvent):
+    kind: ClassVar[str] = "breach"
+
+    stage: str
+    action: Literal["pause", "rollback"]
+    verdicts: list[WindowVerdict]
+    leases_granted: int = 0
+    trigger: str | None = None
+
+
+class PromotionRequested(RolloutEvent):
+    kind: ClassVar[str] = "promotion_requested"
+
+    stage: str
+    promoters: list[str]
+
+
+class StageChanged(RolloutEvent):
+    from_stage: str = Field(alias="from")
+    to: str
+    reason: str
+
+
+class Promoted(StageChanged):
+    kind: ClassVar[str] = "promoted"
+
+
+class RolledBack(StageChanged):
+    kind: ClassVar[str] = "rolled_back"
+
+
+class OperatorAct(RolloutEvent):
+    """An operator's command and its answer; ``payload`` keeps an unreadable command as it came."""
+
+    operator: str
+    reason: str = ""
+    via: str = "signal"
+    accepted: bool = True
+    payload_sent: str | None = Field(default=None, alias="payload")
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Paused(OperatorAct):
+    kind: ClassVar[str] = "paused"
+
+
+class Resumed(OperatorAct):
+    kind: ClassVar[str] = "resumed"
+
+
+class PromotionRefused(OperatorAct):
+    kind: ClassVar[str] = "promotion_refused"
+    accepted: bool = False
+
+
+class ReportRefused(RolloutEvent):
+    kind: ClassVar[str] = "report_refused"
+
+    run_id: str | None
+    reason: str
+    payload_sent: str = Field(default="", alias="payload")
+
+
+class DataRestoration(RolloutEvent):
+    """One live write undone by a data rollback, or left for review (``data_conflict``)."""
+
+    run_id: str
+    action_id: str
+    system: str
+    resource: str
+    record_id: str
+    outcome: Literal["restored", "conflict", "already_restored"]
+    detail: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataRestored(DataRestoration):
+    kind: ClassVar[str] = "data_restored"
+
+
+class DataConflict(DataRestoration):
+    kind: ClassVar[str] = "data_conflict"
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+class OtherEvent(Event):
+    """A row of a kind this version does not know (a test's note, a later version's kind)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: ClassVar[str] = "other"
+
+
+class UnreadableEvent(Event):
+    """A row of a known kind whose payload does not fit its model: shown and counted, never guessed at."""
+
+    kind: ClassVar[str] = "unreadable"
+
+    stored_kind: str
+    problem: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+EVENTS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        RunStarted, ContextRead, ModelCall, ProposalMade, QualityScoreRecord, QualityCheckFailed,
+        PolicyDecisionRecord, ScopeRefused, ExceptionRaised, ExceptionExpired, ExceptionDecided,
+        ApprovalAttemptRecord, GateExpired, GateEscalated, TouchedRecord, LeaseRefused, RunFinished,
+        EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
+        Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict,
+    )
+}  # fmt: skip
+"""Every event kind a stored row may carry, to its model."""
+
+FORMER_KINDS: dict[str, str] = {"resume": "resumed", "rollback": "rolled_back", "promote_refused": "promotion_refused"}
+"""Kinds stored by earlier versions, to the kind they are written as now."""
+
+PROJECTED: dict[str, type[ProjectedEvent]] = {
+    cls.kind: cls for cls in (PolicyDecisionRecord, ApprovalAttemptRecord, TouchedRecord, QualityScoreRecord)
+}
+
+
+def canonical_kind(kind: str) -> str:
+    return FORMER_KINDS.get(kind, kind)
+
+
+def parse_event(kind: str, payload: Any) -> Event:
+    """A stored row as its model; never raises (an unknown kind is an OtherEvent, a payload that does
+    not fit its kind an UnreadableEvent naming the problem)."""
+    model = EVENTS.get(canonical_kind(kind))
+    raw = payload if isinstance(payload, dict) else {"value": payload}
+    if model is None:
+        return OtherEvent.model_validate(raw)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or kind}: {e['msg']}" for e in exc.errors())
+        return UnreadableEvent(stored_kind=kind, problem=problem, raw=raw)
+
+
+def event_kind(event: Event, stored_kind: str) -> str:
+    """The kind to show for a parsed row: its model's, or the stored one where the model has none of its own."""
+    return stored_kind if isinstance(event, OtherEvent | UnreadableEvent) else event.kind

@@ -1,0 +1,133 @@
+"""The activities of a rollout: its evidence, the outcomes it counts, its fence, data rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from activities.common import GovflowActivities
+from activities.connectors.base import ConnectorError, WriteRequest
+from activities.connectors.guard import ScopedConnectors, ScopeViolation
+from activities.evidence import EvidenceEvent
+from activities.evidence.events import RunFinished, UnreadableEvent
+from activities.run_models import (
+    DataRollback,
+    FenceRequest,
+    OutcomeAnswer,
+    OutcomeRequest,
+    PolicyRequest,
+    RecordRolloutBatch,
+    RecordRolloutEvidence,
+    RestoredRecord,
+    RolloutRow,
+    RunSetup,
+)
+
+
+class RolloutActivities(GovflowActivities):
+    @activity.defn(name="govflow.load_policy")
+    async def load_policy(self, request: PolicyRequest) -> RunSetup:
+        return self._setup(request.task, request.task_version)
+
+    @activity.defn(name="govflow.record_rollout_evidence")
+    async def record_rollout_evidence(self, rec: RecordRolloutEvidence) -> int:
+        """Append one rollout event at ``seq``; returns the next free seq. Safe to retry (before evidence-v2)."""
+        row = RolloutRow(kind=rec.kind, payload=rec.payload, at=rec.at)
+        return await self.append_rollout_evidence(
+            RecordRolloutBatch(rollout_id=rec.rollout_id, task=rec.task, task_version=rec.task_version, seq=rec.seq,
+                               rows=[row])
+        )  # fmt: skip
+
+    @activity.defn(name="govflow.append_rollout_evidence")
+    async def append_rollout_evidence(self, rec: RecordRolloutBatch) -> int:
+        """Append rollout events at ``seq``... in one commit; returns the next free seq. Safe to retry."""
+        batch = [
+            (EvidenceEvent(stream="rollout", stream_id=rec.rollout_id, seq=rec.seq + i, kind=row.kind,
+                           occurred_at=row.at, payload=row.payload), None)
+            for i, row in enumerate(rec.rows)
+        ]  # fmt: skip
+        if batch:
+            await self._store_batch("rollout", rec.task, batch)
+        return rec.seq + len(batch)
+
+    @activity.defn(name="govflow.rollout_next_seq")
+    async def rollout_next_seq(self, rollout_id: str) -> int:
+        """Where a (re)started rollout continues its chain: one chain per rollout id, across restarts."""
+        return await self._store.next_seq("rollout", rollout_id)
+
+    @activity.defn(name="govflow.read_run_outcomes")
+    async def read_run_outcomes(self, req: OutcomeRequest) -> list[OutcomeAnswer]:
+        """Runs' outcomes as their own evidence records them, for their rollout to count.
+
+        A run is refused unless its chain verifies, its run row names this rollout, and it ends with
+        ``run_finished`` carrying the report: a signal's payload is never believed.
+        """
+        return [await self._outcome(req.rollout_id, run_id) for run_id in req.run_ids]
+
+    async def _outcome(self, rollout_id: str, run_id: str) -> OutcomeAnswer:
+        run = await self._store.run(run_id)
+        if run is None:
+            return OutcomeAnswer(run_id=run_id, refused=f"no evidence of a run {run_id}")
+        if run.rollout_id != rollout_id:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} was not admitted by {rollout_id}")
+        finished = await self._store.last_event(run_id, RunFinished)
+        if finished is None:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} has not finished")
+        problem = (await self._store.verify("run", run_id)).problem
+        if problem is not None:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s evidence does not verify: {problem}")
+        if isinstance(finished, UnreadableEvent):
+            why = f"run {run_id}'s run_finished is unreadable: {finished.problem}"
+            return OutcomeAnswer(run_id=run_id, refused=why)
+        if finished.report is None:
+            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s run_finished carries no report")
+        return OutcomeAnswer(run_id=run_id, report=finished.report)
+
+    @activity.defn(name="govflow.set_fence")
+    async def set_fence(self, request: FenceRequest) -> None:
+        """Pause (or unpause) a rollout's fence; pausing returns once every write holding it is done."""
+        await self._store.set_fence(request.rollout_id, request.paused)
+
+    @activity.defn(name="govflow.rollback_data")
+    async def rollback_data(self, request: DataRollback) -> list[RestoredRecord]:
+        """Undo a rollout's live writes, newest first: restore the before image of the written fields
+        only where the record still holds the after image; otherwise flag a conflict for review."""
+        reg = self._registration(request.task, request.task_version)
+        io = ScopedConnectors(reg.policy, reg.connectors)
+        out: list[RestoredRecord] = []
+        for w in await self._store.rollout_live_writes(request.rollout_id, request.since):
+            before, after = w["before_image"] or {}, w["after_image"] or {}
+            written = sorted(k for k in after if before.get(k) != after.get(k))
+            base = {k: w[k] for k in ("run_id", "action_id", "system", "resource", "record_id")}
+            if w["operation"] not in ("update", "reply", "pay") or not before:
+                out.append(RestoredRecord(**base, outcome="conflict", detail=f"a {w['operation']} cannot be undone"))
+                continue
+            current = await io.read(w["system"], w["resource"], w["record_id"]) or {}
+            restore = {k: before.get(k) for k in written}
+            if all(current.get(k) == restore[k] for k in written):
+                out.append(RestoredRecord(**base, outcome="already_restored", detail="holds the before image"))
+                continue
+            changed = [k for k in written if current.get(k) != after.get(k)]
+            if changed:
+                detail = f"changed since the write: {', '.join(changed)}; left for review"
+                out.append(RestoredRecord(**base, outcome="conflict", detail=detail))
+                continue
+            request_ = WriteRequest(
+                # The same operation on the same fields: a restore needs no grant the write did not have.
+                resource=w["resource"], record_id=w["record_id"], operation=w["operation"], fields=restore,
+                idempotency_key=f"rollback:{w['run_id']}:{w['action_id']}",
+            )  # fmt: skip
+            try:
+                await io.write(w["system"], request_)
+            except (ScopeViolation, ConnectorError) as exc:
+                out.append(RestoredRecord(**base, outcome="conflict", detail=f"restore refused: {exc}"))
+                continue
+            out.append(RestoredRecord(**base, outcome="restored", detail="before image restored", fields=restore))
+        return out
+
+    def all(self) -> list[Any]:
+        return [
+            self.load_policy, self.record_rollout_evidence, self.append_rollout_evidence, self.rollout_next_seq,
+            self.read_run_outcomes, self.set_fence, self.rollback_data,
+        ]  # fmt: skip

@@ -1,0 +1,70 @@
+"""What operators and reviewers read in the Temporal UI: each workflow's current details, as Markdown.
+
+Pure functions of the workflow's state; the workflows call ``workflow.set_current_details`` with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from policies import WindowVerdict
+from policies.model import Stage
+from workflows.approvals import ActionState
+from workflows.rollout_models import RolloutState
+from workflows.run_models import RunInput
+
+
+def run_details(inp: RunInput, phase: str, outcome: str | None, exception: str | None,
+                actions: Iterable[ActionState]) -> str:  # fmt: skip
+    actions = list(actions)
+    lines = [
+        f"**{inp.task} v{inp.task_version}** · item `{inp.item_key}` · mode **{inp.mode}** · "
+        f"stage {inp.stage} · requested by {inp.requester}",
+        "",
+        f"Phase: **{phase}**" + (f" · outcome **{outcome}**" if outcome else ""),
+    ]
+    if exception:
+        lines += ["", f"Exception: {exception}", "Signal `resolve_exception` to retry or discard."]
+    if actions:
+        lines += ["", "| action | target | decision | approvals | expires | digest |", "|---|---|---|---|---|---|"]
+        for s in actions:
+            approvals = "; ".join(f"{g.gate.rule}: {len(g.approved_by)}/{g.gate.quorum} {g.status}" for g in s.gates)
+            expires = ", ".join(g.gate.expires_at.strftime("%Y-%m-%d %H:%M UTC") for g in s.gates if g.status == "open")
+            lines.append(
+                f"| {s.action.action_id} | {s.action.target} {s.action.record_id or ''} | {s.decision} | "
+                f"{approvals or '-'} | {expires or '-'} | `{s.digest}` |"
+            )
+        if any(s.open for s in actions):
+            lines += ["", 'Approve with Signal `approve`: `{"reviewer": "<you>", "action_digest": "<digest>"}`']
+    return "\n".join(lines)
+
+
+def rollout_details(task: str, task_version: str, stage: Stage, state: RolloutState,
+                    verdicts: Iterable[WindowVerdict]) -> str:  # fmt: skip
+    lines = [
+        f"**{task} v{task_version}** · stage **{stage.name}** "
+        f"({stage.live_fraction:.0%} live) · {state.runs_in_stage} runs in stage",
+        "",
+        f"**PAUSED**: {state.pause_reason}" if state.paused else "Running.",
+        "",
+        "| rule | status | n | estimate | interval | threshold | evidence of a drop |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        est = f"{v.estimate:.3f}" if v.estimate is not None else "-"
+        interval = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None and v.high is not None else "-"
+        drop = f"{v.statistic:.1f} of the {v.limit:.1f} that pauses" if v.limit is not None else "(window)"
+        lines.append(f"| {v.rule} | {v.status} | {v.n} | {est} | {interval} | {v.threshold} | {drop} |")
+    if state.last_breach:
+        b = state.last_breach
+        lines += [
+            "",
+            f"Last breach at {b.at.isoformat()} in {b.stage}: {b.action} ({', '.join(v.rule for v in b.verdicts)})",
+        ]
+    if state.promotion_requested:
+        lines += ["", f"Promotion waits for: {', '.join(stage.promoters)} (Signal `promote`)"]
+    lines += [
+        "",
+        'Signals: `pause` / `rollback` (anyone), `resume` / `promote` (promoters): `{"operator": "<you>"}`',
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The evidence ledgers of the two workflows: where their next row goes, in order, exactly once.
+
+A ledger owns its chain's next sequence number and the lock that orders appends. Rows are appended
+by activities (evidence-v2): an activity's input is fixed in history when the workflow task
+completes, so a retried task or a crashed worker never writes a row differently. Histories from
+before evidence-v2 append through a local activity, kept for replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.evidence.events import Event
+    from activities.rollout_activities import RolloutActivities
+    from activities.run_activities import RunActivities
+    from activities.run_models import (
+        EvidenceItem,
+        RecordEvidence,
+        RecordRolloutBatch,
+        RecordRolloutEvidence,
+        RolloutRow,
+        StartRun,
+    )
+    from workflows.rollout_models import RolloutState
+
+LOCAL = timedelta(seconds=30)
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Evidence appends retry quickly at first: a short outage should cost a run little.
+EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+
+
+class RunLedger:
+    """A run's chain. Rows may be deferred (``defer``) to ride with the next append or the next write."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seq = 1
+        self.head: str | None = None
+        self.lock = asyncio.Lock()
+        self.v2 = False
+        self.task = ""
+        self.task_version = ""
+        self.start: StartRun | None = None
+        self._pending: list[EvidenceItem] = []
+
+    def defer(self, *rows: Event | EvidenceItem) -> None:
+        """Append these with the next rows, in the same commit."""
+        self._pending += [r if isinstance(r, EvidenceItem) else EvidenceItem.of(r) for r in rows]
+
+    def take_pending(self) -> list[EvidenceItem]:
+        """The deferred rows, handed to an activity that appends them (the caller holds ``lock``)."""
+        rows, self._pending = self._pending, []
+        return rows
+
+    @property
+    def opening(self) -> StartRun | None:
+        """The run's registration, sent with its first rows."""
+        return self.start if self.seq == 1 else None
+
+    async def record(self, *rows: Event | EvidenceItem) -> None:
+        async with self.lock:
+            await self.record_locked(*rows)
+
+    async def record_locked(self, *rows: Event | EvidenceItem) -> None:
+        """Append the deferred rows and ``rows`` at the next sequence numbers, in one commit."""
+        self.defer(*rows)
+        items = self.take_pending()
+        if not items:
+            return
+        rec = RecordEvidence(
+            run_id=self.run_id, task=self.task, task_version=self.task_version, seq=self.seq, at=workflow.now(),
+            items=items, start=self.opening,
+        )  # fmt: skip
+        if self.v2:
+            appended = await workflow.execute_activity_method(
+                RunActivities.append_run_evidence,
+                rec,
+                start_to_close_timeout=LOCAL,
+                retry_policy=EVIDENCE_RETRY,
+            )
+            self.seq, self.head = appended.next_seq, appended.head
+            return
+        self.seq = await workflow.execute_local_activity_method(
+            RunActivities.record_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=RETRY
+        )
+
+
+class RolloutLedger:
+    """A rollout's chain. Its next sequence number lives in the rollout's state (continue-as-new carries
+    it over), so the ledger reads and writes it there."""
+
+    def __init__(self, rollout_id: str, task: str, task_version: str, state: RolloutState) -> None:
+        self.rollout_id = rollout_id
+        self.task = task
+        self.task_version = task_version
+        self.state = state
+        self.v2 = False
+        self._lock = asyncio.Lock()
+        self._outbox: list[RolloutRow] = []
+
+    async def record(self, event: Event) -> None:
+        if self.v2:
+            await self._record_batched(event)
+            return
+        async with self._lock:
+            self.state.evidence_seq = await workflow.execute_local_activity_method(
+                RolloutActivities.record_rollout_evidence,
+                RecordRolloutEvidence(
+                    rollout_id=self.rollout_id, task=self.task, task_version=self.task_version,
+                    seq=self.state.evidence_seq, at=workflow.now(), kind=event.kind, payload=event.payload(),
+                ),
+                start_to_close_timeout=LOCAL,
+                retry_policy=RETRY,
+            )  # fmt: skip
+
+    async def _record_batched(self, event: Event) -> None:
+        """Rows queue in order; whoever holds the lock appends everything queued in one activity
+        (a burst of refused reports is one commit, not a thousand)."""
+        self._outbox.append(RolloutRow.of(event, workflow.now()))
+        async with self._lock:
+            if not self._outbox:
+                return  # appended by the batch of an earlier holder
+            rows, self._outbox = self._outbox, []
+            self.state.evidence_seq = await workflow.execute_activity_method(
+                RolloutActivities.append_rollout_evidence,
+                RecordRolloutBatch(
+                    rollout_id=self.rollout_id, task=self.task, task_version=self.task_version,
+                    seq=self.state.evidence_seq, rows=rows,
+                ),
+                start_to_close_timeout=LOCAL,
+                retry_policy=EVIDENCE_RETRY,
+            )  # fmt: skip
