@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,12 +56,13 @@ from temporalio.service import RPCError
 
 from activities.evidence import EvidenceStore
 from workers.app import SOR_DATABASE, ensure_example_sor
+from workers.client import submit
 from workers.evidence_cli import anchor_problem
-from workers.run_cli import submit
 from workers.settings import Settings, load_settings
 from workers.stack import LocalStack, with_database
 from workers.temporal import connect
-from workflows.run_models import ExceptionDecision, Review, RunInput, RunResult, RunStatus
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.run_models import ExceptionDecision, Review, RunInput, RunResult
 
 REVIEWERS = ("alice", "bob", "chen")
 RPC = timedelta(seconds=5)
@@ -161,7 +163,7 @@ class Workers:
                     await asyncio.wait_for(proc.wait(), 15)
 
 
-async def _signal(handle: Any, name: str, payload: Any) -> bool:
+async def _signal(handle: Any, name: Callable[..., Any], payload: Any) -> bool:
     try:
         await handle.signal(name, payload, rpc_timeout=RPC)
         return True
@@ -175,7 +177,7 @@ async def drive(client: Client, settings: Settings, ticket: str, n: int, chaos: 
     inp = RunInput(task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya", mode="live")
     while True:
         try:
-            await submit(client, settings, inp, run_id=run_id)
+            await submit(client, settings.task_queue, inp, run_id=run_id)
             break
         except WorkflowAlreadyStartedError:
             break
@@ -189,7 +191,7 @@ async def drive(client: Client, settings: Settings, ticket: str, n: int, chaos: 
             desc = await handle.describe(rpc_timeout=RPC)
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 return
-            status: RunStatus = await handle.query("status", result_type=RunStatus, rpc_timeout=RPC)
+            status = await handle.query(GovernedRunWorkflow.status, rpc_timeout=RPC)
         except Exception:  # Temporal restarting, no worker to answer the query, Postgres away: try again
             await asyncio.sleep(0.5)
             continue
@@ -202,14 +204,16 @@ async def drive(client: Client, settings: Settings, ticket: str, n: int, chaos: 
                 for reviewer in who[:need]:
                     if (action.digest, reviewer) in voted:
                         continue
-                    if await _signal(handle, "approve", Review(reviewer=reviewer, action_digest=action.digest)):
+                    if await _signal(
+                        handle, GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=action.digest)
+                    ):
                         voted.add((action.digest, reviewer))
                         chaos.votes += 1
                     else:
                         chaos.vote_errors += 1
         if status.exception and ("exception", "alice") not in voted:
             decision = ExceptionDecision(reviewer="alice", decision="discard", reason="chaos bench")
-            if await _signal(handle, "resolve_exception", decision):
+            if await _signal(handle, GovernedRunWorkflow.resolve_exception, decision):
                 voted.add(("exception", "alice"))
         await asyncio.sleep(0.4)
 

@@ -86,7 +86,7 @@ async def main(senders: int, seconds: float, history_limit: int) -> None:
                 waited = time.monotonic()
                 status: RolloutStatus | None = None
                 while time.monotonic() - waited < 60:
-                    status = await query_current(handle, "status", result_type=RolloutStatus)
+                    status = await query_current(handle, RolloutWorkflow.status, result_type=RolloutStatus)
                     if status.runs_in_stage >= sent:
                         break
                     await asyncio.sleep(0.2)

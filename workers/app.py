@@ -11,12 +11,16 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import yaml
+
 from activities.connectors import SharedPool
 from activities.registry import Registry
 from activities.tasks import support_triage
-from policies import Policy
+from policies import Policy, parse_policy
 from policies.errors import GovflowError
 from workers.settings import Settings
+from workers.stack import with_database
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
 SOR_DATABASE = "support_sor"
@@ -56,10 +60,6 @@ def load_app(spec: str, settings: Settings, database_url: str) -> Registry:
 
 async def ensure_example_sor(database_url: str, tickets: int = 300) -> str:
     """Create and seed the example's system-of-record database next to the evidence one."""
-    import asyncpg
-
-    from workers.stack import with_database
-
     conn = await asyncpg.connect(database_url)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
@@ -75,11 +75,66 @@ async def ensure_example_sor(database_url: str, tickets: int = 300) -> str:
     return sor
 
 
+# --- the demo's version of the example ------------------------------------------------------------
+
+DEMO_TASK = "support-triage"
+DEMO_VERSION = "demo"
+
+
+class SupportTriageDemo(support_triage.SupportTriage):
+    """The support-triage task under the demo's policy (same grants, short stages)."""
+
+    version = DEMO_VERSION
+
+
+def demo_policy() -> Policy:
+    """support-triage.yaml with stages and windows sized for a two-minute demo."""
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
+    doc["rollout"] = {
+        "stages": [
+            {"name": "shadow", "live_fraction": 0.0, "min_runs": 20},
+            {"name": "canary", "live_fraction": 0.5, "min_runs": 500, "gate": "auto+approval", "promoters": ["omar"]},
+            {"name": "full", "live_fraction": 1.0},
+        ]
+    }
+
+    # Sized for two minutes: a demo-scale promise (false pauses at most 1 % per 1,000 runs, wrong
+    # promotions at most 5 %), so the shadow gate clears after ~60 clean runs and a bad model pauses
+    # within ~25; the statistics are the production ones (method cusum), only the tolerances differ.
+    def demo_scale() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML alias
+        return {"false_pauses": {"at_most": 0.01, "per_runs": 1000}, "wrong_promotions": 0.05}
+
+    doc["quality"]["window"] = [
+        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10, **demo_scale()},
+        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10,
+         **demo_scale()},
+        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10,
+         **demo_scale()},
+    ]  # fmt: skip
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="support-triage.yaml (demo stages)")
+
+
+class Knob:
+    """The share of the model's answers that go bad; the demo turns it up mid-run."""
+
+    def __init__(self) -> None:
+        self.degraded = 0.0
+
+    def __call__(self) -> float:
+        return self.degraded
+
+
+def register_demo(registry: Registry, sor_dsn: str, knob: Knob | None = None) -> None:
+    registry.register(
+        SupportTriageDemo(),
+        policy=demo_policy(),
+        connectors=support_triage.connectors(SharedPool(sor_dsn)),
+        model=support_triage.baseline_model(knob or 0.0),
+    )
+
+
 def default_app(settings: Settings, database_url: str) -> Registry:
     """The support-triage example, version 1 (its real policy) and ``demo`` (what `govflow demo` rolls out)."""
-    from workers.demo import register_demo
-    from workers.stack import with_database
-
     sor = with_database(database_url, SOR_DATABASE)
     registry = example_registry(sor, policy=(settings.policy_dir or EXAMPLES) / "support-triage.yaml")
     register_demo(registry, sor)

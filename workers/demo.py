@@ -21,26 +21,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from activities.tasks import support_triage
-from policies import Policy, parse_policy
 from policies.errors import GovflowError
-from workers.rollout_cli import admit, rollout_id, running_rollout, start_rollout
-from workers.run_cli import submit
+from workers.app import DEMO_TASK, DEMO_VERSION, Knob, register_demo
+from workers.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
 from workers.settings import Settings
-from workers.temporal import query_current
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout_models import RolloutStatus
 from workflows.run_models import Review, RunInput, RunResult, RunStatus
 
-TASK = "support-triage"
-VERSION = "demo"
+TASK, VERSION = DEMO_TASK, DEMO_VERSION
 REQUESTER = "priya"
 IN_FLIGHT = 8
 
@@ -50,60 +44,6 @@ CANARY_ITEMS = 20
 DEGRADED_ITEMS = 40
 AFTER_PAUSE_ITEMS = 6
 DEGRADED_SHARE = 0.8
-
-
-class SupportTriageDemo(support_triage.SupportTriage):
-    """The support-triage task under the demo's policy (same grants, short stages)."""
-
-    version = VERSION
-
-
-def demo_policy() -> Policy:
-    """support-triage.yaml with stages and windows sized for a two-minute demo."""
-    from workers.app import EXAMPLES
-
-    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
-    doc["rollout"] = {
-        "stages": [
-            {"name": "shadow", "live_fraction": 0.0, "min_runs": 20},
-            {"name": "canary", "live_fraction": 0.5, "min_runs": 500, "gate": "auto+approval", "promoters": ["omar"]},
-            {"name": "full", "live_fraction": 1.0},
-        ]
-    }
-
-    # Sized for two minutes: a demo-scale promise (false pauses at most 1 % per 1,000 runs, wrong
-    # promotions at most 5 %), so the shadow gate clears after ~60 clean runs and a bad model pauses
-    # within ~25; the statistics are the production ones (method cusum), only the tolerances differ.
-    def demo_scale() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML alias
-        return {"false_pauses": {"at_most": 0.01, "per_runs": 1000}, "wrong_promotions": 0.05}
-
-    doc["quality"]["window"] = [
-        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10, **demo_scale()},
-        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10,
-         **demo_scale()},
-        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10,
-         **demo_scale()},
-    ]  # fmt: skip
-    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="support-triage.yaml (demo stages)")
-
-
-class Knob:
-    """The share of the model's answers that go bad; the demo turns it up mid-run."""
-
-    def __init__(self) -> None:
-        self.degraded = 0.0
-
-    def __call__(self) -> float:
-        return self.degraded
-
-
-def register_demo(registry: Registry, sor_dsn: str, knob: Knob | None = None) -> None:
-    registry.register(
-        SupportTriageDemo(),
-        policy=demo_policy(),
-        connectors=support_triage.connectors(SharedPool(sor_dsn)),
-        model=support_triage.baseline_model(knob or 0.0),
-    )
 
 
 # --- driving runs -------------------------------------------------------------------------------------
@@ -159,7 +99,7 @@ class Driver:
             task=TASK, task_version=VERSION, item_key=ticket, item={"ticket_id": ticket}, requester=REQUESTER,
             mode=admission.mode, stage=admission.stage, rollout_id=self.rollout,
         )  # fmt: skip
-        run_id = await submit(self.client, self.settings, inp)
+        run_id = await submit(self.client, self.settings.task_queue, inp)
         handle: WorkflowHandle[Any, RunResult] = self.client.get_workflow_handle(run_id, result_type=RunResult)
         result = asyncio.ensure_future(handle.result())
         voted: set[tuple[str, str]] = set()
@@ -217,7 +157,7 @@ class Driver:
         return sent
 
     async def status(self) -> RolloutStatus:
-        return await query_current(self.client.get_workflow_handle(self.rollout), "status", result_type=RolloutStatus)
+        return await rollout_status(self.client, self.rollout)
 
     async def wait_for(self, predicate: Any, what: str, seconds: float = 30.0) -> RolloutStatus:
         deadline = time.monotonic() + seconds
@@ -238,7 +178,7 @@ async def _fresh_rollout(client: Client, settings: Settings) -> str:
     running = await running_rollout(client, TASK, VERSION)
     if running is not None:
         await client.get_workflow_handle(running).terminate("govflow demo started again")
-    return await start_rollout(client, settings, TASK, VERSION)
+    return await start_rollout(client, settings.task_queue, TASK, VERSION)
 
 
 def ui_link(settings: Settings, query: str) -> str:

@@ -8,61 +8,19 @@ import json
 import sys
 from datetime import datetime
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from policies.errors import GovflowError
+from workers.client import control, rollout_id, rollout_status, running_rollout, start_rollout
 from workers.keys import key_for, sign
 from workers.run_cli import EXIT_REFUSED
 from workers.settings import Settings
-from workers.temporal import connect, query_current
-from workflows import search_attributes as sa
-from workflows.rollout import RolloutWorkflow
+from workers.temporal import connect
 from workflows.rollout_models import (
-    Admission,
     Control,
-    ControlAnswer,
     RollbackRequest,
-    RolloutInput,
-    RolloutStatus,
     control_message,
 )
-
-
-def rollout_id(task: str, version: str) -> str:
-    """One rollout per (task, version)."""
-    return f"rollout-{task}-v{version}"
-
-
-async def running_rollout(client: Client, task: str, version: str) -> str | None:
-    """The id of the task's rollout if it is running, else None."""
-    wid = rollout_id(task, version)
-    try:
-        desc = await client.get_workflow_handle(wid).describe()
-    except RPCError:
-        return None
-    return wid if desc.status == WorkflowExecutionStatus.RUNNING else None
-
-
-async def admit(client: Client, rollout: str, item_key: str) -> Admission:
-    return await query_current(client.get_workflow_handle(rollout), "admit", item_key, result_type=Admission)
-
-
-async def start_rollout(client: Client, settings: Settings, task: str, version: str) -> str:
-    """Start the (task, version) rollout; returns its workflow id."""
-    wid = rollout_id(task, version)
-    await client.start_workflow(
-        RolloutWorkflow.run,
-        RolloutInput(task=task, task_version=version),
-        id=wid,
-        task_queue=settings.task_queue,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(sa.TASK, task), SearchAttributePair(sa.PAUSED, False)]
-        ),
-        static_summary=f"rollout of {task} v{version}",
-    )
-    return wid
 
 
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
@@ -72,7 +30,7 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
         if await running_rollout(client, args.task, args.version):
             print(f"rollout {wid} is already running")
             return 0
-        await start_rollout(client, settings, args.task, args.version)
+        await start_rollout(client, settings.task_queue, args.task, args.version)
         print(f"started rollout {wid}")
         return 0
 
@@ -84,7 +42,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         client = await connect(settings)
         wid = rollout_id(args.task, args.version)
         try:
-            status = await query_current(client.get_workflow_handle(wid), "status", result_type=RolloutStatus)
+            status = await rollout_status(client, wid)
         except RPCError as exc:
             raise GovflowError(f"no running rollout {wid}: {exc.message}") from None
         if args.json:
@@ -120,14 +78,14 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
                 key = key_for(args.operator, args.key, settings.keys_dir)
                 if key is not None:
                     try:
-                        now = await query_current(handle, "status", result_type=RolloutStatus)
+                        now = await rollout_status(client, handle.id)
                     except RPCError as exc:
                         raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
                     message = control_message(args.command_name, handle.id, now.stage, now.control_seq)
                     signature = sign(key, message)
             payload = Control(operator=args.operator, reason=args.reason, signature=signature)
         try:
-            answer = await handle.execute_update(f"{args.command_name}_update", payload, result_type=ControlAnswer)
+            answer = await control(client, handle.id, args.command_name, payload)
         except RPCError as exc:
             raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
         if answer.accepted:

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
+from workers.client import admit, resolve, review, run_status, running_rollout, submit
 from workers.keys import key_for, sign
 from workers.settings import Settings
 from workers.temporal import connect
@@ -44,28 +44,6 @@ def _print_json(value: Any) -> None:
 # --- submit ------------------------------------------------------------------------------------------
 
 
-async def submit(client: Client, settings: Settings, inp: RunInput, *, run_id: str | None = None) -> str:
-    """Start a governed run; returns its run id (= workflow id)."""
-    run_id = run_id or f"run-{inp.task}-{inp.item_key}-{uuid.uuid4().hex[:8]}"
-    await client.start_workflow(
-        GovernedRunWorkflow.run,
-        inp,
-        id=run_id,
-        task_queue=settings.task_queue,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.TASK, inp.task),
-                SearchAttributePair(sa.STAGE, inp.stage),
-                SearchAttributePair(sa.MODE, inp.mode),
-                SearchAttributePair(sa.AWAITING_APPROVAL, False),
-            ]
-        ),
-        static_summary=f"{inp.task} v{inp.task_version} · {inp.item_key} · {inp.mode}",
-        static_details=f"Requested by {inp.requester}. Evidence: `govflow evidence show {run_id}`.",
-    )
-    return run_id
-
-
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     try:
         item = json.loads(args.item)
@@ -87,8 +65,6 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
         raise GovflowError(f"invalid run: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
     async def go() -> int:
-        from workers.rollout_cli import admit, running_rollout
-
         client = await connect(settings)
         run = inp
         rollout = await running_rollout(client, inp.task, inp.task_version)
@@ -103,7 +79,8 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
             run = inp.model_copy(update={"mode": admission.mode, "stage": admission.stage, "rollout_id": rollout})
         run_id = f"run-{run.task}-{run.item_key}-{uuid.uuid4().hex[:8]}"
         signature = sign(key_for(run.requester, args.signing_key, settings.keys_dir), submit_message(run_id, run))
-        run_id = await submit(client, settings, run.model_copy(update={"signature": signature}), run_id=run_id)
+        signed = run.model_copy(update={"signature": signature})
+        run_id = await submit(client, settings.task_queue, signed, run_id=run_id)
         await _confirm_served(client, run_id)
         if not args.wait:
             if args.json:
@@ -139,7 +116,7 @@ async def _confirm_served(client: Client, run_id: str, within: float = 10.0) -> 
         if desc.status != WorkflowExecutionStatus.RUNNING:
             return
         try:
-            status = await handle.query("status", result_type=RunStatus, rpc_timeout=timedelta(seconds=2))
+            status = await handle.query(GovernedRunWorkflow.status, rpc_timeout=timedelta(seconds=2))
         except (RPCError, WorkflowQueryFailedError):
             status = None
         if status is not None and status.phase != "starting":
@@ -203,7 +180,7 @@ async def _status(client: Client, run_id: str) -> tuple[RunStatus | None, RunRes
         result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
     status = None
     if desc.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-        status = await handle.query(GovernedRunWorkflow.status)
+        status = await run_status(client, run_id)
     return status, result, desc.status.name.lower() if desc.status else "unknown"
 
 
@@ -247,7 +224,7 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
         client = await connect(settings)
         rows: list[dict[str, Any]] = []
         for run in await _runs(client, query):
-            status = await client.get_workflow_handle(run["run_id"]).query(GovernedRunWorkflow.status)
+            status = await run_status(client, run["run_id"])
             for pending in status.pending:
                 for gate in pending.gates:
                     if gate.status != "open":
@@ -294,9 +271,8 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
 # --- voting -------------------------------------------------------------------------------------------
 
 
-async def _answer(client: Client, run_id: str, update: str, payload: Any) -> int:
-    """Send a person's act as an Update and say the run's verdict: exit 0 accepted, EXIT_REFUSED refused."""
-    outcome = await client.get_workflow_handle(run_id).execute_update(update, payload, result_type=AttemptOutcome)
+def _answer(outcome: AttemptOutcome) -> int:
+    """Say the run's verdict on a person's act: exit 0 accepted, EXIT_REFUSED refused."""
     if outcome.accepted:
         print(f"accepted: {outcome.reason}")
         return 0
@@ -336,7 +312,7 @@ def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
             f"{verdict} {action.action_id}: {action.target} {action.record_id or ''} "
             f"{json.dumps(action.fields)} (digest {action.digest[:16]}...)"
         )
-        return await _answer(client, args.run_id, "review", request)
+        return _answer(await review(client, args.run_id, request))
 
     return asyncio.run(go())
 
@@ -352,7 +328,7 @@ def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
         decision = ExceptionDecision(
             reviewer=args.reviewer, decision=args.decision, reason=args.reason, signature=signature
         )
-        return await _answer(client, args.run_id, "resolve_exception_update", decision)
+        return _answer(await resolve(client, args.run_id, decision))
 
     return asyncio.run(go())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -87,7 +88,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 async def query_current(
     handle: WorkflowHandle[Any, Any],
-    query: str,
+    query: str | Callable[..., Any],
     *args: Any,
     result_type: type[T],
     attempts: int = 10,
@@ -99,10 +100,11 @@ async def query_current(
     timeout (measured: 30 s); the next attempt reaches the new run. A rollout that
     is still loading its policy refuses queries for a moment ("starting").
     """
+    ask: Any = query  # a handler by method reference, or its name
     for attempt in range(attempts):
         last = attempt == attempts - 1
         try:
-            result: T = await handle.query(query, *args, result_type=result_type, rpc_timeout=rpc_timeout)
+            result: T = await handle.query(ask, *args, result_type=result_type, rpc_timeout=rpc_timeout)
             return result
         except WorkflowQueryFailedError as exc:
             if "starting" not in str(exc) or last:

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
-from activities.registry import Registry
 from activities.evidence.events import QualityScoreRecord, RunFinished, RunStarted, ScopeRefused
+from activities.registry import Registry
 from activities.run_activities import RunActivities
 from activities.run_models import EvidenceItem, RecordEvidence, StartRun
 from activities.telemetry import Telemetry

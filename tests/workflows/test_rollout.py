@@ -240,7 +240,15 @@ async def test_resume_and_promote_need_authority_pause_does_not(
             "the rollout is paused: resume it first"
         )
     kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
-    assert kinds == ["rollout_started", "paused", "resumed", "resumed", "promotion_refused", "paused", "promotion_refused"]
+    assert kinds == [
+        "rollout_started",
+        "paused",
+        "resumed",
+        "resumed",
+        "promotion_refused",
+        "paused",
+        "promotion_refused",
+    ]
 
 
 async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(

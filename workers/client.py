@@ -1,0 +1,129 @@
+"""The client API: how code drives govflow through Temporal. The CLI, the demo and the benches use it.
+
+Every call names a workflow handler by method reference (or, from below the workflows, by
+activities/names.py), so a renamed handler is a type error, not a silent miss.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from activities.run_models import rollout_id_for
+from policies import AttemptOutcome
+from workers.temporal import query_current
+from workflows import search_attributes as sa
+from workflows.governed_run import GovernedRunWorkflow
+from workflows.rollout import RolloutWorkflow
+from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
+from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
+
+# The handlers take ``*args`` (anyone can send anything), so their types say nothing of the payload.
+_REVIEW: Any = GovernedRunWorkflow.review
+_RESOLVE: Any = GovernedRunWorkflow.resolve_exception_update
+
+rollout_id = rollout_id_for
+"""One rollout per (task, version): its workflow id."""
+
+
+async def submit(client: Client, task_queue: str, inp: RunInput, *, run_id: str | None = None) -> str:
+    """Start a governed run; returns its run id (= workflow id)."""
+    run_id = run_id or f"run-{inp.task}-{inp.item_key}-{uuid.uuid4().hex[:8]}"
+    await client.start_workflow(
+        GovernedRunWorkflow.run,
+        inp,
+        id=run_id,
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.TASK, inp.task),
+                SearchAttributePair(sa.STAGE, inp.stage),
+                SearchAttributePair(sa.MODE, inp.mode),
+                SearchAttributePair(sa.AWAITING_APPROVAL, False),
+            ]
+        ),
+        static_summary=f"{inp.task} v{inp.task_version} · {inp.item_key} · {inp.mode}",
+        static_details=f"Requested by {inp.requester}. Evidence: `govflow evidence show {run_id}`.",
+    )
+    return run_id
+
+
+async def run_status(client: Client, run_id: str) -> RunStatus:
+    """The run's phase, what waits for whom, its exception (from the worker that holds it)."""
+    return await client.get_workflow_handle(run_id).query(GovernedRunWorkflow.status)
+
+
+async def review(client: Client, run_id: str, request: ReviewRequest) -> AttemptOutcome:
+    """A reviewer's vote, with the run's verdict on it (accepted, or refused and why)."""
+    handle = client.get_workflow_handle(run_id)
+    outcome: AttemptOutcome = await handle.execute_update(_REVIEW, request, result_type=AttemptOutcome)
+    return outcome
+
+
+async def resolve(client: Client, run_id: str, decision: ExceptionDecision) -> AttemptOutcome:
+    """A person's decision on the run's exception (retry or discard), with the run's verdict."""
+    handle = client.get_workflow_handle(run_id)
+    outcome: AttemptOutcome = await handle.execute_update(_RESOLVE, decision, result_type=AttemptOutcome)
+    return outcome
+
+
+async def start_rollout(client: Client, task_queue: str, task: str, version: str) -> str:
+    """Start the (task, version) rollout; returns its workflow id."""
+    wid = rollout_id(task, version)
+    await client.start_workflow(
+        RolloutWorkflow.run,
+        RolloutInput(task=task, task_version=version),
+        id=wid,
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(sa.TASK, task), SearchAttributePair(sa.PAUSED, False)]
+        ),
+        static_summary=f"rollout of {task} v{version}",
+    )
+    return wid
+
+
+async def running_rollout(client: Client, task: str, version: str) -> str | None:
+    """The id of the task version's rollout if it is running, else None."""
+    wid = rollout_id(task, version)
+    try:
+        desc = await client.get_workflow_handle(wid).describe()
+    except RPCError:
+        return None
+    return wid if desc.status == WorkflowExecutionStatus.RUNNING else None
+
+
+async def admit(client: Client, rollout: str, item_key: str) -> Admission:
+    """Where an item would run now (stage, mode), asked of the rollout's current run."""
+    handle = client.get_workflow_handle(rollout)
+    return await query_current(handle, RolloutWorkflow.admit, item_key, result_type=Admission)
+
+
+async def rollout_status(client: Client, rollout: str) -> RolloutStatus:
+    handle = client.get_workflow_handle(rollout)
+    return await query_current(handle, RolloutWorkflow.status, result_type=RolloutStatus)
+
+
+_CONTROLS: dict[str, Any] = {
+    "pause": RolloutWorkflow.pause_update,
+    "resume": RolloutWorkflow.resume_update,
+    "promote": RolloutWorkflow.promote_update,
+    "rollback": RolloutWorkflow.rollback_update,
+}
+COMMANDS: Sequence[str] = tuple(_CONTROLS)
+
+
+async def control(client: Client, rollout: str, command: str, payload: Control | RollbackRequest) -> ControlAnswer:
+    """An operator's command (pause, resume, promote, rollback), with the rollout's answer."""
+    update = _CONTROLS.get(command)
+    if update is None:
+        raise ValueError(f"no operator command {command!r} (commands: {', '.join(COMMANDS)})")
+    answer: ControlAnswer = await client.get_workflow_handle(rollout).execute_update(
+        update, payload, result_type=ControlAnswer
+    )
+    return answer
