@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -15,11 +16,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.evidence import EvidenceStore
+from activities.evidence.chain import Stream
 from activities.registry import Registry
 from workers.keys import load_signing_key, sign
 from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import RunInput, RunStatus
+
+T = TypeVar("T")
 
 
 async def sor_fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -47,22 +51,43 @@ async def start_run(
     )
 
 
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    predicate: Callable[[T], bool],
+    *,
+    tries: int = 200,
+    every: float = 0.05,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Ask ``probe`` until ``predicate`` holds of its answer, at most ``tries`` times ``every`` seconds
+    apart; errors in ``tolerate`` (a query racing a continue-as-new, a rollout still starting) count
+    as a miss. The one polling loop of the tests: it fails with the last answer, never hangs."""
+    last: Any = "(no answer)"
+    for _ in range(tries):
+        try:
+            answer = await probe()
+        except tolerate as exc:
+            last = exc
+        else:
+            if predicate(answer):
+                return answer
+            last = answer
+        await asyncio.sleep(every)
+    raise AssertionError(f"not reached after {tries} tries; last answer: {last}")
+
+
 async def wait_for(
     handle: WorkflowHandle[GovernedRunWorkflow, Any],
     predicate: Callable[[RunStatus], bool],
     env: WorkflowEnvironment | None = None,
     tries: int = 200,
 ) -> RunStatus:
-    """Query the run until ``predicate`` holds (bounded), without sleeping on wall time."""
-    import asyncio
+    """Query the run until ``predicate`` holds (bounded)."""
+    return await eventually(lambda: handle.query(GovernedRunWorkflow.status), predicate, tries=tries)
 
-    status = None
-    for _ in range(tries):
-        status = await handle.query(GovernedRunWorkflow.status)
-        if predicate(status):
-            return status
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not reached; last status: {status}")
+
+async def event_kinds(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str]:
+    return [e["kind"] for e in await store.events(stream, stream_id)]
 
 
 def worker(client: Client, task_queue: str, store: EvidenceStore, registry: Registry) -> Worker:

@@ -16,25 +16,15 @@ from typing import Any, TextIO
 import asyncpg
 
 from activities.evidence import EvidenceStore, migrate
-from activities.evidence.chain import Stream, VerifyReport
+from activities.evidence.chain import Stream
 from policies.errors import GovflowError
-from workers.evidence_cli import anchor_problem
 from workers.policy_cli import add_policy_commands
 from workers.rollout_cli import add_rollout_commands
 from workers.run_cli import add_run_commands
 from workers.settings import Settings, load_settings
-from workers.stack import LocalStack, StackError
+from workers.stack import LocalStack, database_url
 from workers.temporal import connect, metrics_runtime
-
-
-def _database_url(settings: Settings) -> str:
-    url = LocalStack(settings).database_url()
-    if url is None:
-        raise StackError(
-            "no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL to a Postgres URL"
-        )
-    return url
-
+from workers.verify_cli import cmd_evidence_checkpoint, cmd_evidence_verify
 
 # --- stack ----------------------------------------------------------------------------------
 
@@ -67,7 +57,7 @@ def cmd_stack_status(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     async def go() -> None:
-        conn = await asyncpg.connect(_database_url(settings))
+        conn = await asyncpg.connect(database_url(settings))
         try:
             report = await migrate(conn)
         finally:
@@ -80,133 +70,13 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evidence_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.evidence_cli import take_checkpoint
-    from workers.keys import load_signing_key
-
-    key = load_signing_key(args.key)
-    out = Path(args.out)
-    if out.is_dir():
-        raise GovflowError(f"--out {out}: is a folder; name the checkpoint file to write")
-
-    async def go() -> Any:
-        async with EvidenceStore.open(_database_url(settings)) as store:
-            return await take_checkpoint(store, key)
-
-    signed = asyncio.run(go())
-    try:
-        out.write_text(signed.model_dump_json(indent=2) + "\n")
-    except OSError as exc:
-        raise GovflowError(f"--out {out}: cannot write: {exc.strerror}") from None
-    print(
-        f"wrote {out}: {len(signed.checkpoint.heads)} stream heads at {signed.checkpoint.taken_at}, "
-        f"signed by key {signed.fingerprint}. Keep it outside the database."
-    )
-    return 0
-
-
-def _verify_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
-    from activities.evidence import checkpoint as cp
-    from workers.evidence_cli import checkpoint_problems
-    from workers.keys import load_public_key
-
-    if not args.public_key:
-        raise GovflowError(
-            "--checkpoint needs --public-key (the signer's public key, or its key file): "
-            "a checkpoint is only worth the key you trust"
-        )
-    trusted = load_public_key(args.public_key)
-    try:
-        text = Path(args.checkpoint).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GovflowError(f"--checkpoint {args.checkpoint}: cannot read: {exc}") from None
-    signed = cp.read(text, args.checkpoint)
-    cp.check_signature(signed, trusted, args.checkpoint)
-
-    async def go() -> list[str]:
-        async with EvidenceStore.open(_database_url(settings)) as store:
-            return await checkpoint_problems(store, signed)
-
-    problems = asyncio.run(go())
-    heads = len(signed.checkpoint.heads)
-    if problems:
-        at = signed.checkpoint.taken_at
-        print(f"checkpoint {args.checkpoint} ({at}): {len(problems)} of {heads} streams do NOT match")
-        for problem in problems:
-            print(f"  {problem}")
-        return 1
-    print(
-        f"checkpoint {args.checkpoint} ({signed.checkpoint.taken_at}, key {signed.fingerprint}): "
-        f"all {heads} streams hold their checkpointed rows and verify"
-    )
-    return 0
-
-
-async def _verify_runs(store: EvidenceStore, rollout_id: str) -> list[tuple[str, str | None]]:
-    """Every run the rollout admitted, verified in parallel (as many at once as the pool holds):
-    ``(run_id, first problem or None)``."""
-    gate = asyncio.Semaphore(8)
-
-    async def one(run_id: str) -> tuple[str, str | None]:
-        async with gate:
-            report = await store.verify("run", run_id)
-        return run_id, report.problem
-
-    return list(await asyncio.gather(*(one(r) for r in await store.rollout_runs(rollout_id))))
-
-
-def _rollout_report(rollout_id: str, report: VerifyReport, runs: list[tuple[str, str | None]]) -> int:
-    bad = [(r, p) for r, p in runs if p is not None]
-    if report.ok and not bad:
-        print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); all {len(runs)} runs it admitted verify")
-        return 0
-    if report.ok:
-        print(f"rollout {rollout_id}: chain verifies ({report.rows} rows); {len(bad)} of {len(runs)} runs do NOT")
-    else:
-        print(f"rollout {rollout_id}: chain does NOT verify; first bad row: {report.problem}")
-    for run_id, problem in bad[:20]:
-        print(f"  run {run_id}: {problem}")
-    return 1
-
-
-def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
-    if args.checkpoint:
-        return _verify_checkpoint(settings, args)
-    if not args.id:
-        raise GovflowError("evidence verify: name a RUN_ID (or a rollout id with --rollout), or give --checkpoint FILE")
-    stream: Stream = "rollout" if args.rollout else "run"
-
-    async def go() -> int:
-        async with EvidenceStore.open(_database_url(settings)) as store:
-            report = await store.verify(stream, args.id)
-            anchor = await anchor_problem(store, await connect(settings), args.id) if args.anchor else None
-            runs = await _verify_runs(store, args.id) if stream == "rollout" else []
-        if report.ok and anchor:
-            print(f"run {args.id}: chain verifies in the database but NOT against Temporal: {anchor}")
-            return 1
-        if stream == "rollout":
-            return _rollout_report(args.id, report, runs)
-        if report.ok:
-            anchored = "; matches the chain head Temporal recorded" if args.anchor else ""
-            print(f"{stream} {args.id}: chain verifies ({report.rows} rows){anchored}")
-            return 0
-        first = report.first_problem
-        assert first is not None
-        print(f"{stream} {args.id}: chain does NOT verify; first bad row: {first.problem}")
-        for problem in report.problems[1:]:
-            print(f"  also: {problem.problem}")
-        return 1
-
-    return asyncio.run(go())
-
-
 def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
     from workers.evidence_cli import show
 
     stream: Stream = "rollout" if args.rollout else "run"
 
     async def go() -> list[str]:
-        async with EvidenceStore.open(_database_url(settings)) as store:
+        async with EvidenceStore.open(database_url(settings)) as store:
             return await show(store, stream, args.id)
 
     print("\n".join(asyncio.run(go())))
@@ -219,7 +89,7 @@ def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
     stream: Stream = "rollout" if args.rollout else "run"
 
     async def go() -> dict[str, Any]:
-        async with EvidenceStore.open(_database_url(settings)) as store:
+        async with EvidenceStore.open(database_url(settings)) as store:
             return await bundle(store, stream, args.id)
 
     json_path, md_path = write_export(asyncio.run(go()), Path(args.out))
@@ -263,14 +133,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
     async def go() -> None:
-        database_url = _database_url(settings)
+        db_url = database_url(settings)
         if args.app:
-            registry = load_app(args.app, settings, database_url)
+            registry = load_app(args.app, settings, db_url)
         else:
-            await ensure_example_sor(database_url)
-            registry = default_app(settings, database_url)
+            await ensure_example_sor(db_url)
+            registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
-        await run_worker(client, settings.task_queue, database_url, registry, settings.metrics_port)
+        await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port)
 
     asyncio.run(go())
     return 0
@@ -288,10 +158,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     reviewers = [r for group in args.auto_approve_as or [] for r in group.split(",") if r]
 
     async def go() -> int:
-        database_url = _database_url(settings)
-        sor = await ensure_example_sor(database_url)
+        db_url = database_url(settings)
+        sor = await ensure_example_sor(db_url)
         client = await connect(settings)
-        return await run_demo(client, settings, database_url, sor, reviewers)
+        return await run_demo(client, settings, db_url, sor, reviewers)
 
     try:
         code = asyncio.run(go())

@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,12 +24,12 @@ import asyncpg
 
 from activities.evidence import migrate
 from policies.errors import GovflowError
+from workers.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
 from workers.settings import Settings
 from workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
 _START_TIMEOUT_S = 60.0
-_STOP_TIMEOUT_S = 15.0
 
 
 class StackError(GovflowError):
@@ -54,70 +52,6 @@ class StackInfo:
             f"Database   {self.database_url}",
         ]
         return out
-
-
-# --- small process helpers ---------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return status != "Z"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _terminate(pid: int, timeout: float = _STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process group started for ``pid``; SIGKILL it if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _pid_alive(pid):
-                return
-            time.sleep(0.1)
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def bin_path(name: str) -> Path | None:
-    """A console binary installed beside this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return beside
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 # --- the stack ----------------------------------------------------------------------------
@@ -154,7 +88,7 @@ class LocalStack:
         if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
             return None
         pid = int(entry["pid"])
-        if _pid_alive(pid) and any(marker in part for part in _cmdline(pid)):
+        if pid_alive(pid) and any(marker in part for part in cmdline(pid)):
             return pid
         return None
 
@@ -174,7 +108,7 @@ class LocalStack:
             (s.temporal_port, "Temporal", "GOVFLOW_TEMPORAL_PORT"),
             (s.temporal_ui_port, "the Web UI", "GOVFLOW_TEMPORAL_UI_PORT"),
         ):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise StackError(
                     f"port {port} (for {what}) is already in use by another process: "
                     f"stop it, or choose another port with {var}=<port>"
@@ -214,14 +148,14 @@ class LocalStack:
         }
         self._save(state)
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while not _port_in_use(s.temporal_port):
+        while not port_in_use(s.temporal_port):
             if proc.poll() is not None:
                 raise StackError(
                     f"the Temporal dev server exited at start (code {proc.returncode}); "
-                    f"its log {self.temporal_log} ends with:\n{_tail(self.temporal_log)}"
+                    f"its log {self.temporal_log} ends with:\n{tail(self.temporal_log)}"
                 )
             if time.monotonic() > deadline:
-                _terminate(proc.pid)
+                terminate(proc.pid)
                 raise StackError(
                     f"the Temporal dev server did not open port {s.temporal_port} within "
                     f"{_START_TIMEOUT_S:.0f}s; see {self.temporal_log}"
@@ -261,9 +195,7 @@ class LocalStack:
             server = get_server(self.pgdata, cleanup_mode=None)
         except Exception as exc:
             log = self.pgdata / "log"
-            raise StackError(
-                f"embedded Postgres did not start ({exc}); its log {log} ends with:\n{_tail(log)}"
-            ) from exc
+            raise StackError(f"embedded Postgres did not start ({exc}); its log {log} ends with:\n{tail(log)}") from exc
         state = self._state()
         state["postgres"] = {"pid": server.get_pid(), "pgdata": str(self.pgdata)}
         self._save(state)
@@ -287,7 +219,7 @@ class LocalStack:
         try:
             pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.pgdata, user=user, timeout=30)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            _terminate(pm.pid)
+            terminate(pm.pid)
         return True
 
     # public ------------------------------------------------------------------------------
@@ -342,9 +274,9 @@ class LocalStack:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
             else:
-                _terminate(pid)
+                terminate(pid)
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while _port_in_use(self.settings.temporal_port) and time.monotonic() < deadline:
+        while port_in_use(self.settings.temporal_port) and time.monotonic() < deadline:
             time.sleep(0.1)
         self._start_temporal(StackInfo(temporal_address="", namespace="", ui_url=None, database_url=""))
 
@@ -368,7 +300,7 @@ class LocalStack:
             stopped.append(f"worker (pid {worker})")
         pid = self._owned_pid("temporal", "start-dev")
         if pid is not None:
-            _terminate(pid)
+            terminate(pid)
             stopped.append(f"Temporal dev server (pid {pid})")
         if self.settings.database_url is None and self._stop_postgres():
             stopped.append("Postgres")
@@ -434,7 +366,7 @@ class LocalStack:
         """Stop the background worker, if it runs; returns its pid."""
         pid = self.worker_running()
         if pid is not None:
-            _terminate(pid)
+            terminate(pid)
         return pid
 
 
@@ -454,3 +386,13 @@ def with_database(url: str, name: str) -> str:
     head, sep, query = url.partition("?")
     base = head.rsplit("/", 1)[0]
     return f"{base}/{name}{sep}{query}"
+
+
+def database_url(settings: Settings) -> str:
+    """The evidence database: GOVFLOW_DATABASE_URL, else the local stack's (which must be up)."""
+    url = LocalStack(settings).database_url()
+    if url is None:
+        raise StackError(
+            "no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL to a Postgres URL"
+        )
+    return url

@@ -12,16 +12,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from activities.connectors.guard import ReadLog
 from activities.evidence.events import (
+    ActionStatus,
     ApprovalAttemptRecord,
     Event,
     ExceptionDecided,
     GateEscalated,
     GateExpired,
     PolicyDecisionRecord,
+    ProposalMade,
     QualityCheckFailed,
     QualityScoreRecord,
+    RunFinished,
+    RunReport,
+    TouchedRecord,
 )
+from activities.run_models import ProposeResult
 from policies import (
     Action,
     ApprovalAttempt,
@@ -35,11 +42,20 @@ from policies import (
     decide,
     escalate,
     quorum_met,
+    run_checks,
     signed_act_problem,
 )
 from policies.stats import CheckResult
 from workflows.inputs import Read, field_text
-from workflows.run_models import ExceptionDecision, GateView, PendingAction, Review, exception_message
+from workflows.run_models import (
+    ActionOutcome,
+    ExceptionDecision,
+    GateView,
+    Outcome,
+    PendingAction,
+    Review,
+    exception_message,
+)
 
 Verdict = Literal["approve", "reject"]
 Via = Literal["signal", "update"]
@@ -90,6 +106,23 @@ def score_events(policy: Policy, scores: Mapping[str, float], checks: Sequence[C
     return events
 
 
+def decide_proposal(
+    policy: Policy, policy_digest: str, proposal: ProposeResult, reads: Iterable[ReadLog], ctx: RunContext
+) -> tuple[dict[str, ActionState], bool, list[Event]]:
+    """Score and decide a proposal: each action's state, whether every quality check passed, and the
+    evidence (the proposal, its scores, a decision per action). ``ctx`` is the run's; each action's
+    record is the one the run read, for record filters."""
+    checks = run_checks(policy, proposal.scores)
+    made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
+    by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
+    contexts = {
+        a.action_id: ctx.model_copy(update={"record": by_record.get((a.system, a.resource, a.record_id or ""))})
+        for a in proposal.actions
+    }
+    states, decisions = decide_actions(policy, policy_digest, proposal.actions, contexts)
+    return states, all(c.passed for c in checks), [made, *score_events(policy, proposal.scores, checks), *decisions]
+
+
 def decide_actions(
     policy: Policy, policy_digest: str, actions: Iterable[Action], contexts: Mapping[str, RunContext]
 ) -> tuple[dict[str, ActionState], list[Event]]:
@@ -116,6 +149,45 @@ def decide_actions(
             )
         )
     return states, events
+
+
+# --- what a run wrote, or would have ---------------------------------------------------------------------
+
+
+def shadow_write(run_id: str, action: Action, reads: Iterable[ReadLog]) -> TouchedRecord:
+    """What a shadow run would have written: the record as read, and as the action would leave it."""
+    by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
+    before = by_record.get((action.system, action.resource, action.record_id or ""))
+    after = None if action.operation == "delete" else {**(before or {}), **action.fields}
+    return TouchedRecord(
+        action_id=action.action_id, system=action.system, resource=action.resource,
+        record_id=action.record_id or "", operation=action.operation, mode="shadow",
+        idempotency_key=f"{run_id}:{action.action_id}", before_image=before, after_image=after,
+    )  # fmt: skip
+
+
+def outcome_of(mode: str, outcomes: Sequence[ActionOutcome]) -> Outcome:
+    if mode == "shadow":
+        return "shadowed"
+    if all(o.status == "written" for o in outcomes):
+        return "published"
+    return "partial" if any(o.status == "written" for o in outcomes) else "rejected"
+
+
+def run_report(
+    run_id: str, stage: str, mode: Literal["shadow", "live"], outcome: Outcome, outcomes: Sequence[ActionOutcome],
+    checks_passed: bool, scores: Mapping[str, float],
+) -> RunReport:  # fmt: skip
+    """What a finished run tells its rollout's gates."""
+    overridden = any(o.status == "rejected" for o in outcomes)
+    return RunReport(run_id=run_id, stage=stage, mode=mode, checks_passed=checks_passed, scores=dict(scores),
+                     overridden=overridden, error=outcome == "exception")  # fmt: skip
+
+
+def finished_event(outcome: Outcome, outcomes: Sequence[ActionOutcome], reason: str,
+                   report: RunReport | None) -> RunFinished:  # fmt: skip
+    actions = [ActionStatus(action_id=o.action_id, status=o.status) for o in outcomes]
+    return RunFinished(outcome=outcome, reason=reason, actions=actions, report=report)
 
 
 # --- votes ---------------------------------------------------------------------------------------------

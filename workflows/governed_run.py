@@ -16,46 +16,22 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
+    from activities import run_models as rm
     from activities.connectors.guard import ReadLog
-    from activities.evidence.events import (
-        ActionStatus,
-        ContextRead,
-        Event,
-        ExceptionExpired,
-        ExceptionRaised,
-        ExceptionRoute,
-        LeaseRefused,
-        ModelCall,
-        ProposalMade,
-        RunFinished,
-        RunReport,
-        RunStarted,
-        ScopeRefused,
-        TouchedRecord,
-    )
+    from activities.evidence import events as ev
     from activities.names import ErrorType
     from activities.run_activities import RunActivities
-    from activities.run_models import (
-        AdmitInput,
-        EvidenceItem,
-        GatherInput,
-        ProposeInput,
-        ProposeResult,
-        PublishInput,
-        PublishResult,
-        StartRun,
-    )
-    from policies import Action, AttemptOutcome, Policy, RunContext, policy_from_json, run_checks, signed_act_problem
+    from policies import Action, AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
     from workflows import approvals
     from workflows import search_attributes as sa
     from workflows.approvals import ActionState, GateState, Verdict, Via
     from workflows.closing import settle
     from workflows.details import run_details
+    from workflows.exception_route import ExceptionRoute
     from workflows.inputs import read
-    from workflows.ledger import LOCAL, RETRY, RunLedger
+    from workflows.ledger import LOCAL, RETRY, RunLedger, scope_refusal
     from workflows.run_models import (
         ActionOutcome,
-        ExceptionDecision,
         Outcome,
         Review,
         ReviewRequest,
@@ -66,11 +42,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _ACTIVITY = timedelta(seconds=60)
-# A write is one short transaction; a worker that dies mid-write is retried after this.
-_PUBLISH = timedelta(seconds=10)
 _REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
 _REVIEW_UPDATE_EXAMPLE = '{"verdict": "approve", "reviewer": "alice", "action_digest": "<digest>"}'
-_DECISION_EXAMPLE = '{"reviewer": "alice", "decision": "retry"}'
 
 
 @workflow.defn(name=names.GOVERNED_RUN)
@@ -82,15 +55,12 @@ class GovernedRunWorkflow:
     def __init__(self, inp: RunInput) -> None:
         self._inp = inp
         self._run_id = workflow.info().workflow_id
-        self._ledger = RunLedger(self._run_id)
-        self._ledger.task, self._ledger.task_version = inp.task, inp.task_version
+        self._ledger = RunLedger(self._run_id, inp.task, inp.task_version)
         self._settle_before_closing = False
         self._policy: Policy | None = None
         self._phase = "starting"
         self._actions: dict[str, ActionState] = {}
-        self._exception: str | None = None
-        self._exception_decision: ExceptionDecision | None = None
-        self._exception_expires: datetime | None = None
+        self._exceptions = ExceptionRoute(self._run_id, self._ledger)
         self._outcome: Outcome | None = None
         self._changes = 0
         self._reads: list[ReadLog] = []
@@ -108,8 +78,6 @@ class GovernedRunWorkflow:
         assert self._policy is not None, "the policy is loaded before anything reads it"
         return self._policy
 
-    # --- main flow -----------------------------------------------------------------------------
-
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
         # Read in the first activation, for the whole run (see RolloutWorkflow.run).
@@ -121,7 +89,7 @@ class GovernedRunWorkflow:
         self._patches_read = True
         if not self._v2:
             self._upsert_attributes(inp)
-        start = StartRun(
+        start = rm.StartRun(
             run_id=self._run_id, task=inp.task, task_version=inp.task_version, item_key=inp.item_key,
             requester=inp.requester, stage=inp.stage, mode=inp.mode, at=workflow.now(), rollout_id=inp.rollout_id,
         )  # fmt: skip
@@ -138,8 +106,8 @@ class GovernedRunWorkflow:
             self._upsert_attributes(inp)
         # The run's row and its opening event go with the first evidence batch, in one commit.
         self._ledger.start = start.model_copy(update={"policy_digest": setup.policy_digest}) if self._v2 else start
-        opening = RunStarted(**start.model_dump(exclude={"at", "policy_digest"}), policy_digest=setup.policy_digest)
-        self._ledger.defer(EvidenceItem.of(opening, at=start.at))
+        opening = ev.RunStarted(**start.model_dump(exclude={"at", "policy_digest"}), policy_digest=setup.policy_digest)
+        self._ledger.defer(rm.EvidenceItem.of(opening, at=start.at))
         self._started = True  # input that arrived early is handled from here on
         if no_rollout:
             return await self._finish("refused", reason=no_rollout)
@@ -148,20 +116,10 @@ class GovernedRunWorkflow:
         if proposal is None:
             return await self._finish("exception" if self._outcome is None else self._outcome)
 
-        checks = run_checks(self.policy, proposal.scores)
-        self._checks_passed = all(c.passed for c in checks)
         self._scores = dict(proposal.scores)
-        made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
-        events: list[Event] = [made, *approvals.score_events(self.policy, proposal.scores, checks)]
-        reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
-        now = workflow.now()
-        contexts = {
-            a.action_id: RunContext(run_id=self._run_id, requester=inp.requester, now=now,
-                                    record=reads.get((a.system, a.resource, a.record_id or "")))
-            for a in proposal.actions
-        }  # fmt: skip
-        self._actions, decided = approvals.decide_actions(self.policy, setup.policy_digest, proposal.actions, contexts)
-        events += decided
+        ctx = RunContext(run_id=self._run_id, requester=inp.requester, now=workflow.now())
+        decided = approvals.decide_proposal(self.policy, setup.policy_digest, proposal, self._reads, ctx)
+        self._actions, self._checks_passed, events = decided
         waits = inp.mode == "live" and any(s.open for s in self._actions.values())
         if waits:
             await self._ledger.record(*events)  # committed before anyone is asked to approve
@@ -186,14 +144,8 @@ class GovernedRunWorkflow:
         return f"submit refused: {problem}" if problem else ""
 
     def _upsert_attributes(self, inp: RunInput) -> None:
-        workflow.upsert_search_attributes(
-            [
-                sa.TASK.value_set(inp.task),
-                sa.STAGE.value_set(inp.stage),
-                sa.MODE.value_set(inp.mode),
-                sa.AWAITING_APPROVAL.value_set(False),
-            ]
-        )
+        attributes = [sa.TASK.value_set(inp.task), sa.STAGE.value_set(inp.stage), sa.MODE.value_set(inp.mode)]
+        workflow.upsert_search_attributes([*attributes, sa.AWAITING_APPROVAL.value_set(False)])
 
     async def _admit(self, inp: RunInput) -> tuple[RunInput, str]:
         """Ask the rollout how this run may run; the input's stage and mode are only a request.
@@ -203,7 +155,7 @@ class GovernedRunWorkflow:
         """
         admission = await workflow.execute_activity_method(
             RunActivities.admit,
-            AdmitInput(
+            rm.AdmitInput(
                 run_id=self._run_id, task=inp.task, task_version=inp.task_version, item_key=inp.item_key,
                 requested=inp.mode, rollout_id=inp.rollout_id, stage=inp.stage,
             ),
@@ -221,14 +173,14 @@ class GovernedRunWorkflow:
             return admitted, why
         return admitted, ""
 
-    async def _gather_and_propose(self) -> ProposeResult | None:
+    async def _gather_and_propose(self) -> rm.ProposeResult | None:
         inp = self._inp
         while True:
             self._set_phase("gathering")
             try:
                 gathered = await workflow.execute_activity_method(
                     RunActivities.gather,
-                    GatherInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, item=inp.item),
+                    rm.GatherInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, item=inp.item),
                     start_to_close_timeout=_ACTIVITY,
                     retry_policy=RETRY,
                 )
@@ -237,7 +189,7 @@ class GovernedRunWorkflow:
                 if not isinstance(cause, ApplicationError):
                     raise
                 if cause.type == ErrorType.SCOPE_VIOLATION:
-                    await self._ledger.record(self._refusal_event(cause))
+                    await self._ledger.record(scope_refusal(cause))
                     self._outcome = "refused"
                     self._refusal = cause.message
                     return None
@@ -247,57 +199,35 @@ class GovernedRunWorkflow:
             else:
                 self._reads = gathered.reads
                 # Recorded with the proposal's rows, in one commit.
-                self._ledger.defer(ContextRead(reads=gathered.reads, context=gathered.context))
+                self._ledger.defer(ev.ContextRead(reads=gathered.reads, context=gathered.context))
                 self._set_phase("proposing")
                 proposal = await workflow.execute_activity_method(
                     RunActivities.propose,
-                    ProposeInput(
+                    rm.ProposeInput(
                         run_id=self._run_id, task=inp.task, task_version=inp.task_version, context=gathered.context
                     ),
                     start_to_close_timeout=_ACTIVITY,
                     retry_policy=RETRY,
                 )
-                self._ledger.defer(*(ModelCall(**c.model_dump(mode="json")) for c in proposal.calls))
+                self._ledger.defer(*(ev.ModelCall(**c.model_dump(mode="json")) for c in proposal.calls))
                 if proposal.invalid is None:
                     return proposal
                 kind, detail = "invalid_model_output", proposal.invalid
             if not await self._exception_route(kind, detail):
                 return None
 
-    @staticmethod
-    def _refusal_event(cause: ApplicationError) -> ScopeRefused:
-        refusal = cause.details[0] if cause.details else {"reason": cause.message}
-        return ScopeRefused.model_validate(refusal)
-
     async def _exception_route(self, kind: str, detail: str) -> bool:
         """Wait for a human decision on input the run cannot decide on. True means retry."""
-        route = self.policy.exceptions
-        self._exception = f"{kind}: {detail}"
-        self._exception_decision = None
-        if route is None or kind not in route.handles:
-            await self._ledger.record(ExceptionRaised(problem=kind, detail=detail))
-            self._refusal = f"{kind} and no exception route handles it: {detail}"
-            return False
-        self._exception_expires = expires = workflow.now() + route.expires_after
-        await self._ledger.record(
-            ExceptionRaised(problem=kind, detail=detail, expires_at=expires,
-                            route=ExceptionRoute(reviewers=list(route.reviewers), roles=list(route.roles)))
-        )  # fmt: skip
-        self._phase = "awaiting exception decision"
-        self._set_awaiting(True)
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._exception_decision is not None, timeout=route.expires_after)
-        self._set_awaiting(False)
-        decision = self._exception_decision
-        if decision is None:
-            await self._ledger.record(ExceptionExpired(problem=kind))
-            self._refusal = f"{kind}: nobody decided before {expires.isoformat()}"
-            return False
-        self._exception = None
-        if decision.decision == "discard":
-            self._refusal = f"{kind}: discarded by {decision.reviewer} ({decision.reason})"
-            return False
-        return True
+
+        def awaiting(value: bool) -> None:
+            if value:
+                self._phase = "awaiting exception decision"
+            self._set_awaiting(value)
+
+        why = await self._exceptions.wait(self.policy, kind, detail, awaiting)
+        if why:
+            self._refusal = why
+        return not why
 
     async def _await_approvals(self) -> None:
         self._phase = "awaiting approval"
@@ -311,15 +241,11 @@ class GovernedRunWorkflow:
             if expired:
                 await self._expire(expired, now)
                 continue
-            earliest = min(g.gate.expires_at for g in open_gates)
-            await self._wait_for_change(earliest - now)
+            # Until a vote or an expiry changes something, or the earliest gate expires.
+            seen, earliest = self._changes, min(g.gate.expires_at for g in open_gates)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._changes != seen, timeout=earliest - now)  # noqa: B023
         self._set_awaiting(False)
-
-    async def _wait_for_change(self, at_most: timedelta) -> None:
-        """Until a vote or an expiry changes something, or ``at_most`` passes."""
-        seen = self._changes
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._changes != seen, timeout=at_most)
 
     async def _expire(self, expired: list[GateState], now: datetime) -> None:
         events = approvals.expire(self.policy, expired, now)
@@ -331,7 +257,6 @@ class GovernedRunWorkflow:
         inp = self._inp
         self._set_phase("publishing" if inp.mode == "live" else "recording shadow writes")
         outcomes: list[ActionOutcome] = []
-        reads = {(r.system, r.resource, r.record_id): r.values for r in self._reads}
         writes = [s for s in self._actions.values() if s.approved and s.action.operation != "read"]
         # When every action is written, the last write carries run_finished in its commit.
         last_closes_run = inp.mode == "live" and bool(writes) and len(writes) == len(self._actions)
@@ -346,72 +271,36 @@ class GovernedRunWorkflow:
             if action.operation == "read":
                 continue
             if inp.mode == "shadow":
-                before = reads.get((action.system, action.resource, action.record_id or ""))
-                after = None if action.operation == "delete" else {**(before or {}), **action.fields}
-                await self._ledger.record(self._touched(action, before, after))
+                touched = approvals.shadow_write(self._run_id, action, self._reads)
+                await self._ledger.record(touched)
                 why = "" if state.approved else f"would need approval: {state.reason}"
+                before, after = touched.before_image, touched.after_image
                 outcomes.append(ActionOutcome(**base, status="would_write", reason=why, before=before, after=after))
                 continue
-            then: list[EvidenceItem] = []
+            then: list[rm.EvidenceItem] = []
             if last_closes_run and state is writes[-1]:
                 done = [*outcomes, ActionOutcome(**base, status="written")]
-                then = [EvidenceItem.of(self._finished("published", done, ""))]
+                then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
             written = await self._write(action, then)
             if written is None:
                 return await self._finish("refused", outcomes=outcomes, reason=self._refusal)
             self._finish_recorded = bool(then)
             outcomes.append(ActionOutcome(**base, status="written", before=written.before, after=written.after))
-        if inp.mode == "shadow":
-            outcome: Outcome = "shadowed"
-        elif all(o.status == "written" for o in outcomes):
-            outcome = "published"
-        elif any(o.status == "written" for o in outcomes):
-            outcome = "partial"
-        else:
-            outcome = "rejected"
-        return await self._finish(outcome, outcomes=outcomes)
+        return await self._finish(approvals.outcome_of(inp.mode, outcomes), outcomes=outcomes)
 
-    def _touched(self, action: Action, before: dict[str, Any] | None, after: dict[str, Any] | None) -> TouchedRecord:
-        return TouchedRecord(
-            action_id=action.action_id, system=action.system, resource=action.resource,
-            record_id=action.record_id or "", operation=action.operation, mode="shadow",
-            idempotency_key=f"{self._run_id}:{action.action_id}", before_image=before, after_image=after,
+    async def _write(self, action: Action, then: list[rm.EvidenceItem]) -> rm.PublishResult | None:
+        inp = self._inp
+        written = await self._ledger.publish(
+            rm.PublishInput(
+                run_id=self._run_id, task=inp.task, task_version=inp.task_version, action=action, seq=0,
+                at=workflow.now(), rollout_id=inp.rollout_id if inp.mode == "live" else None, stage=inp.stage,
+                then=then,
+            )
         )  # fmt: skip
-
-    async def _write(self, action: Action, then: list[EvidenceItem]) -> PublishResult | None:
-        inp, ledger = self._inp, self._ledger
-        async with ledger.lock:
-            seq, opening, before = ledger.seq, ledger.opening, ledger.take_pending()
-            try:
-                result = await workflow.execute_activity_method(
-                    RunActivities.publish,
-                    PublishInput(
-                        run_id=self._run_id, task=inp.task, task_version=inp.task_version, action=action, seq=seq,
-                        at=workflow.now(), before=before, start=opening,
-                        rollout_id=inp.rollout_id if inp.mode == "live" else None, stage=inp.stage, then=then,
-                    ),
-                    start_to_close_timeout=_PUBLISH,
-                    retry_policy=RETRY,
-                )  # fmt: skip
-            except ActivityError as err:
-                cause = err.cause
-                refused = (ErrorType.SCOPE_VIOLATION, ErrorType.LEASE_REFUSED)
-                if not (isinstance(cause, ApplicationError) and cause.type in refused):
-                    raise
-                self._refusal = cause.message
-                ledger.seq = seq + len(before)  # committed before the write was refused
-                event: Event = (
-                    LeaseRefused(rollout_id=inp.rollout_id, action_id=action.action_id, reason=cause.message)
-                    if cause.type == ErrorType.LEASE_REFUSED
-                    else self._refusal_event(cause)
-                )
-                await ledger.record_locked(event)
-                return None
-            if result.next_seq is not None:
-                ledger.seq, ledger.head = result.next_seq, result.head
-            else:  # a publish activity from before it said where the chain stands
-                ledger.seq = seq + len(before) + 1 + len(then)
-        return result
+        if isinstance(written, str):
+            self._refusal = written
+            return None
+        return written
 
     async def _finish(
         self, outcome: Outcome, *, outcomes: list[ActionOutcome] | None = None, reason: str | None = None
@@ -441,18 +330,14 @@ class GovernedRunWorkflow:
             evidence_rows=self._ledger.seq - 1, chain_head=self._ledger.head,
         )  # fmt: skip
 
-    def _report(self, outcome: Outcome, outcomes: list[ActionOutcome]) -> RunReport:
-        return RunReport(
-            run_id=self._run_id, stage=self._inp.stage, mode=self._inp.mode, checks_passed=self._checks_passed,
-            scores=self._scores, overridden=any(o.status == "rejected" for o in outcomes),
-            error=outcome == "exception",
-        )  # fmt: skip
+    def _report(self, outcome: Outcome, outcomes: list[ActionOutcome]) -> ev.RunReport:
+        i = self._inp
+        return approvals.run_report(self._run_id, i.stage, i.mode, outcome, outcomes, self._checks_passed, self._scores)
 
-    def _finished(self, outcome: Outcome, outcomes: list[ActionOutcome], reason: str) -> RunFinished:
+    def _finished(self, outcome: Outcome, outcomes: list[ActionOutcome], reason: str) -> ev.RunFinished:
         # What the rollout counts: read from here, never from a signal.
         report = self._report(outcome, outcomes) if self._v2 and self._inp.rollout_id else None
-        actions = [ActionStatus(action_id=o.action_id, status=o.status) for o in outcomes]
-        return RunFinished(outcome=outcome, reason=reason, actions=actions, report=report)
+        return approvals.finished_event(outcome, outcomes, reason, report)
 
     # --- reviewers ------------------------------------------------------------------------------------
     # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
@@ -532,20 +417,7 @@ class GovernedRunWorkflow:
 
     async def _resolve(self, args: Any) -> AttemptOutcome:
         await self._ready()
-        got = read(ExceptionDecision, args, _DECISION_EXAMPLE)
-        if got.value is None:
-            outcome = AttemptOutcome(accepted=False, code="closed", reason=f"unreadable decision: {got.problem}")
-            if self._v2:
-                await self._ledger.record(approvals.unreadable_decision_event(args, got, outcome))
-            return outcome
-        waiting = self._exception is not None and self._exception_decision is None
-        outcome, event = approvals.judge_exception(
-            self.policy, got.value, run_id=self._run_id, waiting=waiting, expires_at=self._exception_expires
-        )
-        await self._ledger.record(event)
-        if outcome.accepted:
-            self._exception_decision = got.value
-        return outcome
+        return await self._exceptions.decide(self.policy, args, record_unreadable=self._v2)
 
     @workflow.query(name=names.RUN_STATUS, description="Phase, pending actions with their digests and gates, exception")
     def status(self) -> RunStatus:
@@ -554,7 +426,8 @@ class GovernedRunWorkflow:
             run_id=self._run_id, task=inp.task, item_key=inp.item_key, requester=inp.requester, mode=inp.mode,
             stage=inp.stage, phase=self._phase,
             pending=approvals.pending(self._actions.values()) if inp.mode == "live" else [],
-            exception=self._exception, exception_expires_at=self._exception_expires if self._exception else None,
+            exception=self._exceptions.problem,
+            exception_expires_at=self._exceptions.expires_at if self._exceptions.problem else None,
             outcome=self._outcome,
         )  # fmt: skip
 
@@ -571,5 +444,6 @@ class GovernedRunWorkflow:
         self._show()
 
     def _show(self) -> None:
-        details = run_details(self._inp, self._phase, self._outcome, self._exception, self._actions.values())
+        problem = self._exceptions.problem
+        details = run_details(self._inp, self._phase, self._outcome, problem, self._actions.values())
         workflow.set_current_details(details)

@@ -9,17 +9,23 @@ before evidence-v2 append through a local activity, kept for replay.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence.events import Event
+    from activities.evidence.events import DataConflict, DataRestored, Event, LeaseRefused, ScopeRefused
+    from activities.names import ErrorType
     from activities.rollout_activities import RolloutActivities
     from activities.run_activities import RunActivities
     from activities.run_models import (
+        DataRollback,
         EvidenceItem,
+        FenceRequest,
+        PublishInput,
+        PublishResult,
         RecordEvidence,
         RecordRolloutBatch,
         RecordRolloutEvidence,
@@ -29,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout_models import RolloutState
 
 LOCAL = timedelta(seconds=30)
+# A write is one short transaction; a worker that dies mid-write is retried after this.
+PUBLISH = timedelta(seconds=10)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Evidence appends retry quickly at first: a short outage should cost a run little.
 EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -37,14 +45,14 @@ EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maxim
 class RunLedger:
     """A run's chain. Rows may be deferred (``defer``) to ride with the next append or the next write."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, task: str, task_version: str) -> None:
         self.run_id = run_id
         self.seq = 1
         self.head: str | None = None
         self.lock = asyncio.Lock()
         self.v2 = False
-        self.task = ""
-        self.task_version = ""
+        self.task = task
+        self.task_version = task_version
         self.start: StartRun | None = None
         self._pending: list[EvidenceItem] = []
 
@@ -89,6 +97,44 @@ class RunLedger:
             RunActivities.record_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=RETRY
         )
 
+    async def publish(self, write: PublishInput) -> PublishResult | str:
+        """Write one approved action, the deferred rows committed before it and ``write.then`` with it.
+
+        ``write``'s ``seq``, ``before`` and ``start`` are the ledger's own (any given are replaced). A write
+        the scope guard or the rollout refuses is recorded, and its reason returned instead of a result.
+        """
+        async with self.lock:
+            seq, before = self.seq, self.take_pending()
+            write = write.model_copy(update={"seq": seq, "before": before, "start": self.opening})
+            try:
+                result = await workflow.execute_activity_method(
+                    RunActivities.publish, write, start_to_close_timeout=PUBLISH, retry_policy=RETRY
+                )
+            except ActivityError as err:
+                cause = err.cause
+                refused = (ErrorType.SCOPE_VIOLATION, ErrorType.LEASE_REFUSED)
+                if not (isinstance(cause, ApplicationError) and cause.type in refused):
+                    raise
+                self.seq = seq + len(before)  # committed before the write was refused
+                event: Event = (
+                    LeaseRefused(rollout_id=write.rollout_id, action_id=write.action.action_id, reason=cause.message)
+                    if cause.type == ErrorType.LEASE_REFUSED
+                    else scope_refusal(cause)
+                )
+                await self.record_locked(event)
+                return cause.message
+            if result.next_seq is not None:
+                self.seq, self.head = result.next_seq, result.head
+            else:  # a publish activity from before it said where the chain stands
+                self.seq = seq + len(before) + 1 + len(write.then)
+        return result
+
+
+def scope_refusal(cause: ApplicationError) -> ScopeRefused:
+    """The evidence of a read or write the scope guard refused (its details, else its message)."""
+    refusal = cause.details[0] if cause.details else {"reason": cause.message}
+    return ScopeRefused.model_validate(refusal)
+
 
 class RolloutLedger:
     """A rollout's chain. Its next sequence number lives in the rollout's state (continue-as-new carries
@@ -100,8 +146,35 @@ class RolloutLedger:
         self.task_version = task_version
         self.state = state
         self.v2 = False
+        self.fenced = False
         self._lock = asyncio.Lock()
         self._outbox: list[RolloutRow] = []
+
+    async def set_fence(self, paused: bool) -> None:
+        """The rollout's fence in Postgres (pause-fence): pausing returns once every live write holding it
+        has finished, and no write starts after; unpausing lets writes start again."""
+        if not self.fenced:
+            return
+        await workflow.execute_activity_method(
+            RolloutActivities.set_fence,
+            FenceRequest(rollout_id=self.rollout_id, paused=paused),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=EVIDENCE_RETRY,
+        )
+
+    async def restore_data(self, since: datetime | None) -> tuple[int, int]:
+        """Undo the rollout's live writes (newest first) and record each restore or conflict; returns
+        how many records were restored and how many conflicts are left for review."""
+        results = await workflow.execute_activity_method(
+            RolloutActivities.rollback_data,
+            DataRollback(rollout_id=self.rollout_id, task=self.task, task_version=self.task_version, since=since),
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RETRY,
+        )
+        for r in results:
+            restoration = DataConflict if r.outcome == "conflict" else DataRestored
+            await self.record(restoration(**r.model_dump()))
+        return sum(r.outcome == "restored" for r in results), sum(r.outcome == "conflict" for r in results)
 
     async def record(self, event: Event) -> None:
         if self.v2:

@@ -11,47 +11,25 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
-    from activities.evidence.events import (
-        BreachDetected,
-        DataConflict,
-        DataRestored,
-        Event,
-        Paused,
-        Promoted,
-        PromotionRefused,
-        PromotionRequested,
-        ReportRefused,
-        Resumed,
-        RolledBack,
-        RolloutStarted,
-    )
+    from activities import run_models as rm
+    from activities.evidence import events as ev
     from activities.rollout_activities import RolloutActivities
-    from activities.run_models import (
-        AdmitRequest,
-        DataRollback,
-        FenceRequest,
-        OutcomeRequest,
-        PolicyRequest,
-        RunAdmission,
-    )
-    from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, policy_from_json, signed_act_problem
+    from policies import Policy, WindowVerdict, policy_from_json
     from policies.model import Stage
-    from policies.stats import evaluate_sequential, observe
+    from workflows import rollout_rules as rules
     from workflows import search_attributes as sa
     from workflows.closing import settle
     from workflows.details import rollout_details
-    from workflows.gates import bucket, report_value, window_counts
     from workflows.inputs import Read, field_text, read
     from workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
     from workflows.rollout_models import (
         Admission,
-        AdmittedRun,
         Breach,
         Control,
         ControlAnswer,
@@ -62,12 +40,9 @@ with workflow.unsafe.imports_passed_through():
         RolloutState,
         RolloutStatus,
         RunReport,
-        control_message,
     )
+    from workflows.rollout_rules import bucket
 
-_ADMITTED_LIMIT = 15_000
-"""Admitted runs kept waiting for their outcome (~80 bytes each in the continue-as-new input, whose
-payload limit is 2 MB); past this the oldest is forgotten and its report will be refused."""
 _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 
 
@@ -90,7 +65,6 @@ class RolloutWorkflow:
         self._careful_handover = False
         self._v2 = False
         self._sequential = False
-        self._fenced = False
         self._to_count: list[str] = []
 
     # --- main loop ----------------------------------------------------------------------------------
@@ -110,12 +84,12 @@ class RolloutWorkflow:
         self._sequential = workflow.patched("sequential-gates")
         # pause-fence: a pause takes the Postgres fence (waiting for every live write in progress) before
         # it is recorded, and a resume releases it; see migration 0004 and RunActivities.publish.
-        self._fenced = workflow.patched("pause-fence")
+        self._ledger.fenced = workflow.patched("pause-fence")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity_method(
             RolloutActivities.load_policy,
-            PolicyRequest(task=inp.task, task_version=inp.task_version),
+            rm.PolicyRequest(task=inp.task, task_version=inp.task_version),
             start_to_close_timeout=LOCAL,
             retry_policy=RETRY,
         )
@@ -130,7 +104,7 @@ class RolloutWorkflow:
                     retry_policy=RETRY,
                 )
             self._state.stage_started_at = workflow.now()
-            await self._record(RolloutStarted(task=inp.task, task_version=inp.task_version,
+            await self._record(ev.RolloutStarted(task=inp.task, task_version=inp.task_version,
                                               policy_digest=setup.policy_digest, stage=self._stage.name))  # fmt: skip
         self._ready = True  # handlers wait for this: the policy is loaded and the chain opened
         self._show()
@@ -167,90 +141,65 @@ class RolloutWorkflow:
         return left if left > timedelta(0) else None
 
     @property
+    def policy(self) -> Policy:
+        assert self._policy is not None, "the policy is loaded before anything reads it"
+        return self._policy
+
+    @property
     def _stage(self) -> Stage:
-        assert self._policy is not None
-        return self._policy.rollout.stages[self._state.stage_index]
+        return rules.stage_of(self.policy, self._state)
 
     def _verdicts(self) -> list[WindowVerdict]:
-        assert self._policy is not None
-        return [
-            evaluate_sequential(rule, self._state.gates.get(rule.name, WindowCounts()))
-            if self._sequential and rule.method == "cusum"
-            else evaluate_window(rule, window_counts(rule, self._state.window))
-            for rule in self._policy.quality.window
-        ]
+        return rules.verdicts(self.policy, self._state, sequential=self._sequential)
 
     async def _evaluate(self) -> None:
-        assert self._policy is not None
         state, stage = self._state, self._stage
         if state.paused:
             return
         verdicts = self._verdicts()
-        stops = {s.when: s.action for s in self._policy.stop_rules}
-        tripped = [v for v in verdicts if v.status == "breach" and v.rule in stops]
-        if tripped:
-            action = "rollback" if any(stops[v.rule] == "rollback" for v in tripped) else "pause"
+        stopping = rules.stop(self.policy, verdicts)
+        if stopping:
+            action, tripped = stopping
             state.last_breach = Breach(stage=stage.name, action=action, verdicts=tripped, at=workflow.now())
             if action == "pause":
                 state.paused = True
                 state.control_seq += 1
                 state.pause_reason = "; ".join(f"{v.rule} breached: {v.reason}" for v in tripped)
-                await self._set_fence(True)
+                await self._ledger.set_fence(True)
             trigger = state.window[-1].run_id if state.window else None
-            await self._record(BreachDetected(stage=stage.name, action=action, verdicts=tripped,
+            await self._record(ev.BreachDetected(stage=stage.name, action=action, verdicts=tripped,
                                               leases_granted=state.leases_granted, trigger=trigger))  # fmt: skip
             if action == "rollback":
                 await self._move(max(0, state.stage_index - 1), "rollback", "stop rule: " + tripped[0].rule)
             self._show()
             return
-        last = len(self._policy.rollout.stages) - 1
-        if state.stage_index >= last or state.runs_in_stage < stage.min_runs or self._until_minimum() is not None:
+        if not rules.ready_to_promote(self.policy, state, verdicts, waiting=self._until_minimum() is not None):
             self._show()
-            return
-        if any(v.status != "pass" for v in verdicts):
-            self._show()  # inconclusive holds; it never promotes
             return
         if "approval" in stage.gate:
             if not state.promotion_requested:
                 state.promotion_requested = True
-                await self._record(PromotionRequested(stage=stage.name, promoters=list(stage.promoters)))
+                await self._record(ev.PromotionRequested(stage=stage.name, promoters=list(stage.promoters)))
             self._show()
             return
         await self._move(state.stage_index + 1, "promoted", "automatic gate passed")
 
-    async def _set_fence(self, paused: bool) -> None:
-        """Pausing returns once every live write holding the fence has finished; no write starts after."""
-        if not self._fenced:
-            return
-        await workflow.execute_activity_method(
-            RolloutActivities.set_fence,
-            FenceRequest(rollout_id=workflow.info().workflow_id, paused=paused),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=EVIDENCE_RETRY,
-        )
-
     async def _move(self, index: int, kind: str, reason: str) -> None:
         state = self._state
         before = self._stage.name
-        state.stage_index = index
-        state.stage_started_at = workflow.now()
-        state.window = []
-        state.gates = {}
-        state.runs_in_stage = 0
-        state.promotion_requested = False
-        state.control_seq += 1
+        rules.enter_stage(state, index, workflow.now())
         if kind == "rollback":
             # Like a pause: the writes of the stage being left finish before the rollback is recorded.
-            await self._set_fence(True)
-        change = RolledBack if kind == "rollback" else Promoted
+            await self._ledger.set_fence(True)
+        change = ev.RolledBack if kind == "rollback" else ev.Promoted
         await self._record(change(from_stage=before, to=self._stage.name, reason=reason))
         if kind == "rollback" and not state.paused:
-            await self._set_fence(False)
+            await self._ledger.set_fence(False)
         self._show()
 
     # --- evidence ---------------------------------------------------------------------------------------
 
-    async def _record(self, event: Event) -> None:
+    async def _record(self, event: ev.Event) -> None:
         await self._ledger.record(event)
 
     # --- runs ---------------------------------------------------------------------------------------------
@@ -264,40 +213,26 @@ class RolloutWorkflow:
         return Admission(stage=stage.name, mode="live" if live else "shadow", live_fraction=stage.live_fraction)
 
     @workflow.update(name=names.ADMIT_RUN, description="A run asks how it may run (sent by the govflow worker)")
-    async def admit_run(self, *args: Any) -> RunAdmission:
+    async def admit_run(self, *args: Any) -> rm.RunAdmission:
         await workflow.wait_condition(lambda: self._ready)
-        got = read(AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
+        got = read(rm.AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
         stage = self._stage
         if got.value is None:
-            return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode="shadow",
+            return rm.RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode="shadow",
                                 reason=f"unreadable admission request: {got.problem}")  # fmt: skip
-        request = got.value
-        live = request.requested == "live" and not self._state.paused and bucket(request.item_key) < stage.live_fraction
-        mode: Literal["shadow", "live"] = "live" if live else "shadow"
-        admitted = self._state.admitted
-        admitted.pop(request.run_id, None)
-        admitted[request.run_id] = AdmittedRun(stage=stage.name, mode=mode)
-        while len(admitted) > _ADMITTED_LIMIT:
-            del admitted[next(iter(admitted))]
-        return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
+        mode = rules.admit(self._state, stage, got.value)
+        return rm.RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
 
     @workflow.update(name=names.LEASE, description="A live run asks for publish authority right before it writes")
     async def lease(self, *args: Any) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
         got = read(LeaseRequest, args, '{"run_id": "...", "stage": "canary"}')
         state, stage = self._state, self._stage
-        admitted = state.admitted.get(got.value.run_id) if got.value else None
         if got.value is None:
-            reason = f"unreadable lease request: {got.problem}"
-        elif state.paused:
-            reason = f"rollout is paused: {state.pause_reason}"
-        elif got.value.stage != stage.name:
-            reason = f"the run was admitted to stage {got.value.stage}, the rollout is now at {stage.name}"
-        elif stage.live_fraction == 0.0:
-            reason = f"stage {stage.name} is shadow: nothing is published"
-        elif self._v2 and (admitted is None or admitted.mode != "live" or admitted.stage != stage.name):
-            reason = f"run {got.value.run_id} was not admitted live to {stage.name} by this rollout"
+            reason: str | None = f"unreadable lease request: {got.problem}"
         else:
+            reason = rules.lease_refusal(state, stage, got.value, admissions=self._v2)
+        if reason is None and got.value is not None:
             state.leases_granted += 1
             return ControlAnswer(accepted=True, reason=f"lease for {got.value.run_id}", stage=stage.name, paused=False)
         state.leases_refused += 1
@@ -326,7 +261,7 @@ class RolloutWorkflow:
 
     async def _refuse_report(self, run_id: str | None, reason: str, raw: str) -> None:
         self._state.reports_refused += 1
-        await self._record(ReportRefused(run_id=run_id, reason=reason, payload_sent=raw))
+        await self._record(ev.ReportRefused(run_id=run_id, reason=reason, payload_sent=raw))
 
     async def _count_reports(self) -> None:
         """Count the outcomes of reported runs, read from their evidence (v2)."""
@@ -335,7 +270,7 @@ class RolloutWorkflow:
         batch = list(self._to_count)
         answers = await workflow.execute_activity_method(
             RolloutActivities.read_run_outcomes,
-            OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch),
+            rm.OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=EVIDENCE_RETRY,
         )
@@ -348,27 +283,10 @@ class RolloutWorkflow:
             self._count(answer.report)
 
     def _count(self, report: RunReport) -> None:
-        if report.stage != self._stage.name:
-            return  # a run of an earlier stage says nothing about this one
-        self._state.window.append(report)
-        assert self._policy is not None
-        if self._sequential:
-            for rule in self._policy.quality.window:
-                value = report_value(rule, report)
-                if rule.method == "cusum" and value is not None:
-                    self._state.gates[rule.name] = observe(
-                        rule, self._state.gates.get(rule.name, WindowCounts()), value
-                    )
-        keep = max((r.window for r in self._policy.quality.window), default=1)
-        del self._state.window[:-keep]
-        self._state.runs_in_stage += 1
-        self._dirty = True
+        if rules.count(self.policy, self._state, report, sequential=self._sequential):
+            self._dirty = True
 
     # --- operators ------------------------------------------------------------------------------------------
-
-    def _authorities(self) -> set[str]:
-        assert self._policy is not None
-        return {p for s in self._policy.rollout.stages for p in s.promoters}
 
     def _answer(self, accepted: bool, reason: str) -> ControlAnswer:
         return ControlAnswer(accepted=accepted, reason=reason, stage=self._stage.name, paused=self._state.paused)
@@ -380,8 +298,10 @@ class RolloutWorkflow:
             self._state.control_seq += 1
             self._state.pause_reason = f"paused by {control.operator}: {control.reason}".rstrip(": ")
             self._show()
-        await self._set_fence(True)
-        await self._record(Paused(operator=control.operator, reason=control.reason, via=via, payload_sent=raw or None))
+        await self._ledger.set_fence(True)
+        await self._record(
+            ev.Paused(operator=control.operator, reason=control.reason, via=via, payload_sent=raw or None)
+        )
         return self._answer(True, self._state.pause_reason)
 
     async def _unreadable(self, command: str, got: Read[Any], args: Any, via: str) -> ControlAnswer:
@@ -395,18 +315,14 @@ class RolloutWorkflow:
             return await self._pause(control, via, raw=got.raw)
         await workflow.wait_condition(lambda: self._ready)
         answer = self._answer(False, f"unreadable {command}: {got.problem}")
-        refused = Resumed if command == "resume" else PromotionRefused
+        refused = ev.Resumed if command == "resume" else ev.PromotionRefused
         await self._record(refused(operator=who, accepted=False, reason=answer.reason, via=via, payload_sent=got.raw))
         return answer
 
     async def _resume(self, control: Control, via: str) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
-        if control.operator not in self._authorities():
-            answer = self._answer(
-                False, f"{control.operator} may not resume (may: {', '.join(sorted(self._authorities()))})"
-            )
-        elif problem := self._signature_problem("resume", control):
-            answer = self._answer(False, problem)
+        if refusal := rules.control_refusal(self.policy, self._state, "resume", control, self._ledger.rollout_id):
+            answer = self._answer(False, refusal)
         else:
             self._state.paused = False
             self._state.control_seq += 1
@@ -419,37 +335,24 @@ class RolloutWorkflow:
                 reason += "; the quality window starts afresh"
             self._dirty = True
             answer = self._answer(True, reason)
-        await self._record(Resumed(operator=control.operator, accepted=answer.accepted, reason=answer.reason, via=via))
+        await self._record(
+            ev.Resumed(operator=control.operator, accepted=answer.accepted, reason=answer.reason, via=via)
+        )
         if answer.accepted:
-            await self._set_fence(False)  # after the resume is recorded: writes never precede it
+            await self._ledger.set_fence(False)  # after the resume is recorded: writes never precede it
         self._show()
         return answer
 
     async def _promote(self, control: Control, via: str) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
-        assert self._policy is not None
-        allowed = set(self._stage.promoters) or self._authorities()
-        if control.operator not in allowed:
-            answer = self._answer(
-                False, f"{control.operator} may not promote {self._stage.name} (may: {', '.join(sorted(allowed))})"
-            )
-        elif problem := self._signature_problem("promote", control):
-            answer = self._answer(False, problem)
-        elif self._state.paused:
-            answer = self._answer(False, "the rollout is paused: resume it first")
-        elif self._state.stage_index >= len(self._policy.rollout.stages) - 1:
-            answer = self._answer(False, f"{self._stage.name} is the last stage")
+        if refusal := rules.control_refusal(self.policy, self._state, "promote", control, self._ledger.rollout_id):
+            answer = self._answer(False, refusal)
         else:
             await self._move(self._state.stage_index + 1, "promoted", f"promoted by {control.operator}")
             answer = self._answer(True, f"promoted to {self._stage.name} by {control.operator}")
         if not answer.accepted:
-            await self._record(PromotionRefused(operator=control.operator, reason=answer.reason, via=via))
+            await self._record(ev.PromotionRefused(operator=control.operator, reason=answer.reason, via=via))
         return answer
-
-    def _signature_problem(self, command: Literal["resume", "promote"], control: Control) -> str | None:
-        assert self._policy is not None
-        message = control_message(command, workflow.info().workflow_id, self._stage.name, self._state.control_seq)
-        return signed_act_problem(self._policy, command, control.operator, control.signature, message)
 
     async def _rollback(self, request: RollbackRequest, via: str) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
@@ -457,20 +360,7 @@ class RolloutWorkflow:
         await self._move(target, "rollback", f"rolled back by {request.operator}: {request.reason}".rstrip(": "))
         if not request.data:
             return self._answer(True, f"rolled back to {self._stage.name}")
-        results = await workflow.execute_activity_method(
-            RolloutActivities.rollback_data,
-            DataRollback(
-                rollout_id=workflow.info().workflow_id, task=self._inp.task, task_version=self._inp.task_version,
-                since=request.since,
-            ),
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RETRY,
-        )  # fmt: skip
-        for r in results:
-            restoration = DataConflict if r.outcome == "conflict" else DataRestored
-            await self._record(restoration(**r.model_dump()))
-        restored = sum(r.outcome == "restored" for r in results)
-        conflicts = sum(r.outcome == "conflict" for r in results)
+        restored, conflicts = await self._ledger.restore_data(request.since)
         return self._answer(
             True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"
         )
@@ -527,25 +417,7 @@ class RolloutWorkflow:
     def status(self) -> RolloutStatus:
         if not self._ready:
             raise RuntimeError("the rollout is starting; ask again in a moment")
-        state, stage = self._state, self._stage
-        return RolloutStatus(
-            task=self._inp.task,
-            task_version=self._inp.task_version,
-            stage=stage.name,
-            stage_index=state.stage_index,
-            live_fraction=stage.live_fraction,
-            paused=state.paused,
-            pause_reason=state.pause_reason,
-            runs_in_stage=state.runs_in_stage,
-            verdicts=self._verdicts(),
-            last_breach=state.last_breach,
-            promotion_requested=state.promotion_requested,
-            leases_granted=state.leases_granted,
-            leases_refused=state.leases_refused,
-            runs_in_flight=len(state.admitted),
-            reports_refused=state.reports_refused,
-            control_seq=state.control_seq,
-        )
+        return rules.status(self.policy, self._inp.task, self._inp.task_version, self._state, self._verdicts())
 
     # --- what operators see ------------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ through `executable_path`, never `playwright install`.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sys
 import uuid
@@ -22,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from tests.conftest import free_port
-from tests.helpers import worker
+from tests.helpers import eventually, worker
 from workflows import search_attributes
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import RolloutInput
@@ -66,12 +65,9 @@ async def test_pause_a_rollout_from_the_temporal_ui(
             id=f"rollout-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        for _ in range(100):  # until it has loaded its policy
-            try:
-                await rollout.query(RolloutWorkflow.status)
-                break
-            except (RPCError, WorkflowQueryFailedError):
-                await asyncio.sleep(0.1)
+        # Until it has loaded its policy.
+        await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda _: True, every=0.1,
+                         tolerate=(RPCError, WorkflowQueryFailedError))  # fmt: skip
         async with playwright_api.async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -87,14 +83,7 @@ async def test_pause_a_rollout_from_the_temporal_ui(
             await page.keyboard.type('{"operator": "ui-operator", "reason": "seen in the UI"}')
             await page.get_by_test_id("confirm-modal-button").locator("visible=true").first.click()
 
-            status = None
-            for _ in range(100):
-                status = await rollout.query(RolloutWorkflow.status)
-                if status.paused:
-                    break
-                await page.wait_for_timeout(100)
-            assert status is not None
-            assert status.paused
+            status = await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda s: s.paused, every=0.1)
             assert status.pause_reason == "paused by ui-operator: seen in the UI"
 
             # What the operator sees in the UI: the run's GovflowPaused search attribute set.

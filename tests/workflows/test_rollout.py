@@ -2,146 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.connectors import WriteRequest
-from activities.evidence import EvidenceStore, RunRecord
+from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.run_models import AdmitRequest, EvidenceItem, PublishInput, RunAdmission, StartRun
+from activities.run_models import EvidenceItem, PublishInput, StartRun
 from policies import Action, parse_policy
-from tests.helpers import keep_history, sor_fetch, wait_for, worker
+from tests.helpers import event_kinds, eventually, keep_history, sor_fetch, wait_for, worker
+from tests.workflows.rollouts import (
+    STARTED,
+    admit_runs,
+    finish_runs,
+    report_runs,
+    rollout_status,
+    start_rollout,
+    until,
+)
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow, bucket
 from workflows.rollout_models import (
     Control,
     LeaseRequest,
-    ReportPoke,
     RollbackRequest,
     RolloutInput,
-    RolloutStatus,
-    RunReport,
 )
 from workflows.run_models import Review, RunInput
-
-_STARTED: list[WorkflowHandle[RolloutWorkflow, None]] = []
-
-
-def window_policy_text() -> str:
-    """The support-triage example with every quality rule on the earlier sliding window."""
-    text = (EXAMPLES / "support-triage.yaml").read_text()
-    return text.replace("      metric: ", "      method: window\n      metric: ")
-
-
-@pytest.fixture
-async def window_registry(sor_url: str) -> AsyncIterator[Registry]:
-    """support-triage with ``method: window`` rules: the tests of the window's own semantics."""
-    built = example_registry(sor_url, policy=parse_policy(window_policy_text()))
-    yield built
-    await built.aclose()
-
-
-@pytest.fixture(autouse=True)
-async def _terminate_rollouts() -> AsyncIterator[None]:
-    """Rollouts never end by themselves; one left behind with its worker gone holds the
-    time-skipping server's clock still (a later ``env.sleep`` then times out)."""
-    yield
-    while _STARTED:
-        with contextlib.suppress(RPCError):
-            await _STARTED.pop().terminate("test over")
-
-
-async def _start(env: WorkflowEnvironment, task_queue: str, **kw: Any) -> WorkflowHandle[RolloutWorkflow, None]:
-    handle = await env.client.start_workflow(
-        RolloutWorkflow.run,
-        RolloutInput(task="support-triage", **kw),
-        id=f"rollout-{uuid.uuid4()}",
-        task_queue=task_queue,
-    )
-    _STARTED.append(handle)
-    return handle
-
-
-async def _admit(handle: WorkflowHandle[RolloutWorkflow, None], n: int, *, live: bool = False) -> list[RunAdmission]:
-    """Admit ``n`` runs as the govflow worker does for each run it starts (the admit_run Update)."""
-    out = []
-    for _ in range(n):
-        run_id = f"r-{uuid.uuid4().hex[:10]}"
-        key = _live_key() if live else run_id
-        request = AdmitRequest(run_id=run_id, item_key=key, requested="live" if live else "shadow")
-        for attempt in range(20):
-            try:
-                admission = await handle.execute_update(RolloutWorkflow.admit_run, request)
-                break
-            except RPCError:  # the time-skipping server can lose an Update that races a workflow task
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.05)
-        out.append(admission.model_copy(update={"reason": run_id}))
-    return out
-
-
-def _live_key() -> str:
-    """An item key whose stable bucket is under 0.1: live in every stage with a live share."""
-    while True:
-        key = f"item-{uuid.uuid4().hex[:8]}"
-        if bucket(key) < 0.1:
-            return key
-
-
-async def _finish(
-    handle: WorkflowHandle[RolloutWorkflow, None], store: EvidenceStore, runs: list[RunAdmission], passed: int
-) -> None:
-    """Each admitted run finishes as a real one would: its evidence (run row, run_finished with the
-    report) in the store, then the ``report`` nudge. The first ``passed`` pass their checks."""
-    for i, admission in enumerate(runs):
-        run_id = admission.reason
-        record = RunRecord(
-            run_id=run_id, task="support-triage", task_version="1", policy_digest="test", item_key=run_id,
-            requester="priya", stage=admission.stage, mode=admission.mode, started_at=datetime.now(UTC),
-            rollout_id=handle.id,
-        )  # fmt: skip
-        await store.start_run(record)
-        report = RunReport(run_id=run_id, stage=admission.stage, mode=admission.mode, checks_passed=i < passed)
-        finished = {"outcome": "shadowed", "reason": "", "actions": [], "report": report.model_dump(mode="json")}
-        await store.append_event("run", run_id, 2, "run_finished", datetime.now(UTC), finished)
-        await handle.signal(RolloutWorkflow.report, ReportPoke(run_id=run_id))
-
-
-async def _report(
-    handle: WorkflowHandle[RolloutWorkflow, None], store: EvidenceStore, passed: int, failed: int
-) -> None:
-    await _finish(handle, store, await _admit(handle, passed + failed), passed)
-
-
-async def _status(handle: WorkflowHandle[RolloutWorkflow, None]) -> RolloutStatus:
-    # A query that reaches a run just as it continues-as-new waits out its whole RPC timeout.
-    return await handle.query(RolloutWorkflow.status, rpc_timeout=timedelta(seconds=2))
-
-
-async def _until(handle: WorkflowHandle[RolloutWorkflow, None], predicate: Any) -> RolloutStatus:
-    for _ in range(300):
-        try:
-            status = await _status(handle)
-        except RPCError:  # a query can time out while a continue-as-new is retried
-            status = None
-        if status is not None and predicate(status):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached: {await _status(handle)}")
 
 
 async def test_stages_progress_only_when_minimums_and_gates_pass(
@@ -149,33 +44,33 @@ async def test_stages_progress_only_when_minimums_and_gates_pass(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, window_registry):
-        handle = await _start(env, task_queue)
-        assert (await _status(handle)).stage == "shadow"
-        stale = await _admit(handle, 10)  # these finish only once the rollout has moved on
-        await _report(handle, store, 19, 0)
-        status = await _until(handle, lambda s: s.runs_in_stage == 19)
+        handle = await start_rollout(env, task_queue)
+        assert (await rollout_status(handle)).stage == "shadow"
+        stale = await admit_runs(handle, 10)  # these finish only once the rollout has moved on
+        await report_runs(handle, store, 19, 0)
+        status = await until(handle, lambda s: s.runs_in_stage == 19)
         assert status.stage == "shadow"  # 19 runs: below min_runs 20, and the window is inconclusive
         assert status.verdicts[0].status == "inconclusive"
-        await _report(handle, store, 11, 0)
-        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        await report_runs(handle, store, 11, 0)
+        status = await until(handle, lambda s: s.runs_in_stage == 30)
         assert status.stage == "shadow"  # the 10 minute floor has not passed
         assert [v.status for v in status.verdicts] == ["pass", "pass", "inconclusive"]  # 0 errors in 30 proves little
         await env.sleep(timedelta(minutes=11))
-        await _report(handle, store, 50, 0)  # error-rate needs ~74 clean runs to pass 0.05 at 95%
-        status = await _until(handle, lambda s: s.stage == "canary")
+        await report_runs(handle, store, 50, 0)  # error-rate needs ~74 clean runs to pass 0.05 at 95%
+        status = await until(handle, lambda s: s.stage == "canary")
         assert status.live_fraction == 0.1
 
         # In canary, 25 of 30 passing is inconclusive against 0.8: it holds, past the time floor.
-        await _report(handle, store, 25, 5)
+        await report_runs(handle, store, 25, 5)
         await env.sleep(timedelta(minutes=31))
-        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        status = await until(handle, lambda s: s.runs_in_stage == 30)
         assert status.stage == "canary"
         assert status.verdicts[0].status == "inconclusive"
         assert not status.paused
 
         # A stale report (a run admitted to an earlier stage) does not count.
-        await _finish(handle, store, stale, 0)
-        status = await _until(handle, lambda s: s.runs_in_flight == 0)
+        await finish_runs(handle, store, stale, 0)
+        status = await until(handle, lambda s: s.runs_in_flight == 0)
         assert status.runs_in_stage == 30
     events = await store.events("rollout", handle.id)
     assert [e["kind"] for e in events] == ["rollout_started", "promoted"]
@@ -187,16 +82,16 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, window_registry):
-        handle = await _start(env, task_queue)
+        handle = await start_rollout(env, task_queue)
         await handle.execute_update(
             RolloutWorkflow.promote_update, Control(operator="omar", reason="shadow looked fine")
         )
-        (live,) = await _admit(handle, 1, live=True)
+        (live,) = await admit_runs(handle, 1, live=True)
         assert live.mode == "live"
         lease = LeaseRequest(run_id=live.reason, stage="canary")
         assert (await handle.execute_update(RolloutWorkflow.lease, lease)).accepted
-        await _report(handle, store, 10, 10)  # 50% against 0.8: a clear breach of pass-rate -> pause
-        status = await _until(handle, lambda s: s.paused)
+        await report_runs(handle, store, 10, 10)  # 50% against 0.8: a clear breach of pass-rate -> pause
+        status = await until(handle, lambda s: s.paused)
         assert status.stage == "canary"
         assert status.last_breach is not None
         (verdict,) = status.last_breach.verdicts
@@ -210,7 +105,7 @@ async def test_a_breach_pauses_at_once_and_refuses_leases(
         # Resuming starts a fresh window: the runs that tripped the pause do not trip it again.
         resumed = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
         assert (resumed.accepted, resumed.paused) == (True, False)
-        status = await _status(handle)
+        status = await rollout_status(handle)
         assert not status.paused
         assert [v.n for v in status.verdicts] == [0, 0, 0]
     breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
@@ -222,7 +117,7 @@ async def test_resume_and_promote_need_authority_pause_does_not(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
-        handle = await _start(env, task_queue)
+        handle = await start_rollout(env, task_queue)
         paused = await handle.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="odd"))
         assert paused.accepted
         assert paused.paused
@@ -234,7 +129,7 @@ async def test_resume_and_promote_need_authority_pause_does_not(
         refused = await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="priya"))
         assert not refused.accepted
         await handle.signal(RolloutWorkflow.pause, Control(operator="alice", reason="from the UI"))
-        status = await _until(handle, lambda s: s.paused)
+        status = await until(handle, lambda s: s.paused)
         assert status.pause_reason == "paused by alice: from the UI"
         assert (await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))).reason == (
             "the rollout is paused: resume it first"
@@ -256,21 +151,21 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, window_registry):
-        handle = await _start(env, task_queue, history_limit=40)
+        handle = await start_rollout(env, task_queue, history_limit=40)
         first_run = (await handle.describe()).run_id
         for _ in range(2):
             await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         await env.sleep(timedelta(hours=2, minutes=1))
-        await _report(handle, store, 80, 0)  # past min_runs 50 and 2 h: the gate asks omar or chen
-        status = await _until(handle, lambda s: s.promotion_requested and s.runs_in_stage == 80)
+        await report_runs(handle, store, 80, 0)  # past min_runs 50 and 2 h: the gate asks omar or chen
+        status = await until(handle, lambda s: s.promotion_requested and s.runs_in_stage == 80)
         assert (await handle.describe()).run_id != first_run  # 80 reports cannot fit in 40 events
         assert status.stage == "half"
         assert [v.n for v in status.verdicts] == [80, 80, 80]  # the window came across whole
         await handle.signal(RolloutWorkflow.pause, Control(operator="priya", reason="hold on"))
-        await _until(handle, lambda s: s.paused)
+        await until(handle, lambda s: s.paused)
         paused_run = (await handle.describe()).run_id
-        await _report(handle, store, 20, 0)
-        status = await _until(handle, lambda s: s.runs_in_stage == 100)
+        await report_runs(handle, store, 20, 0)
+        status = await until(handle, lambda s: s.runs_in_stage == 100)
         assert (await handle.describe()).run_id != paused_run
         assert (status.paused, status.pause_reason) == (True, "paused by priya: hold on")
         assert status.promotion_requested
@@ -278,14 +173,10 @@ async def test_continue_as_new_keeps_stage_window_pause_and_pending_promotion(
         # with "update not found"; a real server aborts it as retryable and the SDK retries (temporal#6485).
         await handle.signal(RolloutWorkflow.resume, Control(operator="chen"))
         await handle.signal(RolloutWorkflow.promote, Control(operator="chen"))
-        status = await _until(handle, lambda s: s.stage == "full")
+        status = await until(handle, lambda s: s.stage == "full")
         assert not status.paused
         # The stage moves before its evidence row commits: wait for the row while the worker still runs.
-        for _ in range(100):
-            kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
-            if kinds.count("promoted") == 3:
-                break
-            await asyncio.sleep(0.05)
+        kinds = await eventually(lambda: event_kinds(store, "rollout", handle.id), lambda k: k.count("promoted") == 3)
         await keep_history(handle, "rollout-continued")
     assert kinds == ["rollout_started", "promoted", "promoted", "promotion_requested", "paused", "resumed", "promoted"]
     assert (await store.verify("rollout", handle.id)).ok
@@ -342,7 +233,7 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
     env = dev_server_env
     registry = two_stage_registry(sor_url)
     async with worker(env.client, task_queue, store, registry):
-        rollout = await _start(env, task_queue)
+        rollout = await start_rollout(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         for ticket in ("T0001", "T0002"):
             handle = await _live_run(env, task_queue, rollout.id, ticket)
@@ -382,7 +273,7 @@ async def test_no_live_write_starts_after_the_pause_is_recorded(
     env = dev_server_env
     registry = two_stage_registry(sor_url)
     async with worker(env.client, task_queue, store, registry):
-        rollout = await _start(env, task_queue)
+        rollout = await start_rollout(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         assert (await rollout.query(RolloutWorkflow.admit, "T0001")).mode == "live"
         runs = [await _live_run(env, task_queue, rollout.id, ticket) for ticket in ("T0001", "T0002", "T0003")]
@@ -395,7 +286,7 @@ async def test_no_live_write_starts_after_the_pause_is_recorded(
                         GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=pending.digest)
                     )
         results = [await h.result() for h in runs]
-        status = await _status(rollout)
+        status = await rollout_status(rollout)
         await registry.aclose()
     assert [r.outcome for r in results] == ["refused"] * 3
     assert all(r.reason.startswith("rollout is paused: paused by priya") for r in results)
@@ -427,7 +318,7 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
             RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
             task_queue=task_queue,
         )  # fmt: skip
-        _STARTED.append(rollout)
+        STARTED.append(rollout)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))  # full: 100% live
         await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="hold"))
         runs = []
@@ -489,7 +380,7 @@ async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_ro
         lambda _: None,
     )  # fmt: skip
     async with worker(env.client, task_queue, store, registry):
-        rollout = await _start(env, task_queue)
+        rollout = await start_rollout(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="hold"))
         start = StartRun(
@@ -503,7 +394,7 @@ async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_ro
             start=start, rollout_id=rollout.id, stage="canary",
         )  # fmt: skip
         result = await ActivityEnvironment().run(RunActivities(registry, store, env.client).publish, publish)
-        status = await _status(rollout)
+        status = await rollout_status(rollout)
     assert (result.replayed, result.after) == (True, first.after)
     assert (status.paused, status.leases_granted, status.leases_refused) == (True, 0, 0)
     touched = await store.pool.fetch(
@@ -522,21 +413,21 @@ async def test_a_sequential_gate_promotes_on_an_anytime_bound_and_pauses_on_cusu
     the whole stage; a run of failures pauses exactly when the CUSUM reaches its stated limit."""
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
-        handle = await _start(env, task_queue)
-        await _report(handle, store, 30, 0)
-        status = await _until(handle, lambda s: s.runs_in_stage == 30)
+        handle = await start_rollout(env, task_queue)
+        await report_runs(handle, store, 30, 0)
+        status = await until(handle, lambda s: s.runs_in_stage == 30)
         # 30 clean runs: the pass-rate bound (0.765) has not cleared 0.8 yet; a window would say "pass".
         assert [(v.method, v.status) for v in status.verdicts] == [("cusum", "inconclusive")] * 3
-        await _report(handle, store, 10, 0)
-        status = await _until(handle, lambda s: s.runs_in_stage == 40)
+        await report_runs(handle, store, 10, 0)
+        status = await until(handle, lambda s: s.runs_in_stage == 40)
         assert [v.status for v in status.verdicts] == ["pass", "pass", "inconclusive"]  # errors at 5 %: ~190 runs
         await env.sleep(timedelta(minutes=11))
-        await _report(handle, store, 160, 0)
-        status = await _until(handle, lambda s: s.stage == "canary")
+        await report_runs(handle, store, 160, 0)
+        status = await until(handle, lambda s: s.stage == "canary")
         assert [v.n for v in status.verdicts] == [0, 0, 0]  # a new stage is judged on its own runs
 
-        await _report(handle, store, 0, 25)
-        status = await _until(handle, lambda s: s.paused)
+        await report_runs(handle, store, 0, 25)
+        status = await until(handle, lambda s: s.paused)
         assert status.last_breach is not None
         (verdict,) = status.last_breach.verdicts
         assert verdict.limit is not None
@@ -548,11 +439,11 @@ async def test_a_sequential_gate_promotes_on_an_anytime_bound_and_pauses_on_cusu
         assert verdict.statistic == pytest.approx(17 * math.log(2))
         assert verdict.statistic >= verdict.limit > verdict.statistic - math.log(2)
         assert verdict.reason.startswith(f"evidence of a drop: {verdict.statistic:.1f} of the {verdict.limit:.1f}")
-        await _until(handle, lambda s: s.runs_in_stage == 25)  # the rest of the batch, counted while paused
+        await until(handle, lambda s: s.runs_in_stage == 25)  # the rest of the batch, counted while paused
         await keep_history(handle, "rollout-sequential")
         resumed = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
         assert resumed.accepted
-        status = await _status(handle)
+        status = await rollout_status(handle)
         assert [(v.n, v.statistic) for v in status.verdicts] == [(0, 0.0)] * 3  # the evidence starts afresh
     breach = [e for e in await store.events("rollout", handle.id) if e["kind"] == "breach"]
     assert breach[0]["payload"]["verdicts"][0]["statistic"] == verdict.statistic

@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.evidence import EvidenceStore
 from policies import Policy, parse_policy, signing_message
 from tests.helpers import fixture_signature, wait_for, worker
-from tests.workflows.test_rollout import _start, _until
+from tests.workflows.rollouts import start_rollout, until
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow
@@ -138,13 +138,13 @@ async def test_resume_and_promote_need_a_signature_that_cannot_be_replayed(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, example_registry(sor_url, policy=signed_policy())):
-        handle = await _start(env, task_queue)
+        handle = await start_rollout(env, task_queue)
         # A pause only reduces exposure: no signature needed, from anyone.
         assert (await handle.execute_update(RolloutWorkflow.pause_update, Control(operator="priya"))).accepted
         unsigned = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
         assert not unsigned.accepted
         assert unsigned.reason.startswith("the policy requires a signed resume")
-        now = await _until(handle, lambda s: s.paused)
+        now = await until(handle, lambda s: s.paused)
         signature = sign("omar", control_message("resume", handle.id, now.stage, now.control_seq))
         resumed = await handle.execute_update(
             RolloutWorkflow.resume_update, Control(operator="omar", signature=signature)
@@ -157,7 +157,7 @@ async def test_resume_and_promote_need_a_signature_that_cannot_be_replayed(
         )
         assert not replayed.accepted
         assert "does not verify with omar's public key for this resume" in replayed.reason
-        now = await _until(handle, lambda s: s.paused)
+        now = await until(handle, lambda s: s.paused)
         fresh = sign("omar", control_message("resume", handle.id, now.stage, now.control_seq))
         assert (
             await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar", signature=fresh))

@@ -7,7 +7,6 @@ would show), and every refused attempt is in the evidence. Forged outcome report
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from datetime import timedelta
@@ -22,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import sor_fetch, start_run, wait_for, worker
-from tests.workflows.test_rollout import _STARTED, _admit, _finish, _start, _status, _until
+from tests.helpers import event_kinds, eventually, sor_fetch, start_run, wait_for, worker
+from tests.workflows.rollouts import admit_runs, finish_runs, rollout_status, start_rollout, until
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Control, ReportPoke
@@ -91,20 +90,8 @@ async def test_hostile_votes_and_decisions_are_recorded_and_the_run_goes_on(
 
 
 async def _until_rows(store: EvidenceStore, run_id: str, kind: str, n: int) -> None:
-    for _ in range(400):
-        count = await store.pool.fetchval(
-            "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = $2", run_id, kind
-        )
-        if count >= n:
-            return
-        await _sleep()
-    raise AssertionError(f"{run_id}: {count} {kind} rows, expected {n}")
-
-
-async def _sleep() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.05)
+    sql = "SELECT count(*) FROM run_events WHERE run_id = $1 AND kind = $2"
+    await eventually(lambda: store.pool.fetchval(sql, run_id, kind), lambda count: count >= n, tries=400)
 
 
 async def test_a_vote_that_arrives_before_the_run_is_ready_is_kept_and_recorded(
@@ -138,36 +125,32 @@ async def test_hostile_operator_signals_fail_toward_safety(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
-        handle = await _start(env, task_queue)
+        handle = await start_rollout(env, task_queue)
         # An unreadable resume or promote is refused; the rollout stays where it is.
         for _, args in HOSTILE:
             for signal in ("resume", "promote", "report"):
                 await handle.signal(signal, args=args)
-        status = await _until(handle, lambda s: s.reports_refused == len(HOSTILE))
+        status = await until(handle, lambda s: s.reports_refused == len(HOSTILE))
         assert (status.stage, status.paused) == ("shadow", False)
         # An unreadable pause still pauses, and so does an unreadable rollback.
         await handle.signal("pause", args=[])
-        status = await _until(handle, lambda s: s.paused)
+        status = await until(handle, lambda s: s.paused)
         assert status.pause_reason.startswith(
             "paused by (unknown) (unverified): unreadable pause: the payload is empty"
         )
         answer = await handle.execute_update(RolloutWorkflow.resume_update, Control(operator="omar"))
         assert answer.accepted
         await handle.signal("rollback", args=[{"operator": "priya", "to": "sideways"}])
-        status = await _until(handle, lambda s: s.paused)
+        status = await until(handle, lambda s: s.paused)
         assert status.pause_reason.startswith("paused by priya (unverified): unreadable rollback: to:")
         await _running(handle)
-        for _ in range(200):  # the second pause's row commits after its fence is taken
-            events = await store.events("rollout", handle.id)
-            kinds = [e["kind"] for e in events]
-            if kinds.count("paused") == 2:
-                break
-            await asyncio.sleep(0.05)
+        # The second pause's row commits after its fence is taken.
+        kinds = await eventually(lambda: event_kinds(store, "rollout", handle.id), lambda k: k.count("paused") == 2)
     assert kinds.count("resumed") == len(HOSTILE) + 1  # every refused resume, then omar's
     assert kinds.count("promotion_refused") == len(HOSTILE)
     assert kinds.count("report_refused") == len(HOSTILE)
     assert kinds.count("paused") == 2
-    unreadable_pause = next(e for e in events if e["kind"] == "paused")
+    unreadable_pause = next(e for e in await store.events("rollout", handle.id) if e["kind"] == "paused")
     assert unreadable_pause["payload"]["payload"] == "[]"
     assert (await store.verify("rollout", handle.id)).ok
 
@@ -177,21 +160,21 @@ async def test_a_thousand_forged_reports_move_no_gate(
 ) -> None:
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
-        handle = await _start(env, task_queue)
+        handle = await start_rollout(env, task_queue)
         # Forged: made-up run ids, a real RunReport body claiming success, and a real admitted run
         # whose report arrives before it has finished (its evidence says nothing yet).
-        (early,) = await _admit(handle, 1)
+        (early,) = await admit_runs(handle, 1)
         for i in range(1000):
             body = {"run_id": f"forged-{i}", "stage": "shadow", "mode": "shadow", "checks_passed": True}
             await handle.signal("report", body)
         await handle.signal(RolloutWorkflow.report, ReportPoke(run_id=early.reason))
-        status = await _until(handle, lambda s: s.reports_refused == 1001)
+        status = await until(handle, lambda s: s.reports_refused == 1001)
         assert (status.stage, status.runs_in_stage, [v.n for v in status.verdicts]) == ("shadow", 0, [0, 0, 0])
         # The same admitted run, once finished, counts once; a replayed report of it is refused.
-        await _finish(handle, store, [early], 1)
-        status = await _until(handle, lambda s: s.runs_in_stage == 1)
+        await finish_runs(handle, store, [early], 1)
+        status = await until(handle, lambda s: s.runs_in_stage == 1)
         await handle.signal(RolloutWorkflow.report, ReportPoke(run_id=early.reason))
-        status = await _until(handle, lambda s: s.reports_refused == 1002)
+        status = await until(handle, lambda s: s.reports_refused == 1002)
         assert status.runs_in_stage == 1
     refused = await store.pool.fetch(
         "SELECT payload FROM rollout_events WHERE rollout_id = $1 AND kind = 'report_refused' ORDER BY seq", handle.id
@@ -238,7 +221,7 @@ async def test_fuzz_every_handler_of_both_workflows_never_fails_a_workflow_task(
     async with worker(env.client, task_queue, store, registry):
         run = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(run, lambda s: bool(s.pending))
-        rollout = await _start(env, task_queue)
+        rollout = await start_rollout(env, task_queue)
         for args in payloads:
             for name in ("approve", "reject", "resolve_exception"):
                 await run.signal(name, args=args)
@@ -255,11 +238,10 @@ async def test_fuzz_every_handler_of_both_workflows_never_fails_a_workflow_task(
         # Both still answer and act.
         await _running(run)
         await _running(rollout)
-        assert (await _status(rollout)).stage in ("shadow", "canary")
+        assert (await rollout_status(rollout)).stage in ("shadow", "canary")
         await run.signal(GovernedRunWorkflow.approve, Review(reviewer="bob", action_digest=status.pending[0].digest))
         assert (await run.result()).outcome == "published"
         await _running(rollout)
     assert (await store.verify("run", run.id)).ok
     assert (await store.verify("rollout", rollout.id)).ok
     assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
-    assert _STARTED is not None

@@ -1,0 +1,32 @@
+"""Fixtures of the workflow tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.service import RPCError
+
+from activities.registry import Registry
+from policies import parse_policy
+from tests.workflows.rollouts import STARTED, window_policy_text
+from workers.app import example_registry
+
+
+@pytest.fixture
+async def window_registry(sor_url: str) -> AsyncIterator[Registry]:
+    """support-triage with ``method: window`` rules: the tests of the window's own semantics."""
+    built = example_registry(sor_url, policy=parse_policy(window_policy_text()))
+    yield built
+    await built.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _terminate_rollouts() -> AsyncIterator[None]:
+    """Rollouts never end by themselves; one left behind with its worker gone holds the
+    time-skipping server's clock still (a later ``env.sleep`` then times out)."""
+    yield
+    while STARTED:
+        with contextlib.suppress(RPCError):
+            await STARTED.pop().terminate("test over")
