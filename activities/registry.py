@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,12 @@ class Registration:
     def __post_init__(self) -> None:
         self.digest = policy_digest(self.policy)
         self.policy_json = canonical_json(self.policy.as_json()).decode()
+        misnamed = [f"{key!r} holds the connector of {c.system!r}" for key, c in self.connectors.items()
+                    if getattr(c, "system", key) != key]  # fmt: skip
+        if misnamed:
+            raise GovflowError(
+                f"task {self.task.name}: connectors are registered by their system: {'; '.join(misnamed)}"
+            )
         systems = {g.system for g in self.policy.grants}
         missing = sorted(systems - set(self.connectors))
         if missing:
@@ -48,12 +54,16 @@ class Registry:
         task: Task[Any, Any, Any],
         *,
         policy: Policy | str | Path,
-        connectors: Mapping[str, Connector],
+        connectors: Mapping[str, Connector] | Iterable[Connector],
         model: ModelClient,
     ) -> Registration:
-        """Register a task with its policy (a file or a loaded policy), connectors and model."""
+        """Register a task with its policy (a file or a loaded policy), connectors and model.
+
+        ``connectors``: a list (each is registered under its own ``system``), or a mapping from system to
+        connector, checked to agree with each connector's ``system``."""
         loaded = policy if isinstance(policy, Policy) else load_policy(policy)
-        reg = Registration(task=task, policy=loaded, connectors=dict(connectors), model=model)
+        by_system = dict(connectors) if isinstance(connectors, Mapping) else {c.system: c for c in connectors}
+        reg = Registration(task=task, policy=loaded, connectors=by_system, model=model)
         if task.key in self._by_key:
             raise GovflowError(f"task {task.name} version {task.version} is registered twice")
         self._by_key[task.key] = reg

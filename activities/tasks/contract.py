@@ -6,7 +6,6 @@ never writes. govflow decides, asks for approval, publishes and keeps evidence.
     class SupportTriage(Task[TicketItem, TicketContext, TriageProposal]):
         name = "support-triage"
         version = "1"
-        item_model, context_model, proposal_model = TicketItem, TicketContext, TriageProposal
 
         async def gather(self, item, io):            # io: ScopedConnectors
             ticket = await io.read("ticketing", "ticket", item.ticket_id)
@@ -19,7 +18,7 @@ never writes. govflow decides, asks for approval, publishes and keeps evidence.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, Field
 
@@ -57,11 +56,31 @@ ProposalT = TypeVar("ProposalT", bound=Proposal)
 
 
 class Task(ABC, Generic[ItemT, ContextT, ProposalT]):
+    """Subclass as ``Task[Item, Context, YourProposal]``: the type parameters are said once, and they
+    are what govflow validates an item and a context with (``item_model``, ``context_model``)."""
+
     name: ClassVar[str]
     version: ClassVar[str]
     item_model: ClassVar[type[BaseModel]]
     context_model: ClassVar[type[BaseModel]]
-    proposal_model: ClassVar[type[Proposal]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Task:
+                item, context, _ = get_args(base)
+                if isinstance(item, type) and "item_model" not in cls.__dict__:
+                    cls.item_model = item
+                if isinstance(context, type) and "context_model" not in cls.__dict__:
+                    cls.context_model = context
+        concrete = not any(getattr(getattr(cls, m), "__isabstractmethod__", False) for m in ("gather", "propose"))
+        if concrete:  # an abstract base of tasks may leave these to its subclasses
+            missing = [n for n in ("name", "version", "item_model", "context_model") if not hasattr(cls, n)]
+            if missing:
+                raise TypeError(
+                    f"task {cls.__name__} lacks {', '.join(missing)}: subclass Task[Item, Context, Proposal] "
+                    "with pydantic models, and set name and version"
+                )
 
     @abstractmethod
     async def gather(self, item: ItemT, io: ScopedConnectors) -> ContextT:

@@ -54,9 +54,6 @@ SYSTEM_PROMPT = (
 class SupportTriage(Task[TicketItem, TicketContext, TriageProposal]):
     name = "support-triage"
     version = "1"
-    item_model = TicketItem
-    context_model = TicketContext
-    proposal_model = TriageProposal
 
     async def gather(self, item: TicketItem, io: ScopedConnectors) -> TicketContext:
         ticket = await io.read("ticketing", "ticket", item.ticket_id)

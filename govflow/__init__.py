@@ -1,0 +1,75 @@
+"""govflow's public API for task authors: the one module your code imports from.
+
+    from govflow import Task, Proposal, Action, Registry, PostgresTableConnector, ...
+
+Everything ``docs/writing-a-task.md`` uses is here. Code that drives govflow from outside a worker
+(submit runs, vote, operate a rollout) uses ``govflow.client``. govflow's own packages
+(``activities``, ``workflows``, ``workers``, ``policies``) are its internals: import from here, and name
+your own package something else (see the README, "Your own package").
+"""
+
+from __future__ import annotations
+
+from activities.connectors import (
+    IDEMPOTENCY_DDL,
+    Connector,
+    ConnectorError,
+    HttpJsonConnector,
+    PostgresTableConnector,
+    Record,
+    ScopedConnectors,
+    ScopeViolation,
+    SharedPool,
+    Table,
+    WriteRequest,
+    WriteResult,
+)
+from activities.models import (
+    InvalidModelOutput,
+    LocalBaselineModel,
+    Message,
+    ModelClient,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    OpenAIChatClient,
+    parse_output,
+)
+from activities.registry import Registry
+from activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
+from policies import Action, Policy, load_policy
+from workers.settings import Settings
+
+__all__ = [
+    "IDEMPOTENCY_DDL",
+    "Action",
+    "Connector",
+    "ConnectorError",
+    "ContradictoryInput",
+    "HttpJsonConnector",
+    "IncompleteInput",
+    "InvalidModelOutput",
+    "LocalBaselineModel",
+    "Message",
+    "ModelClient",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "OpenAIChatClient",
+    "Policy",
+    "PostgresTableConnector",
+    "Proposal",
+    "Record",
+    "Registry",
+    "ScopeViolation",
+    "ScopedConnectors",
+    "Settings",
+    "SharedPool",
+    "Table",
+    "Task",
+    "TaskInputError",
+    "WriteRequest",
+    "WriteResult",
+    "load_policy",
+    "parse_output",
+]

@@ -1,0 +1,39 @@
+"""Drive govflow from your own code: submit runs, vote, decide exceptions, operate rollouts.
+
+A thin public name for ``workers.client`` (connect with ``workers.temporal.connect(Settings())``).
+"""
+
+from __future__ import annotations
+
+from workers.client import (
+    COMMANDS,
+    admit,
+    control,
+    resolve,
+    review,
+    rollout_id,
+    rollout_status,
+    run_status,
+    running_rollout,
+    start_rollout,
+    submit,
+)
+from workers.settings import Settings, load_settings
+from workers.temporal import connect
+
+__all__ = [
+    "COMMANDS",
+    "Settings",
+    "admit",
+    "connect",
+    "control",
+    "load_settings",
+    "resolve",
+    "review",
+    "rollout_id",
+    "rollout_status",
+    "run_status",
+    "running_rollout",
+    "start_rollout",
+    "submit",
+]
