@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.connectors.guard import ReadLog
 from activities.evidence.events import Event, RunReport
+from activities.evidence.records import Mode
 from activities.models.base import ModelResponse
 from policies import Action
 
@@ -24,7 +25,7 @@ class StartRun(_Model):
     item_key: str
     requester: str
     stage: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     at: datetime
     rollout_id: str | None = None
     policy_digest: str | None = Field(
@@ -135,7 +136,7 @@ class AdmitRequest(_Model):
 
     run_id: str
     item_key: str
-    requested: Literal["shadow", "live"]
+    requested: Mode
 
 
 class RunAdmission(_Model):
@@ -143,7 +144,7 @@ class RunAdmission(_Model):
 
     rollout_id: str | None
     stage: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     reason: str = ""
 
 
@@ -152,7 +153,7 @@ class AdmitInput(_Model):
     task: str
     task_version: str
     item_key: str
-    requested: Literal["shadow", "live"]
+    requested: Mode
     rollout_id: str | None = Field(default=None, description="Named by the run's input; else the version's own.")
     stage: str = "manual"
 

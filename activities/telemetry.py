@@ -183,4 +183,6 @@ class Telemetry:
             case Paused():
                 self.pauses.labels(task, "operator").inc()
             case Promoted() | RolledBack():
-                self.stage_changes.labels(task, event.kind, event.to).inc()
+                # The label keeps its values ("promoted", "rollback") for dashboards and alerts already written.
+                change = "promoted" if isinstance(event, Promoted) else "rollback"
+                self.stage_changes.labels(task, change, event.to).inc()

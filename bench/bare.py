@@ -64,10 +64,10 @@ class BareRunWorkflow:
     @workflow.run
     async def run(self, item: dict[str, Any]) -> int:
         opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
-        context = await workflow.execute_activity("bare.gather", item, result_type=dict, **opts)
-        proposal = await workflow.execute_activity("bare.propose", context, result_type=ProposeResult, **opts)
+        context = await workflow.execute_activity_method(BareActivities.gather, item, **opts)
+        proposal = await workflow.execute_activity_method(BareActivities.propose, context, **opts)
         for action in proposal.actions:
-            await workflow.execute_activity(
-                "bare.write", BareWrite(run_id=workflow.info().workflow_id, action=action), **opts
+            await workflow.execute_activity_method(
+                BareActivities.write, BareWrite(run_id=workflow.info().workflow_id, action=action), **opts
             )
         return len(proposal.actions)

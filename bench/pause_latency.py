@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
+from activities.evidence.events import BreachDetected, parse_event
 from activities.registry import Registry
 from activities.tasks import support_triage
 from bench.common import bench_databases
@@ -86,12 +87,15 @@ async def trial(
         from collections import Counter
 
         print(Counter((r.outcome, r.reason[:60]) for r in results))
-    breach = next((e for e in await store.events("rollout", rollout.id) if e["kind"] == "breach"), None)
+    rows = await store.events("rollout", rollout.id)
+    breach = next((e for e in rows if e["kind"] == "breach"), None)
     status = await rollout.query(RolloutWorkflow.status)
     await rollout.terminate("trial over")
     if breach is None:
         return None, -1, -1, -1  # no breach in this trial (said in the output, never counted as a pass)
-    trigger = breach["payload"]["trigger"]
+    event = parse_event(breach["kind"], breach["payload"])
+    assert isinstance(event, BreachDetected), event
+    trigger = event.trigger
     finished_at = await store.pool.fetchval(
         "SELECT recorded_at FROM evidence_events WHERE stream = 'run' AND stream_id = $1 AND kind = 'run_finished'",
         trigger,
@@ -109,7 +113,7 @@ async def trial(
         )
     finally:
         await conn.close()
-    after_pause = status.leases_granted - int(breach["payload"]["leases_granted"])
+    after_pause = status.leases_granted - event.leases_granted
     return latency, int(late), after_pause, int(wrote)
 
 

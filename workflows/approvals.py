@@ -28,6 +28,7 @@ from activities.evidence.events import (
     RunReport,
     TouchedRecord,
 )
+from activities.evidence.records import Mode
 from activities.run_models import ProposeResult
 from policies import (
     Action,
@@ -175,7 +176,7 @@ def outcome_of(mode: str, outcomes: Sequence[ActionOutcome]) -> Outcome:
 
 
 def run_report(
-    run_id: str, stage: str, mode: Literal["shadow", "live"], outcome: Outcome, outcomes: Sequence[ActionOutcome],
+    run_id: str, stage: str, mode: Mode, outcome: Outcome, outcomes: Sequence[ActionOutcome],
     checks_passed: bool, scores: Mapping[str, float],
 ) -> RunReport:  # fmt: skip
     """What a finished run tells its rollout's gates."""

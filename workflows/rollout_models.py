@@ -7,14 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.evidence.events import RunReport
+from activities.evidence.records import Mode, RunReport
 from activities.run_models import ControlAnswer, LeaseRequest
 from policies import WindowCounts, WindowVerdict, act_message
 from workflows.inputs import Note, PersonName, Token
 
 __all__ = ["ControlAnswer", "LeaseRequest", "RunReport"]
-
-Mode = Literal["shadow", "live"]
 
 
 class Breach(BaseModel):

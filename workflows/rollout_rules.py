@@ -9,6 +9,7 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
+from activities.evidence.records import Mode
 from activities.run_models import AdmitRequest
 from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, signed_act_problem
 from policies.model import Stage, WindowRule
@@ -104,11 +105,11 @@ def enter_stage(state: RolloutState, index: int, now: datetime) -> None:
     state.control_seq += 1
 
 
-def admit(state: RolloutState, stage: Stage, request: AdmitRequest) -> Literal["shadow", "live"]:
+def admit(state: RolloutState, stage: Stage, request: AdmitRequest) -> Mode:
     """Admit a run: live by a stable hash of its item when it asks for live and the stage is (partly)
     live and not paused; remembered until its outcome is counted."""
     live = request.requested == "live" and not state.paused and bucket(request.item_key) < stage.live_fraction
-    mode: Literal["shadow", "live"] = "live" if live else "shadow"
+    mode: Mode = "live" if live else "shadow"
     state.admitted.pop(request.run_id, None)
     state.admitted[request.run_id] = AdmittedRun(stage=stage.name, mode=mode)
     while len(state.admitted) > ADMITTED_LIMIT:

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.evidence.records import Mode
 from policies import AttemptOutcome, act_message, digest
 from workflows.inputs import Note, PersonName, Token
 
-Mode = Literal["shadow", "live"]
 Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]
 
 

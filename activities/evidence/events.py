@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from activities.connectors.guard import ReadLog
-from activities.evidence.records import RunRecord, RunReport
+from activities.evidence.records import Mode, RunRecord, RunReport
 from policies import Action, Gate
 from policies.stats import WindowVerdict
 
@@ -60,7 +60,7 @@ class RunStarted(Event):
     item_key: str
     requester: str
     stage: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     rollout_id: str | None = None
     policy_digest: str | None = None
 
@@ -221,7 +221,7 @@ class TouchedRecord(ProjectedEvent):
     resource: str
     record_id: str
     operation: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     idempotency_key: str
     before_image: dict[str, Any] | None = None
     after_image: dict[str, Any] | None = None

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Mode = Literal["shadow", "live"]
+"""How a run runs: ``shadow`` proposes and records what it would write; ``live`` writes."""
+
 
 class RunRecord(BaseModel):
     """The row that opens a run (not an event: the runs table). ``run_started`` carries the same facts."""
@@ -20,7 +23,7 @@ class RunRecord(BaseModel):
     item_key: str
     requester: str
     stage: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     started_at: datetime
     rollout_id: str | None = None
 
@@ -36,7 +39,7 @@ class RunReport(BaseModel):
 
     run_id: str
     stage: str
-    mode: Literal["shadow", "live"]
+    mode: Mode
     checks_passed: bool
     scores: dict[str, float] = Field(default_factory=dict)
     overridden: bool = False
