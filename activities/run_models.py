@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.connectors.guard import ReadLog
-from activities.evidence.events import Event, RunReport
+from activities.evidence.events import DataRestoration, Event, RunReport
 from activities.evidence.records import Mode
 from activities.models.base import ModelResponse
 from policies import Action
@@ -208,15 +208,8 @@ class DataRollback(_Model):
     since: datetime | None = None
 
 
-class RestoredRecord(_Model):
-    run_id: str
-    action_id: str
-    system: str
-    resource: str
-    record_id: str
-    outcome: Literal["restored", "conflict", "already_restored"]
-    detail: str
-    fields: dict[str, Any] = Field(default_factory=dict)
+RestoredRecord = DataRestoration
+"""The data rollback activity's answer per live write; recorded as ``data_restored`` or ``data_conflict``."""
 
 
 class FenceRequest(_Model):
