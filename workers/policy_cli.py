@@ -1,16 +1,23 @@
-"""`govflow policy check | explain | audit`."""
+"""`govflow policy check | explain | audit | diff | whatif`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 
+from activities.evidence import EvidenceStore
 from policies import Action, NeedsApproval, PolicyError, RunContext, audit, decide, load_policy
 from policies.audit import blocking
+from policies.diff import diff
+from policies.durations import parse_duration
 from policies.errors import GovflowError
+from workers.settings import Settings
+from workers.whatif import WhatIfReport, collect, render, whatif
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -72,6 +79,55 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    old, new = load_policy(args.old), load_policy(args.new)
+    lines = diff(old, new)
+    if not lines:
+        print(f"{args.old} and {args.new}: no semantic difference")
+        return 0
+    raises = sum(line.exposure == "raises" for line in lines)
+    print(f"{args.old} -> {args.new}: {len(lines)} changes, {raises} raising exposure")
+    for line in lines:
+        print(f"  {line}")
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError as exc:
+        raise GovflowError(f"--since: {exc}") from None
+
+
+def cmd_whatif(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.stack import database_url
+
+    candidate = load_policy(args.candidate)
+    if args.runs is not None and args.runs < 1:
+        raise GovflowError("--runs must be at least 1")
+    since = _since(args.since)
+
+    async def go() -> WhatIfReport:
+        async with EvidenceStore.open(database_url(settings)) as store:
+            evidence = await collect(store, args.task, args.version, since, args.runs or 1_000_000)
+        return whatif(candidate, evidence, args.task, args.version)
+
+    report = asyncio.run(go())
+    print(render(report), end="")
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "whatif.json").write_text(report.model_dump_json(indent=2) + "\n")
+            (out / "whatif.md").write_text(render(report, markdown=True, limit=1000))
+        except OSError as exc:
+            raise GovflowError(f"--out {out}: cannot write: {exc.strerror}") from None
+        print(f"wrote {out / 'whatif.json'} and {out / 'whatif.md'}")
+    return 0
+
+
 def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = sub.add_parser("policy", help="check, explain and audit policy files")
     psub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -92,3 +148,16 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     aud = psub.add_parser("audit", help="production-readiness report; exit 1 on a blocking gap")
     aud.add_argument("file", metavar="FILE")
     aud.set_defaults(func=cmd_audit, needs_settings=False)
+    dif = psub.add_parser("diff", help="what changed between two policies, each change raising or lowering exposure")
+    dif.add_argument("old", metavar="OLD")
+    dif.add_argument("new", metavar="NEW")
+    dif.set_defaults(func=cmd_diff, needs_settings=False)
+    wi = psub.add_parser("whatif", help="what a candidate policy would have done to past runs and rollouts")
+    wi.add_argument("candidate", metavar="CANDIDATE")
+    wi.add_argument("--task", required=True, help="the task whose evidence to replay")
+    wi.add_argument("--version", help="one version of the task (default: every version)")
+    window = wi.add_mutually_exclusive_group()
+    window.add_argument("--since", help="only runs started within this long, e.g. 30d or 12h")
+    window.add_argument("--runs", type=int, help="only the newest N runs")
+    wi.add_argument("--out", help="also write whatif.json and whatif.md into this folder")
+    wi.set_defaults(func=cmd_whatif)

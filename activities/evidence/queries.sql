@@ -125,3 +125,19 @@ ON CONFLICT (rollout_id) DO UPDATE SET paused = EXCLUDED.paused, changed_at = no
 -- name: hold_fences
 -- Every listed row, paused or not, so that a pause coming next waits for the holder.
 SELECT rollout_id, paused FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;
+
+-- name: task_runs
+-- The runs of a task (a version, or every version), newest first; $3 the earliest start, $4 how many.
+SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id
+FROM runs
+WHERE task = $1 AND ($2::text IS NULL OR task_version = $2) AND ($3::timestamptz IS NULL OR started_at >= $3)
+ORDER BY started_at DESC, run_id DESC
+LIMIT $4;
+
+-- name: streams_events
+-- Every row of several streams, for reading them in bulk (what-if); ordered by stream, then seq.
+SELECT stream_id, seq, kind, occurred_at, payload, prev_hash, hash
+FROM evidence_events WHERE stream = $1 AND stream_id = ANY($2::text[]) ORDER BY stream_id, seq;
+
+-- name: streams_heads
+SELECT stream_id, seq, hash FROM chain_heads WHERE stream = $1 AND stream_id = ANY($2::text[]);

@@ -57,6 +57,14 @@ class AppendResult:
 E = TypeVar("E", bound=Event)
 
 
+@dataclass(frozen=True)
+class StreamRead:
+    """A stream's rows as stored (ordered by seq), and its chain's verification."""
+
+    rows: list[dict[str, Any]]
+    report: VerifyReport
+
+
 class EvidenceStore:
     """Appends evidence and verifies chains. Methods are safe to retry."""
 
@@ -269,6 +277,28 @@ class EvidenceStore:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(self._q["stream_events"], stream, stream_id)
         return [dict(r) for r in rows]
+
+    async def task_runs(
+        self, task: str, version: str | None = None, since: datetime | None = None, limit: int = 1_000_000
+    ) -> list[RunRecord]:
+        """The runs of a task (one version, or all), newest first, started at or after ``since``."""
+        rows = await self._pool.fetch(self._q["task_runs"], task, version, since, limit)
+        return [RunRecord.model_validate(dict(r)) for r in rows]
+
+    async def read_streams(self, stream: Stream, ids: Sequence[str]) -> dict[str, StreamRead]:
+        """Several streams at once, each with its chain checked (``verify_rows``: links, hashes, head).
+        For bulk readers (what-if); ``verify`` also checks a run's projections and run row."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows = await conn.fetch(self._q["streams_events"], stream, list(ids))
+            heads = {r["stream_id"]: (int(r["seq"]), str(r["hash"])) for r in
+                     await conn.fetch(self._q["streams_heads"], stream, list(ids))}  # fmt: skip
+        by_stream: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        for r in rows:
+            by_stream[r["stream_id"]].append(dict(r))
+        return {
+            i: StreamRead(rows=found, report=verify_rows(stream, i, found, heads.get(i)))
+            for i, found in by_stream.items()
+        }
 
     async def verify(self, stream: Stream, stream_id: str) -> VerifyReport:
         """Recompute a stream's chain and, for a run, check its projections and run row."""
