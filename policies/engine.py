@@ -80,8 +80,11 @@ def rule_matches(rule: ActionRule, action: Action) -> bool:
     return all(name in action.fields and action.fields[name] == v for name, v in m.when.items())
 
 
-def decide(policy: Policy, action: Action, ctx: RunContext) -> Decision:
+def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | None = None) -> Decision:
     """Allow, NeedsApproval (the gates) or Deny (the rule and the reason).
+
+    ``digest``: the action's digest where the caller knows it already (what-if, over recorded
+    decisions); computed here otherwise, once however many gates bind to it.
 
     Order: the scope grants first (outside them, nothing is allowed); then every
     matching action rule applies and the strictest wins (deny, then approval);
@@ -95,7 +98,9 @@ def decide(policy: Policy, action: Action, ctx: RunContext) -> Decision:
     for rule in matching:
         if rule.deny is not None:
             return Deny(rule=rule.name, reason=rule.deny)
-    gates = tuple(make_gate(policy, rule, action, ctx) for rule in matching if rule.approval is not None)
+    approving = [rule for rule in matching if rule.approval is not None]
+    bound = (digest or action.digest()) if approving else ""
+    gates = tuple(make_gate(policy, rule, action, ctx, digest=bound) for rule in approving)
     if gates:
         need = "; ".join(f"{rule_label(g)} (rule {g.rule}, until {g.expires_at.isoformat()})" for g in gates)
         return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}")
@@ -117,13 +122,13 @@ def rule_label(gate: Gate) -> str:
     return f"{gate.quorum}{signed} approval(s) from {' or '.join(who)}"
 
 
-def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext) -> Gate:
+def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext, *, digest: str | None = None) -> Gate:
     approval = rule.approval
     assert approval is not None
     return Gate(
         rule=rule.name,
         action_id=action.action_id,
-        action_digest=action.digest(),
+        action_digest=digest or action.digest(),
         requester=ctx.requester,
         eligible=tuple(sorted(policy.eligible(approval.reviewers, approval.roles))),
         reviewers=approval.reviewers,

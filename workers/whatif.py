@@ -13,8 +13,10 @@ over any chain that does not verify, then:
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from activities.evidence import EvidenceStore
+from activities.evidence.chain import Stream, verify_rows
 from activities.evidence.events import (
     ApprovalAttemptRecord,
     BreachDetected,
@@ -130,15 +133,36 @@ class Evidence:
     verified: int
 
 
-async def _read_verified(store: EvidenceStore, stream: str, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _verify_batch(stream: Stream, rows: dict[str, list[dict[str, Any]]],
+                  heads: dict[str, tuple[int, str]]) -> list[str]:  # fmt: skip
+    """The problems of a batch of chains."""
+    out = []
+    for stream_id, found in rows.items():
+        problem = verify_rows(stream, stream_id, found, heads.get(stream_id)).problem
+        if problem is not None:
+            out.append(f"{stream} {stream_id}: {problem}")
+    return out
+
+
+async def _read_verified(
+    store: EvidenceStore, stream: Stream, ids: Sequence[str], consume: Callable[[str, list[dict[str, Any]]], None]
+) -> None:
+    """Hand every stream's rows to ``consume``, each chain verified (links, hashes, head) first; the next
+    batch is read from Postgres while this one is hashed, and no batch is kept once consumed. Raises
+    WhatIfError naming the chains that do not verify (after reading them all)."""
     bad: list[str] = []
-    for start in range(0, len(ids), _BATCH):
-        read = await store.read_streams(stream, ids[start : start + _BATCH])  # type: ignore[arg-type]
-        for stream_id, got in read.items():
-            if got.report.problem is not None:
-                bad.append(f"{stream} {stream_id}: {got.report.problem}")
-            out[stream_id] = got.rows
+    batches = [ids[start : start + _BATCH] for start in range(0, len(ids), _BATCH)]
+    pending = asyncio.create_task(store.stream_rows(stream, batches[0])) if batches else None
+    for k in range(len(batches)):
+        assert pending is not None
+        rows, heads = await pending
+        pending = asyncio.create_task(store.stream_rows(stream, batches[k + 1])) if k + 1 < len(batches) else None
+        await asyncio.sleep(0)  # let the next query go out before this batch is hashed
+        problems = _verify_batch(stream, rows, heads)
+        bad += problems
+        if not bad:
+            for stream_id, found in rows.items():
+                consume(stream_id, found)
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise WhatIfError(
@@ -147,7 +171,6 @@ async def _read_verified(store: EvidenceStore, stream: str, ids: Sequence[str]) 
             + more
             + ". Run `govflow evidence verify` on them."
         )
-    return out
 
 
 async def collect(store: EvidenceStore, task: str, version: str | None, since: datetime | None, limit: int) -> Evidence:
@@ -156,15 +179,27 @@ async def collect(store: EvidenceStore, task: str, version: str | None, since: d
         scope = f" v{version}" if version else ""
         window = f" since {since.isoformat()}" if since else ""
         raise WhatIfError(f"no evidence of runs of task {task}{scope}{window}: nothing to replay")
-    rows = await _read_verified(store, "run", [r.run_id for r in runs])
+    by_id = {r.run_id: r for r in runs}
     actions: list[PastAction] = []
     outcomes: dict[str, tuple[datetime, RunReport]] = {}
-    for run in runs:
-        actions += _past_actions(run, rows[run.run_id], outcomes)
-    rollout_ids = sorted({r.rollout_id for r in runs if r.rollout_id})
-    rollout_rows = await _read_verified(store, "rollout", rollout_ids) if rollout_ids else {}
-    parsed = {rid: [parse_event(r["kind"], r["payload"]) for r in found] for rid, found in rollout_rows.items()}
-    return Evidence(runs, actions, outcomes, parsed, len(rows) + len(rollout_rows))
+
+    def take_run(run_id: str, rows: list[dict[str, Any]]) -> None:
+        actions.extend(_past_actions(by_id[run_id], rows, outcomes))
+
+    rollouts: dict[str, list[Any]] = {}
+
+    def take_rollout(rollout_id: str, rows: list[dict[str, Any]]) -> None:
+        rollouts[rollout_id] = [parse_event(r["kind"], r["payload"]) for r in rows]
+
+    # Hundreds of thousands of small objects: the cyclic collector would rescan them all, again and again.
+    gc.disable()
+    try:
+        await _read_verified(store, "run", list(by_id), take_run)
+        rollout_ids = sorted({r.rollout_id for r in runs if r.rollout_id})
+        await _read_verified(store, "rollout", rollout_ids, take_rollout)
+    finally:
+        gc.enable()
+    return Evidence(runs, actions, outcomes, rollouts, len(runs) + len(rollouts))
 
 
 def _past_actions(
@@ -215,7 +250,7 @@ def _new_summary(decision: Decision) -> str:
 def redecide(candidate: Policy, past: PastAction) -> list[ActionChange]:
     """The candidate's decision on one past action, as the changes it makes (none: the same)."""
     ctx = RunContext(run_id=past.run.run_id, requester=past.run.requester, now=past.decided_at, record=past.record)
-    new = decide(candidate, past.action, ctx)
+    new = decide(candidate, past.action, ctx, digest=past.old.action_digest)
     old_gates = past.old.gates
     before = _summary(past.old.decision, past.old.rule, old_gates)
     after = _new_summary(new)
@@ -311,15 +346,23 @@ def replay(candidate: Policy, rollout_id: str, events: list[Any], reports: Seque
         if current not in stages:
             continue
         rules.count(candidate, state, report, sequential=True)
-        found = rules.verdicts(candidate, state, sequential=True)
-        stopping = rules.stop(candidate, found)
-        if stopping:
-            action, tripped = stopping
-            why = "; ".join(f"{v.rule}: {v.reason}" for v in tripped)
-            said.append(f"would {action} at run {report.run_id} (outcome {n}, stage {current}): {why}")
-            stop_run = report.run_id
-            break
-        if current not in ready and rules.ready_to_promote(candidate, state, found, waiting=False):
+        # The anytime intervals are the costly part: computed only when a stop could trip, or while the
+        # stage may still become ready to promote (the rollout computes them after every report).
+        found = None
+        if rules.may_stop(candidate, state, sequential=True):
+            found = rules.verdicts(candidate, state, sequential=True)
+            stopping = rules.stop(candidate, found)
+            if stopping:
+                action, tripped = stopping
+                why = "; ".join(f"{v.rule}: {v.reason}" for v in tripped)
+                said.append(f"would {action} at run {report.run_id} (outcome {n}, stage {current}): {why}")
+                stop_run = report.run_id
+                break
+        last = state.stage_index >= len(candidate.rollout.stages) - 1
+        if last or current in ready or state.runs_in_stage < rules.stage_of(candidate, state).min_runs:
+            continue
+        found = found or rules.verdicts(candidate, state, sequential=True)
+        if rules.ready_to_promote(candidate, state, found, waiting=False):
             ready.add(current)
             said.append(f"would be ready to promote {current} at run {report.run_id} (outcome {n})")
     actual, actual_stop = _actual(events)
@@ -332,6 +375,14 @@ def replay(candidate: Policy, rollout_id: str, events: list[Any], reports: Seque
 
 
 def whatif(candidate: Policy, evidence: Evidence, task: str, version: str | None) -> WhatIfReport:
+    gc.disable()  # see collect
+    try:
+        return _whatif(candidate, evidence, task, version)
+    finally:
+        gc.enable()
+
+
+def _whatif(candidate: Policy, evidence: Evidence, task: str, version: str | None) -> WhatIfReport:
     changes = [c for past in evidence.actions for c in redecide(candidate, past)]
     rollout_of = {r.run_id: r.rollout_id for r in evidence.runs}
     finished: dict[str, list[tuple[datetime, str, RunReport]]] = {}

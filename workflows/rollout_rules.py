@@ -13,7 +13,7 @@ from activities.evidence.records import Mode
 from activities.run_models import AdmitRequest
 from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, signed_act_problem
 from policies.model import Stage, WindowRule
-from policies.stats import evaluate_sequential, observe
+from policies.stats import cusum_limit, evaluate_sequential, observe
 from workflows.rollout_models import (
     AdmittedRun,
     Control,
@@ -75,6 +75,20 @@ def verdicts(policy: Policy, state: RolloutState, *, sequential: bool) -> list[W
         else evaluate_window(rule, window_counts(rule, state.window))
         for rule in policy.quality.window
     ]
+
+
+def may_stop(policy: Policy, state: RolloutState, *, sequential: bool) -> bool:
+    """Whether a stop rule could trip now, judged without the anytime intervals (cheap): a cusum rule
+    at its limit, or any rule on a sliding window. False means :func:`stop` would say no stop."""
+    stops = {s.when for s in policy.stop_rules}
+    for rule in policy.quality.window:
+        if rule.name not in stops:
+            continue
+        if not (sequential and rule.method == "cusum"):
+            return True
+        if state.gates.get(rule.name, WindowCounts()).cusum >= cusum_limit(rule):
+            return True
+    return False
 
 
 def stop(policy: Policy, found: list[WindowVerdict]) -> tuple[Literal["pause", "rollback"], list[WindowVerdict]] | None:

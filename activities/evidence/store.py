@@ -57,14 +57,6 @@ class AppendResult:
 E = TypeVar("E", bound=Event)
 
 
-@dataclass(frozen=True)
-class StreamRead:
-    """A stream's rows as stored (ordered by seq), and its chain's verification."""
-
-    rows: list[dict[str, Any]]
-    report: VerifyReport
-
-
 class EvidenceStore:
     """Appends evidence and verifies chains. Methods are safe to retry."""
 
@@ -285,9 +277,11 @@ class EvidenceStore:
         rows = await self._pool.fetch(self._q["task_runs"], task, version, since, limit)
         return [RunRecord.model_validate(dict(r)) for r in rows]
 
-    async def read_streams(self, stream: Stream, ids: Sequence[str]) -> dict[str, StreamRead]:
-        """Several streams at once, each with its chain checked (``verify_rows``: links, hashes, head).
-        For bulk readers (what-if); ``verify`` also checks a run's projections and run row."""
+    async def stream_rows(
+        self, stream: Stream, ids: Sequence[str]
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, tuple[int, str]]]:
+        """Several streams at once, as one snapshot: each one's rows (ordered by seq) and chain head, for
+        bulk readers (what-if) to check with ``verify_rows``. ``verify`` also checks a run's projections."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             rows = await conn.fetch(self._q["streams_events"], stream, list(ids))
             heads = {r["stream_id"]: (int(r["seq"]), str(r["hash"])) for r in
@@ -295,10 +289,7 @@ class EvidenceStore:
         by_stream: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         for r in rows:
             by_stream[r["stream_id"]].append(dict(r))
-        return {
-            i: StreamRead(rows=found, report=verify_rows(stream, i, found, heads.get(i)))
-            for i, found in by_stream.items()
-        }
+        return by_stream, heads
 
     async def verify(self, stream: Stream, stream_id: str) -> VerifyReport:
         """Recompute a stream's chain and, for a run, check its projections and run row."""
