@@ -106,9 +106,8 @@ async def main_async(args: argparse.Namespace) -> int:
     async with EvidenceStore.open(url) as store:
         started = time.perf_counter()
         rows = await seed(store, runs)
-        print(
-            f"seeded {runs:,} runs, {runs * 2:,} actions, {rows:,} chained rows in {time.perf_counter() - started:.0f} s"
-        )
+        took = time.perf_counter() - started
+        print(f"seeded {runs:,} runs, {runs * 2:,} actions, {rows:,} chained rows in {took:.0f} s")
         times = []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
