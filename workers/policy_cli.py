@@ -12,12 +12,14 @@ from pydantic import ValidationError
 
 from activities.evidence import EvidenceStore
 from policies import Action, NeedsApproval, PolicyError, RunContext, audit, decide, load_policy
-from policies.audit import blocking
+from policies.audit import AuditLine, blocking
 from policies.diff import diff
 from policies.durations import parse_duration
 from policies.errors import GovflowError
 from workers.settings import Settings
-from workers.whatif import WhatIfReport, collect, render, whatif
+from workers.stack import database_url
+from workers.temporal import connect
+from workers.whatif import WhatIfReport, collect, drift_line, render, whatif
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -63,9 +65,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     policy = load_policy(args.file)
     lines = audit(policy)
+    if args.task:
+
+        async def go() -> AuditLine:
+            async with EvidenceStore.open(database_url(settings)) as store:
+                return await drift_line(await connect(settings), store, policy, args.task, args.version)
+
+        lines.append(asyncio.run(go()))
     marks = {"ok": "ok      ", "gap": "GAP     ", "blocking": "BLOCKING"}
     print(f"Production readiness of policy {policy.name} ({args.file})")
     for line in lines:
@@ -102,8 +111,6 @@ def _since(text: str | None) -> datetime | None:
 
 
 def cmd_whatif(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.stack import database_url
-
     candidate = load_policy(args.candidate)
     if args.runs is not None and args.runs < 1:
         raise GovflowError("--runs must be at least 1")
@@ -147,7 +154,10 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     explain.set_defaults(func=cmd_explain, needs_settings=False)
     aud = psub.add_parser("audit", help="production-readiness report; exit 1 on a blocking gap")
     aud.add_argument("file", metavar="FILE")
-    aud.set_defaults(func=cmd_audit, needs_settings=False)
+    aud.add_argument("--task", help="also check that the task's running rollout runs this file (reads Temporal "
+                     "and the evidence)")  # fmt: skip
+    aud.add_argument("--version", default="1", help="with --task: the task version (default 1)")
+    aud.set_defaults(func=cmd_audit)
     dif = psub.add_parser("diff", help="what changed between two policies, each change raising or lowering exposure")
     dif.add_argument("old", metavar="OLD")
     dif.add_argument("new", metavar="NEW")

@@ -180,3 +180,38 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_audit_says_when_the_running_rollout_runs_another_policy(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str
+) -> None:
+    from workers.whatif import drift_line
+
+    env = time_skipping_env
+    shipped = parse_policy(EXAMPLE)
+    edited = candidate("      quorum: 2\n", "      quorum: 1\n")
+    line = await drift_line(env.client, store, shipped, "support-triage", "1")
+    assert (line.status, line.detail) == ("ok", "no rollout of support-triage v1 runs")
+
+    registry = example_registry(sor_url)
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with worker(env.client, task_queue, store, registry):
+        rollout = await env.client.start_workflow(
+            RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
+            task_queue=task_queue,
+        )  # fmt: skip
+        try:
+            inp = RunInput(task="support-triage", item_key="T0001", item={"ticket_id": "T0001"}, requester="priya",
+                           mode="shadow")  # fmt: skip
+            handle = await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}",
+                                                     task_queue=task_queue)  # fmt: skip
+            await handle.result()
+            same = await drift_line(env.client, store, shipped, "support-triage", "1")
+            assert same.status == "ok"
+            assert f"run {handle.id}, the newest it admitted" in same.detail
+            drift = await drift_line(env.client, store, edited, "support-triage", "1")
+            assert drift.status == "gap"
+            assert drift.detail.startswith("no: it runs policy ")
+        finally:
+            await rollout.terminate("test over")
+    await registry.aclose()
