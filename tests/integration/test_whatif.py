@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.evidence import EvidenceStore
 from activities.evidence.events import ProposalMade, parse_event
 from policies import Policy, parse_policy
-from tests.helpers import worker
+from tests.helpers import eventually, worker
 from workers.app import EXAMPLES, example_registry
 from workers.whatif import WhatIfError, WhatIfReport, collect, render, whatif
 from workflows.governed_run import GovernedRunWorkflow
@@ -51,6 +51,9 @@ async def history(env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, 
             )
             assert (await handle.result()).outcome in ("shadowed", "refused")
             run_ids.append(handle.id)
+        # Every report counted before the rollout ends: an activity of a terminated workflow still in
+        # flight holds the time-skipping server's clock for the tests after this one.
+        await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda s: s.runs_in_stage == len(TICKETS))
         await rollout.terminate("history written")
     await registry.aclose()
     return run_ids
@@ -212,6 +215,7 @@ async def test_audit_says_when_the_running_rollout_runs_another_policy(
             drift = await drift_line(env.client, store, edited, "support-triage", "1")
             assert drift.status == "gap"
             assert drift.detail.startswith("no: it runs policy ")
+            await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda s: s.runs_in_stage == 1)
         finally:
             await rollout.terminate("test over")
     await registry.aclose()
