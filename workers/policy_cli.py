@@ -9,17 +9,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
+from temporalio.client import Client
 
 from activities.evidence import EvidenceStore
-from policies import Action, NeedsApproval, PolicyError, RunContext, audit, decide, load_policy
+from activities.evidence.events import RolloutStarted, parse_event
+from policies import Action, NeedsApproval, Policy, PolicyError, RunContext, audit, decide, load_policy, policy_digest
 from policies.audit import AuditLine, blocking
 from policies.diff import diff
 from policies.durations import parse_duration
 from policies.errors import GovflowError
+from workers.client import running_rollout
 from workers.settings import Settings
 from workers.stack import database_url
 from workers.temporal import connect
-from workers.whatif import WhatIfReport, collect, drift_line, render, whatif
+from workers.whatif import WhatIfReport, collect, render, whatif
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -171,3 +174,41 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     window.add_argument("--runs", type=int, help="only the newest N runs")
     wi.add_argument("--out", help="also write whatif.json and whatif.md into this folder")
     wi.set_defaults(func=cmd_whatif)
+
+
+# --- what runs now ---------------------------------------------------------------------------------------
+
+
+async def running_policy(client: Client, store: EvidenceStore, task: str, version: str) -> tuple[str, str] | None:
+    """The policy digest the task version's running rollout decides under, and where that was read:
+    the newest run it admitted, else its ``rollout_started`` row. None when no rollout of it runs."""
+    rollout_id = await running_rollout(client, task, version)
+    if rollout_id is None:
+        return None
+    admitted = await store.rollout_runs(rollout_id)
+    if admitted:
+        newest = await store.run(admitted[-1])
+        if newest is not None:
+            return newest.policy_digest, f"run {newest.run_id}, the newest it admitted"
+    for row in reversed(await store.events("rollout", rollout_id)):
+        event = parse_event(row["kind"], row["payload"])
+        if isinstance(event, RolloutStarted):
+            return event.policy_digest, f"{rollout_id}'s rollout_started row"
+    return None
+
+
+async def drift_line(client: Client, store: EvidenceStore, policy: Policy, task: str, version: str) -> AuditLine:
+    """The audit finding: does the running rollout of ``task`` ``version`` run this policy file?"""
+    question = f"Does the running rollout of {task} v{version} run this file?"
+    running = await running_policy(client, store, task, version)
+    if running is None:
+        return AuditLine(question=question, status="ok", detail=f"no rollout of {task} v{version} runs")
+    digest, where = running
+    mine = policy_digest(policy)
+    if digest == mine:
+        return AuditLine(question=question, status="ok", detail=f"yes: policy {mine[:12]} ({where})")
+    return AuditLine(
+        question=question, status="gap",
+        detail=f"no: it runs policy {digest[:12]} ({where}), this file is {mine[:12]}; "
+        "deploy the file to the workers (and `govflow policy whatif` it first), or this is not what runs",
+    )  # fmt: skip

@@ -188,7 +188,7 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
 async def test_audit_says_when_the_running_rollout_runs_another_policy(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str
 ) -> None:
-    from workers.whatif import drift_line
+    from workers.policy_cli import drift_line
 
     env = time_skipping_env
     shipped = parse_policy(EXAMPLE)
