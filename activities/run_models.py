@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.connectors.guard import ReadLog
-from activities.evidence.events import DataRestoration, Event, RunReport
+from activities.evidence.events import DataRestoration, Event, RunReport, RunStarted
 from activities.evidence.records import Mode
 from activities.models.base import ModelResponse
 from policies import Action
@@ -18,21 +18,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class StartRun(_Model):
-    run_id: str
-    task: str
-    task_version: str
-    item_key: str
-    requester: str
-    stage: str
-    mode: Mode
+class StartRun(RunStarted):
+    """A run's opening (the facts of its ``run_started`` event) and when it started. ``policy_digest`` is
+    the policy the run decides under (from its setup): the run row takes it from here, not from the
+    appending worker, whose policy may be newer in a rolling deploy."""
+
     at: datetime
-    rollout_id: str | None = None
-    policy_digest: str | None = Field(
-        default=None,
-        description="The digest of the policy the run decides under (from its setup). The run row takes it "
-        "from here, not from the appending worker, whose policy may be newer in a rolling deploy.",
-    )
 
 
 class RunSetup(_Model):
