@@ -128,7 +128,7 @@ async def main_async(args: argparse.Namespace) -> int:
         await asyncio.wait_for(worker.wait(), 30)
         await env.shutdown()
     ok_mem, ok_time = peak < 512, took < 600
-    print(f"approved {len(run_ids):,} runs in {signalled:.0f} s; all {done:,} finished, {written:,} of them wrote live, "
+    print(f"approved {len(run_ids):,} runs in {signalled:.0f} s; all {done:,} finished ({written:,} wrote live) "
           f"in {took:.0f} s (target < 600 s: {'met' if ok_time else 'NOT met'})")  # fmt: skip
     print(
         f"worker peak resident {peak:.0f} MiB (target < 512 MiB: {'met' if ok_mem else 'NOT met'}); now {now:.0f} MiB"
