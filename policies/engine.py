@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.actions import Action, RunContext
 from policies.digest import canonical_json
-from policies.model import WRITE_OPERATIONS, ActionRule, Escalation, Policy, SignedAct
+from policies.model import WRITE_OPERATIONS, ActionRule, Compare, Escalation, Policy, SignedAct
 from policies.scope import check_scope
 
 
@@ -77,7 +78,47 @@ def rule_matches(rule: ActionRule, action: Action) -> bool:
         return False
     if m.operations and action.operation not in m.operations:
         return False
-    return all(name in action.fields and action.fields[name] == v for name, v in m.when.items())
+    restricts = rule.approval is not None or rule.deny is not None
+    for name, condition in m.when.items():
+        if not isinstance(condition, Compare):
+            if name not in action.fields or action.fields[name] != condition:
+                return False
+            continue
+        holds = compares(condition, action.fields.get(name, _MISSING))
+        if holds is None:  # undecidable: apply a rule that restricts, never one that only permits
+            if not restricts:
+                return False
+        elif not holds:
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def compares(condition: Compare, value: Any) -> bool | None:
+    """Whether ``value`` meets ``condition``; None when it cannot be told (missing, or not a number
+    where a bound needs one)."""
+    if value is _MISSING:
+        return None
+    if condition.in_ is not None and value not in condition.in_:
+        return False
+    if condition.ne is not None and value == condition.ne:
+        return False
+    bounds = [(condition.gt, float.__gt__), (condition.gte, float.__ge__), (condition.lt, float.__lt__),
+              (condition.lte, float.__le__)]  # fmt: skip
+    if all(bound is None for bound, _ in bounds):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            number = float(value) if isinstance(value, str) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or math.isnan(number):
+            return None
+    else:
+        number = float(value)
+    return all(op(number, float(bound)) for bound, op in bounds if bound is not None)
 
 
 def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | None = None) -> Decision:

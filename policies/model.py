@@ -75,13 +75,38 @@ class Grant(Strict):
         return self
 
 
+class Compare(Strict):
+    """A comparison on a proposed field's value, e.g. ``{gt: 10000}`` or ``{in: [EUR, USD]}``.
+
+    Every given bound must hold. The ordering bounds need a number; a value that cannot be compared (the
+    field is missing, or not a number) is undecidable, and an undecidable comparison applies a rule that
+    restricts (approval, deny) and never one that only permits (see ``policies.engine.rule_matches``).
+    """
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    ne: StrictBool | int | float | str | None = None
+    in_: tuple[StrictBool | int | float | str, ...] | None = Field(default=None, alias="in")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _something(self) -> Compare:
+        if all(v is None for v in (self.gt, self.gte, self.lt, self.lte, self.ne, self.in_)):
+            raise ValueError("a comparison needs at least one of gt, gte, lt, lte, ne, in")
+        return self
+
+
 class Match(Strict):
-    """Which actions a rule covers. ``when`` compares proposed field values."""
+    """Which actions a rule covers. ``when`` tests proposed field values: a plain value must be equal;
+    a comparison (``{gt: 10000}``) must hold."""
 
     system: Name
     resource: Name | None = None
     operations: tuple[Operation, ...] = ()
-    when: dict[str, StrictBool | int | float | str] = Field(default_factory=dict)
+    when: dict[str, StrictBool | int | float | str | Compare] = Field(default_factory=dict)
 
 
 class Escalation(Strict):
