@@ -122,6 +122,11 @@ INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_
 INSERT INTO rollout_fences (rollout_id, paused) VALUES ($1, $2)
 ON CONFLICT (rollout_id) DO UPDATE SET paused = EXCLUDED.paused, changed_at = now();
 
+-- name: ensure_fences
+-- A fence row for every listed rollout, unpaused where it is new: a write needs a row to hold, or the
+-- first pause of a rollout (which creates the row) would not wait for the writes in progress.
+INSERT INTO rollout_fences (rollout_id, paused) SELECT unnest($1::text[]), false ON CONFLICT (rollout_id) DO NOTHING;
+
 -- name: hold_fences
 -- Every listed row, paused or not, so that a pause coming next waits for the holder.
 SELECT rollout_id, paused FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;

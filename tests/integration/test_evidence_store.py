@@ -267,10 +267,14 @@ async def test_rollout_streams_chain_separately(store: EvidenceStore) -> None:
     assert (await store.verify("run", "run-1")).ok
 
 
+@pytest.mark.parametrize("paused_before", [True, False], ids=["paused-before", "first-pause"])
 async def test_a_pause_waits_for_the_writes_holding_the_fence_and_no_write_starts_after(
-    store: EvidenceStore,
+    store: EvidenceStore, paused_before: bool
 ) -> None:
-    await store.set_fence("rollout-f", False)
+    if paused_before:  # the rollout has a fence row already (it paused and resumed once)
+        await store.set_fence("rollout-f", True)
+        await store.set_fence("rollout-f", False)
+    # Otherwise its first pause creates the row: it must still wait for the write in progress.
     order: list[str] = []
     holding = asyncio.Event()
     release = asyncio.Event()
