@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import sor_fetch, start_run, wait_for, worker
+from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review, RunResult
 
@@ -126,7 +126,7 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
             first.kill()
     # The write committed; its evidence row did not.
     assert [r["key"] for r in await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")] == [f"{handle.id}:reply"]
-    assert "touched_record" not in [e["kind"] for e in await store.events("run", handle.id)]
+    assert "touched_record" not in await event_kinds(store, "run", handle.id)
 
     second = await start_worker()
     try:

@@ -17,7 +17,7 @@ from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
-from tests.helpers import fixture_signature, keep_history, sor_fetch, start_run, wait_for, worker
+from tests.helpers import event_kinds, fixture_signature, keep_history, sor_fetch, start_run, wait_for, worker
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import ExceptionDecision, Review, ReviewRequest
@@ -43,7 +43,7 @@ async def test_an_action_waits_for_approval_and_is_written_once(
     assert [k["key"] for k in keys] == [f"{result.run_id}:reply"]
     report = await store.verify("run", result.run_id)
     assert report.ok, report.problems
-    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    kinds = await event_kinds(store, "run", result.run_id)
     assert kinds == [
         "run_started",
         "context_read",
@@ -140,7 +140,7 @@ async def test_expiry_escalates_then_fails_closed_and_a_late_vote_is_refused(
     assert result.outcome == "rejected"
     assert result.actions[0].status == "expired"
     assert late.phase == "finished"
-    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    kinds = await event_kinds(store, "run", result.run_id)
     assert "gate_escalated" in kinds
     assert "gate_expired" in kinds
     rows = await sor_fetch(sor_url, "SELECT reply_body FROM ticket WHERE id = 'T0001'")
@@ -251,7 +251,7 @@ async def test_invalid_model_output_goes_to_the_exception_route(
         await keep_history(handle, "exception-discarded")
     assert result.outcome == "exception"
     assert "discarded by bob" in result.reason
-    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    kinds = await event_kinds(store, "run", result.run_id)
     assert kinds.count("exception_decision") == 2
     assert "proposal" not in kinds
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []

@@ -134,7 +134,7 @@ async def test_resume_and_promote_need_authority_pause_does_not(
         assert (await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))).reason == (
             "the rollout is paused: resume it first"
         )
-    kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
+    kinds = await event_kinds(store, "rollout", handle.id)
     assert kinds == [
         "rollout_started",
         "paused",
@@ -350,7 +350,7 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
         await registry.aclose()
     assert (shadowed.mode, shadowed.outcome) == ("shadow", "shadowed")
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
-    kinds = [e["kind"] for e in await store.events("run", refused.run_id)]
+    kinds = await event_kinds(store, "run", refused.run_id)
     assert refused.outcome == "refused"
     if required:
         assert "requires a rollout for live runs" in refused.reason

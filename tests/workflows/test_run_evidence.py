@@ -9,7 +9,7 @@ from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.tasks import support_triage
-from tests.helpers import sor_fetch, start_run, wait_for, worker
+from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
 from workers.app import EXAMPLES
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review
@@ -45,7 +45,7 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
     assert result.outcome == "published"
     history = await handle.fetch_history()
     assert any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
-    kinds = [e["kind"] for e in await store.events("run", result.run_id)]
+    kinds = await event_kinds(store, "run", result.run_id)
     assert kinds.count("approval_attempt") == 1
     assert kinds[-2:] == ["touched_record", "run_finished"]
     assert (await store.verify("run", result.run_id)).ok
@@ -69,7 +69,7 @@ async def test_a_vote_during_publish_is_recorded_as_after_the_decision_with_its_
         "SELECT reviewer, accepted, reason, note FROM approval_attempts WHERE run_id = $1 ORDER BY seq", handle.id
     )
     assert [(r["reviewer"], r["accepted"], r["note"]) for r in rows] == [("alice", True, "ok"), ("bob", False, "late")]
-    kinds = [e["kind"] for e in await store.events("run", handle.id)]
+    kinds = await event_kinds(store, "run", handle.id)
     # Bob's vote lands while the run publishes (it always has here; a slower worker could see it before
     # the decision): either way it is in the chain, and one that comes after run_finished says so.
     if kinds[-1] == "approval_attempt":

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from policies import Policy, parse_policy, signing_message
-from tests.helpers import fixture_signature, wait_for, worker
+from tests.helpers import event_kinds, fixture_signature, wait_for, worker
 from tests.workflows.rollouts import start_rollout, until
 from workers.app import EXAMPLES, example_registry
 from workflows.governed_run import GovernedRunWorkflow
@@ -87,7 +87,7 @@ async def test_an_unsigned_submit_is_refused_and_an_unsigned_vote_does_not_count
     assert finished["kind"] == "run_finished"
     assert finished["payload"]["outcome"] == "refused"
     # An unsigned submit took no admission and wrote nothing.
-    assert [e["kind"] for e in await store.events("run", unsigned.id)] == ["run_started", "run_finished"]
+    assert await event_kinds(store, "run", unsigned.id) == ["run_started", "run_finished"]
 
 
 async def test_an_exception_retry_needs_a_signature_for_that_exception_a_discard_does_not(
@@ -165,5 +165,5 @@ async def test_resume_and_promote_need_a_signature_that_cannot_be_replayed(
         promote = await handle.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
         assert not promote.accepted
         assert promote.reason.startswith("the policy requires a signed promote")
-    kinds = [e["kind"] for e in await store.events("rollout", handle.id)]
+    kinds = await event_kinds(store, "rollout", handle.id)
     assert kinds.count("resumed") == 4  # two refused, two accepted, each recorded
