@@ -70,6 +70,12 @@ class Deny(_Frozen):
 Decision = Annotated[Allow | NeedsApproval | Deny, Field(discriminator="kind")]
 
 
+def decision_rule(decision: Allow | NeedsApproval | Deny) -> str | None:
+    """The rule behind a decision as evidence records it: the denying rule, or the comma-joined rules
+    that allow or gate it; None for a read in scope that no rule names."""
+    return decision.rule if isinstance(decision, Deny) else ",".join(decision.rules) or None
+
+
 def rule_matches(rule: ActionRule, action: Action) -> bool:
     m = rule.match
     if m.system != action.system:

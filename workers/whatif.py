@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,7 @@ from activities.evidence.events import (
     RunReport,
     parse_event,
 )
-from policies import Action, Decision, Deny, Gate, NeedsApproval, Policy, RunContext, decide, policy_digest
+from policies import Action, Decision, Gate, NeedsApproval, Policy, RunContext, decide, decision_rule, policy_digest
 from policies.errors import GovflowError
 from workflows import rollout_rules as rules
 from workflows.rollout_models import RolloutState
@@ -133,6 +134,19 @@ class Evidence:
     verified: int
 
 
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """What-if holds hundreds of thousands of small objects: the cyclic collector would rescan them all,
+    again and again. Off for the duration; back as it was after."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def _verify_batch(stream: Stream, rows: dict[str, list[dict[str, Any]]],
                   heads: dict[str, tuple[int, str]]) -> list[str]:  # fmt: skip
     """The problems of a batch of chains."""
@@ -191,14 +205,10 @@ async def collect(store: EvidenceStore, task: str, version: str | None, since: d
     def take_rollout(rollout_id: str, rows: list[dict[str, Any]]) -> None:
         rollouts[rollout_id] = [parse_event(r["kind"], r["payload"]) for r in rows]
 
-    # Hundreds of thousands of small objects: the cyclic collector would rescan them all, again and again.
-    gc.disable()
-    try:
+    with _without_cyclic_gc():
         await _read_verified(store, "run", list(by_id), take_run)
         rollout_ids = sorted({r.rollout_id for r in runs if r.rollout_id})
         await _read_verified(store, "rollout", rollout_ids, take_rollout)
-    finally:
-        gc.enable()
     return Evidence(runs, actions, outcomes, rollouts, len(runs) + len(rollouts))
 
 
@@ -243,8 +253,7 @@ def _summary(kind: str, rule: str | None, gates: Sequence[Gate]) -> str:
 def _new_summary(decision: Decision) -> str:
     if isinstance(decision, NeedsApproval):
         return _summary(decision.kind, None, decision.gates)
-    rule = decision.rule if isinstance(decision, Deny) else ",".join(decision.rules) or None
-    return _summary(decision.kind, rule, [])
+    return _summary(decision.kind, decision_rule(decision), [])
 
 
 def redecide(candidate: Policy, past: PastAction) -> list[ActionChange]:
@@ -375,11 +384,8 @@ def replay(candidate: Policy, rollout_id: str, events: list[Any], reports: Seque
 
 
 def whatif(candidate: Policy, evidence: Evidence, task: str, version: str | None) -> WhatIfReport:
-    gc.disable()  # see collect
-    try:
+    with _without_cyclic_gc():
         return _whatif(candidate, evidence, task, version)
-    finally:
-        gc.enable()
 
 
 def _whatif(candidate: Policy, evidence: Evidence, task: str, version: str | None) -> WhatIfReport:

@@ -34,13 +34,13 @@ from policies import (
     Action,
     ApprovalAttempt,
     AttemptOutcome,
-    Deny,
     Gate,
     NeedsApproval,
     Policy,
     RunContext,
     check_attempt,
     decide,
+    decision_rule,
     escalate,
     quorum_met,
     run_checks,
@@ -142,7 +142,7 @@ def decide_actions(
                 action_digest=state.digest,
                 policy_digest=policy_digest,
                 decision=decision.kind,
-                rule=decision.rule if isinstance(decision, Deny) else ",".join(decision.rules) or None,
+                rule=decision_rule(decision),
                 reason=decision.reason,
                 gate={"gates": [g.model_dump(mode="json") for g in decision.gates]}
                 if isinstance(decision, NeedsApproval)
