@@ -38,18 +38,18 @@ def redact(value: Any, fields: frozenset[str]) -> Any:
     return value
 
 
-def _fail(exc: Exception, kind: ErrorType, *, retryable: bool = False, details: Any = None) -> ApplicationError:
+def fail(exc: Exception, kind: ErrorType, *, retryable: bool = False, details: Any = None) -> ApplicationError:
     args = (details,) if details is not None else ()
     return ApplicationError(str(exc), *args, type=kind, non_retryable=not retryable)
 
 
-def _evidence_failure(exc: Exception) -> ApplicationError:
+def evidence_failure(exc: Exception) -> ApplicationError:
     """A database error while appending evidence: retried while Postgres is away (it comes back and the
     run resumes); refused at once when the database rejects the row itself (a bug, or a tampered chain
     whose guard trigger refuses), so the run surfaces instead of retrying forever."""
     if is_transient(exc):
-        return _fail(exc, ErrorType.EVIDENCE_UNAVAILABLE, retryable=True)
-    return _fail(exc, ErrorType.EVIDENCE_REJECTED)
+        return fail(exc, ErrorType.EVIDENCE_UNAVAILABLE, retryable=True)
+    return fail(exc, ErrorType.EVIDENCE_REJECTED)
 
 
 class GovflowActivities:
@@ -72,7 +72,7 @@ class GovflowActivities:
         try:
             return self._registry.get(task, version)
         except UnknownTask as exc:
-            raise _fail(exc, ErrorType.UNKNOWN_TASK) from exc
+            raise fail(exc, ErrorType.UNKNOWN_TASK) from exc
 
     async def _append(
         self,
@@ -136,11 +136,11 @@ class GovflowActivities:
                 results = await self._store.append_many(batch, run=run)
         except EvidenceConflictError as exc:
             await self._note_divergence(batch, exc)
-            raise _fail(exc, ErrorType.EVIDENCE_CONFLICT) from exc
+            raise fail(exc, ErrorType.EVIDENCE_CONFLICT) from exc
         except EvidenceGapError as exc:
-            raise _fail(exc, ErrorType.EVIDENCE_GAP) from exc
+            raise fail(exc, ErrorType.EVIDENCE_GAP) from exc
         except (OSError, asyncpg.PostgresError) as exc:
-            raise _evidence_failure(exc) from exc
+            raise evidence_failure(exc) from exc
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
         return results

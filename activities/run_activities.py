@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.common import GovflowActivities, _evidence_failure, _fail
+from activities.common import GovflowActivities, evidence_failure, fail
 from activities.connectors.base import ConnectorError, WriteRequest
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
@@ -84,15 +84,15 @@ class RunActivities(GovflowActivities):
         try:
             item = reg.task.item_model.model_validate(inp.item)
         except ValueError as exc:
-            raise _fail(exc, ErrorType.INCOMPLETE_INPUT) from exc
+            raise fail(exc, ErrorType.INCOMPLETE_INPUT) from exc
         try:
             context = await reg.task.gather(item, io)
         except ScopeViolation as exc:
-            raise _fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
+            raise fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
         except TaskInputError as exc:
-            raise _fail(exc, ErrorType(exc.kind)) from exc
+            raise fail(exc, ErrorType(exc.kind)) from exc
         except ConnectorError as exc:
-            raise _fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
+            raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
         return GatherResult(context=context.model_dump(mode="json"), reads=io.reads)
 
     @activity.defn(name="govflow.propose")
@@ -105,7 +105,7 @@ class RunActivities(GovflowActivities):
         except InvalidModelOutput as exc:
             return ProposeResult(invalid=str(exc), calls=model.calls)
         except ModelError as exc:
-            raise _fail(exc, ErrorType.MODEL, retryable=exc.retryable) from exc
+            raise fail(exc, ErrorType.MODEL, retryable=exc.retryable) from exc
         return ProposeResult(
             actions=proposal.actions,
             scores=proposal.scores,
@@ -160,11 +160,11 @@ class RunActivities(GovflowActivities):
                         )  # fmt: skip
                     result = await io.write(action.system, request)
         except ScopeViolation as exc:
-            raise _fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
+            raise fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
         except ConnectorError as exc:
-            raise _fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
+            raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
         except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
-            raise _evidence_failure(exc) from exc
+            raise evidence_failure(exc) from exc
         touched = EvidenceItem(
             kind="touched_record",
             payload={
