@@ -290,13 +290,8 @@ class GovernedRunWorkflow:
 
     async def _write(self, action: Action, then: list[rm.EvidenceItem]) -> rm.PublishResult | None:
         inp = self._inp
-        written = await self._ledger.publish(
-            rm.PublishInput(
-                run_id=self._run_id, task=inp.task, task_version=inp.task_version, action=action, seq=0,
-                at=workflow.now(), rollout_id=inp.rollout_id if inp.mode == "live" else None, stage=inp.stage,
-                then=then,
-            )
-        )  # fmt: skip
+        rollout_id = inp.rollout_id if inp.mode == "live" else None
+        written = await self._ledger.publish(action, rollout_id=rollout_id, stage=inp.stage, then=then)
         if isinstance(written, str):
             self._refusal = written
             return None

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRow,
         StartRun,
     )
+    from policies import Action
     from workflows.rollout_models import RolloutState
 
 LOCAL = timedelta(seconds=30)
@@ -97,15 +98,18 @@ class RunLedger:
             RunActivities.record_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=RETRY
         )
 
-    async def publish(self, write: PublishInput) -> PublishResult | str:
-        """Write one approved action, the deferred rows committed before it and ``write.then`` with it.
-
-        ``write``'s ``seq``, ``before`` and ``start`` are the ledger's own (any given are replaced). A write
-        the scope guard or the rollout refuses is recorded, and its reason returned instead of a result.
-        """
+    async def publish(
+        self, action: Action, *, rollout_id: str | None, stage: str, then: list[EvidenceItem]
+    ) -> PublishResult | str:
+        """Write one approved action (leased from ``rollout_id`` when live), the deferred rows committed
+        before it and ``then`` with it. A write the scope guard or the rollout refuses is recorded, and
+        its reason returned instead of a result."""
         async with self.lock:
             seq, before = self.seq, self.take_pending()
-            write = write.model_copy(update={"seq": seq, "before": before, "start": self.opening})
+            write = PublishInput(
+                run_id=self.run_id, task=self.task, task_version=self.task_version, action=action, seq=seq,
+                at=workflow.now(), before=before, start=self.opening, rollout_id=rollout_id, stage=stage, then=then,
+            )  # fmt: skip
             try:
                 result = await workflow.execute_activity_method(
                     RunActivities.publish, write, start_to_close_timeout=PUBLISH, retry_policy=RETRY
