@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from temporalio import activity
@@ -23,6 +24,7 @@ from activities.run_models import (
     RolloutRow,
     RunSetup,
 )
+from policies import Policy
 
 
 class RolloutActivities(GovflowActivities):
@@ -91,31 +93,35 @@ class RolloutActivities(GovflowActivities):
 
     @activity.defn(name="govflow.rollback_data")
     async def rollback_data(self, request: DataRollback) -> list[RestoredRecord]:
-        """Undo a rollout's live writes, newest first: restore the before image of the written fields
-        only where the record still holds the after image; otherwise flag a conflict for review."""
+        """Undo a rollout's live writes, newest first: restore the before image of the written fields (void
+        a created record, as its grant says) only where the record still holds the after image; otherwise
+        flag a conflict for review."""
         reg = self._registration(request.task, request.task_version)
         io = ScopedConnectors(reg.policy, reg.connectors)
         out: list[RestoredRecord] = []
         for w in await self._store.rollout_live_writes(request.rollout_id, request.since):
-            before, after = w["before_image"] or {}, w["after_image"] or {}
-            written = sorted(k for k in after if before.get(k) != after.get(k))
+            after = w["after_image"] or {}
             base = {k: w[k] for k in ("run_id", "action_id", "system", "resource", "record_id")}
-            if w["operation"] not in ("update", "reply", "pay") or not before:
-                out.append(RestoredRecord(**base, outcome="conflict", detail=f"a {w['operation']} cannot be undone"))
+            plan = undo_plan(reg.policy, w)
+            if isinstance(plan, str):
+                out.append(RestoredRecord(**base, outcome="conflict", detail=plan))
                 continue
-            current = await io.read(w["system"], w["resource"], w["record_id"]) or {}
-            restore = {k: before.get(k) for k in written}
-            if all(current.get(k) == restore[k] for k in written):
+            operation, watched, restore = plan
+            current = await io.read(w["system"], w["resource"], w["record_id"])
+            if current is None:
+                out.append(RestoredRecord(**base, outcome="conflict", detail="the record no longer exists"))
+                continue
+            if all(current.get(k) == v for k, v in restore.items()):
                 out.append(RestoredRecord(**base, outcome="already_restored", detail="holds the before image"))
                 continue
-            changed = [k for k in written if current.get(k) != after.get(k)]
+            changed = [k for k in watched if current.get(k) != after.get(k)]
             if changed:
                 detail = f"changed since the write: {', '.join(changed)}; left for review"
                 out.append(RestoredRecord(**base, outcome="conflict", detail=detail))
                 continue
             request_ = WriteRequest(
-                # The same operation on the same fields: a restore needs no grant the write did not have.
-                resource=w["resource"], record_id=w["record_id"], operation=w["operation"], fields=restore,
+                # An update of fields the write's own grant covers: a restore needs no grant the write did not have.
+                resource=w["resource"], record_id=w["record_id"], operation=operation, fields=restore,
                 idempotency_key=f"rollback:{w['run_id']}:{w['action_id']}",
             )  # fmt: skip
             try:
@@ -123,7 +129,8 @@ class RolloutActivities(GovflowActivities):
             except (ScopeViolation, ConnectorError) as exc:
                 out.append(RestoredRecord(**base, outcome="conflict", detail=f"restore refused: {exc}"))
                 continue
-            out.append(RestoredRecord(**base, outcome="restored", detail="before image restored", fields=restore))
+            done = "voided as its grant says" if w["operation"] == "create" else "before image restored"
+            out.append(RestoredRecord(**base, outcome="restored", detail=done, fields=restore))
         return out
 
     def all(self) -> list[Any]:
@@ -131,3 +138,28 @@ class RolloutActivities(GovflowActivities):
             self.load_policy, self.record_rollout_evidence, self.append_rollout_evidence, self.rollout_next_seq,
             self.read_run_outcomes, self.set_fence, self.rollback_data,
         ]  # fmt: skip
+
+
+def undo_plan(policy: Policy, write: Mapping[str, Any]) -> tuple[str, list[str], dict[str, Any]] | str:
+    """How to undo one live write: the operation, the fields that must still hold the after image, and
+    the fields to set; or why it cannot be undone.
+
+    An update (reply, pay) is undone by writing back the before image of the fields it changed. A record
+    the run created is voided with its grant's ``void`` (a ledger cancels, never deletes), and only while
+    the whole record is as the run left it.
+    """
+    before, after = write["before_image"] or {}, write["after_image"] or {}
+    operation = write["operation"]
+    if operation == "create":
+        void = next(
+            (g.void for g in policy.grants
+             if (g.system, g.resource) == (write["system"], write["resource"]) and g.void and "create" in g.operations),
+            None,
+        )  # fmt: skip
+        if void is None or not after:
+            return f"a create cannot be undone: no grant for {write['system']}.{write['resource']} says how to void it"
+        return "update", sorted(after), dict(void)
+    if operation not in ("update", "reply", "pay") or not before:
+        return f"a {operation} cannot be undone"
+    written = sorted(k for k in after if before.get(k) != after.get(k))
+    return operation, written, {k: before.get(k) for k in written}

@@ -29,7 +29,7 @@ from policies.engine import (
 from policies.errors import GovflowError
 from policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest, policy_from_json
 from policies.model import Policy
-from policies.scope import ScopeResult, check_scope
+from policies.scope import ScopeResult, check_scope, record_images
 from policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "policy_digest",
     "policy_from_json",
     "quorum_met",
+    "record_images",
     "run_checks",
     "signed_act_problem",
     "signing_message",

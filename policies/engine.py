@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from policies.actions import Action, RunContext
 from policies.digest import canonical_json
 from policies.model import WRITE_OPERATIONS, ActionRule, Compare, Escalation, Policy, SignedAct
-from policies.scope import check_scope
+from policies.scope import check_scope, record_images
 
 
 class _Frozen(BaseModel):
@@ -137,9 +137,10 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
     matching action rule applies and the strictest wins (deny, then approval);
     a write that no rule covers is denied.
     """
-    scope = check_scope(policy, action.system, action.resource, action.operation, action.fields, ctx.record)
-    if not scope.allowed:
-        return Deny(rule="scope", reason=scope.reason)
+    for image in record_images(action.operation, ctx.record, action.fields):
+        scope = check_scope(policy, action.system, action.resource, action.operation, action.fields, image)
+        if not scope.allowed:
+            return Deny(rule="scope", reason=scope.reason)
 
     matching = [r for r in policy.actions if rule_matches(r, action)]
     for rule in matching:

@@ -64,6 +64,12 @@ class Grant(Strict):
     operations: tuple[Operation, ...] = Field(min_length=1)
     fields: tuple[str, ...] = Field(default=(), description="Writable fields; required when any operation writes.")
     records: RecordFilter | None = None
+    void: dict[str, StrictBool | int | float | str | None] | None = Field(
+        default=None,
+        description="How a rollback undoes a record a run created under this grant: the fields it sets "
+        "(e.g. {status: cancelled}). Systems of record like a ledger void, never delete. Without it a "
+        "rollback leaves created records for review.",
+    )
 
     @model_validator(mode="after")
     def _writes_name_fields(self) -> Grant:
@@ -72,6 +78,20 @@ class Grant(Strict):
                 f"grant {self.name!r} allows writes ({', '.join(self.operations)}) but lists no "
                 "fields: name every field the run may write"
             )
+        if self.void is not None:
+            if "create" not in self.operations or "update" not in self.operations:
+                raise ValueError(
+                    f"grant {self.name!r} says how to void a created record, so it needs both create and "
+                    f"update among its operations (it has {', '.join(self.operations)})"
+                )
+            if not self.void:
+                raise ValueError(f"grant {self.name!r}: void names no field to set")
+            outside = sorted(set(self.void) - set(self.fields))
+            if outside:
+                raise ValueError(
+                    f"grant {self.name!r}: void sets {', '.join(outside)}, outside the grant's fields "
+                    f"({', '.join(self.fields)})"
+                )
         return self
 
 

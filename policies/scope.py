@@ -80,3 +80,19 @@ def _record_problem(grant: Grant, record: Mapping[str, Any] | None) -> str | Non
     if value not in flt.in_:
         return f"record is outside grant {grant.name}: its {flt.field} is {value!r}, the grant covers {list(flt.in_)}"
     return None
+
+
+def record_images(
+    operation: str, current: Mapping[str, Any] | None, fields: Mapping[str, Any]
+) -> list[Mapping[str, Any] | None]:
+    """The records a call is judged on by record filters.
+
+    A record being created: the values it would get. Any other write to a known record: the record as it
+    is and as it would be, so a write can neither touch a record outside the grant nor move one out of it
+    (a payment re-pointed to another vendor). A read, a delete, or a record not known: as it is.
+    """
+    if operation == "create":
+        return [dict(fields)]
+    if current is None or operation not in WRITE_OPERATIONS or operation == "delete":
+        return [current]
+    return [current, {**current, **fields}]

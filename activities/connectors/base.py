@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from policies.errors import GovflowError
 
 Record = dict[str, Any]
+Scalar = str | int | float | bool
 RecordCheck = Callable[[Record | None], None]
 """Called with the record's current values inside the write, before changing it; raises to refuse."""
 
@@ -50,3 +51,11 @@ class Connector(Protocol):
     async def read(self, resource: str, record_id: str) -> Record | None: ...
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult: ...
+
+
+class Searchable(Protocol):
+    """A connector that can also look records up by field values (optional: ``ScopedConnectors.find``)."""
+
+    async def find(self, resource: str, where: dict[str, Scalar], limit: int) -> dict[str, Record]:
+        """The records of ``resource`` whose fields equal ``where``, at most ``limit``, by record id in order."""
+        ...

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
-from activities.connectors.base import Connector, Record, WriteRequest, WriteResult
-from policies import Policy, check_scope
+from activities.connectors.base import Connector, ConnectorError, Record, Scalar, WriteRequest, WriteResult
+from policies import Policy, check_scope, record_images
 from policies.errors import GovflowError
+
+MAX_FIND = 1000
+"""The most records one ``find`` returns."""
 
 
 class ScopeViolation(GovflowError):
@@ -60,7 +66,7 @@ class ScopedConnectors:
         operation: str,
         record_id: str | None,
         fields: list[str],
-        record: Record | None = None,
+        record: Mapping[str, Any] | None = None,
         *,
         check_records: bool,
     ) -> None:
@@ -78,18 +84,51 @@ class ScopedConnectors:
         self.reads.append(ReadLog(system=system, resource=resource, record_id=record_id, values=values))
         return values
 
+    async def find(
+        self, system: str, resource: str, where: Mapping[str, Scalar], *, limit: int = 100
+    ) -> dict[str, Record]:
+        """Records of ``resource`` whose fields equal ``where`` (at most ``limit``, by record id), if a
+        grant allows reading every one of them: one outside a record filter refuses the whole call, as a
+        read of it would. Each record found is logged as read. For lookups a task cannot do by key: the
+        receipts of a purchase order, an invoice number seen before."""
+        self._refuse_unless(system, resource, "read", None, [], check_records=False)
+        if not where:
+            raise ConnectorError(f"{system}.{resource}: find needs at least one field to match", retryable=False)
+        if not 1 <= limit <= MAX_FIND:
+            raise ConnectorError(f"{system}.{resource}: find limit {limit} is outside 1..{MAX_FIND}", retryable=False)
+        connector = self._connector(system, resource, "read", None)
+        lookup = getattr(connector, "find", None)
+        if lookup is None:
+            raise ConnectorError(
+                f"{system}: its connector ({type(connector).__name__}) cannot look records up by field",
+                retryable=False,
+            )
+        found: dict[str, Record] = await lookup(resource, dict(where), limit)
+        for record_id, values in found.items():
+            self._refuse_unless(system, resource, "read", record_id, [], values, check_records=True)
+        self.reads.extend(
+            ReadLog(system=system, resource=resource, record_id=record_id, values=values)
+            for record_id, values in found.items()
+        )
+        return found
+
     async def write(self, system: str, request: WriteRequest) -> WriteResult:
         """Write through the connector; the record filter is checked on the locked current record."""
         fields = sorted(request.fields)
         self._refuse_unless(system, request.resource, request.operation, request.record_id, fields, check_records=False)
 
         def check(current: Record | None) -> None:
-            # A record being created is judged by the values it would get.
-            subject = current if current is not None else dict(request.fields)
-            self._refuse_unless(
-                system, request.resource, request.operation, request.record_id, fields, subject,
-                check_records=True,
-            )  # fmt: skip
+            # A record being created is judged by the values it would get; one updated, as it is and will be.
+            images = (
+                record_images(request.operation, current, request.fields)
+                if current is not None
+                else [dict(request.fields)]
+            )
+            for image in images:
+                self._refuse_unless(
+                    system, request.resource, request.operation, request.record_id, fields, image,
+                    check_records=True,
+                )  # fmt: skip
 
         connector = self._connector(system, request.resource, request.operation, request.record_id)
         return await connector.write(request, check)

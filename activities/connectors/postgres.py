@@ -16,7 +16,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict
 
-from activities.connectors.base import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
+from activities.connectors.base import ConnectorError, Record, RecordCheck, Scalar, WriteRequest, WriteResult
 from activities.pgerrors import is_transient
 
 IDEMPOTENCY_DDL = """
@@ -86,7 +86,7 @@ class PostgresTableConnector:
         self.system = system
         self._shared = pool
         self._tables = tables
-        self._columns: dict[str, set[str]] = {}
+        self._columns: dict[str, dict[str, str]] = {}
 
     async def aclose(self) -> None:
         await self._shared.close()
@@ -97,15 +97,47 @@ class PostgresTableConnector:
             raise ConnectorError(f"{self.system}: no table is configured for resource {resource!r}", retryable=False)
         return table
 
-    async def _known_columns(self, conn: PoolConnectionProxy[asyncpg.Record], table: Table) -> set[str]:
+    async def _known_columns(self, conn: PoolConnectionProxy[asyncpg.Record], table: Table) -> dict[str, str]:
+        """The table's columns and their types."""
         if table.name not in self._columns:
             rows = await conn.fetch(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table.name
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1", table.name
             )
             if not rows:
                 raise ConnectorError(f"{self.system}: table {table.name!r} does not exist", retryable=False)
-            self._columns[table.name] = {r["column_name"] for r in rows}
+            self._columns[table.name] = {r["column_name"]: r["data_type"] for r in rows}
         return self._columns[table.name]
+
+    async def find(self, resource: str, where: dict[str, Scalar], limit: int) -> dict[str, Record]:
+        """Rows whose columns equal ``where`` (each value compared as the column's type, so an index on
+        the column serves it), at most ``limit``, by key."""
+        table = self._table(resource)
+        try:
+            pool = await self._shared.get()
+            async with pool.acquire() as conn:
+                columns = await self._known_columns(conn, table)
+                unknown = sorted(set(where) - set(columns))
+                if unknown:
+                    raise ConnectorError(
+                        f"{self.system}.{resource}: no column {', '.join(unknown)} in table {table.name} to find by",
+                        retryable=False,
+                    )
+                conditions = [
+                    f"{_ident(c)} = {_placeholder(columns[c], i)}"
+                    if columns[c] in _CASTABLE
+                    else f"{_ident(c)}::text = ${i}"
+                    for i, c in enumerate(where, start=1)
+                ]
+                values = [_as_text(v) for v in where.values()]
+                rows = await conn.fetch(
+                    f"SELECT * FROM {_ident(table.name)} WHERE {' AND '.join(conditions)} "
+                    f"ORDER BY {_ident(table.key)} LIMIT {int(limit)}",
+                    *values,
+                )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise classify(exc, f"{self.system}: cannot find {resource} by {', '.join(where)}") from exc
+        found = (_jsonable(r) for r in rows)
+        return {str(r[table.key]): r for r in found if r is not None}
 
     async def read(self, resource: str, record_id: str) -> Record | None:
         table = self._table(resource)
@@ -146,7 +178,7 @@ class PostgresTableConnector:
                 if done is not None:
                     return WriteResult(before=_decode(done["before"]), after=_decode(done["after"]), replayed=True)
                 columns = await self._known_columns(conn, table)
-                unknown = sorted(set(request.fields) - columns)
+                unknown = sorted(set(request.fields) - set(columns))
                 if unknown:
                     raise ConnectorError(
                         f"{self.system}.{request.resource}: no column {', '.join(unknown)} in table {table.name}",
@@ -158,7 +190,7 @@ class PostgresTableConnector:
                 )
                 before = _jsonable(before_row)
                 check(before)
-                after = await self._apply(conn, table, request, before is not None)
+                after = await self._apply(conn, table, columns, request, before is not None)
                 await conn.execute(
                     "INSERT INTO govflow_idempotency (key, system, resource, record_id, operation, before, after)"
                     " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
@@ -175,11 +207,18 @@ class PostgresTableConnector:
             raise classify(exc, f"{self.system}.{request.resource} {request.record_id}: write failed") from exc
 
     async def _apply(
-        self, conn: PoolConnectionProxy[asyncpg.Record], table: Table, request: WriteRequest, exists: bool
+        self,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        table: Table,
+        columns: dict[str, str],
+        request: WriteRequest,
+        exists: bool,
     ) -> Record | None:
+        """Apply the write. A JSON value is sent as text and cast to its column's type (a money amount
+        as "12500.00" into numeric, a date as "2026-12-01" into date), so fields need no Python types."""
         name, key = _ident(table.name), _ident(table.key)
         names = list(request.fields)
-        values: list[Any] = [request.fields[n] for n in names]
+        values: list[Any] = [_param_value(columns[n], request.fields[n]) for n in names]
         if request.operation == "delete":
             if not exists:
                 raise ConnectorError(f"{self.system}: {request.record_id} does not exist", retryable=False)
@@ -187,7 +226,7 @@ class PostgresTableConnector:
             return None
         if request.operation == "create":
             cols = [key, *(_ident(n) for n in names)]
-            params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+            params = ", ".join(["$1", *(_placeholder(columns[n], i) for i, n in enumerate(names, start=2))])
             row = await conn.fetchrow(
                 f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({params}) RETURNING *",
                 request.record_id,
@@ -201,9 +240,30 @@ class PostgresTableConnector:
         if not names:
             row = await conn.fetchrow(f"SELECT * FROM {name} WHERE {key} = $1", request.record_id)
             return _jsonable(row)
-        sets = ", ".join(f"{_ident(n)} = ${i}" for i, n in enumerate(names, start=2))
+        sets = ", ".join(f"{_ident(n)} = {_placeholder(columns[n], i)}" for i, n in enumerate(names, start=2))
         row = await conn.fetchrow(f"UPDATE {name} SET {sets} WHERE {key} = $1 RETURNING *", request.record_id, *values)
         return _jsonable(row)
+
+
+_CASTABLE = frozenset(
+    {"text", "character varying", "character", "integer", "bigint", "smallint", "numeric", "real",
+     "double precision", "boolean", "date", "uuid", "timestamp with time zone", "timestamp without time zone"}
+)  # fmt: skip
+"""Column types a text parameter is cast to, so ``column = value`` compares (and uses an index) natively."""
+
+
+def _as_text(value: Scalar) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _placeholder(column_type: str, i: int) -> str:
+    return f"(${i}::text)::{column_type}" if column_type in _CASTABLE else f"${i}"
+
+
+def _param_value(column_type: str, value: Any) -> Any:
+    if column_type in _CASTABLE and isinstance(value, str | int | float | bool):
+        return _as_text(value)
+    return value
 
 
 def classify(exc: BaseException, what: str) -> ConnectorError:
