@@ -37,7 +37,7 @@ from activities.models import (
 )
 from activities.registry import Registry
 from activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
-from policies import Action, Policy, load_policy
+from policies import Action, Policy, load_policy, parse_policy
 from workers.settings import Settings
 
 __all__ = [
@@ -72,4 +72,5 @@ __all__ = [
     "WriteResult",
     "load_policy",
     "parse_output",
+    "parse_policy",
 ]

@@ -1,0 +1,1 @@
+"""Example tasks written only against govflow's public API: read them as reference apps."""

@@ -1,0 +1,322 @@
+"""Invoice matching end to end, on the Temporal dev server and a real finance system of record.
+
+The example task (govflow.examples.invoice_matching) under the shipped policy: signed two-person
+approval of large payments, the exception route for duplicates, contradictions and missing receipts,
+the payments grant's vendor filter, and rollback --data voiding what a rollout paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import yaml
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.evidence import EvidenceStore
+from activities.evidence.checkpoint import public_text
+from govflow import Registry, ScopedConnectors, ScopeViolation, WriteRequest, parse_policy
+from govflow.examples import invoice_matching as im
+from policies import signing_message
+from tests.helpers import event_kinds, fixture_key, fixture_signature, sor_fetch, wait_for, worker
+from tests.integration.test_governed_run_e2e import cli_env, govflow
+from workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
+from workflows.rollout_models import Control, control_message
+from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunResult, RunStatus, submit_message
+
+pytestmark = pytest.mark.devserver
+
+TASK = "invoice-matching"
+
+
+def shipped(**rollout: Any) -> Any:
+    """The shipped policy; ``rollout`` replaces its rollout section (the rest is as shipped)."""
+    doc = yaml.safe_load(im.POLICY.read_text())
+    doc["rollout"] = rollout or {"required": False, "stages": doc["rollout"]["stages"]}
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="invoice-matching.yaml (test)")
+
+
+@pytest.fixture
+async def finance_url(empty_database_url: str) -> str:
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await im.seed(conn, 30)
+    finally:
+        await conn.close()
+    return empty_database_url
+
+
+@pytest.fixture
+async def finance(finance_url: str) -> AsyncIterator[Registry]:
+    """Version 1 under the shipped policy, except that live runs by hand need no rollout."""
+    registry = Registry()
+    im.register(registry, finance_url, policy=shipped())
+    yield registry
+    await registry.aclose()
+
+
+async def start(client: Client, task_queue: str, invoice: str, requester: str = "gus", **fields: Any) -> str:
+    """A live run of ``invoice``, its submit signed by the requester as the policy requires."""
+    run_id = f"run-{TASK}-{invoice}-{uuid.uuid4().hex[:6]}"
+    inp = RunInput(task=TASK, item_key=invoice, item={"invoice_id": invoice}, requester=requester, mode="live",
+                   **fields)  # fmt: skip
+    signed = inp.model_copy(update={"signature": fixture_signature(requester, submit_message(run_id, inp))})
+    return await submit(client, task_queue, signed, run_id=run_id)
+
+
+async def vote(client: Client, run_id: str, reviewer: str, digest: str, *, signed_by: str | None = "self") -> Any:
+    signer = reviewer if signed_by == "self" else signed_by
+    signature = fixture_signature(signer, signing_message(run_id, digest, "approve")) if signer else None
+    request = ReviewRequest(reviewer=reviewer, action_digest=digest, verdict="approve", signature=signature)
+    return await review(client, run_id, request)
+
+
+def payment_pending(status: RunStatus) -> Any:
+    return next(p for p in status.pending if p.action_id == "schedule-payment")
+
+
+async def test_a_large_payment_publishes_only_on_two_signed_distinct_finance_approvals(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        # Dana keyed this one in herself: she may approve others' payments, never her own run's.
+        run_id = await start(client, task_queue, im.LARGE, requester="dana")
+        handle = client.get_workflow_handle(run_id, result_type=RunResult)
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        pending = payment_pending(status)
+        assert [p.action_id for p in status.pending] == ["schedule-payment"]  # recording the match needs nobody
+        assert pending.fields["amount"] == "48250.00"
+        (gate,) = pending.gates
+        assert (gate.rule, gate.quorum, gate.signature_required) == ("large-payment", 2, True)
+        assert gate.eligible == ["dana", "erik", "farah"]
+
+        refusals = [
+            ("dana", "self", "separation_of_duties"),
+            ("erik", None, "signature_missing"),
+            ("erik", "farah", "signature_invalid"),
+            ("gus", "self", "no_authority"),
+        ]
+        for reviewer, signer, code in refusals:
+            outcome = await vote(client, run_id, reviewer, pending.digest, signed_by=signer)
+            assert (outcome.accepted, outcome.code) == (False, code), outcome
+        outcome = await vote(client, run_id, "erik", pending.digest)
+        assert outcome.accepted, outcome
+        again = await vote(client, run_id, "erik", pending.digest)
+        assert not again.accepted
+        assert "already" in again.reason
+        # One approval of two: nothing is paid, and the run still waits.
+        await asyncio.sleep(0.5)
+        assert (await handle.describe()).status.name == "RUNNING"
+        assert await sor_fetch(finance_url, "SELECT id FROM payment") == []
+        assert payment_pending(await run_status(client, run_id)).gates[0].approved_by == ["erik"]
+
+        outcome = await vote(client, run_id, "farah", pending.digest)
+        assert outcome.accepted, outcome
+        result = await handle.result()
+
+        # A payment of 10,000 or less takes one signed approver.
+        small = await start(client, task_queue, "INV-0001")
+        small_handle = client.get_workflow_handle(small, result_type=RunResult)
+        status = await wait_for(small_handle, lambda s: bool(s.pending))
+        (gate,) = payment_pending(status).gates
+        assert (gate.rule, gate.quorum) == ("payment", 1)
+        assert (await vote(client, small, "dana", payment_pending(status).digest)).accepted
+        small_result = await small_handle.result()
+
+    assert result.outcome == "published"
+    assert small_result.outcome == "published"
+    paid = {r["id"]: r for r in await sor_fetch(finance_url, "SELECT * FROM payment ORDER BY id")}
+    assert set(paid) == {"PAY-INV-0001", f"PAY-{im.LARGE}"}
+    assert (str(paid[f"PAY-{im.LARGE}"]["amount"]), paid[f"PAY-{im.LARGE}"]["status"]) == ("48250.00", "scheduled")
+    (invoice,) = await sor_fetch(finance_url, "SELECT match_status, matched_po FROM invoice WHERE id = $1", im.LARGE)
+    assert (invoice["match_status"], invoice["matched_po"]) == ("matched", "PO-L001")
+    attempts = [e["payload"] for e in await store.events("run", run_id) if e["kind"] == "approval_attempt"]
+    assert [(a["reviewer"], a["accepted"]) for a in attempts] == [
+        ("dana", False), ("erik", False), ("erik", False), ("gus", False), ("erik", True), ("erik", False),
+        ("farah", True),
+    ]  # fmt: skip
+    assert "separation of duties" in attempts[0]["reason"]
+    assert attempts[4]["signed"]
+    assert (await store.verify("run", run_id)).ok
+
+
+async def test_duplicates_contradictions_and_missing_receipts_wait_for_a_person(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        runs = {inv: await start(client, task_queue, inv) for inv in (im.DUPLICATE, im.OVER_BILLED, im.NOT_RECEIVED)}
+        handles = {inv: client.get_workflow_handle(r, result_type=RunResult) for inv, r in runs.items()}
+        waiting = {inv: await wait_for(h, lambda s: s.exception is not None) for inv, h in handles.items()}
+        assert "already received as INV-0003: a duplicate" in (waiting[im.DUPLICATE].exception or "")
+        assert "+20.0%, beyond the 2% tolerance" in (waiting[im.OVER_BILLED].exception or "")
+        assert "no goods receipt" in (waiting[im.NOT_RECEIVED].exception or "")
+
+        async def decide(invoice: str, who: str, decision: str, *, signed: bool = True) -> Any:
+            status = waiting[invoice]
+            message = exception_message_for(runs[invoice], decision, status)
+            signature = fixture_signature(who, message) if signed else None
+            return await resolve(
+                client,
+                runs[invoice],
+                ExceptionDecision(reviewer=who, decision=decision, signature=signature),  # type: ignore[arg-type]
+            )
+
+        # The duplicate is thrown away; a retry of it unsigned, or by the clerk, would be refused.
+        assert (await decide(im.DUPLICATE, "gus", "retry")).code == "no_authority"
+        assert (await decide(im.DUPLICATE, "farah", "retry", signed=False)).code == "signature_missing"
+        assert (await decide(im.DUPLICATE, "farah", "discard")).accepted
+        # Purchasing amends the order to what was billed, and the warehouse posts the missing receipt.
+        conn = await asyncpg.connect(finance_url)
+        await conn.execute("UPDATE purchase_order SET amount = 9600 WHERE id = 'PO-X001'")
+        await im.receive(conn, im.NOT_RECEIVED)
+        await conn.close()
+        for invoice in (im.OVER_BILLED, im.NOT_RECEIVED):
+            assert (await decide(invoice, "farah", "retry")).accepted
+        # The received one goes on to its payment's approval; the amended one is held: only 8,000 of the
+        # 9,600 billed has been received.
+        status = await wait_for(handles[im.NOT_RECEIVED], lambda s: bool(s.pending))
+        assert (await vote(client, runs[im.NOT_RECEIVED], "erik", payment_pending(status).digest)).accepted
+        results = {inv: await h.result() for inv, h in handles.items()}
+
+    assert results[im.DUPLICATE].outcome == "exception"
+    assert results[im.OVER_BILLED].outcome == results[im.NOT_RECEIVED].outcome == "published"
+    assert [a.action_id for a in results[im.OVER_BILLED].actions] == ["record-match"]
+    paid = [r["id"] for r in await sor_fetch(finance_url, "SELECT id FROM payment ORDER BY id")]
+    assert paid == [f"PAY-{im.NOT_RECEIVED}"]
+    held = await sor_fetch(finance_url, "SELECT match_status, hold_reason FROM invoice WHERE id = $1", im.OVER_BILLED)
+    assert (held[0]["match_status"], held[0]["hold_reason"]) == ("hold", "received 8,000.00 of 9,600.00 EUR invoiced")
+    kinds = await event_kinds(store, "run", runs[im.DUPLICATE])
+    assert kinds.count("exception_raised") == 1
+    assert kinds.count("exception_decision") == 3
+    assert kinds[-1] == "run_finished"
+
+
+def exception_message_for(run_id: str, decision: str, status: RunStatus) -> bytes:
+    from workflows.run_models import exception_message
+
+    return exception_message(run_id, decision, status.exception_expires_at)
+
+
+async def test_a_payment_to_a_vendor_outside_the_grant_is_refused_and_recorded(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        run_id = await start(client, task_queue, im.OUTSIDE_PILOT)
+        result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
+    # A proposal with a refused action publishes none of it: the match is not recorded either.
+    assert result.outcome == "refused"
+    assert result.reason.startswith("schedule-payment: record is outside grant payments: its vendor_id is 'V011'")
+    (invoice,) = await sor_fetch(finance_url, "SELECT match_status FROM invoice WHERE id = $1", im.OUTSIDE_PILOT)
+    assert invoice["match_status"] == "new"
+    decisions = {e["payload"]["action_id"]: e["payload"] for e in await store.events("run", run_id)
+                 if e["kind"] == "policy_decision"}  # fmt: skip
+    assert (decisions["schedule-payment"]["decision"], decisions["schedule-payment"]["rule"]) == ("deny", "scope")
+    assert await sor_fetch(finance_url, "SELECT id FROM payment") == []
+
+    # The boundary itself, whatever decided before it: the connector guard refuses such a write, and a
+    # write that would move a pilot payment to that vendor.
+    io = ScopedConnectors(finance.get(TASK, "1").policy, finance.get(TASK, "1").connectors)
+    with pytest.raises(ScopeViolation, match="its vendor_id is 'V011'"):
+        await io.write("finance", WriteRequest(
+            resource="payment", record_id="PAY-X", operation="create", idempotency_key="t1",
+            fields={"invoice_id": im.OUTSIDE_PILOT, "vendor_id": "V011", "amount": "3100.00", "currency": "EUR",
+                    "pay_on": "2026-12-01", "status": "scheduled"},
+        ))  # fmt: skip
+    await io.write("finance", WriteRequest(
+        resource="payment", record_id="PAY-OK", operation="create", idempotency_key="t2",
+        fields={"invoice_id": "INV-0001", "vendor_id": "V001", "amount": "10.00", "currency": "EUR",
+                "pay_on": "2026-12-01", "status": "scheduled"},
+    ))  # fmt: skip
+    with pytest.raises(ScopeViolation, match="its vendor_id is 'V011'"):
+        await io.write("finance", WriteRequest(
+            resource="payment", record_id="PAY-OK", operation="update", idempotency_key="t3",
+            fields={"vendor_id": "V011"},
+        ))  # fmt: skip
+    rows = await sor_fetch(finance_url, "SELECT id, vendor_id FROM payment")
+    assert [(r["id"], r["vendor_id"]) for r in rows] == [("PAY-OK", "V001")]
+
+
+async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance_url: str, database_url: str, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    version = f"t{uuid.uuid4().hex[:6]}"
+
+    class Versioned(im.InvoiceMatching):
+        pass
+
+    Versioned.version = version
+    registry = Registry()
+    policy = shipped(stages=[{"name": "shadow", "live_fraction": 0.0, "min_runs": 100, "promoters": ["farah"]},
+                             {"name": "full", "live_fraction": 1.0}])  # fmt: skip
+    im.register(registry, finance_url, task=Versioned(), policy=policy)
+    invoices = ["INV-0001", "INV-0002"]
+    async with worker(client, task_queue, store, registry):
+        rollout = await start_rollout(client, task_queue, TASK, version)
+        status = await eventually_status(client, rollout)
+        signature = fixture_signature("farah", control_message("promote", rollout, "shadow", status.control_seq))
+        answer = await control(client, rollout, "promote", Control(operator="farah", signature=signature))
+        assert answer.accepted, answer
+        for invoice in invoices:
+            admission = await admit(client, rollout, invoice)
+            run_id = await start(client, task_queue, invoice, task_version=version, rollout_id=rollout,
+                                 stage=admission.stage)  # fmt: skip
+            handle = client.get_workflow_handle(run_id, result_type=RunResult)
+            pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
+            assert (await vote(client, run_id, "erik", pending.digest)).accepted
+            assert (await handle.result()).outcome == "published"
+        before = await sor_fetch(finance_url, "SELECT id, status FROM payment ORDER BY id")
+        assert [(r["id"], r["status"]) for r in before] == [
+            ("PAY-INV-0001", "scheduled"),
+            ("PAY-INV-0002", "scheduled"),
+        ]
+
+        environ = cli_env(dev_server_env, database_url, task_queue)
+        code, out, err = await govflow(
+            environ, "rollout", "rollback", "--task", TASK, "--version", version, "--as", "farah", "--to", "shadow",
+            "--data", "--reason", "matched the wrong receipts",
+        )  # fmt: skip
+        assert code == 0, err
+        assert "4 records restored, 0 conflicts for review" in out
+        await client.get_workflow_handle(rollout).terminate("test over")
+        await registry.aclose()
+
+    payments = await sor_fetch(finance_url, "SELECT id, status, amount FROM payment ORDER BY id")
+    assert [(r["id"], r["status"]) for r in payments] == [("PAY-INV-0001", "cancelled"), ("PAY-INV-0002", "cancelled")]
+    rows = await sor_fetch(finance_url, "SELECT match_status, matched_po FROM invoice WHERE id = ANY($1)", invoices)
+    assert {(r["match_status"], r["matched_po"]) for r in rows} == {("new", None)}
+    restored = [e["payload"] for e in await store.events("rollout", rollout) if e["kind"] == "data_restored"]
+    assert sorted((r["resource"], r["record_id"]) for r in restored) == [
+        ("invoice", "INV-0001"), ("invoice", "INV-0002"), ("payment", "PAY-INV-0001"), ("payment", "PAY-INV-0002"),
+    ]  # fmt: skip
+    assert (await store.verify("rollout", rollout)).ok
+
+
+async def eventually_status(client: Client, rollout: str) -> Any:
+    for _ in range(100):
+        try:
+            status = await rollout_status(client, rollout)
+        except Exception:
+            await asyncio.sleep(0.1)
+            continue
+        if status.stage:
+            return status
+    raise AssertionError(f"rollout {rollout} never answered")
+
+
+def test_the_demo_policy_takes_the_demo_peoples_keys(tmp_path: Path) -> None:
+    for person in im.DEMO_PEOPLE:
+        (tmp_path / f"{person}.pub").write_text(public_text(fixture_key(person).public_key()))
+    policy = im.demo_policy(tmp_path)
+    assert [s.name for s in policy.rollout.stages] == ["shadow", "pilot", "full"]
+    assert {r.action for r in policy.stop_rules} == {"pause"}
+    assert [a.name for a in policy.actions] == [a.name for a in shipped().actions]
