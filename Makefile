@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.govflow-installed
 
-.PHONY: install demo test lint stack stack-down clean
+.PHONY: install demo demo-finance test lint stack stack-down clean
 
 install: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/govflow demo --auto-approve-as alice,bob
+
+demo-finance: $(STAMP)
+	$(BIN)/govflow demo --task invoice-matching --auto-approve-as dana,erik
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -69,6 +69,13 @@ class Registry:
         self._by_key[task.key] = reg
         return reg
 
+    def include(self, other: Registry) -> None:
+        """Serve ``other``'s tasks too (one worker, several apps); a task version in both is an error."""
+        twice = sorted(set(self._by_key) & set(other._by_key))
+        if twice:
+            raise GovflowError("registered twice: " + ", ".join(f"task {n} version {v}" for n, v in twice))
+        self._by_key.update(other._by_key)
+
     def get(self, task: str, version: str) -> Registration:
         reg = self._by_key.get((task, version))
         if reg is None:

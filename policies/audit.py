@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from policies.durations import format_duration
-from policies.model import WRITE_OPERATIONS, Policy
+from policies.model import WRITE_OPERATIONS, ActionRule, Compare, Policy
 from policies.stats import expected_delay, promise
 
 Status = Literal["ok", "gap", "blocking"]
@@ -25,6 +26,40 @@ def _line(question: str, problems: list[str], ok_detail: str, status: Status = "
     if problems:
         return AuditLine(question=question, status=status, detail="; ".join(problems))
     return AuditLine(question=question, status="ok", detail=ok_detail)
+
+
+def _ranges_cover(rules: list[ActionRule]) -> bool:
+    """Whether rules that restrict (approval or deny), each on one field by numeric bounds alone, cover
+    every value of that field together: e.g. ``amount <= 10000`` and ``amount > 10000``. A value that
+    cannot be compared (missing, not a number) applies every restricting rule, so it is covered too."""
+    fields = set()
+    ranges: list[tuple[float, bool, float, bool]] = []  # low, low included, high, high included
+    for rule in rules:
+        if (rule.approval is None and rule.deny is None) or len(rule.match.when) != 1:
+            return False
+        ((name, condition),) = rule.match.when.items()
+        if not isinstance(condition, Compare) or condition.in_ is not None or condition.ne is not None:
+            return False
+        fields.add(name)
+        low, low_in, high, high_in = -math.inf, True, math.inf, True
+        if condition.gt is not None:
+            low, low_in = condition.gt, False
+        if condition.gte is not None and condition.gte > low:
+            low, low_in = condition.gte, True
+        if condition.lt is not None:
+            high, high_in = condition.lt, False
+        if condition.lte is not None and condition.lte < high:
+            high, high_in = condition.lte, True
+        ranges.append((low, low_in, high, high_in))
+    if len(fields) != 1:
+        return False
+    reach, reach_in = -math.inf, True  # everything below reach (and reach itself if reach_in) is covered
+    for low, low_in, high, high_in in sorted(ranges, key=lambda r: (r[0], not r[1])):
+        if low > reach or (low == reach and not (low_in or reach_in)):
+            return False
+        if high > reach or (high == reach and high_in):
+            reach, reach_in = high, high_in
+    return reach == math.inf
 
 
 def audit(policy: Policy) -> list[AuditLine]:
@@ -47,14 +82,13 @@ def audit(policy: Policy) -> list[AuditLine]:
         for op in grant.operations:
             if op not in WRITE_OPERATIONS:
                 continue
-            covered = any(
-                r.match.system == grant.system
+            rules = [
+                r for r in policy.actions
+                if r.match.system == grant.system
                 and r.match.resource in (None, grant.resource)
                 and (not r.match.operations or op in r.match.operations)
-                and not r.match.when
-                for r in policy.actions
-            )
-            if not covered:
+            ]  # fmt: skip
+            if not any(not r.match.when for r in rules) and not _ranges_cover(rules):
                 uncovered.append(f"{grant.system}.{grant.resource}.{op} (grant {grant.name}) has no rule")
     lines.append(
         _line(

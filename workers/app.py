@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -41,6 +42,19 @@ def example_registry(
 
 
 def load_app(spec: str, settings: Settings, database_url: str) -> Registry:
+    """The Registry ``spec`` names; a comma list of specs serves every app's tasks from one worker."""
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    if len(specs) != 1:
+        if not specs:
+            raise GovflowError("--app names no app: write it as module:attribute, e.g. myteam.govflow_app:registry")
+        registry = Registry()
+        for one in specs:
+            registry.include(_load_one(one, settings, database_url))
+        return registry
+    return _load_one(specs[0], settings, database_url)
+
+
+def _load_one(spec: str, settings: Settings, database_url: str) -> Registry:
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise GovflowError(f"--app {spec!r}: write it as module:attribute, e.g. myteam.govflow_app:registry")
@@ -133,9 +147,29 @@ def register_demo(registry: Registry, sor_dsn: str, knob: Knob | None = None) ->
     )
 
 
-def default_app(settings: Settings, database_url: str) -> Registry:
+FINANCE_APP = "govflow.examples.invoice_matching"
+"""The invoice-matching example. It is written against the public ``govflow`` API, a layer above this
+one, so it is loaded the way a team's own app is (by name), never imported here."""
+
+
+def finance_example() -> ModuleType:
+    return importlib.import_module(FINANCE_APP)
+
+
+def support_app(settings: Settings, database_url: str) -> Registry:
     """The support-triage example, version 1 (its real policy) and ``demo`` (what `govflow demo` rolls out)."""
     sor = with_database(database_url, SOR_DATABASE)
     registry = example_registry(sor, policy=(settings.policy_dir or EXAMPLES) / "support-triage.yaml")
     register_demo(registry, sor)
     return registry
+
+
+def default_app(settings: Settings, database_url: str) -> Registry:
+    """What ``govflow worker`` serves without ``--app``: both examples, support triage and invoice matching."""
+    return load_app(f"workers.app:support_app,{FINANCE_APP}:app", settings, database_url)
+
+
+async def ensure_example_sors(database_url: str) -> None:
+    """Create and seed both examples' systems of record (idempotent: what a demo changed stays)."""
+    await ensure_example_sor(database_url)
+    await finance_example().ensure_sor(database_url)

@@ -129,7 +129,7 @@ def cmd_temporal_setup(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.app import default_app, ensure_example_sor, load_app
+    from workers.app import default_app, ensure_example_sors, load_app
     from workers.worker import run_worker
 
     async def go() -> None:
@@ -137,7 +137,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         if args.app:
             registry = load_app(args.app, settings, db_url)
         else:
-            await ensure_example_sor(db_url)
+            await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
         await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port)
@@ -159,8 +159,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go() -> int:
         db_url = database_url(settings)
-        sor = await ensure_example_sor(db_url)
         client = await connect(settings)
+        if args.task == "invoice-matching":
+            from workers.demo_finance import run_finance_demo
+
+            return await run_finance_demo(client, settings, db_url, reviewers)
+        sor = await ensure_example_sor(db_url)
         return await run_demo(client, settings, db_url, sor, reviewers)
 
     try:
@@ -251,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--app",
         default=os.environ.get("GOVFLOW_APP"),
         help="module:attr of your Registry (or a function (settings, database_url) -> Registry); "
-        "default: the support-triage example",
+        "a comma list serves several apps; default: both examples (support triage, invoice matching)",
     )
     worker.set_defaults(func=cmd_worker)
     demo = sub.add_parser(
@@ -264,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REVIEWER",
         help="a scripted reviewer who approves what waits, through the same approve signal "
         "(repeat it or give a comma list: two-person rules need two, e.g. alice,bob)",
+    )
+    demo.add_argument(
+        "--task",
+        choices=("support-triage", "invoice-matching"),
+        default="support-triage",
+        help="which example to roll out: support triage (the default), or invoice matching (payments under "
+        "signed two-person approval; make demo-finance)",
     )
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -17,22 +17,27 @@ import logging
 import sys
 import time
 import urllib.parse
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
+from policies import signing_message
 from policies.errors import GovflowError
 from workers.app import DEMO_TASK, DEMO_VERSION, Knob, register_demo
 from workers.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
+from workers.keys import sign
 from workers.settings import Settings
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout_models import RolloutStatus
-from workflows.run_models import Review, RunInput, RunResult, RunStatus
+from workflows.run_models import Review, RunInput, RunResult, RunStatus, submit_message
 
 TASK, VERSION = DEMO_TASK, DEMO_VERSION
 REQUESTER = "priya"
@@ -88,18 +93,44 @@ class Progress:
 
 
 class Driver:
-    def __init__(self, client: Client, settings: Settings, reviewers: list[str]) -> None:
+    """Streams items through a rollout as one requester, playing ``reviewers`` on what waits for them.
+
+    ``signer``, where the policy wants signed acts: a person's key (or None), to sign the requester's
+    submits and the reviewers' votes with."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        reviewers: list[str],
+        *,
+        task: str = TASK,
+        version: str = VERSION,
+        requester: str = REQUESTER,
+        item: Callable[[str], dict[str, Any]] = lambda key: {"ticket_id": key},
+        signer: Callable[[str], Ed25519PrivateKey | None] | None = None,
+    ) -> None:
         self.client, self.settings, self.reviewers = client, settings, reviewers
-        self.rollout = rollout_id(TASK, VERSION)
+        self.task, self.version, self.requester, self.item, self.signer = task, version, requester, item, signer
+        self.rollout = rollout_id(task, version)
         self.tally = Tally()
 
-    async def one(self, ticket: str) -> RunResult | None:
-        admission = await admit(self.client, self.rollout, ticket)
+    def sign(self, person: str, message: bytes) -> str | None:
+        return sign(self.signer(person), message) if self.signer else None
+
+    async def submit(self, key: str, requester: str | None = None) -> str:
+        """Submit ``key`` as the rollout admits it now (signed where the policy wants); its run id."""
+        admission = await admit(self.client, self.rollout, key)
         inp = RunInput(
-            task=TASK, task_version=VERSION, item_key=ticket, item={"ticket_id": ticket}, requester=REQUESTER,
-            mode=admission.mode, stage=admission.stage, rollout_id=self.rollout,
+            task=self.task, task_version=self.version, item_key=key, item=self.item(key),
+            requester=requester or self.requester, mode=admission.mode, stage=admission.stage, rollout_id=self.rollout,
         )  # fmt: skip
-        run_id = await submit(self.client, self.settings.task_queue, inp)
+        run_id = f"run-{inp.task}-{key}-{uuid.uuid4().hex[:8]}"
+        inp = inp.model_copy(update={"signature": self.sign(inp.requester, submit_message(run_id, inp))})
+        return await submit(self.client, self.settings.task_queue, inp, run_id=run_id)
+
+    async def one(self, key: str) -> RunResult | None:
+        run_id = await self.submit(key)
         handle: WorkflowHandle[Any, RunResult] = self.client.get_workflow_handle(run_id, result_type=RunResult)
         result = asyncio.ensure_future(handle.result())
         voted: set[tuple[str, str]] = set()
@@ -111,6 +142,10 @@ class Driver:
                 status: RunStatus = await handle.query(GovernedRunWorkflow.status)
             except (RPCError, WorkflowQueryFailedError):
                 continue  # finished (or busy) meanwhile: the result decides
+            if status.exception is not None:  # waits for a person's decision, not a scripted reviewer's
+                result.cancel()
+                self.tally.waiting.append(run_id)
+                return None
             if not status.pending:
                 continue
             if not self.reviewers:
@@ -122,13 +157,12 @@ class Driver:
                 if reviewer is None:
                     continue
                 voted.add((pending.digest, reviewer))
+                review = Review(
+                    reviewer=reviewer, action_digest=pending.digest, reason="govflow demo: scripted reviewer",
+                    signature=self.sign(reviewer, signing_message(run_id, pending.digest, "approve")),
+                )  # fmt: skip
                 try:
-                    await handle.signal(
-                        GovernedRunWorkflow.approve,
-                        Review(
-                            reviewer=reviewer, action_digest=pending.digest, reason="govflow demo: scripted reviewer"
-                        ),
-                    )
+                    await handle.signal(GovernedRunWorkflow.approve, review)
                 except RPCError:
                     continue  # the run finished meanwhile
                 self.tally.votes[reviewer] += 1

@@ -103,6 +103,10 @@ class RolloutWorkflow:
                     start_to_close_timeout=LOCAL,
                     retry_policy=RETRY,
                 )
+            if workflow.patched("fence-reset-at-start"):
+                # A rollout started again under the same id starts unpaused, in its first stage: its fence
+                # must say so too, or a pause of the run that was terminated would refuse every live write.
+                await self._ledger.set_fence(False)
             self._state.stage_started_at = workflow.now()
             await self._record(ev.RolloutStarted(task=inp.task, task_version=inp.task_version,
                                               policy_digest=setup.policy_digest, stage=self._stage.name))  # fmt: skip

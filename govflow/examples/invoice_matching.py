@@ -305,7 +305,7 @@ DUPLICATE = "INV-D001"
 """Repeats INV-0003's vendor invoice number, received a day later."""
 OVER_BILLED = "INV-X001"
 """Bills 20 % above its purchase order."""
-NOT_RECEIVED = "INV-R001"
+NOT_RECEIVED = "INV-R002"
 """Its purchase order has no goods receipt yet (``receive`` posts one)."""
 PARTLY_RECEIVED = "INV-H001"
 """Half its order has been received: the model holds it."""
@@ -396,6 +396,13 @@ async def seed(conn: asyncpg.Connection, invoices: int = 300) -> list[str]:
     return ids
 
 
+async def reset(conn: asyncpg.Connection) -> None:
+    """Drop the finance tables and their write keys: the next ``seed`` starts a fresh ledger (the demo)."""
+    await conn.execute("DROP TABLE IF EXISTS payment, invoice, goods_receipt, purchase_order, vendor")
+    if await conn.fetchval("SELECT to_regclass('govflow_idempotency') IS NOT NULL"):
+        await conn.execute("DELETE FROM govflow_idempotency WHERE system = $1", SYSTEM)
+
+
 async def receive(conn: asyncpg.Connection, invoice_id: str) -> str:
     """Post the goods receipt an invoice's order lacks (the warehouse catching up); returns its id."""
     row = await conn.fetchrow("SELECT po_id, amount FROM invoice WHERE id = $1", invoice_id)
@@ -424,8 +431,9 @@ def with_database(url: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
-async def ensure_sor(database_url: str, invoices: int = 300) -> str:
-    """Create and seed the finance database next to the evidence one (``database_url``); its URL."""
+async def ensure_sor(database_url: str, invoices: int = 300, *, fresh: bool = False) -> str:
+    """Create and seed the finance database next to the evidence one (``database_url``); its URL.
+    ``fresh``: start from a new ledger (what earlier runs wrote is dropped)."""
     conn = await asyncpg.connect(database_url)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
@@ -435,6 +443,8 @@ async def ensure_sor(database_url: str, invoices: int = 300) -> str:
     sor = with_database(database_url, SOR_DATABASE)
     conn = await asyncpg.connect(sor)
     try:
+        if fresh:
+            await reset(conn)
         await seed(conn, invoices)
     finally:
         await conn.close()

@@ -61,12 +61,12 @@ def test_explain_prints_the_decision_and_its_rule() -> None:
         "system": "finance",
         "resource": "payment",
         "operation": "create",
-        "fields": {"invoice_id": "INV-7", "amount": 990, "currency": "EUR"},
+        "fields": {"invoice_id": "INV-7", "vendor_id": "V003", "amount": 12_500, "currency": "EUR"},
     }
     done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(action), "--requester", "gus")
     assert done.returncode == 0, done.stderr
     assert "decision needs_approval" in done.stdout
-    assert "rule payment-change: 2 of [dana, erik, farah], separation of duties on, signature required" in done.stdout
+    assert "rule large-payment: 2 of [dana, erik, farah], separation of duties on, signature required" in done.stdout
 
     delete = {**action, "operation": "delete"}
     done = govflow("policy", "explain", str(EXAMPLES[0]), "--action", json.dumps(delete))
@@ -144,8 +144,11 @@ def test_the_examples_are_what_the_issue_asked_for() -> None:
     assert churn.approval is not None
     assert (churn.approval.quorum, churn.approval.separation_of_duties) == (2, True)
     invoices = load_policy(EXAMPLES[0])
-    (pay,) = [r for r in invoices.actions if r.name == "payment-change"]
+    pay, large = (next(r for r in invoices.actions if r.name == n) for n in ("payment", "large-payment"))
     assert pay.approval is not None
-    assert pay.approval.signature_required
+    assert large.approval is not None
+    assert (pay.approval.quorum, large.approval.quorum) == (1, 2)
+    assert large.approval.signature_required
+    assert large.approval.separation_of_duties
     assert pay.approval.expires_after.total_seconds() == 4 * 3600
     assert pay.approval.on_expiry == "reject"

@@ -64,7 +64,7 @@ PAYMENT = Action(
     system="finance",
     resource="payment",
     operation="create",
-    fields={"invoice_id": "INV-1", "amount": 1200, "currency": "EUR"},
+    fields={"invoice_id": "INV-1", "vendor_id": "V001", "amount": 12_000, "currency": "EUR"},
 )
 
 
