@@ -6,12 +6,15 @@ import json
 import uuid
 
 import pytest
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import worker
+from tests.helpers import eventually, sor_fetch, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
+from workers.client import control, rollout_status, start_rollout
+from workflows.rollout_models import Control
 from workflows.run_models import RunResult
 
 pytestmark = pytest.mark.devserver
@@ -62,3 +65,32 @@ async def test_operators_drive_the_rollout_and_runs_go_through_it(
         await env.client.get_workflow_handle("rollout-support-triage-v1").terminate("test over")
     report = await store.verify("rollout", "rollout-support-triage-v1")
     assert report.ok, report.problems
+
+
+async def test_a_rollout_started_again_after_a_pause_does_not_inherit_its_fence(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, database_url: str
+) -> None:
+    # Found by running `make demo-finance` twice: the second rollout's live writes were all refused,
+    # "rollout is paused", by the fence the first one (paused, then terminated) left behind.
+    client = dev_server_env.client
+    task_queue = f"tq-{uuid.uuid4()}"
+
+    async def fence(rollout: str) -> list[bool]:
+        return [r["paused"] for r in await sor_fetch(database_url, FENCE, rollout)]
+
+    async with worker(client, task_queue, store, registry):
+        rollout = await start_rollout(client, task_queue, "support-triage", "1")
+        await eventually(lambda: rollout_status(client, rollout), lambda s: bool(s.stage), tolerate=(RPCError,))
+        answer = await control(client, rollout, "pause", Control(operator="priya", reason="odd replies"))
+        assert answer.accepted, answer
+        assert await fence(rollout) == [True]
+        await client.get_workflow_handle(rollout).terminate("started again below")
+        await start_rollout(client, task_queue, "support-triage", "1")
+        assert await eventually(lambda: fence(rollout), lambda f: f == [False]) == [False]
+        status = await rollout_status(client, rollout)
+        assert (status.stage, status.paused) == ("shadow", False)
+        await client.get_workflow_handle(rollout).terminate("test over")
+    assert (await store.verify("rollout", rollout)).ok
+
+
+FENCE = "SELECT paused FROM rollout_fences WHERE rollout_id = $1"
