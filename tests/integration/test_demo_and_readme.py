@@ -138,6 +138,30 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         assert {" ".join(a[:2]) for a in ran} >= {"evidence show", "evidence verify", "evidence export", "runs show"}
         report = next((tmp_path / "export").glob("*.md")).read_text()
         assert "chain: **verifies**" in report or "rollout chain: **verifies**" in report
+
+        # The finance variant (make demo-finance) on the same stack.
+        started = time.monotonic()
+        demo = _govflow(env, "demo", "--task", "invoice-matching", "--auto-approve-as", "dana,erik", timeout=180)
+        took = time.monotonic() - started
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        print(f"govflow demo --task invoice-matching took {took:.1f} s")
+        out = demo.stdout
+        for line in (
+            "gate passed: promoted to pilot",
+            "dana signs an approval: refused (dana requested this run and cannot approve its actions",
+            "erik signs an approval: accepted (erik approved under rule large-payment)",
+            "farah signs an approval: accepted (farah approved under rule large-payment)",
+            "scheduled only after the second signed approval",
+            "refused: schedule-payment: record is outside grant payments: its vendor_id is 'V011'",
+            "waits on the exception route: incomplete_input: nothing has been received",
+            "farah signs 'retry' (warehouse posted GR-PO-R002-late): accepted",
+            "-> INV-R002 live published; INV-D001 exception (discarded)",
+            "PAUSED at stage pilot: pass-rate breached",
+            "live payments leased after the pause: 0",
+        ):
+            assert line in out, (line, out)
+        assert "Traceback" not in demo.stderr
+        assert "running" in _govflow(env, "stack", "status").stdout.split("worker")[1]
     finally:
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr
