@@ -154,6 +154,37 @@ async def test_postgres_connector_refuses_unknown_columns(sor_url: str) -> None:
     await pool.close()
 
 
+async def test_find_looks_records_up_by_field_under_the_grants(sor_url: str) -> None:
+    pool = SharedPool(sor_url)
+    io = ScopedConnectors(TRIAGE, {"crm": PostgresTableConnector("crm", pool, {"contact": Table(name="contact")})})
+    # Contact i is in region ("eu", "us", "eu", "us", "apac")[i % 5]; apac is outside the grant.
+    found = await io.find("crm", "contact", {"region": "eu", "status": "active"}, limit=3)
+    assert list(found) == ["C0002", "C0005", "C0007"]
+    assert all(r["region"] == "eu" for r in found.values())
+    assert [r.record_id for r in io.reads] == ["C0002", "C0005", "C0007"]  # each one is evidence of a read
+    assert await io.find("crm", "contact", {"email": "nobody@example.com"}) == {}
+    with pytest.raises(ScopeViolation, match="its region is 'apac'"):
+        await io.find("crm", "contact", {"status": "active"})  # some of them are in apac
+    with pytest.raises(ConnectorError, match="no column shoe_size in table contact to find by"):
+        await io.find("crm", "contact", {"shoe_size": 44})
+    with pytest.raises(ConnectorError, match="find needs at least one field"):
+        await io.find("crm", "contact", {})
+    with pytest.raises(ConnectorError, match=r"find limit 0 is outside 1\.\.1000"):
+        await io.find("crm", "contact", {"region": "eu"}, limit=0)
+    with pytest.raises(ScopeViolation, match=r"no grant covers crm\.invoice"):
+        await io.find("crm", "invoice", {"id": "x"})
+    await pool.close()
+
+
+async def test_find_names_a_connector_that_cannot_look_up_by_field() -> None:
+    api = RecordsApi({"ticket": {"T1": {"id": "T1"}}})
+    with serve(api) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            io = ScopedConnectors(TRIAGE, {"ticketing": HttpJsonConnector("ticketing", client)})
+            with pytest.raises(ConnectorError, match=r"ticketing: its connector \(HttpJsonConnector\) cannot look"):
+                await io.find("ticketing", "ticket", {"category": "billing"})
+
+
 # --- the OpenAI-compatible client ------------------------------------------------------------------------
 
 

@@ -271,6 +271,20 @@ CASES: list[tuple[str, str, str]] = [
         broken("window: 50, min_sample: 10", "window: 50, min_sample: 10, drop: 0.9"),
         "quality.window[0] (line 36): rule 'pass-rate': the level to catch (threshold and drop) is",
     ),
+    (
+        "void-without-create",
+        broken("    fields: [status, note]\n", "    fields: [status, note]\n    void: {status: cancelled}\n"),
+        "grant 'contacts' says how to void a created record, so it needs both create and update among its "
+        "operations (it has read, update)",
+    ),
+    (
+        "void-outside-fields",
+        broken(
+            "    operations: [read, update]\n    fields: [status, note]\n",
+            "    operations: [read, create, update]\n    fields: [status, note]\n    void: {deleted: true}\n",
+        ),
+        "grant 'contacts': void sets deleted, outside the grant's fields (status, note)",
+    ),
     ("not-a-mapping", "- just\n- a list\n", "broken.yaml: line 1: a policy is a YAML mapping"),
     ("not-yaml", "version: [1\n", "not valid YAML"),
 ]
