@@ -8,6 +8,7 @@ the payments grant's vendor filter, and rollback --data voiding what a rollout p
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,11 +22,21 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.evidence.checkpoint import public_text
-from govflow import Registry, ScopedConnectors, ScopeViolation, WriteRequest, parse_policy
+from govflow import (
+    InvalidModelOutput,
+    OpenAIChatClient,
+    Registry,
+    ScopedConnectors,
+    ScopeViolation,
+    SharedPool,
+    WriteRequest,
+    parse_policy,
+)
 from govflow.examples import invoice_matching as im
 from policies import signing_message
 from tests.helpers import event_kinds, fixture_key, fixture_signature, sor_fetch, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
+from tests.local_servers import ChatCompletionsApi, serve
 from workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
 from workflows.rollout_models import Control, control_message
 from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunResult, RunStatus, submit_message
@@ -320,3 +331,28 @@ def test_the_demo_policy_takes_the_demo_peoples_keys(tmp_path: Path) -> None:
     assert [s.name for s in policy.rollout.stages] == ["shadow", "pilot", "full"]
     assert {r.action for r in policy.stop_rules} == {"pause"}
     assert [a.name for a in policy.actions] == [a.name for a in shipped().actions]
+
+
+async def test_the_task_proposes_through_an_openai_compatible_model(finance_url: str) -> None:
+    answer = {"decision": "pay", "reason": "all three agree", "amount_match": 1.0, "confidence": 0.93}
+    api = ChatCompletionsApi([
+        (200, ChatCompletionsApi.completion(json.dumps(answer)), {}),
+        (200, ChatCompletionsApi.completion('{"decision": "maybe"}'), {}),
+    ])  # fmt: skip
+    pool = SharedPool(finance_url)
+    io = ScopedConnectors(shipped(), {c.system: c for c in im.connectors(pool)})
+    task = im.InvoiceMatching()
+    context = await task.gather(im.InvoiceItem(invoice_id="INV-0003"), io)  # delivered in two parts
+    assert len(context.receipts) == 2
+    with serve(api) as base:
+        model = OpenAIChatClient(f"{base}/v1", "gpt-test")
+        proposal = await task.propose(context, model)
+        with pytest.raises(InvalidModelOutput, match="decision"):
+            await task.propose(context, model)
+        await model.aclose()
+    await pool.close()
+    assert [a.action_id for a in proposal.actions] == ["record-match", "schedule-payment"]
+    assert proposal.scores == {"amount_match": 1.0, "confidence": 0.93}
+    facts = json.loads(api.requests[0]["body"]["messages"][-1]["content"])
+    invoice = context.invoice
+    assert (facts["invoice_amount"], facts["received_amount"]) == (invoice["amount"], invoice["amount"])
