@@ -54,3 +54,9 @@ json_values = st.recursive(
 def test_digest_is_independent_of_insertion_order(doc: dict[str, object]) -> None:
     reversed_doc = dict(reversed(list(doc.items())))
     assert digest(doc) == digest(reversed_doc)
+
+
+def test_a_policy_digest_does_not_change_when_govflow_learns_a_field_the_policy_does_not_use() -> None:
+    # The digest of this document as govflow computed it before grants could say `void` (498a587): runs
+    # record it and `policy audit --task` compares it, so an upgrade must not move it.
+    assert policy_digest(parse_policy(BASE)) == "548a2e2f8ca729c5e8dc786021ee9bf09db2dd8692ae4e2fa5b94def059b5e1e"
