@@ -15,6 +15,7 @@ from typing import Final
 # Workflow types.
 GOVERNED_RUN: Final = "GovernedRun"
 ROLLOUT: Final = "Rollout"
+NOTIFY: Final = "GovflowNotify"
 
 # GovernedRun's handlers.
 APPROVE: Final = "approve"

@@ -9,6 +9,7 @@ from typing import Any
 
 from activities.connectors.base import Connector
 from activities.models.base import ModelClient
+from activities.secrets import MissingSecret, read_secret
 from activities.tasks.contract import Task
 from policies import Policy, canonical_json, load_policy, policy_digest
 from policies.errors import GovflowError
@@ -36,6 +37,13 @@ class Registration:
             raise GovflowError(
                 f"task {self.task.name}: connectors are registered by their system: {'; '.join(misnamed)}"
             )
+        for note in self.policy.notifications:
+            try:
+                read_secret(note.secret)
+            except MissingSecret as exc:
+                raise GovflowError(
+                    f"task {self.task.name}: policy {self.policy.name}, notification {note.name}: {exc}"
+                ) from None
         systems = {g.system for g in self.policy.grants}
         missing = sorted(systems - set(self.connectors))
         if missing:

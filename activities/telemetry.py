@@ -24,6 +24,9 @@ from activities.evidence.events import (
     BreachDetected,
     Event,
     LeaseRefused,
+    NotificationAbandoned,
+    NotificationDelivered,
+    NotificationFailed,
     Paused,
     Promoted,
     QualityCheckFailed,
@@ -118,6 +121,12 @@ class Telemetry:
             ["task"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "govflow_notification_deliveries",
+            "Attempts to announce a pending approval to a webhook (outcome: delivered, failed, abandoned).",
+            ["task", "target", "outcome"],
+            registry=registry,
+        )
         self.evidence_write = Histogram(
             "govflow_evidence_write_seconds",
             "Time to append one batch of evidence (one transaction).",
@@ -182,6 +191,12 @@ class Telemetry:
                     self.pauses.labels(task, "breach").inc()
             case Paused():
                 self.pauses.labels(task, "operator").inc()
+            case NotificationDelivered():
+                self.notifications.labels(task, event.target, "delivered").inc()
+            case NotificationFailed():
+                self.notifications.labels(task, event.target, "failed").inc()
+            case NotificationAbandoned():
+                self.notifications.labels(task, event.target, "abandoned").inc()
             case Promoted() | RolledBack():
                 # The label keeps its values ("promoted", "rollback") for dashboards and alerts already written.
                 change = "promoted" if isinstance(event, Promoted) else "rollback"

@@ -321,6 +321,19 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
     if policy.exceptions is not None:
         known_people(policy.exceptions.reviewers, ("exceptions", "reviewers"))
         known_roles(policy.exceptions.roles, ("exceptions", "roles"))
+    duplicates((n.name for n in policy.notifications), ("notifications",), "notification")
+    gated = {r.name for r in policy.actions if r.approval is not None}
+    for i, note in enumerate(policy.notifications):
+        known_roles(note.roles, ("notifications", i, "roles"))
+        for name in note.rules:
+            if name not in gated:
+                problems.append(
+                    (
+                        ("notifications", i, "rules"),
+                        f"{name!r} is not an action rule that asks for approval "
+                        f"(those are: {', '.join(sorted(gated)) or 'none'})",
+                    )
+                )
     return problems
 
 

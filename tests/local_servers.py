@@ -94,8 +94,35 @@ class ChatCompletionsApi:
             return status, extra, answer
 
 
+class WebhookReceiver:
+    """A webhook receiver: keeps every request, with whether ``verify(secret, body, signature)`` held;
+    answers 500 while ``failing()`` says so (a receiver that is down), 204 otherwise."""
+
+    def __init__(self, secret: bytes, verify: Any, failing: Any = lambda: False) -> None:
+        self.secret, self.verify, self.failing = secret, verify, failing
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self.lock = threading.Lock()
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], Any]:
+        with self.lock:
+            if self.failing():
+                self.refused += 1
+                return 500, {}, {"error": "down for maintenance"}
+            self.received.append({
+                "path": path, "message_id": headers.get("X-Govflow-Message-Id"),
+                "verified": self.verify(self.secret, body, headers.get("X-Govflow-Signature", "")),
+                "body": json.loads(body),
+            })  # fmt: skip
+            return 204, {}, ""
+
+    def messages(self, path: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.received if path is None or r["path"] == path]
+
+
 @contextmanager
-def serve(api: RecordsApi | ChatCompletionsApi) -> Iterator[str]:
+def serve(api: RecordsApi | ChatCompletionsApi | WebhookReceiver) -> Iterator[str]:
     """Serve ``api`` on a free loopback port; yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):

@@ -140,7 +140,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
-        await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port)
+        await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port, settings.ui_url)
 
     asyncio.run(go())
     return 0

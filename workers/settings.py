@@ -36,6 +36,11 @@ class Settings(BaseModel):
     temporal_namespace: str = "default"
     temporal_port: int = Field(default=7233, ge=1, le=65535, description="Local dev server port.")
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535, description="Local Web UI port.")
+    temporal_ui_url: str | None = Field(
+        default=None,
+        description="The Temporal UI's address, for links in notifications; unset means the local one "
+        "(with a remote GOVFLOW_TEMPORAL_ADDRESS and no UI URL, notifications carry no link).",
+    )
     task_queue: str = Field(default="govflow", min_length=1)
     temporal_tls: bool = False
     temporal_tls_cert: Path | None = None
@@ -84,6 +89,8 @@ class Settings(BaseModel):
 
     @property
     def ui_url(self) -> str | None:
+        if self.temporal_ui_url:
+            return self.temporal_ui_url
         return f"http://127.0.0.1:{self.temporal_ui_port}" if self.embedded_temporal else None
 
 

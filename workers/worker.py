@@ -13,11 +13,13 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evidence import EvidenceStore
+from activities.notify_activities import NotifyActivities
 from activities.registry import Registry
 from activities.rollout_activities import RolloutActivities
 from activities.run_activities import RunActivities
 from policies.errors import GovflowError
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.notify import NotifyWorkflow
 from workflows.rollout import RolloutWorkflow
 
 
@@ -30,17 +32,20 @@ def build_worker(
     workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
     passthrough: Sequence[str] = (),
+    ui_url: str | None = None,
     **worker_options: Any,
 ) -> Worker:
-    """A worker for govflow's workflows and activities (plus any given, for tests)."""
+    """A worker for govflow's workflows and activities (plus any given, for tests). ``ui_url``: the
+    Temporal UI, for the links in notifications of pending approvals."""
     registry = registry or Registry()
     runs = RunActivities(registry, store, client)
     rollouts = RolloutActivities(registry, store, client)
+    notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GovernedRunWorkflow, RolloutWorkflow, *workflows],
-        activities=[*runs.all(), *rollouts.all(), *extra_activities],
+        workflows=[GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, *workflows],
+        activities=[*runs.all(), *rollouts.all(), *notices.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         **worker_options,
     )
@@ -74,7 +79,12 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
 
 
 async def run_worker(
-    client: Client, task_queue: str, database_url: str, registry: Registry, metrics_port: int = 0
+    client: Client,
+    task_queue: str,
+    database_url: str,
+    registry: Registry,
+    metrics_port: int = 0,
+    ui_url: str | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM, then drain and stop; serve govflow_* metrics on ``metrics_port`` (0: off)."""
     if metrics_port:
@@ -90,7 +100,7 @@ async def run_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EvidenceStore.open(database_url) as store:
-        worker = build_worker(client, task_queue, store, registry)
+        worker = build_worker(client, task_queue, store, registry, ui_url=ui_url)
         async with worker:
             tasks = ", ".join(f"{r.task.name} v{r.task.version}" for r in registry) or "none"
             print(f"govflow worker polling task queue {task_queue!r}; tasks: {tasks}; Ctrl-C stops it", flush=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
@@ -20,9 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.connectors.guard import ReadLog
     from activities.evidence import events as ev
     from activities.names import ErrorType
+    from activities.notify_models import Transition
     from activities.run_activities import RunActivities
     from policies import Action, AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from workflows import approvals
+    from workflows import approvals, notify
     from workflows import search_attributes as sa
     from workflows.approvals import ActionState, GateState, Verdict, Via
     from workflows.closing import settle
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.exception_route import ExceptionRoute
     from workflows.inputs import read
     from workflows.ledger import LOCAL, RETRY, RunLedger, scope_refusal
+    from workflows.notify import NotifyWorkflow
     from workflows.run_models import (
         ActionOutcome,
         Outcome,
@@ -72,6 +75,8 @@ class GovernedRunWorkflow:
         self._v2 = False
         self._patches_read = False
         self._started = False
+        self._notices = 0
+        self._announced: set[str] = set()
 
     @property
     def policy(self) -> Policy:
@@ -123,6 +128,7 @@ class GovernedRunWorkflow:
         waits = inp.mode == "live" and any(s.open for s in self._actions.values())
         if waits:
             await self._ledger.record(*events)  # committed before anyone is asked to approve
+            await self._announce("waiting")
         else:
             # Committed with the next rows: by the first write, before it writes (one round trip fewer).
             self._ledger.defer(*events)
@@ -246,12 +252,35 @@ class GovernedRunWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changes != seen, timeout=earliest - now)  # noqa: B023
         self._set_awaiting(False)
+        await self._announce("decided")
 
     async def _expire(self, expired: list[GateState], now: datetime) -> None:
         events = approvals.expire(self.policy, expired, now)
         self._changes += 1
         self._show()
         await self._ledger.record(*events)
+        if any(isinstance(e, ev.GateEscalated) for e in events):
+            await self._announce("escalated")
+
+    async def _announce(self, transition: Transition) -> None:
+        """Tell the policy's notification targets (none: nothing happens, no command is issued). Each
+        message is delivered by a workflow of its own that outlives this one; only its start is awaited."""
+        if not self.policy.notifications:
+            return
+        self._notices += 1
+        inp = self._inp
+        for message in notify.announcements(
+            self.policy, run_id=self._run_id, task=inp.task, task_version=inp.task_version, requester=inp.requester,
+            actions=self._actions, transition=transition, now=workflow.now(), counter=self._notices,
+            announced=self._announced,
+        ):  # fmt: skip
+            await workflow.start_child_workflow(
+                NotifyWorkflow.run,
+                message,
+                id=message.notification_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
 
     async def _publish(self) -> RunResult:
         inp = self._inp

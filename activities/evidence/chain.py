@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.digest import canonical_json, sha256_hex
 
-Stream = Literal["run", "rollout"]
+Stream = Literal["run", "rollout", "notification"]
 GENESIS = "0" * 64
 
 

@@ -35,7 +35,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
     kind: ClassVar[str]
-    stream: ClassVar[Literal["run", "rollout"]] = "run"
+    stream: ClassVar[Literal["run", "rollout", "notification"]] = "run"
 
     def payload(self) -> dict[str, Any]:
         """What is stored (and hashed) for this event."""
@@ -266,7 +266,7 @@ class EvidenceDiverged(Event):
 
 
 class RolloutEvent(Event):
-    stream: ClassVar[Literal["run", "rollout"]] = "rollout"
+    stream: ClassVar[Literal["run", "rollout", "notification"]] = "rollout"
 
 
 class RolloutStarted(RolloutEvent):
@@ -384,6 +384,58 @@ class UnreadableEvent(Event):
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
+# --- a notification's events: one chain per message (its delivery workflow's id) -------------------------
+
+
+class NotificationEvent(Event):
+    stream: ClassVar[Literal["run", "rollout", "notification"]] = "notification"
+
+
+class NotificationRequested(NotificationEvent):
+    """What is announced, to which target, for which run: the body sent (and signed) on every attempt."""
+
+    kind: ClassVar[str] = "notification_requested"
+
+    run_id: str
+    task: str
+    transition: Literal["waiting", "escalated", "decided"]
+    target: str
+    url: str
+    body_sha256: str
+    actions: list[str] = Field(default_factory=list)
+
+
+class NotificationDelivered(NotificationEvent):
+    kind: ClassVar[str] = "notification_delivered"
+
+    target: str
+    attempt: int
+    status: int
+    run_id: str = ""
+
+
+class NotificationFailed(NotificationEvent):
+    """One attempt that did not deliver; the next waits ``retry_in_s``."""
+
+    kind: ClassVar[str] = "notification_failed"
+
+    target: str
+    attempt: int
+    detail: str
+    status: int | None = None
+    retry_in_s: float | None = None
+    run_id: str = ""
+
+
+class NotificationAbandoned(NotificationEvent):
+    kind: ClassVar[str] = "notification_abandoned"
+
+    target: str
+    attempts: int
+    detail: str
+    run_id: str = ""
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -391,7 +443,8 @@ EVENTS: dict[str, type[Event]] = {
         PolicyDecisionRecord, ScopeRefused, ExceptionRaised, ExceptionExpired, ExceptionDecided,
         ApprovalAttemptRecord, GateExpired, GateEscalated, TouchedRecord, LeaseRefused, RunFinished,
         EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
-        Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict,
+        Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
+        NotificationDelivered, NotificationFailed, NotificationAbandoned,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""

@@ -1,0 +1,160 @@
+"""Delivering announcements of pending approvals: one signed HTTPS POST per attempt, each attempt evidence.
+
+The body is the same on every attempt; the signature is HMAC-SHA256, keyed by the target's secret, over
+``"{timestamp}.{body}"``, sent as ``X-Govflow-Signature: t=<timestamp>,v1=<hex>`` (the scheme Stripe
+uses), with ``X-Govflow-Message-Id`` for receivers to drop a repeat (delivery is at least once).
+``docs/webhooks.md`` shows a receiver verifying it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from temporalio import activity
+
+from activities.common import GovflowActivities
+from activities.evidence import EvidenceEvent
+from activities.evidence.events import (
+    Event,
+    NotificationAbandoned,
+    NotificationDelivered,
+    NotificationFailed,
+    NotificationRequested,
+)
+from activities.notify_models import Abandon, Announcement, DeliveryAttempt, DeliveryResult
+from activities.secrets import MissingSecret, read_secret
+from policies.model import Notification
+
+TIMEOUT_S = 10.0
+
+
+def signature_header(secret: bytes, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def render(announcement: Announcement, style: str, link: str | None) -> bytes:
+    """The body for a target: govflow's JSON, or a Slack-compatible incoming-webhook message."""
+    a = announcement
+    actions = [
+        {**x.model_dump(mode="json"), "approve": f"govflow approve {a.run_id} --as <you> --action {x.action_id}"}
+        for x in a.actions
+    ]
+    if style == "slack":
+        head = {
+            "waiting": f"*{a.task}*: run `{a.run_id}` waits for approval",
+            "escalated": f"*{a.task}*: run `{a.run_id}` escalated: its approval window passed",
+            "decided": f"*{a.task}*: run `{a.run_id}`: the wait is over",
+        }[a.transition]
+        lines = [
+            f"• `{x['action_id']}` {x['target']} ({x['risk']} risk, rule {x['rule']}): {x['status']}; "
+            f"{len(x['approved_by'])}/{x['quorum']} approved; may approve: {', '.join(x['eligible'])}; "
+            f"until {x['expires_at']}\n  `{x['approve']}`"
+            for x in actions
+        ]
+        text = "\n".join([head, *lines, f"<{link}|Open the run in Temporal>" if link else ""]).strip()
+        doc: dict[str, Any] = {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    else:
+        doc = {
+            "type": f"govflow.approval.{a.transition}", "id": a.notification_id, "run_id": a.run_id,
+            "task": a.task, "task_version": a.task_version, "requester": a.requester, "transition": a.transition,
+            "target": a.target, "at": a.at.isoformat(), "link": link, "actions": actions,
+        }  # fmt: skip
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+class NotifyActivities(GovflowActivities):
+    """Needs the Temporal UI's address (``ui_url``) for the deep link to the run; without it none is sent."""
+
+    def __init__(self, *args: Any, ui_url: str | None = None, namespace: str = "default", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ui_url = ui_url.rstrip("/") if ui_url else None
+        self._namespace = namespace
+
+    def _target(self, a: Announcement) -> Notification:
+        policy = self._registration(a.task, a.task_version).policy
+        target = next((n for n in policy.notifications if n.name == a.target), None)
+        if target is None:
+            raise ValueError(f"policy {policy.name} has no notification target {a.target!r}")
+        return target
+
+    def link(self, run_id: str) -> str | None:
+        return f"{self._ui_url}/namespaces/{self._namespace}/workflows/{run_id}" if self._ui_url else None
+
+    @activity.defn(name="govflow.deliver_notification")
+    async def deliver(self, attempt: DeliveryAttempt) -> DeliveryResult:
+        """One attempt: POST the signed body; record the attempt (the first also records the request)."""
+        a = attempt.announcement
+        recorded = await self._store.next_seq("notification", a.notification_id)
+        if recorded > attempt.seq:  # this attempt ran and was recorded; its completion was lost: no second POST
+            rows = [r for r in await self._store.events("notification", a.notification_id) if r["seq"] >= attempt.seq]
+            delivered = any(r["kind"] == NotificationDelivered.kind for r in rows)
+            return DeliveryResult(delivered=delivered, next_seq=recorded, detail="" if delivered else "recorded before")
+        target = self._target(a)
+        body = render(a, target.format, self.link(a.run_id))
+        events: list[Event] = []
+        if attempt.attempt == 1:
+            events.append(
+                NotificationRequested(
+                    run_id=a.run_id,
+                    task=a.task,
+                    transition=a.transition,
+                    target=a.target,
+                    url=target.url,
+                    body_sha256=hashlib.sha256(body).hexdigest(),
+                    actions=[x.action_id for x in a.actions],
+                )
+            )
+        status: int | None = None
+        try:
+            secret = read_secret(target.secret)
+            stamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "X-Govflow-Signature": signature_header(secret, body, stamp),
+                "X-Govflow-Message-Id": a.notification_id,
+                "User-Agent": "govflow-notify/1",
+            }
+            async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+                response = await client.post(target.url, content=body, headers=headers)
+            status = response.status_code
+            problem = None if 200 <= status < 300 else f"the receiver answered {status}"
+        except MissingSecret as exc:
+            problem = f"target {a.target}: {exc}"
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if problem is None:
+            assert status is not None
+            events.append(
+                NotificationDelivered(target=a.target, attempt=attempt.attempt, status=status, run_id=a.run_id)
+            )
+        else:
+            events.append(NotificationFailed(target=a.target, attempt=attempt.attempt, detail=problem, status=status,
+                                             retry_in_s=attempt.retry_in_s, run_id=a.run_id))  # fmt: skip
+        await self._record(a, attempt.seq, events)
+        return DeliveryResult(delivered=problem is None, next_seq=attempt.seq + len(events), detail=problem or "")
+
+    @activity.defn(name="govflow.abandon_notification")
+    async def abandon(self, request: Abandon) -> None:
+        a = request.announcement
+        event = NotificationAbandoned(target=a.target, attempts=request.attempts, detail=request.detail,
+                                      run_id=a.run_id)  # fmt: skip
+        await self._record(a, request.seq, [event])
+
+    async def _record(self, a: Announcement, seq: int, events: list[Event]) -> None:
+        batch = [
+            (EvidenceEvent(stream="notification", stream_id=a.notification_id, seq=seq + i, kind=e.kind,
+                           occurred_at=a.at if e.kind == "notification_requested" else datetime.now(UTC),
+                           payload=e.payload()), None)
+            for i, e in enumerate(events)
+        ]  # fmt: skip
+        await self._store_batch("notification", a.task, batch)
+
+    def all(self) -> list[Any]:
+        return [self.deliver, self.abandon]
