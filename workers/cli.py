@@ -70,10 +70,17 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def stream_of(args: argparse.Namespace) -> Stream:
+    """Which chain an evidence command names: --rollout, a notification's id, else a run."""
+    if args.rollout:
+        return "rollout"
+    return "notification" if (args.id or "").startswith("notify-") else "run"
+
+
 def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
     from workers.evidence_cli import show
 
-    stream: Stream = "rollout" if args.rollout else "run"
+    stream = stream_of(args)
 
     async def go() -> list[str]:
         async with EvidenceStore.open(database_url(settings)) as store:

@@ -25,6 +25,10 @@ from activities.evidence.events import (
     ContextRead,
     Event,
     ModelCall,
+    NotificationAbandoned,
+    NotificationDelivered,
+    NotificationFailed,
+    NotificationRequested,
     OperatorAct,
     OtherEvent,
     PolicyDecisionRecord,
@@ -125,6 +129,15 @@ def describe(kind: str, payload: Any) -> str:
         case OperatorAct() as e:
             refused = "" if e.accepted else " (refused)"
             return f"{e.kind.replace('_', ' ')} by {e.operator} via {e.via}{refused}: {e.reason}"
+        case NotificationRequested() as e:
+            return f"announce to {e.target} that run {e.run_id} is {e.transition}: {', '.join(e.actions)} ({e.url})"
+        case NotificationDelivered() as e:
+            return f"delivered to {e.target} on attempt {e.attempt} (HTTP {e.status})"
+        case NotificationFailed() as e:
+            retry = f"; next attempt in {e.retry_in_s:.0f} s" if e.retry_in_s is not None else ""
+            return f"attempt {e.attempt} to {e.target} FAILED: {e.detail}{retry}"
+        case NotificationAbandoned() as e:
+            return f"GAVE UP announcing to {e.target} after {e.attempts} attempts: {e.detail}"
         case UnreadableEvent() as e:
             return f"UNREADABLE {kind}: {e.problem}; payload {_short(e.raw, 80)}"
         case e:
@@ -202,6 +215,10 @@ async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str
     lines = [f"{stream} {stream_id}: {len(events)} events"]
     lines += [f"  {e['seq']:>3}  {_when(e['occurred_at'])}  {describe(e['kind'], e['payload'])}" for e in events]
     lines.append(f"chain verifies ({report.rows} rows)" if report.ok else f"chain does NOT verify: {report.problem}")
+    if stream == "run":
+        for n in await store.run_notifications(stream_id):
+            last = describe(n["last_kind"], n["last_payload"])
+            lines.append(f"notified {n['target']} ({n['transition']}): {last}  [evidence show {n['notification_id']}]")
     return lines
 
 

@@ -12,6 +12,16 @@ FROM runs WHERE run_id = $1;
 -- name: rollout_runs
 SELECT run_id FROM runs WHERE rollout_id = $1 ORDER BY started_at, run_id;
 
+-- name: run_notifications
+-- The announcements of a run's pending approvals, each with its chain's last event (its delivery so far).
+SELECT r.stream_id AS notification_id, r.payload->>'target' AS target, r.payload->>'transition' AS transition,
+       last.kind AS last_kind, last.payload AS last_payload
+FROM evidence_events r
+JOIN chain_heads h ON h.stream = 'notification' AND h.stream_id = r.stream_id
+JOIN evidence_events last ON last.stream = 'notification' AND last.stream_id = r.stream_id AND last.seq = h.seq
+WHERE r.stream = 'notification' AND r.kind = 'notification_requested' AND r.payload->>'run_id' = $1
+ORDER BY r.occurred_at, r.stream_id;
+
 -- name: decided_at
 -- When the policy decided an action of a run (the latest decision, if it was decided again).
 SELECT occurred_at FROM evidence_events

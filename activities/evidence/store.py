@@ -225,6 +225,10 @@ class EvidenceStore:
         """The runs a rollout admitted, oldest first."""
         return [r["run_id"] for r in await self._pool.fetch(self._q["rollout_runs"], rollout_id)]
 
+    async def run_notifications(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's announcements (notification chains), oldest first, each with its last event."""
+        return [dict(r) for r in await self._pool.fetch(self._q["run_notifications"], run_id)]
+
     async def decided_at(self, run_id: str, action_id: str) -> datetime | None:
         """When the policy decided ``action_id`` in the run (its policy_decision event)."""
         found: datetime | None = await self._pool.fetchval(self._q["decided_at"], run_id, action_id)

@@ -26,6 +26,7 @@ from policies.errors import GovflowError
 from tests.helpers import eventually, start_run, wait_for, worker
 from tests.local_servers import WebhookReceiver, serve
 from workers.app import EXAMPLES
+from workers.evidence_cli import show
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review, RunResult
 
@@ -169,6 +170,8 @@ async def test_a_receiver_that_is_down_delays_nothing_and_every_failed_attempt_i
             started = time.monotonic()
             handles = [await start_run(client, task_queue, t) for t in ("T0001", "T0002", "T0003")]
             for h in handles:
+                # Once its wait is announced (a gate approved before that is never announced at all).
+                await eventually(lambda: store.run_notifications(h.id), bool)  # noqa: B023
                 await approve_all(client, h.id)
             results = [await client.get_workflow_handle(h.id, result_type=RunResult).result() for h in handles]
             took = time.monotonic() - started
@@ -191,6 +194,12 @@ async def test_a_receiver_that_is_down_delays_nothing_and_every_failed_attempt_i
     assert "notification_failed" in kinds
     failed = next(e["payload"] for e in await store.events("notification", first) if e["kind"] == "notification_failed")
     assert (failed["status"], failed["detail"], failed["attempt"]) == (500, "the receiver answered 500", 1)
+    # What an auditor reads: the run names its announcements and how each delivery went.
+    run_lines = "\n".join(await show(store, "run", handles[0].id))
+    assert "notified leads (waiting): delivered to leads on attempt " in run_lines
+    notice = "\n".join(await show(store, "notification", first))
+    assert "attempt 1 to leads FAILED: the receiver answered 500; next attempt in 1 s" in notice
+    assert "chain verifies" in notice
 
 
 def test_bad_notification_settings_are_refused_naming_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
