@@ -51,18 +51,16 @@ def announcements(
     counter: int,
     announced: set[str],
 ) -> list[Announcement]:
-    """The messages for one transition, one per target with something to say. ``announced``: the targets
-    told this run waits (updated here), the only ones told when the wait ends."""
+    """The messages for one transition, one per target with something to say. ``announced``: which target
+    was told of which action's wait (``target:action_id``, updated here): they are told when it ends."""
 
     def chosen(gate: GateState, name: str) -> bool:
+        if transition == "decided":  # everyone told of this action's wait hears that it ended
+            return f"{name}:{gate.gate.action_id}" in announced
         target = next(n for n in policy.notifications if n.name == name)
-        if not target.announces(gate.gate.rule, gate.gate.roles):
+        if not target.announces(gate.gate.rule, gate.gate.roles) or gate.status != "open":
             return False
-        if transition == "waiting":
-            return gate.status == "open"
-        if transition == "escalated":
-            return gate.status == "open" and gate.gate.escalated
-        return name in announced
+        return transition == "waiting" or gate.gate.escalated
 
     out: list[Announcement] = []
     for target in policy.notifications:
@@ -90,8 +88,8 @@ def announcements(
             )
         if not items:
             continue
-        if transition == "waiting":
-            announced.add(target.name)
+        if transition != "decided":
+            announced.update(f"{target.name}:{item.action_id}" for item in items)
         out.append(
             Announcement(
                 notification_id=f"notify-{run_id}-{counter}-{target.name}",

@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,40 @@ def test_bad_notification_settings_are_refused_naming_what_is_wrong(monkeypatch:
             connectors=support_triage.connectors(SharedPool("postgresql://unused/x")),
             model=support_triage.baseline_model(),
         )  # fmt: skip
+
+
+async def test_an_escalation_is_announced_to_the_role_it_goes_to(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str,
+    receiver: tuple[WebhookReceiver, str],
+) -> None:  # fmt: skip
+    hook, base = receiver
+    env = time_skipping_env
+    registry = Registry()
+    policy = policy_with(base)
+    managers = policy.notifications[0].model_copy(update={"name": "managers", "url": f"{base}/managers",
+                                                          "roles": ("support-manager",)})  # fmt: skip
+    policy = policy.model_copy(update={"notifications": (*policy.notifications, managers)})
+    registry.register(
+        support_triage.SupportTriage(), policy=policy,
+        connectors=support_triage.connectors(SharedPool(sor_url)), model=support_triage.baseline_model(),
+    )  # fmt: skip
+    async with worker(env.client, task_queue, store, registry):
+        handle = await start_run(env.client, task_queue, "T0001")
+        await wait_for(handle, lambda s: bool(s.pending))
+        await eventually(lambda: asyncio.sleep(0, hook.messages("/leads")), lambda m: len(m) == 1)
+        assert hook.messages("/managers") == []  # a lead's gate: managers hear of it only when it escalates
+        await env.sleep(timedelta(hours=8, minutes=1))
+        (escalated,) = await eventually(lambda: asyncio.sleep(0, hook.messages("/managers")), lambda m: len(m) == 1)
+        status = await wait_for(handle, lambda s: bool(s.pending) and s.pending[0].gates[0].eligible == ["chen"])
+        await handle.signal(
+            GovernedRunWorkflow.approve, Review(reviewer="chen", action_digest=status.pending[0].digest)
+        )
+        result = await env.client.get_workflow_handle(handle.id, result_type=RunResult).result()
+        await eventually(lambda: asyncio.sleep(0, hook.messages("/managers")), lambda m: len(m) == 2)
+    await registry.aclose()
+    assert result.outcome == "published"
+    body = escalated["body"]
+    assert (body["transition"], body["actions"][0]["eligible"], body["actions"][0]["status"]) == (
+        "escalated", ["chen"], "open")  # fmt: skip
+    assert [m["body"]["transition"] for m in hook.messages("/leads")] == ["waiting", "decided"]
+    assert [m["body"]["transition"] for m in hook.messages("/managers")] == ["escalated", "decided"]
