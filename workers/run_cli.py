@@ -370,8 +370,10 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     approvals = sub.add_parser("approvals", help="what waits for approval")
     ap_sub = approvals.add_subparsers(dest="action", required=True, metavar="ACTION")
     apl = ap_sub.add_parser("list", help="actions waiting, with digest, who approved, expiry")
-    apl.add_argument("--as", dest="reviewer", help="only what this reviewer may still approve")
-    apl.add_argument("--json", action="store_true")
+    who = apl.add_mutually_exclusive_group()
+    who.add_argument("--as", dest="reviewer", help="only what this reviewer may still approve")
+    who.add_argument("--all", action="store_true", help="everything that waits, for every reviewer (a lead's view)")
+    apl.add_argument("--json", action="store_true", help="one JSON array: run, action, digest, rule, who, expiry")
     apl.set_defaults(func=cmd_approvals_list)
 
     for verdict in ("approve", "reject"):

@@ -26,13 +26,22 @@ def run_details(inp: RunInput, phase: str, outcome: str | None, exception: str |
     if exception:
         lines += ["", f"Exception: {exception}", "Signal `resolve_exception` to retry or discard."]
     if actions:
-        lines += ["", "| action | target | decision | approvals | expires | digest |", "|---|---|---|---|---|---|"]
+        # A line each, not a Markdown table: the Temporal UI's details renderer runs table cells together
+        # (and shows no lists: hence the bullet characters).
+        lines += ["", "Actions:"]
         for s in actions:
-            approvals = "; ".join(f"{g.gate.rule}: {len(g.approved_by)}/{g.gate.quorum} {g.status}" for g in s.gates)
-            expires = ", ".join(g.gate.expires_at.strftime("%Y-%m-%d %H:%M UTC") for g in s.gates if g.status == "open")
+            gates = []
+            for g in s.gates:
+                gate = f"rule {g.gate.rule} {len(g.approved_by)}/{g.gate.quorum} {g.status}"
+                if g.status == "open":
+                    signed = ", signed" if g.gate.signature_required else ""
+                    gate += (f" (may approve: {', '.join(g.gate.eligible)}{signed}; "
+                             f"until {g.gate.expires_at.strftime('%Y-%m-%d %H:%M UTC')})")  # fmt: skip
+                gates.append(gate)
             lines.append(
-                f"| {s.action.action_id} | {s.action.target} {s.action.record_id or ''} | {s.decision} | "
-                f"{approvals or '-'} | {expires or '-'} | `{s.digest}` |"
+                f"• **{s.action.action_id}** {s.action.target} {s.action.record_id or ''}: {s.decision}"
+                + (f"; {'; '.join(gates)}" if gates else "")
+                + f"; digest `{s.digest}`"
             )
         if any(s.open for s in actions):
             lines += ["", 'Approve with Signal `approve`: `{"reviewer": "<you>", "action_digest": "<digest>"}`']
@@ -47,14 +56,18 @@ def rollout_details(task: str, task_version: str, stage: Stage, state: RolloutSt
         "",
         f"**PAUSED**: {state.pause_reason}" if state.paused else "Running.",
         "",
-        "| rule | status | n | estimate | interval | threshold | evidence of a drop |",
-        "|---|---|---|---|---|---|---|",
+        "Quality gates:",
     ]
-    for v in verdicts:
-        est = f"{v.estimate:.3f}" if v.estimate is not None else "-"
-        interval = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None and v.high is not None else "-"
-        drop = f"{v.statistic:.1f} of the {v.limit:.1f} that pauses" if v.limit is not None else "(window)"
-        lines.append(f"| {v.rule} | {v.status} | {v.n} | {est} | {interval} | {v.threshold} | {drop} |")
+    for v in verdicts:  # a line each, not a Markdown table: the Temporal UI runs table cells together
+        parts = [v.status, f"{v.n} runs"]
+        if v.estimate is not None:
+            parts.append(f"estimate {v.estimate:.3f}")
+        if v.low is not None and v.high is not None:
+            parts.append(f"interval [{v.low:.3f}, {v.high:.3f}]")
+        parts.append(f"threshold {v.threshold}")
+        if v.limit is not None and v.statistic is not None:
+            parts.append(f"evidence of a drop {v.statistic:.1f} of the {v.limit:.1f} that pauses")
+        lines.append(f"• **{v.rule}**: {' · '.join(parts)}")
     if state.last_breach:
         b = state.last_breach
         lines += [

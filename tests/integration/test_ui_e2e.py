@@ -6,11 +6,13 @@ through `executable_path`, never `playwright install`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowQueryFailedError
@@ -86,6 +88,17 @@ async def test_pause_a_rollout_from_the_temporal_ui(
             status = await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda s: s.paused, every=0.1)
             assert status.pause_reason == "paused by ui-operator: seen in the UI"
 
+            # What the operator reads in the UI: the rollout's current details, each gate on a line of its own
+            # (they were a Markdown table, whose cells the UI ran together: "breach200.600").
+            await page.reload()
+            await page.get_by_role("tab", name="User Metadata").click()
+            details = await eventually(lambda: _text_of_frames(page), lambda t: "Quality gates:" in t, every=0.2)
+            assert "PAUSED: paused by ui-operator: seen in the UI" in details
+            for rule, threshold in (("pass-rate", "0.8"), ("override-rate", "0.2"), ("error-rate", "0.05")):
+                line = next(x for x in details.splitlines() if x.startswith(f"• {rule}:"))
+                pattern = rf"• {rule}: \w+ · 0 runs · threshold {threshold} · evidence of a drop 0\.0 of the [\d.]+"
+                assert re.fullmatch(pattern + " that pauses", line), line
+
             # What the operator sees in the UI: the run's GovflowPaused search attribute set.
             await page.reload()
             await page.get_by_role("tab", name="Search Attributes").click()
@@ -96,3 +109,14 @@ async def test_pause_a_rollout_from_the_temporal_ui(
             await browser.close()
         paused = [wf.id async for wf in env.client.list_workflows("GovflowPaused = true")]
         assert rollout.id in paused
+
+
+async def _text_of_frames(page: Any) -> str:
+    """The page's text, with what its frames show (the UI renders a workflow's details in a frame)."""
+    texts = []
+    for frame in page.frames:
+        try:
+            texts.append(await frame.locator("body").inner_text())
+        except Exception:
+            continue
+    return "\n".join(texts)
