@@ -16,6 +16,12 @@ from typing import Final
 GOVERNED_RUN: Final = "GovernedRun"
 ROLLOUT: Final = "Rollout"
 NOTIFY: Final = "GovflowNotify"
+STANDING_GRANT: Final = "GovflowStandingGrant"
+
+# StandingGrant's handlers.
+GRANT: Final = "grant"
+REVOKE_GRANT: Final = "revoke"
+GRANT_STATUS: Final = "grant_status"
 
 # GovernedRun's handlers.
 APPROVE: Final = "approve"

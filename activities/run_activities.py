@@ -23,6 +23,7 @@ from activities.run_models import (
     EvidenceItem,
     GatherInput,
     GatherResult,
+    GrantClaim,
     LeaseRequest,
     ProposeInput,
     ProposeResult,
@@ -151,8 +152,14 @@ class RunActivities(GovflowActivities):
                 # The fence is held from the lease to the end of the write: a pause waits for this write
                 # before it is recorded, and no write starts once it is (see migration 0004).
                 rollouts = self._rollouts(inp)
-                async with self._store.fence(rollouts) as paused:
+                async with self._store.fence(rollouts, inp.grants) as paused:
                     await self._lease(inp, rollouts)  # right before the write: a paused rollout refuses
+                    ended = [p.removeprefix("grant:") for p in paused if p.startswith("grant:")]
+                    if ended:  # revoked (or expired) before this write started: its approval is gone
+                        raise ApplicationError(
+                            f"standing approval {', '.join(ended)} is no longer active", type=ErrorType.LEASE_REFUSED,
+                            non_retryable=True,
+                        )  # fmt: skip
                     if paused:  # a pause under way: its workflow may not know yet, its fence does
                         raise ApplicationError(
                             f"rollout is paused (fence of {', '.join(paused)})", type=ErrorType.LEASE_REFUSED,
@@ -184,6 +191,18 @@ class RunActivities(GovflowActivities):
         return PublishResult(
             before=result.before, after=result.after, replayed=result.replayed, next_seq=seq + len(rows), head=head
         )
+
+    @activity.defn(name="govflow.claim_grant")
+    async def claim_grant(self, claim: GrantClaim) -> str | None:
+        """A use of a live standing approval covering the action, or None (people decide). Retried, the same
+        action gets the same use back: a use is never spent twice."""
+        try:
+            return await self._store.claim_grant(
+                claim.task, claim.task_version, claim.rule, claim.fields, claim.requester, claim.run_id,
+                claim.action_id, claim.at,
+            )  # fmt: skip
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise evidence_failure(exc) from exc
 
     @staticmethod
     def _rollouts(inp: PublishInput) -> list[str]:
@@ -254,5 +273,5 @@ class RunActivities(GovflowActivities):
     def all(self) -> list[Any]:
         return [
             self.start_run, self.append_run_evidence, self.record_evidence, self.gather, self.propose,
-            self.publish, self.admit,
+            self.publish, self.admit, self.claim_grant,
         ]  # fmt: skip

@@ -105,6 +105,9 @@ class PublishInput(_Model):
     then: list[EvidenceItem] = Field(
         default_factory=list, description="Rows to append after touched_record, in the same commit (run_finished)."
     )
+    grants: list[str] = Field(
+        default_factory=list, description="Standing approvals this write relies on: each must still be active."
+    )
 
 
 class PublishResult(_Model):
@@ -227,3 +230,16 @@ class ControlAnswer(_Model):
 def rollout_id_for(task: str, version: str) -> str:
     """The one rollout of a task version: its workflow id."""
     return f"rollout-{task}-v{version}"
+
+
+class GrantClaim(_Model):
+    """Ask for a use of a standing approval covering one action of a live run."""
+
+    task: str
+    task_version: str
+    rule: str
+    fields: dict[str, Any]
+    requester: str
+    run_id: str
+    action_id: str
+    at: datetime

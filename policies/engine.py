@@ -265,6 +265,11 @@ def signed_act_problem(
     requires the act signed (``identity.signed``)."""
     if not policy.signs(act):
         return None
+    return signature_problem(policy, act, person_id, signature, message)
+
+
+def signature_problem(policy: Policy, act: str, person_id: str, signature: str | None, message: bytes) -> str | None:
+    """Why ``signature`` is not ``person_id``'s Ed25519 signature of ``message`` (an ``act``), or None."""
     if not signature:
         return (
             f"the policy requires a signed {act}: sign it with {person_id}'s Ed25519 key "

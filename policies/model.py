@@ -154,6 +154,11 @@ class Approval(Strict):
     expires_after: Duration
     on_expiry: Literal["reject"] | Escalation = "reject"
     signature_required: StrictBool = False
+    standing: StrictBool | None = Field(
+        default=None,
+        description="May its approvers grant a bounded standing approval for a class of these actions? "
+        "Unset: yes, unless the rule is high risk.",
+    )
 
     @model_validator(mode="after")
     def _someone(self) -> Approval:
@@ -168,6 +173,13 @@ class ActionRule(Strict):
     risk: Risk
     approval: Approval | None = None
     deny: str | None = Field(default=None, description="Deny matching actions, with this reason.")
+
+    @property
+    def allows_standing(self) -> bool:
+        """Whether standing approvals may be granted for this rule (high-risk rules forbid them by default)."""
+        if self.approval is None:
+            return False
+        return self.approval.standing if self.approval.standing is not None else self.risk != "high"
 
     @model_validator(mode="after")
     def _one_effect(self) -> ActionRule:
@@ -448,4 +460,7 @@ class Policy(Strict):
                 grant.pop("void", None)
         if not doc.get("notifications"):
             doc.pop("notifications", None)
+        for rule in doc["actions"]:
+            if rule.get("approval") and rule["approval"].get("standing") is None:
+                rule["approval"].pop("standing", None)
         return doc

@@ -74,7 +74,8 @@ def stream_of(args: argparse.Namespace) -> Stream:
     """Which chain an evidence command names: --rollout, a notification's id, else a run."""
     if args.rollout:
         return "rollout"
-    return "notification" if (args.id or "").startswith("notify-") else "run"
+    ident = args.id or ""
+    return "notification" if ident.startswith("notify-") else "grant" if ident.startswith("grant-") else "run"
 
 
 def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,20 +12,24 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.run_models import rollout_id_for
 from policies import AttemptOutcome
+from policies.standing import GrantTerms
 from workers.temporal import query_current
 from workflows import search_attributes as sa
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
 from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
+from workflows.standing import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
 
 # The handlers take ``*args`` (anyone can send anything), so their types say nothing of the payload.
 _REVIEW: Any = GovernedRunWorkflow.review
 _RESOLVE: Any = GovernedRunWorkflow.resolve_exception_update
+_GRANT: Any = StandingGrantWorkflow.grant
+_REVOKE: Any = StandingGrantWorkflow.revoke
 
 rollout_id = rollout_id_for
 """One rollout per (task, version): its workflow id."""
@@ -127,3 +131,49 @@ async def control(client: Client, rollout: str, command: str, payload: Control |
         update, payload, result_type=ControlAnswer
     )
     return answer
+
+
+# --- standing approvals -------------------------------------------------------------------------------------
+
+
+async def propose_grant(client: Client, task_queue: str, terms: GrantTerms, proposed_by: str) -> str:
+    """Start a standing approval's workflow (its terms checked against the policy there); its grant id.
+    The proposer grants it next, like every granter (``grant_act``)."""
+    grant_id = f"grant-{terms.task}-{uuid.uuid4().hex[:8]}"
+    await client.start_workflow(
+        StandingGrantWorkflow.run,
+        GrantInput(terms=terms, proposed_by=proposed_by),
+        id=grant_id,
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.TASK, terms.task)]),
+        static_summary=f"standing approval for {terms.task} v{terms.task_version}, rule {terms.rule}",
+    )
+    return grant_id
+
+
+async def grant_status(client: Client, grant_id: str) -> GrantStatus:
+    status: GrantStatus = await client.get_workflow_handle(grant_id).query(StandingGrantWorkflow.status)
+    return status
+
+
+async def grant_act(client: Client, grant_id: str, act: GrantAct) -> AttemptOutcome:
+    """A person grants the standing approval; the verdict (accepted, or refused and why)."""
+    return await _grant_update(client, grant_id, _GRANT, act)
+
+
+async def revoke_grant(client: Client, grant_id: str, act: GrantAct) -> AttemptOutcome:
+    """Revoke it: every publish that starts after this refuses to write on it."""
+    return await _grant_update(client, grant_id, _REVOKE, act)
+
+
+async def _grant_update(client: Client, grant_id: str, update: Any, act: GrantAct) -> AttemptOutcome:
+    try:
+        outcome: AttemptOutcome = await client.get_workflow_handle(grant_id).execute_update(
+            update, act, result_type=AttemptOutcome
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        why = "has ended (revoked, expired or refused)" if "completed" in exc.message else "does not exist"
+        return AttemptOutcome(accepted=False, code="closed", reason=f"{grant_id} {why}: see `govflow approvals grants`")
+    return outcome

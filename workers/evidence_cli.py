@@ -24,6 +24,10 @@ from activities.evidence.events import (
     BreachDetected,
     ContextRead,
     Event,
+    GrantAct,
+    GrantActivated,
+    GrantEnded,
+    GrantProposed,
     ModelCall,
     NotificationAbandoned,
     NotificationDelivered,
@@ -138,6 +142,17 @@ def describe(kind: str, payload: Any) -> str:
             return f"attempt {e.attempt} to {e.target} FAILED: {e.detail}{retry}"
         case NotificationAbandoned() as e:
             return f"GAVE UP announcing to {e.target} after {e.attempts} attempts: {e.detail}"
+        case GrantProposed() as e:
+            return (f"{e.proposed_by} proposed a standing approval for rule {e.rule} of {e.task} v{e.task_version}: "
+                    f"match {_short(e.match, 60)}, at most {e.max_uses} uses, until {e.expires_at.isoformat()}; "
+                    f"needs {e.quorum} granter(s)")  # fmt: skip
+        case GrantAct() as e:
+            signed = ", signed" if e.signed else ""
+            return f"{e.person} {e.act}{signed}: {'accepted' if e.accepted else 'REFUSED'} ({e.reason})"
+        case GrantActivated() as e:
+            return f"active: granted by {', '.join(e.granted_by)}"
+        case GrantEnded() as e:
+            return f"ended: {e.status}" + (f" by {e.by}" if e.by else "") + (f": {e.reason}" if e.reason else "")
         case UnreadableEvent() as e:
             return f"UNREADABLE {kind}: {e.problem}; payload {_short(e.raw, 80)}"
         case e:

@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 
 from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
+from workers import grant_cli
 from workers.client import admit, resolve, review, run_status, running_rollout, submit
 from workers.keys import key_for, sign
 from workers.settings import Settings
@@ -375,6 +376,7 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     who.add_argument("--all", action="store_true", help="everything that waits, for every reviewer (a lead's view)")
     apl.add_argument("--json", action="store_true", help="one JSON array: run, action, digest, rule, who, expiry")
     apl.set_defaults(func=cmd_approvals_list)
+    grant_cli.add_parsers(ap_sub, _answer)
 
     for verdict in ("approve", "reject"):
         v = sub.add_parser(verdict, help=f"{verdict} a waiting action (exit 0 accepted, {EXIT_REFUSED} refused)")

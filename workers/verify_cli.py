@@ -108,7 +108,11 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
         return _verify_checkpoint(settings, args)
     if not args.id:
         raise GovflowError("evidence verify: name a RUN_ID (or a rollout id with --rollout), or give --checkpoint FILE")
-    stream: Stream = "rollout" if args.rollout else ("notification" if args.id.startswith("notify-") else "run")
+    stream: Stream = (
+        "rollout"
+        if args.rollout
+        else ("notification" if args.id.startswith("notify-") else "grant" if args.id.startswith("grant-") else "run")
+    )
 
     async def go() -> int:
         async with EvidenceStore.open(database_url(settings)) as store:

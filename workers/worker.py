@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evidence import EvidenceStore
+from activities.grant_activities import GrantActivities
 from activities.notify_activities import NotifyActivities
 from activities.registry import Registry
 from activities.rollout_activities import RolloutActivities
@@ -21,6 +22,7 @@ from policies.errors import GovflowError
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.notify import NotifyWorkflow
 from workflows.rollout import RolloutWorkflow
+from workflows.standing import StandingGrantWorkflow
 
 
 def build_worker(
@@ -41,11 +43,12 @@ def build_worker(
     runs = RunActivities(registry, store, client)
     rollouts = RolloutActivities(registry, store, client)
     notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace)
+    grants = GrantActivities(registry, store, client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, *workflows],
-        activities=[*runs.all(), *rollouts.all(), *notices.all(), *extra_activities],
+        workflows=[GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow, *workflows],
+        activities=[*runs.all(), *rollouts.all(), *notices.all(), *grants.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         **worker_options,
     )

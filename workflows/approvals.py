@@ -76,6 +76,8 @@ class ActionState:
     decision: Literal["allow", "needs_approval", "deny"]
     reason: str
     gates: list[GateState] = field(default_factory=list)
+    grant: str | None = None
+    """The standing approval that approved it, if one did."""
 
     @property
     def open(self) -> bool:

@@ -125,6 +125,7 @@ class GovernedRunWorkflow:
         ctx = RunContext(run_id=self._run_id, requester=inp.requester, now=workflow.now())
         decided = approvals.decide_proposal(self.policy, setup.policy_digest, proposal, self._reads, ctx)
         self._actions, self._checks_passed, events = decided
+        events += await self._claim_standing()
         waits = inp.mode == "live" and any(s.open for s in self._actions.values())
         if waits:
             await self._ledger.record(*events)  # committed before anyone is asked to approve
@@ -262,6 +263,47 @@ class GovernedRunWorkflow:
         if any(isinstance(e, ev.GateEscalated) for e in events):
             await self._announce("escalated")
 
+    async def _claim_standing(self) -> list[ev.Event]:
+        """Approve, by a live standing approval, each action a grant covers (one use each, claimed in the
+        evidence database); returns the approval attempts to record. Only for a live run with nothing
+        denied (a refused proposal publishes nothing, so it spends no use), and a rule that allows grants."""
+        inp = self._inp
+        if inp.mode != "live" or any(s.decision == "deny" for s in self._actions.values()):
+            return []
+        rules = {r.name for r in self.policy.actions if r.allows_standing}
+        wanted = [
+            (s, g) for s in self._actions.values() for g in s.gates[:1] if g.status == "open" and g.gate.rule in rules
+        ]
+        if not wanted or not workflow.patched("standing-grants"):
+            return []
+        events: list[ev.Event] = []
+        for state, gate in wanted:
+            grant = await workflow.execute_activity_method(
+                RunActivities.claim_grant,
+                rm.GrantClaim(
+                    task=inp.task, task_version=inp.task_version, rule=gate.gate.rule, fields=state.action.fields,
+                    requester=inp.requester, run_id=self._run_id, action_id=state.action.action_id, at=workflow.now(),
+                ),
+                start_to_close_timeout=_ACTIVITY,
+                retry_policy=RETRY,
+            )  # fmt: skip
+            if grant is None:
+                continue
+            gate.status, gate.approved_by, state.grant = "approved", [f"grant:{grant}"], grant
+            events.append(
+                ev.ApprovalAttemptRecord(
+                    action_id=state.action.action_id,
+                    action_digest=state.digest,
+                    reviewer=f"grant:{grant}",
+                    verdict="approve",
+                    accepted=True,
+                    via="grant",
+                    reason=f"standing approval {grant} covers it (rule {gate.gate.rule})",
+                )
+            )
+        self._changes += 1
+        return events
+
     async def _announce(self, transition: Transition) -> None:
         """Tell the policy's notification targets (none: nothing happens, no command is issued). Each
         message is delivered by a workflow of its own that outlives this one; only its start is awaited."""
@@ -320,7 +362,9 @@ class GovernedRunWorkflow:
     async def _write(self, action: Action, then: list[rm.EvidenceItem]) -> rm.PublishResult | None:
         inp = self._inp
         rollout_id = inp.rollout_id if inp.mode == "live" else None
-        written = await self._ledger.publish(action, rollout_id=rollout_id, stage=inp.stage, then=then)
+        grant = next((s.grant for s in self._actions.values() if s.action.action_id == action.action_id), None)
+        grants = [grant] if grant else []
+        written = await self._ledger.publish(action, rollout_id=rollout_id, stage=inp.stage, then=then, grants=grants)
         if isinstance(written, str):
             self._refusal = written
             return None

@@ -99,8 +99,9 @@ class RunLedger:
         )
 
     async def publish(
-        self, action: Action, *, rollout_id: str | None, stage: str, then: list[EvidenceItem]
-    ) -> PublishResult | str:
+        self, action: Action, *, rollout_id: str | None, stage: str, then: list[EvidenceItem],
+        grants: list[str] | None = None,
+    ) -> PublishResult | str:  # fmt: skip
         """Write one approved action (leased from ``rollout_id`` when live), the deferred rows committed
         before it and ``then`` with it. A write the scope guard or the rollout refuses is recorded, and
         its reason returned instead of a result."""
@@ -109,6 +110,7 @@ class RunLedger:
             write = PublishInput(
                 run_id=self.run_id, task=self.task, task_version=self.task_version, action=action, seq=seq,
                 at=workflow.now(), before=before, start=self.opening, rollout_id=rollout_id, stage=stage, then=then,
+                grants=grants or [],
             )  # fmt: skip
             try:
                 result = await workflow.execute_activity_method(

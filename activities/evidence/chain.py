@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.digest import canonical_json, sha256_hex
 
-Stream = Literal["run", "rollout", "notification"]
+Stream = Literal["run", "rollout", "notification", "grant"]
 GENESIS = "0" * 64
 
 

@@ -35,7 +35,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
     kind: ClassVar[str]
-    stream: ClassVar[Literal["run", "rollout", "notification"]] = "run"
+    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "run"
 
     def payload(self) -> dict[str, Any]:
         """What is stored (and hashed) for this event."""
@@ -189,7 +189,7 @@ class ApprovalAttemptRecord(ProjectedEvent):
     accepted: bool
     reason: str
     signed: bool = False
-    via: Literal["signal", "update", "cli", "expiry"] = "signal"
+    via: Literal["signal", "update", "cli", "expiry", "grant"] = "signal"
     note: str | None = Field(default=None, description="The reviewer's own reason, as sent.")
     signature: str | None = Field(default=None, description="The base64 Ed25519 signature, as sent.")
 
@@ -266,7 +266,7 @@ class EvidenceDiverged(Event):
 
 
 class RolloutEvent(Event):
-    stream: ClassVar[Literal["run", "rollout", "notification"]] = "rollout"
+    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "rollout"
 
 
 class RolloutStarted(RolloutEvent):
@@ -388,7 +388,7 @@ class UnreadableEvent(Event):
 
 
 class NotificationEvent(Event):
-    stream: ClassVar[Literal["run", "rollout", "notification"]] = "notification"
+    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "notification"
 
 
 class NotificationRequested(NotificationEvent):
@@ -436,6 +436,56 @@ class NotificationAbandoned(NotificationEvent):
     run_id: str = ""
 
 
+# --- a standing approval's events: one chain per grant (its workflow's id) ---------------------------------
+
+
+class GrantEvent(Event):
+    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "grant"
+
+
+class GrantProposed(GrantEvent):
+    kind: ClassVar[str] = "grant_proposed"
+
+    task: str
+    task_version: str
+    rule: str
+    match: dict[str, Any]
+    max_uses: int
+    expires_at: datetime
+    proposed_by: str
+    reason: str = ""
+    quorum: int = 1
+
+
+class GrantAct(GrantEvent):
+    """One person's act on a grant (grant or revoke), accepted or refused, as sent."""
+
+    kind: ClassVar[str] = "grant_act"
+
+    person: str
+    act: Literal["grant", "revoke"]
+    accepted: bool
+    reason: str
+    signed: bool = False
+    signature: str | None = None
+    note: str = ""
+
+
+class GrantActivated(GrantEvent):
+    kind: ClassVar[str] = "grant_activated"
+
+    granted_by: list[str]
+
+
+class GrantEnded(GrantEvent):
+    kind: ClassVar[str] = "grant_ended"
+
+    status: Literal["revoked", "expired", "refused"]
+    by: str = ""
+    reason: str = ""
+    uses: int = 0
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -444,7 +494,8 @@ EVENTS: dict[str, type[Event]] = {
         ApprovalAttemptRecord, GateExpired, GateEscalated, TouchedRecord, LeaseRefused, RunFinished,
         EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
-        NotificationDelivered, NotificationFailed, NotificationAbandoned,
+        NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
+        GrantEnded,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""

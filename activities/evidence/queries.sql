@@ -156,3 +156,39 @@ FROM evidence_events WHERE stream = $1 AND stream_id = ANY($2::text[]) ORDER BY 
 
 -- name: streams_heads
 SELECT stream_id, seq, hash FROM chain_heads WHERE stream = $1 AND stream_id = ANY($2::text[]);
+
+-- name: grant_propose
+INSERT INTO standing_grants (grant_id, task, task_version, rule, match, max_uses, expires_at, status)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, 'proposed') ON CONFLICT (grant_id) DO NOTHING;
+
+-- name: grant_activate
+UPDATE standing_grants SET status = 'active', granted_by = $2 WHERE grant_id = $1 AND status = 'proposed';
+
+-- name: grant_end
+-- Revoked or expired: from then on no claim finds it, and no publish that starts after it writes on it.
+UPDATE standing_grants SET status = $2, ended_at = now(), ended_by = $3, end_reason = $4
+WHERE grant_id = $1 AND status IN ('proposed', 'active');
+
+-- name: grant_candidates
+-- The live grants a run's action might use, locked: claims of one grant take turns, so its cap holds.
+SELECT grant_id, match, max_uses, granted_by FROM standing_grants
+WHERE task = $1 AND task_version = $2 AND rule = $3 AND status = 'active' AND expires_at > $4
+ORDER BY expires_at, grant_id FOR UPDATE;
+
+-- name: grant_use_of
+SELECT grant_id FROM grant_uses WHERE run_id = $1 AND action_id = $2;
+
+-- name: grant_uses_count
+SELECT count(*) FROM grant_uses WHERE grant_id = $1;
+
+-- name: grant_use_insert
+INSERT INTO grant_uses (run_id, action_id, grant_id) VALUES ($1, $2, $3);
+
+-- name: grants_list
+SELECT g.*, (SELECT count(*) FROM grant_uses u WHERE u.grant_id = g.grant_id) AS uses
+FROM standing_grants g WHERE ($1::text IS NULL OR g.task = $1) ORDER BY g.proposed_at, g.grant_id;
+
+-- name: hold_grants
+-- The grants a write is approved by, held FOR SHARE with the fence: a revocation waits for the write,
+-- and a write that starts after it sees it.
+SELECT grant_id, status FROM standing_grants WHERE grant_id = ANY($1::text[]) FOR SHARE;

@@ -22,6 +22,7 @@ from activities.evidence.chain import (
 from activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
 from activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
 from activities.evidence.sql import queries
+from policies.standing import matches
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -225,6 +226,44 @@ class EvidenceStore:
         """The runs a rollout admitted, oldest first."""
         return [r["run_id"] for r in await self._pool.fetch(self._q["rollout_runs"], rollout_id)]
 
+    # --- standing approvals ------------------------------------------------------------------------------
+
+    async def propose_grant(self, grant_id: str, task: str, task_version: str, rule: str, match: dict[str, Any],
+                            max_uses: int, expires_at: datetime) -> None:  # fmt: skip
+        await self._pool.execute(self._q["grant_propose"], grant_id, task, task_version, rule, json.dumps(match),
+                                 max_uses, expires_at)  # fmt: skip
+
+    async def activate_grant(self, grant_id: str, granted_by: list[str]) -> None:
+        await self._pool.execute(self._q["grant_activate"], grant_id, granted_by)
+
+    async def end_grant(self, grant_id: str, status: str, by: str, reason: str) -> None:
+        await self._pool.execute(self._q["grant_end"], grant_id, status, by, reason)
+
+    async def claim_grant(
+        self, task: str, task_version: str, rule: str, fields: dict[str, Any], requester: str, run_id: str,
+        action_id: str, now: datetime,
+    ) -> str | None:  # fmt: skip
+        """A use of a live grant that covers this action, or None. Idempotent: the same run's action gets
+        the use it already has. Never past a cap: candidate grants are locked while uses are counted."""
+        q = self._q
+        async with self._pool.acquire() as conn, conn.transaction():
+            had = await conn.fetchval(q["grant_use_of"], run_id, action_id)
+            if had is not None:
+                return str(had)
+            for g in await conn.fetch(q["grant_candidates"], task, task_version, rule, now):
+                match = g["match"] if isinstance(g["match"], dict) else json.loads(g["match"])
+                if not matches(match, fields) or requester in g["granted_by"]:
+                    continue
+                if await conn.fetchval(q["grant_uses_count"], g["grant_id"]) >= g["max_uses"]:
+                    continue
+                await conn.execute(q["grant_use_insert"], run_id, action_id, g["grant_id"])
+                return str(g["grant_id"])
+        return None
+
+    async def grants(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Every standing approval (of ``task``), oldest first, with how many uses it has had."""
+        return [dict(r) for r in await self._pool.fetch(self._q["grants_list"], task)]
+
     async def run_notifications(self, run_id: str) -> list[dict[str, Any]]:
         """The run's announcements (notification chains), oldest first, each with its last event."""
         return [dict(r) for r in await self._pool.fetch(self._q["run_notifications"], run_id)]
@@ -251,9 +290,11 @@ class EvidenceStore:
             await conn.execute(self._q["set_fence"], rollout_id, paused)
 
     @asynccontextmanager
-    async def fence(self, rollout_ids: list[str]) -> AsyncIterator[list[str]]:
+    async def fence(self, rollout_ids: list[str], grant_ids: Sequence[str] = ()) -> AsyncIterator[list[str]]:
         """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones. A pause
-        (``set_fence``) waits until this is left, so hold it around the write.
+        (``set_fence``) waits until this is left, so hold it around the write. ``grant_ids``: standing
+        approvals the write relies on, held the same way; one no longer active is yielded as
+        ``grant:<id>`` (a revocation waits for the write in progress, and refuses every later one).
 
         A rollout that never paused gets its (unpaused) row first, committed before the hold: without a
         row to hold, its first pause would not wait for the writes in progress (bench.pause_latency
@@ -266,7 +307,13 @@ class EvidenceStore:
                 self._fenced.update(new)
             async with conn.transaction():
                 rows = await conn.fetch(self._q["hold_fences"], rollout_ids)
-                yield [str(r["rollout_id"]) for r in rows if r["paused"]]
+                stopped = [str(r["rollout_id"]) for r in rows if r["paused"]]
+                if grant_ids:
+                    held = {
+                        r["grant_id"]: r["status"] for r in await conn.fetch(self._q["hold_grants"], list(grant_ids))
+                    }
+                    stopped += [f"grant:{g}" for g in grant_ids if held.get(g) != "active"]
+                yield stopped
 
     async def heads(self) -> list[dict[str, Any]]:
         """Every stream's newest row (stream, stream_id, seq, hash), for a checkpoint."""
