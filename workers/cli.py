@@ -94,7 +94,7 @@ def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
     from workers.evidence_cli import bundle, write_export
 
-    stream: Stream = "rollout" if args.rollout else "run"
+    stream = stream_of(args)
 
     async def go() -> dict[str, Any]:
         async with EvidenceStore.open(database_url(settings)) as store:

@@ -268,6 +268,13 @@ async def bundle(store: EvidenceStore, stream: Stream, stream_id: str) -> dict[s
     """The export: a run with its events, or a rollout with its events and every run it started."""
     if stream == "run":
         out = await _run_bundle(store, stream_id)
+    elif stream in ("grant", "notification"):  # a chain of its own: its events, verified
+        events = await _stream(store, stream, stream_id)
+        report = await store.verify(stream, stream_id)
+        out = {
+            "stream": stream, "stream_id": stream_id, "verified": report.ok,
+            "problems": [p.model_dump() for p in report.problems], "events": [_event_json(e) for e in events],
+        }  # fmt: skip
     else:
         events = await _stream(store, "rollout", stream_id)
         report = await store.verify("rollout", stream_id)
@@ -329,6 +336,9 @@ def markdown(b: dict[str, Any]) -> str:
     lines = [f"# Evidence: {b['stream']} `{b['stream_id']}`", ""]
     if b["stream"] == "run":
         lines += _md_run(b)
+    elif b["stream"] in ("grant", "notification"):
+        verdict = "verifies" if b["verified"] else "DOES NOT VERIFY"
+        lines += [f"- chain: **{verdict}** ({len(b['events'])} events)", "", *_md_events(b["events"]), ""]
     else:
         runs = b["runs"]
         by: dict[tuple[str, str], int] = {}

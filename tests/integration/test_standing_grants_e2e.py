@@ -22,6 +22,7 @@ from policies.standing import GrantTerms
 from tests.helpers import eventually, start_run, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from workers.client import grant_act, grant_status, propose_grant, revoke_grant
+from workers.evidence_cli import bundle, markdown, show
 from workflows.run_models import RunResult
 from workflows.standing import GrantAct
 
@@ -128,6 +129,18 @@ async def test_a_revoked_grant_approves_nothing_more_and_its_requester_never_ben
     )
     kinds = [e["kind"] for e in await store.events("grant", grant_id)]
     assert kinds == ["grant_proposed", "grant_act", "grant_activated", "grant_act", "grant_act", "grant_ended"]
+    # What `evidence show` / `export` give an auditor: every act, the refused one too, and the chain verified.
+    shown = "\n".join(await show(store, "grant", grant_id))
+    assert "alice grant: accepted (alice granted" in shown
+    assert "omar revoke: REFUSED (omar may not approve rule reply-to-ticket" in shown
+    assert "ended: revoked by bob: replies went wrong" in shown
+    exported = await bundle(store, "grant", grant_id)
+    assert exported["verified"]
+    assert "chain: **verifies** (6 events)" in markdown(exported)
+    run_attempts = [
+        e["payload"]["reviewer"] for e in await store.events("run", first.id) if e["kind"] == "approval_attempt"
+    ]
+    assert run_attempts == [f"grant:{grant_id}"]
 
 
 async def test_a_publish_that_starts_after_the_revocation_does_not_write(
