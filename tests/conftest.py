@@ -112,14 +112,28 @@ async def store(database_url: str) -> AsyncIterator[EvidenceStore]:
 # --- Temporal ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def _time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(VENV_BIN / "temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     # The time-skipping server does not know custom search attributes until told.
     await register_search_attributes(env.client, env.client.namespace)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await _time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own: a workflow another test left waiting on an activity
+    would hold the shared one's clock, and a test that skips hours must not depend on the order."""
+    env = await _time_skipping()
     yield env
     await env.shutdown()
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
@@ -21,10 +20,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.connectors.guard import ReadLog
     from activities.evidence import events as ev
     from activities.names import ErrorType
-    from activities.notify_models import Transition
     from activities.run_activities import RunActivities
     from policies import Action, AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from workflows import approvals, notify
+    from workflows import approvals
     from workflows import search_attributes as sa
     from workflows.approvals import ActionState, GateState, Verdict, Via
     from workflows.closing import settle
@@ -32,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.exception_route import ExceptionRoute
     from workflows.inputs import read
     from workflows.ledger import LOCAL, RETRY, RunLedger, scope_refusal
-    from workflows.notify import NotifyWorkflow
+    from workflows.reviewers import Announcer, claim_standing
     from workflows.run_models import (
         ActionOutcome,
         Outcome,
@@ -75,8 +73,7 @@ class GovernedRunWorkflow:
         self._v2 = False
         self._patches_read = False
         self._started = False
-        self._notices = 0
-        self._announced: set[str] = set()
+        self._announcer = Announcer(self._run_id)
 
     @property
     def policy(self) -> Policy:
@@ -125,11 +122,14 @@ class GovernedRunWorkflow:
         ctx = RunContext(run_id=self._run_id, requester=inp.requester, now=workflow.now())
         decided = approvals.decide_proposal(self.policy, setup.policy_digest, proposal, self._reads, ctx)
         self._actions, self._checks_passed, events = decided
-        events += await self._claim_standing()
+        granted = await claim_standing(self.policy, inp, self._run_id, self._actions)
+        if granted:
+            self._changes += 1
+        events += granted
         waits = inp.mode == "live" and any(s.open for s in self._actions.values())
         if waits:
             await self._ledger.record(*events)  # committed before anyone is asked to approve
-            await self._announce("waiting")
+            await self._announcer.announce(self.policy, inp, self._actions, "waiting")
         else:
             # Committed with the next rows: by the first write, before it writes (one round trip fewer).
             self._ledger.defer(*events)
@@ -253,7 +253,7 @@ class GovernedRunWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changes != seen, timeout=earliest - now)  # noqa: B023
         self._set_awaiting(False)
-        await self._announce("decided")
+        await self._announcer.announce(self.policy, self._inp, self._actions, "decided")
 
     async def _expire(self, expired: list[GateState], now: datetime) -> None:
         events = approvals.expire(self.policy, expired, now)
@@ -261,68 +261,7 @@ class GovernedRunWorkflow:
         self._show()
         await self._ledger.record(*events)
         if any(isinstance(e, ev.GateEscalated) for e in events):
-            await self._announce("escalated")
-
-    async def _claim_standing(self) -> list[ev.Event]:
-        """Approve, by a live standing approval, each action a grant covers (one use each, claimed in the
-        evidence database); returns the approval attempts to record. Only for a live run with nothing
-        denied (a refused proposal publishes nothing, so it spends no use), and a rule that allows grants."""
-        inp = self._inp
-        if inp.mode != "live" or any(s.decision == "deny" for s in self._actions.values()):
-            return []
-        rules = {r.name for r in self.policy.actions if r.allows_standing}
-        wanted = [
-            (s, g) for s in self._actions.values() for g in s.gates[:1] if g.status == "open" and g.gate.rule in rules
-        ]
-        if not wanted or not workflow.patched("standing-grants"):
-            return []
-        events: list[ev.Event] = []
-        for state, gate in wanted:
-            grant = await workflow.execute_activity_method(
-                RunActivities.claim_grant,
-                rm.GrantClaim(
-                    task=inp.task, task_version=inp.task_version, rule=gate.gate.rule, fields=state.action.fields,
-                    requester=inp.requester, run_id=self._run_id, action_id=state.action.action_id, at=workflow.now(),
-                ),
-                start_to_close_timeout=_ACTIVITY,
-                retry_policy=RETRY,
-            )  # fmt: skip
-            if grant is None:
-                continue
-            gate.status, gate.approved_by, state.grant = "approved", [f"grant:{grant}"], grant
-            events.append(
-                ev.ApprovalAttemptRecord(
-                    action_id=state.action.action_id,
-                    action_digest=state.digest,
-                    reviewer=f"grant:{grant}",
-                    verdict="approve",
-                    accepted=True,
-                    via="grant",
-                    reason=f"standing approval {grant} covers it (rule {gate.gate.rule})",
-                )
-            )
-        self._changes += 1
-        return events
-
-    async def _announce(self, transition: Transition) -> None:
-        """Tell the policy's notification targets (none: nothing happens, no command is issued). Each
-        message is delivered by a workflow of its own that outlives this one; only its start is awaited."""
-        if not self.policy.notifications:
-            return
-        self._notices += 1
-        inp = self._inp
-        for message in notify.announcements(
-            self.policy, run_id=self._run_id, task=inp.task, task_version=inp.task_version, requester=inp.requester,
-            actions=self._actions, transition=transition, now=workflow.now(), counter=self._notices,
-            announced=self._announced,
-        ):  # fmt: skip
-            await workflow.start_child_workflow(
-                NotifyWorkflow.run,
-                message,
-                id=message.notification_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-            )
+            await self._announcer.announce(self.policy, self._inp, self._actions, "escalated")
 
     async def _publish(self) -> RunResult:
         inp = self._inp
