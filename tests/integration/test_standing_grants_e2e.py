@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -218,3 +220,44 @@ async def test_grants_outside_the_rules_are_refused_naming_what_is_wrong(
         assert 'match {"category": "bug"}: 0/2 used' in line
     refused = [g for g in await store.grants() if g["status"] == "proposed"]
     assert len(refused) == 1  # priya's: proposed, never granted (it expires unused); refused terms write no row
+
+
+async def test_a_worker_killed_mid_publish_never_spends_a_use_twice(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, database_url: str, tmp_path: Path
+) -> None:
+    # The crash test's worker (tests/integration/crash_app.py): it SIGKILLs itself right after the write
+    # commits, before its evidence; a second worker finishes the run.
+    env = dev_server_env
+    task_queue = f"tq-{tmp_path.name}"
+    environ = cli_env(env, database_url, task_queue, CRASH_MARKER=str(tmp_path / "crashed"), SOR_URL=sor_url,
+                      GOVFLOW_APP="tests.integration.crash_app:build")  # fmt: skip
+
+    async def start_worker() -> Any:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", "worker", env=environ,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+    first = await start_worker()
+    try:
+        grant_id = await granted(env.client, task_queue, terms(max_uses=2), "alice")
+        handle = await start_run(env.client, task_queue, "T0001")  # approved by the grant: nobody votes
+        await asyncio.wait_for(first.wait(), timeout=60)
+        assert first.returncode == -9, "the worker should have killed itself after the write"
+    finally:
+        if first.returncode is None:
+            first.kill()
+    second = await start_worker()
+    try:
+        result = await asyncio.wait_for(
+            env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90
+        )
+    finally:
+        second.terminate()
+        await second.wait()
+    assert result.outcome == "published"
+    (row,) = await store.grants("support-triage")
+    assert (row["grant_id"], row["uses"]) == (grant_id, 1)
+    attempts = [e["payload"] for e in await store.events("run", handle.id) if e["kind"] == "approval_attempt"]
+    assert [a["reviewer"] for a in attempts] == [f"grant:{grant_id}"]
+    assert len([e for e in await store.events("run", handle.id) if e["kind"] == "touched_record"]) == 1
