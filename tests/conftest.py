@@ -167,6 +167,17 @@ async def sor_url(empty_database_url: str) -> str:
 
 
 @pytest.fixture
+async def thirty_tickets(empty_database_url: str) -> str:
+    """A support system of record with 30 tickets: 24 of their contacts inside the crm grant."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await support_triage.seed(conn, 30)
+    finally:
+        await conn.close()
+    return empty_database_url
+
+
+@pytest.fixture
 async def registry(sor_url: str) -> AsyncIterator[Registry]:
     """The support-triage example, over ``sor_url``."""
     built = example_registry(sor_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -125,3 +126,11 @@ def fixture_signature(name: str, message: bytes) -> str:
     signature = sign(fixture_key(name), message)
     assert signature is not None
     return signature
+
+
+async def worker_process(environ: dict[str, str]) -> asyncio.subprocess.Process:
+    """`govflow worker` as a process of its own, with ``environ`` (the crash tests kill it)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", "worker", env=environ,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip

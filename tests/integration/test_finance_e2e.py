@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -34,7 +35,7 @@ from govflow import (
 )
 from govflow.examples import invoice_matching as im
 from policies import signing_message
-from tests.helpers import event_kinds, fixture_key, fixture_signature, sor_fetch, wait_for, worker
+from tests.helpers import event_kinds, eventually, fixture_key, fixture_signature, sor_fetch, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from tests.local_servers import ChatCompletionsApi, serve
 from workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
@@ -273,7 +274,8 @@ async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
     invoices = ["INV-0001", "INV-0002"]
     async with worker(client, task_queue, store, registry):
         rollout = await start_rollout(client, task_queue, TASK, version)
-        status = await eventually_status(client, rollout)
+        status = await eventually(lambda: rollout_status(client, rollout), lambda s: bool(s.stage),
+                                  tolerate=(RPCError, WorkflowQueryFailedError))  # fmt: skip
         signature = fixture_signature("farah", control_message("promote", rollout, "shadow", status.control_seq))
         answer = await control(client, rollout, "promote", Control(operator="farah", signature=signature))
         assert answer.accepted, answer
@@ -310,18 +312,6 @@ async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
         ("invoice", "INV-0001"), ("invoice", "INV-0002"), ("payment", "PAY-INV-0001"), ("payment", "PAY-INV-0002"),
     ]  # fmt: skip
     assert (await store.verify("rollout", rollout)).ok
-
-
-async def eventually_status(client: Client, rollout: str) -> Any:
-    for _ in range(100):
-        try:
-            status = await rollout_status(client, rollout)
-        except Exception:
-            await asyncio.sleep(0.1)
-            continue
-        if status.stage:
-            return status
-    raise AssertionError(f"rollout {rollout} never answered")
 
 
 def test_the_demo_policy_takes_the_demo_peoples_keys(tmp_path: Path) -> None:

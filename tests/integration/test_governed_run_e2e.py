@@ -8,14 +8,13 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
+from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker, worker_process
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review, RunResult
 
@@ -106,13 +105,7 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
         GOVFLOW_APP="tests.integration.crash_app:build",
     )  # fmt: skip
 
-    async def start_worker() -> Any:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", "worker", env=environ,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-
-    first = await start_worker()
+    first = await worker_process(environ)
     try:
         handle = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(handle, lambda s: bool(s.pending))
@@ -128,7 +121,7 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
     assert [r["key"] for r in await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")] == [f"{handle.id}:reply"]
     assert "touched_record" not in await event_kinds(store, "run", handle.id)
 
-    second = await start_worker()
+    second = await worker_process(environ)
     try:
         result = await asyncio.wait_for(
             env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90

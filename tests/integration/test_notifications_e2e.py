@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import yaml
 from temporalio.client import Client
@@ -87,16 +86,6 @@ async def approve_all(client: Client, run_id: str) -> None:
         reviewers = ["bob", "chen"] if pending.action_id == "flag-churn" else ["alice"]
         for reviewer in reviewers:
             await handle.signal(GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=pending.digest))
-
-
-@pytest.fixture
-async def thirty_tickets(empty_database_url: str) -> str:
-    conn = await asyncpg.connect(empty_database_url)
-    try:
-        await support_triage.seed(conn, 30)
-    finally:
-        await conn.close()
-    return empty_database_url
 
 
 async def test_twenty_parked_runs_get_one_signed_message_per_transition(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.run_activities import RunActivities
 from activities.run_models import GrantClaim, PublishInput
-from activities.tasks import support_triage
 from policies import Action
 from policies.standing import GrantTerms
-from tests.helpers import eventually, start_run, wait_for, worker
+from tests.helpers import eventually, start_run, wait_for, worker, worker_process
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from workers.client import grant_act, grant_status, propose_grant, revoke_grant
 from workers.evidence_cli import bundle, markdown, show
@@ -34,20 +32,10 @@ BUG_TICKETS = [f"T{i:04d}" for i in range(1, 31, 5)]  # "App crash": category bu
 
 
 @pytest.fixture
-async def tickets(empty_database_url: str) -> str:
-    conn = await asyncpg.connect(empty_database_url)
-    try:
-        await support_triage.seed(conn, 30)
-    finally:
-        await conn.close()
-    return empty_database_url
-
-
-@pytest.fixture
-async def triage(tickets: str) -> Any:
+async def triage(thirty_tickets: str) -> Any:
     from workers.app import example_registry
 
-    registry = example_registry(tickets)
+    registry = example_registry(thirty_tickets)
     yield registry
     await registry.aclose()
 
@@ -146,7 +134,7 @@ async def test_a_revoked_grant_approves_nothing_more_and_its_requester_never_ben
 
 
 async def test_a_publish_that_starts_after_the_revocation_does_not_write(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, triage: Registry, task_queue: str, tickets: str
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, triage: Registry, task_queue: str, thirty_tickets: str
 ) -> None:
     client = dev_server_env.client
     async with worker(client, task_queue, store, triage):
@@ -169,7 +157,7 @@ async def test_a_publish_that_starts_after_the_revocation_does_not_write(
                              at=datetime.now(UTC), grants=[grant_id])  # fmt: skip
         with pytest.raises(ApplicationError, match=f"standing approval {grant_id} is no longer active"):
             await env.run(activities.publish, write)
-    conn = await asyncpg.connect(tickets)
+    conn = await asyncpg.connect(thirty_tickets)
     try:
         assert await conn.fetchval("SELECT reply_body FROM ticket WHERE id = 'T0001'") is None
     finally:
@@ -232,13 +220,7 @@ async def test_a_worker_killed_mid_publish_never_spends_a_use_twice(
     environ = cli_env(env, database_url, task_queue, CRASH_MARKER=str(tmp_path / "crashed"), SOR_URL=sor_url,
                       GOVFLOW_APP="tests.integration.crash_app:build")  # fmt: skip
 
-    async def start_worker() -> Any:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", "worker", env=environ,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-
-    first = await start_worker()
+    first = await worker_process(environ)
     try:
         grant_id = await granted(env.client, task_queue, terms(max_uses=2), "alice")
         handle = await start_run(env.client, task_queue, "T0001")  # approved by the grant: nobody votes
@@ -247,7 +229,7 @@ async def test_a_worker_killed_mid_publish_never_spends_a_use_twice(
     finally:
         if first.returncode is None:
             first.kill()
-    second = await start_worker()
+    second = await worker_process(environ)
     try:
         result = await asyncio.wait_for(
             env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90
