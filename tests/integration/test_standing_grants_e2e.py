@@ -243,3 +243,22 @@ async def test_a_worker_killed_mid_publish_never_spends_a_use_twice(
     attempts = [e["payload"] for e in await store.events("run", handle.id) if e["kind"] == "approval_attempt"]
     assert [a["reviewer"] for a in attempts] == [f"grant:{grant_id}"]
     assert len([e for e in await store.events("run", handle.id) if e["kind"] == "touched_record"]) == 1
+
+
+async def test_an_expired_grant_approves_nothing_and_takes_no_more_acts(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, triage: Registry, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, triage):
+        grant_id = await granted(
+            client, task_queue, terms(expires_at=datetime.now(UTC) + timedelta(seconds=2)), "alice"
+        )
+        await eventually(lambda: grant_status(client, grant_id), lambda s: s.status == "expired", tries=100, every=0.1)
+        run = await start_run(client, task_queue, "T0001")
+        assert (await wait_for(run, lambda s: bool(s.pending))).pending[0].action_id == "reply"  # a person decides
+        late = await grant_act(client, grant_id, GrantAct(person="bob"))
+        assert (late.accepted, late.code) == (False, "closed")
+        await run.terminate("test over")
+    (row,) = await store.grants("support-triage")
+    assert (row["status"], row["uses"]) == ("expired", 0)
+    assert [e["kind"] for e in await store.events("grant", grant_id)][-1] == "grant_ended"
