@@ -23,7 +23,7 @@ from activities.tasks import support_triage
 from govflow import SharedPool
 from policies import PolicyError, parse_policy
 from policies.errors import GovflowError
-from tests.helpers import eventually, start_run, wait_for, worker
+from tests.helpers import eventually, keep_history, start_run, wait_for, worker
 from tests.local_servers import WebhookReceiver, serve
 from workers.app import EXAMPLES
 from workers.evidence_cli import show
@@ -244,6 +244,7 @@ async def test_an_escalation_is_announced_to_the_role_it_goes_to(
             GovernedRunWorkflow.approve, Review(reviewer="chen", action_digest=status.pending[0].digest)
         )
         result = await env.client.get_workflow_handle(handle.id, result_type=RunResult).result()
+        await keep_history(handle, "notified-escalation")
         # Every delivery done before the worker stops: a workflow left waiting would hold the shared clock.
         await eventually(lambda: asyncio.sleep(0, hook.messages("/managers")), lambda m: len(m) == 2)
         await eventually(lambda: asyncio.sleep(0, hook.messages("/leads")), lambda m: len(m) == 2)

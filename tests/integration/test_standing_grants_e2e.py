@@ -19,7 +19,7 @@ from activities.run_activities import RunActivities
 from activities.run_models import GrantClaim, PublishInput
 from policies import Action
 from policies.standing import GrantTerms
-from tests.helpers import eventually, start_run, wait_for, worker, worker_process
+from tests.helpers import eventually, keep_history, start_run, wait_for, worker, worker_process
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from workers.client import grant_act, grant_status, propose_grant, revoke_grant
 from workers.evidence_cli import bundle, markdown, show
@@ -94,6 +94,7 @@ async def test_a_revoked_grant_approves_nothing_more_and_its_requester_never_ben
         grant_id = await granted(client, task_queue, terms(max_uses=5), "alice")
         first = await start_run(client, task_queue, "T0001")
         assert (await client.get_workflow_handle(first.id, result_type=RunResult).result()).outcome == "published"
+        await keep_history(first, "standing-approved")
         # Separation of duties: alice's own request is not approved by alice's grant.
         own = await start_run(client, task_queue, "T0006", requester="alice")
         assert (await wait_for(own, lambda s: bool(s.pending))).pending[0].action_id == "reply"
