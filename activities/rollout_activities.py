@@ -89,7 +89,7 @@ class RolloutActivities(GovflowActivities):
     @activity.defn(name="govflow.set_fence")
     async def set_fence(self, request: FenceRequest) -> None:
         """Pause (or unpause) a rollout's fence; pausing returns once every write holding it is done."""
-        await self._store.set_fence(request.rollout_id, request.paused)
+        await self._store.set_fence(request.rollout_id, request.paused, request.epoch)
 
     @activity.defn(name="govflow.rollback_data")
     async def rollback_data(self, request: DataRollback) -> list[RestoredRecord]:

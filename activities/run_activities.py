@@ -149,18 +149,20 @@ class RunActivities(GovflowActivities):
             # rollout says now; only a write that has not happened needs authority.
             result = await io.written(action.system, request)
             if result is None:
-                # The fence is held from the lease to the end of the write: a pause waits for this write
-                # before it is recorded, and no write starts once it is (see migration 0004).
+                # The lease first, then the fence, held to the end of the write: a pause waits for this
+                # write before it is recorded, no write starts once it is, and a lease granted before a
+                # pause or rollback is refused by the fence's epoch (migrations 0004 and 0007). So a stop
+                # waits only for writes in progress, not for leases being asked.
                 rollouts = self._rollouts(inp)
-                async with self._store.fence(rollouts, inp.grants) as paused:
-                    await self._lease(inp, rollouts)  # right before the write: a paused rollout refuses
+                epochs = await self._lease(inp, rollouts)
+                async with self._store.fence(rollouts, inp.grants, epochs) as paused:
                     ended = [p.removeprefix("grant:") for p in paused if p.startswith("grant:")]
                     if ended:  # revoked (or expired) before this write started: its approval is gone
                         raise ApplicationError(
                             f"standing approval {', '.join(ended)} is no longer active", type=ErrorType.LEASE_REFUSED,
                             non_retryable=True,
                         )  # fmt: skip
-                    if paused:  # a pause under way: its workflow may not know yet, its fence does
+                    if paused:  # paused, or stopped since the lease: its workflow may not know yet, its fence does
                         raise ApplicationError(
                             f"rollout is paused (fence of {', '.join(paused)})", type=ErrorType.LEASE_REFUSED,
                             non_retryable=True,
@@ -210,13 +212,18 @@ class RunActivities(GovflowActivities):
         canonical = rollout_id_for(inp.task, inp.task_version)
         return [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
 
-    async def _lease(self, inp: PublishInput, rollouts: list[str]) -> None:
+    async def _lease(self, inp: PublishInput, rollouts: list[str]) -> dict[str, int]:
         """Publish authority, right before the write, from each of ``rollouts`` (``_rollouts``): the one
-        that admitted the run, and the task version's own whenever it runs. A refusal is final."""
+        that admitted the run, and the task version's own whenever it runs. A refusal is final. Returns
+        the stop epoch of each lease granted, for the fence to check."""
+        epochs: dict[str, int] = {}
         for rollout_id in rollouts:
             answer = await self._ask_lease(rollout_id, inp, required=rollout_id == inp.rollout_id)
             if answer is not None and not answer.accepted:
                 raise ApplicationError(answer.reason, type=ErrorType.LEASE_REFUSED, non_retryable=True)
+            if answer is not None:
+                epochs[rollout_id] = answer.epoch
+        return epochs
 
     async def _ask_lease(self, rollout_id: str, inp: PublishInput, *, required: bool) -> ControlAnswer | None:
         """The rollout's answer; None when no such rollout runs and none was required."""

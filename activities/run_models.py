@@ -209,6 +209,7 @@ RestoredRecord = DataRestoration
 class FenceRequest(_Model):
     rollout_id: str
     paused: bool
+    epoch: int | None = Field(default=None, description="The rollout's stop epoch; None: leave it.")
 
 
 class LeaseRequest(_Model):
@@ -225,6 +226,7 @@ class ControlAnswer(_Model):
     reason: str
     stage: str
     paused: bool
+    epoch: int = Field(default=0, description="A granted lease: the rollout's stop epoch it holds in.")
 
 
 def rollout_id_for(task: str, version: str) -> str:

@@ -158,12 +158,15 @@ class RolloutLedger:
 
     async def set_fence(self, paused: bool) -> None:
         """The rollout's fence in Postgres (pause-fence): pausing returns once every live write holding it
-        has finished, and no write starts after; unpausing lets writes start again."""
+        has finished, and no write starts after; unpausing lets writes start again. Every stop moves the
+        fence to a new epoch, so a lease granted before it (it carries its epoch) never writes after it."""
         if not self.fenced:
             return
+        if paused:
+            self.state.fence_epoch += 1
         await workflow.execute_activity_method(
             RolloutActivities.set_fence,
-            FenceRequest(rollout_id=self.rollout_id, paused=paused),
+            FenceRequest(rollout_id=self.rollout_id, paused=paused, epoch=self.state.fence_epoch),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=EVIDENCE_RETRY,
         )

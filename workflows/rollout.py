@@ -238,7 +238,8 @@ class RolloutWorkflow:
             reason = rules.lease_refusal(state, stage, got.value, admissions=self._v2)
         if reason is None and got.value is not None:
             state.leases_granted += 1
-            return ControlAnswer(accepted=True, reason=f"lease for {got.value.run_id}", stage=stage.name, paused=False)
+            return ControlAnswer(accepted=True, reason=f"lease for {got.value.run_id}", stage=stage.name, paused=False,
+                                 epoch=state.fence_epoch)  # fmt: skip
         state.leases_refused += 1
         return ControlAnswer(accepted=False, reason=reason, stage=stage.name, paused=state.paused)
 

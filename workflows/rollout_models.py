@@ -55,6 +55,10 @@ class RolloutState(BaseModel):
     control_seq: int = Field(
         default=0, description="Counts pauses, resumes and stage moves: a signed control names the one it follows."
     )
+    fence_epoch: int = Field(
+        default=0,
+        description="Counts stops (pauses, rollbacks): the epoch a lease is granted in, checked by the fence.",
+    )
 
 
 class RolloutInput(BaseModel):

@@ -129,8 +129,10 @@ INSERT INTO touched_records SELECT * FROM jsonb_populate_recordset(NULL::touched
 INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_scores, $1::jsonb);
 
 -- name: set_fence
-INSERT INTO rollout_fences (rollout_id, paused) VALUES ($1, $2)
-ON CONFLICT (rollout_id) DO UPDATE SET paused = EXCLUDED.paused, changed_at = now();
+-- $3: the rollout's stop epoch; NULL (a rollout from before epochs) leaves it as it is.
+INSERT INTO rollout_fences (rollout_id, paused, epoch) VALUES ($1, $2, coalesce($3, 0))
+ON CONFLICT (rollout_id) DO UPDATE
+SET paused = EXCLUDED.paused, epoch = coalesce($3, rollout_fences.epoch), changed_at = now();
 
 -- name: ensure_fences
 -- A fence row for every listed rollout, unpaused where it is new: a write needs a row to hold, or the
@@ -139,7 +141,7 @@ INSERT INTO rollout_fences (rollout_id, paused) SELECT unnest($1::text[]), false
 
 -- name: hold_fences
 -- Every listed row, paused or not, so that a pause coming next waits for the holder.
-SELECT rollout_id, paused FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;
+SELECT rollout_id, paused, epoch FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;
 
 -- name: task_runs
 -- The runs of a task (a version, or every version), newest first; $3 the earliest start, $4 how many.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -284,17 +284,22 @@ class EvidenceStore:
             rows = await conn.fetch(self._q["rollout_live_writes"], rollout_id, since)
         return [dict(r) for r in rows]
 
-    async def set_fence(self, rollout_id: str, paused: bool) -> None:
-        """Pause or unpause a rollout's fence. Pausing waits for every write that holds the fence."""
+    async def set_fence(self, rollout_id: str, paused: bool, epoch: int | None = None) -> None:
+        """Pause or unpause a rollout's fence, at the rollout's stop ``epoch`` (None: leave it). Pausing
+        waits for every write that holds the fence."""
         async with self._pool.acquire() as conn:
-            await conn.execute(self._q["set_fence"], rollout_id, paused)
+            await conn.execute(self._q["set_fence"], rollout_id, paused, epoch)
 
     @asynccontextmanager
-    async def fence(self, rollout_ids: list[str], grant_ids: Sequence[str] = ()) -> AsyncIterator[list[str]]:
+    async def fence(
+        self, rollout_ids: list[str], grant_ids: Sequence[str] = (), epochs: Mapping[str, int] | None = None
+    ) -> AsyncIterator[list[str]]:
         """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones. A pause
-        (``set_fence``) waits until this is left, so hold it around the write. ``grant_ids``: standing
-        approvals the write relies on, held the same way; one no longer active is yielded as
-        ``grant:<id>`` (a revocation waits for the write in progress, and refuses every later one).
+        (``set_fence``) waits until this is left, so hold it around the write. ``epochs``: the stop epoch
+        each rollout's lease was granted in; a rollout whose fence has moved on since (a pause or rollback
+        after the lease) is yielded too, as stopped. ``grant_ids``: standing approvals the write relies on,
+        held the same way; one no longer active is yielded as ``grant:<id>`` (a revocation waits for the
+        write in progress, and refuses every later one).
 
         A rollout that never paused gets its (unpaused) row first, committed before the hold: without a
         row to hold, its first pause would not wait for the writes in progress (bench.pause_latency
@@ -307,7 +312,11 @@ class EvidenceStore:
                 self._fenced.update(new)
             async with conn.transaction():
                 rows = await conn.fetch(self._q["hold_fences"], rollout_ids)
-                stopped = [str(r["rollout_id"]) for r in rows if r["paused"]]
+                leased = epochs or {}
+                stopped = [
+                    str(r["rollout_id"]) for r in rows
+                    if r["paused"] or (r["rollout_id"] in leased and leased[r["rollout_id"]] != r["epoch"])
+                ]  # fmt: skip
                 if grant_ids:
                     held = {
                         r["grant_id"]: r["status"] for r in await conn.fetch(self._q["hold_grants"], list(grant_ids))
