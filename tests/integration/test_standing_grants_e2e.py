@@ -251,10 +251,11 @@ async def test_an_expired_grant_approves_nothing_and_takes_no_more_acts(
 ) -> None:
     client = dev_server_env.client
     async with worker(client, task_queue, store, triage):
+        # Four seconds: room for a slow machine to grant it before it expires.
         grant_id = await granted(
-            client, task_queue, terms(expires_at=datetime.now(UTC) + timedelta(seconds=2)), "alice"
+            client, task_queue, terms(expires_at=datetime.now(UTC) + timedelta(seconds=4)), "alice"
         )
-        await eventually(lambda: grant_status(client, grant_id), lambda s: s.status == "expired", tries=100, every=0.1)
+        await eventually(lambda: grant_status(client, grant_id), lambda s: s.status == "expired", tries=150, every=0.1)
         run = await start_run(client, task_queue, "T0001")
         assert (await wait_for(run, lambda s: bool(s.pending))).pending[0].action_id == "reply"  # a person decides
         late = await grant_act(client, grant_id, GrantAct(person="bob"))
