@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -144,6 +145,20 @@ class GovflowActivities:
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
         return results
+
+    async def _append_chain(
+        self, stream: Stream, stream_id: str, task: str, seq: int, rows: Sequence[tuple[str, dict[str, Any], datetime]]
+    ) -> int:
+        """Append ``(kind, payload, when)`` rows to a chain whose workflow owns it (a rollout's, a grant's,
+        a notification's) at ``seq``..., in one commit; returns the next free seq. Safe to retry."""
+        batch = [
+            (EvidenceEvent(stream=stream, stream_id=stream_id, seq=seq + i, kind=kind, occurred_at=at,
+                           payload=payload), None)
+            for i, (kind, payload, at) in enumerate(rows)
+        ]  # fmt: skip
+        if batch:
+            await self._store_batch(stream, task, batch)
+        return seq + len(batch)
 
     @staticmethod
     def _run_record(s: StartRun, policy_digest: str) -> RunRecord:

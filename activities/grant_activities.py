@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
 from activities.common import GovflowActivities, evidence_failure
-from activities.evidence import EvidenceEvent
 from activities.run_models import EvidenceItem
 from policies.standing import GrantTerms
 
@@ -48,14 +47,8 @@ class GrantActivities(GovflowActivities):
                 await self._store.end_grant(rec.grant_id, status, rec.by, rec.reason)
         except (OSError, asyncpg.PostgresError) as exc:
             raise evidence_failure(exc) from exc
-        batch = [
-            (EvidenceEvent(stream="grant", stream_id=rec.grant_id, seq=rec.seq + i, kind=row.kind, occurred_at=rec.at,
-                           payload=row.payload), None)
-            for i, row in enumerate(rec.rows)
-        ]  # fmt: skip
-        if batch:
-            await self._store_batch("grant", t.task, batch)
-        return rec.seq + len(batch)
+        rows = [(row.kind, row.payload, rec.at) for row in rec.rows]
+        return await self._append_chain("grant", rec.grant_id, t.task, rec.seq, rows)
 
     def all(self) -> list[Any]:
         return [self.record_grant]

@@ -19,7 +19,6 @@ import httpx
 from temporalio import activity
 
 from activities.common import GovflowActivities
-from activities.evidence import EvidenceEvent
 from activities.evidence.events import (
     Event,
     NotificationAbandoned,
@@ -148,13 +147,9 @@ class NotifyActivities(GovflowActivities):
         await self._record(a, request.seq, [event])
 
     async def _record(self, a: Announcement, seq: int, events: list[Event]) -> None:
-        batch = [
-            (EvidenceEvent(stream="notification", stream_id=a.notification_id, seq=seq + i, kind=e.kind,
-                           occurred_at=a.at if e.kind == "notification_requested" else datetime.now(UTC),
-                           payload=e.payload()), None)
-            for i, e in enumerate(events)
-        ]  # fmt: skip
-        await self._store_batch("notification", a.task, batch)
+        rows = [(e.kind, e.payload(), a.at if isinstance(e, NotificationRequested) else datetime.now(UTC))
+                for e in events]  # fmt: skip
+        await self._append_chain("notification", a.notification_id, a.task, seq, rows)
 
     def all(self) -> list[Any]:
         return [self.deliver, self.abandon]

@@ -10,7 +10,6 @@ from temporalio import activity
 from activities.common import GovflowActivities
 from activities.connectors.base import ConnectorError, WriteRequest
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
-from activities.evidence import EvidenceEvent
 from activities.evidence.events import RunFinished, UnreadableEvent
 from activities.run_models import (
     DataRollback,
@@ -44,14 +43,8 @@ class RolloutActivities(GovflowActivities):
     @activity.defn(name="govflow.append_rollout_evidence")
     async def append_rollout_evidence(self, rec: RecordRolloutBatch) -> int:
         """Append rollout events at ``seq``... in one commit; returns the next free seq. Safe to retry."""
-        batch = [
-            (EvidenceEvent(stream="rollout", stream_id=rec.rollout_id, seq=rec.seq + i, kind=row.kind,
-                           occurred_at=row.at, payload=row.payload), None)
-            for i, row in enumerate(rec.rows)
-        ]  # fmt: skip
-        if batch:
-            await self._store_batch("rollout", rec.task, batch)
-        return rec.seq + len(batch)
+        rows = [(row.kind, row.payload, row.at) for row in rec.rows]
+        return await self._append_chain("rollout", rec.rollout_id, rec.task, rec.seq, rows)
 
     @activity.defn(name="govflow.rollout_next_seq")
     async def rollout_next_seq(self, rollout_id: str) -> int:

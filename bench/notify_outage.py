@@ -27,15 +27,13 @@ import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from activities.tasks import support_triage
 from bench.approval_latency import approve_and_time, park
 from bench.common import bench_databases
 from policies import parse_policy
 from tests.local_servers import WebhookReceiver, serve
-from workers.app import EXAMPLES
+from workers.app import EXAMPLES, example_registry
 from workers.worker import build_worker
 from workflows import search_attributes
 
@@ -48,12 +46,7 @@ def registry_for(sor_url: str, base: str) -> Registry:
     doc = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
     doc["notifications"] = [{"name": "leads", "url": f"{base}/leads", "secret": {"env": SECRET_ENV},
                              "roles": ["support-lead"]}]  # fmt: skip
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(), policy=parse_policy(yaml.safe_dump(doc), source="bench"),
-        connectors=support_triage.connectors(SharedPool(sor_url)), model=support_triage.baseline_model(),
-    )  # fmt: skip
-    return registry
+    return example_registry(sor_url, policy=parse_policy(yaml.safe_dump(doc), source="bench"))
 
 
 def spread(values: list[float]) -> str:

@@ -440,6 +440,10 @@ class Policy(Strict):
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.reviewers.people if p.id == person_id), None)
 
+    def rule(self, name: str) -> ActionRule | None:
+        """The action rule of that name, if there is one."""
+        return next((r for r in self.actions if r.name == name), None)
+
     def members(self, role: str) -> set[str]:
         return {p.id for p in self.reviewers.people if role in p.roles}
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from policies.digest import canonical_json
 from policies.engine import AttemptOutcome, act_message, signature_problem
-from policies.model import ActionRule, Policy
+from policies.model import Policy
 
 LONGEST = timedelta(days=30)
 """The longest a standing approval may run."""
@@ -40,13 +40,9 @@ class GrantTerms(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-def rule_of(policy: Policy, name: str) -> ActionRule | None:
-    return next((r for r in policy.actions if r.name == name), None)
-
-
 def terms_problem(policy: Policy, terms: GrantTerms, now: datetime) -> str | None:
     """Why these terms cannot be granted under ``policy``, or None."""
-    rule = rule_of(policy, terms.rule)
+    rule = policy.rule(terms.rule)
     if rule is None:
         known = ", ".join(r.name for r in policy.actions if r.approval is not None) or "none"
         return f"policy {policy.name} has no action rule {terms.rule!r} (rules with approvals: {known})"
@@ -81,7 +77,7 @@ def judge_grant(
     policy: Policy, grant_id: str, terms: GrantTerms, person: str, signature: str | None, granted_by: list[str]
 ) -> AttemptOutcome:
     """One person's act of granting: authority for the rule, once each, signed where the rule's votes are."""
-    rule = rule_of(policy, terms.rule)
+    rule = policy.rule(terms.rule)
     assert rule is not None
     assert rule.approval is not None
     eligible = policy.eligible(rule.approval.reviewers, rule.approval.roles)
@@ -106,13 +102,13 @@ def judge_grant(
 
 
 def quorum(policy: Policy, terms: GrantTerms) -> int:
-    rule = rule_of(policy, terms.rule)
+    rule = policy.rule(terms.rule)
     return rule.approval.quorum if rule is not None and rule.approval is not None else 1
 
 
 def may_revoke(policy: Policy, terms: GrantTerms, person: str) -> bool:
     """Anyone who could approve the rule may revoke a grant for it (it only takes authority away)."""
-    rule = rule_of(policy, terms.rule)
+    rule = policy.rule(terms.rule)
     if rule is None or rule.approval is None:
         return False
     return person in policy.eligible(rule.approval.reviewers, rule.approval.roles)

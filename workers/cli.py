@@ -16,7 +16,6 @@ from typing import Any, TextIO
 import asyncpg
 
 from activities.evidence import EvidenceStore, migrate
-from activities.evidence.chain import Stream
 from policies.errors import GovflowError
 from workers.policy_cli import add_policy_commands
 from workers.rollout_cli import add_rollout_commands
@@ -70,18 +69,10 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def stream_of(args: argparse.Namespace) -> Stream:
-    """Which chain an evidence command names: --rollout, a notification's id, else a run."""
-    if args.rollout:
-        return "rollout"
-    ident = args.id or ""
-    return "notification" if ident.startswith("notify-") else "grant" if ident.startswith("grant-") else "run"
-
-
 def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.evidence_cli import show
+    from workers.evidence_cli import show, stream_of
 
-    stream = stream_of(args)
+    stream = stream_of(args.id, args.rollout)
 
     async def go() -> list[str]:
         async with EvidenceStore.open(database_url(settings)) as store:
@@ -92,9 +83,9 @@ def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.evidence_cli import bundle, write_export
+    from workers.evidence_cli import bundle, stream_of, write_export
 
-    stream = stream_of(args)
+    stream = stream_of(args.id, args.rollout)
 
     async def go() -> dict[str, Any]:
         async with EvidenceStore.open(database_url(settings)) as store:

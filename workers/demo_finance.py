@@ -30,7 +30,7 @@ from activities.evidence import EvidenceStore
 from activities.evidence.checkpoint import public_text
 from activities.registry import Registry
 from policies import signing_message
-from workers.app import finance_example
+from workers.app import Knob, finance_example
 from workers.client import admit, resolve, review, run_status, running_rollout, start_rollout
 from workers.demo import Driver, ui_link
 from workers.keys import load_signing_key, new_key
@@ -57,14 +57,6 @@ def ensure_demo_keys(keys: Path, people: tuple[str, ...]) -> None:
             new_key(pem)
         if not pub.exists():
             pub.write_text(public_text(load_signing_key(str(pem)).public_key()) + "\n")
-
-
-class Knob:
-    def __init__(self) -> None:
-        self.degraded = 0.0
-
-    def __call__(self) -> float:
-        return self.degraded
 
 
 async def run_finance_demo(client: Client, settings: Settings, database_url: str, reviewers: list[str]) -> int:

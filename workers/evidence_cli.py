@@ -224,6 +224,15 @@ async def checkpoint_problems(store: EvidenceStore, signed: cp.SignedCheckpoint)
     return problems
 
 
+def stream_of(stream_id: str | None, rollout: bool) -> Stream:
+    """Which chain an evidence command names: ``--rollout``, a notification's or a grant's id (their
+    workflows' ids: ``notify-...``, ``grant-...``), else a run."""
+    ident = stream_id or ""
+    if rollout:
+        return "rollout"
+    return "notification" if ident.startswith("notify-") else "grant" if ident.startswith("grant-") else "run"
+
+
 async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str]:
     events = await _stream(store, stream, stream_id)
     report = await store.verify(stream, stream_id)

@@ -10,9 +10,9 @@ from typing import Any
 
 from activities.evidence import EvidenceStore
 from activities.evidence import checkpoint as cp
-from activities.evidence.chain import Stream, VerifyReport
+from activities.evidence.chain import VerifyReport
 from policies.errors import GovflowError
-from workers.evidence_cli import anchor_problem, checkpoint_problems, take_checkpoint
+from workers.evidence_cli import anchor_problem, checkpoint_problems, stream_of, take_checkpoint
 from workers.keys import load_public_key, load_signing_key
 from workers.settings import Settings
 from workers.stack import database_url
@@ -108,11 +108,7 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
         return _verify_checkpoint(settings, args)
     if not args.id:
         raise GovflowError("evidence verify: name a RUN_ID (or a rollout id with --rollout), or give --checkpoint FILE")
-    stream: Stream = (
-        "rollout"
-        if args.rollout
-        else ("notification" if args.id.startswith("notify-") else "grant" if args.id.startswith("grant-") else "run")
-    )
+    stream = stream_of(args.id, args.rollout)
 
     async def go() -> int:
         async with EvidenceStore.open(database_url(settings)) as store:

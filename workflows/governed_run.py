@@ -301,8 +301,8 @@ class GovernedRunWorkflow:
     async def _write(self, action: Action, then: list[rm.EvidenceItem]) -> rm.PublishResult | None:
         inp = self._inp
         rollout_id = inp.rollout_id if inp.mode == "live" else None
-        grant = next((s.grant for s in self._actions.values() if s.action.action_id == action.action_id), None)
-        grants = [grant] if grant else []
+        state = self._actions.get(action.action_id)
+        grants = [state.grant] if state is not None and state.grant else []
         written = await self._ledger.publish(action, rollout_id=rollout_id, stage=inp.stage, then=then, grants=grants)
         if isinstance(written, str):
             self._refusal = written

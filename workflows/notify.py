@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify_activities import NotifyActivities
     from activities.notify_models import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
     from policies import Policy
+    from policies.model import Notification
     from workflows.approvals import ActionState, GateState
 
 FIRST_WAIT_S = 1.0
@@ -54,10 +55,9 @@ def announcements(
     """The messages for one transition, one per target with something to say. ``announced``: which target
     was told of which action's wait (``target:action_id``, updated here): they are told when it ends."""
 
-    def chosen(gate: GateState, name: str) -> bool:
+    def chosen(gate: GateState, target: Notification) -> bool:
         if transition == "decided":  # everyone told of this action's wait hears that it ended
-            return f"{name}:{gate.gate.action_id}" in announced
-        target = next(n for n in policy.notifications if n.name == name)
+            return f"{target.name}:{gate.gate.action_id}" in announced
         if not target.announces(gate.gate.rule, gate.gate.roles) or gate.status != "open":
             return False
         return transition == "waiting" or gate.gate.escalated
@@ -66,10 +66,10 @@ def announcements(
     for target in policy.notifications:
         items = []
         for state in actions.values():
-            gate = next((g for g in state.gates if chosen(g, target.name)), None)
+            gate = next((g for g in state.gates if chosen(g, target)), None)
             if gate is None:
                 continue
-            rule = next((r for r in policy.actions if r.name == gate.gate.rule), None)
+            rule = policy.rule(gate.gate.rule)
             items.append(
                 AnnouncedAction(
                     action_id=state.action.action_id,

@@ -44,18 +44,12 @@ class WriteResult(BaseModel):
 
 
 class Connector(Protocol):
-    """A system of record. Implementations must make ``write`` idempotent by key."""
+    """A system of record. Implementations must make ``write`` idempotent by key. Optional: ``written(key)``
+    (a committed write's images, for a retried publish) and ``find(resource, where, limit)`` (records by
+    field values, for ``ScopedConnectors.find``)."""
 
     system: str
 
     async def read(self, resource: str, record_id: str) -> Record | None: ...
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult: ...
-
-
-class Searchable(Protocol):
-    """A connector that can also look records up by field values (optional: ``ScopedConnectors.find``)."""
-
-    async def find(self, resource: str, where: dict[str, Scalar], limit: int) -> dict[str, Record]:
-        """The records of ``resource`` whose fields equal ``where``, at most ``limit``, by record id in order."""
-        ...

@@ -483,7 +483,6 @@ class GrantEnded(GrantEvent):
     status: Literal["revoked", "expired", "refused"]
     by: str = ""
     reason: str = ""
-    uses: int = 0
 
 
 EVENTS: dict[str, type[Event]] = {

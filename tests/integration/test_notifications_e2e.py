@@ -19,13 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from activities.tasks import support_triage
-from govflow import SharedPool
 from policies import PolicyError, parse_policy
 from policies.errors import GovflowError
 from tests.helpers import eventually, keep_history, start_run, wait_for, worker
 from tests.local_servers import WebhookReceiver, serve
-from workers.app import EXAMPLES
+from workers.app import EXAMPLES, example_registry
 from workers.evidence_cli import show
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review, RunResult
@@ -64,12 +62,7 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def notified_registry(sor_url: str, base: str) -> Registry:
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(), policy=policy_with(base),
-        connectors=support_triage.connectors(SharedPool(sor_url)), model=support_triage.baseline_model(),
-    )  # fmt: skip
-    return registry
+    return example_registry(sor_url, policy=policy_with(base))
 
 
 @pytest.fixture
@@ -210,11 +203,7 @@ def test_bad_notification_settings_are_refused_naming_what_is_wrong(monkeypatch:
 
     monkeypatch.delenv(ENV, raising=False)
     with pytest.raises(GovflowError, match=f"notification leads: its secret's environment variable {ENV} is not set"):
-        Registry().register(
-            support_triage.SupportTriage(), policy=policy_with("http://127.0.0.1:9"),
-            connectors=support_triage.connectors(SharedPool("postgresql://unused/x")),
-            model=support_triage.baseline_model(),
-        )  # fmt: skip
+        example_registry("postgresql://unused/x", policy=policy_with("http://127.0.0.1:9"))
 
 
 async def test_an_escalation_is_announced_to_the_role_it_goes_to(
@@ -223,15 +212,11 @@ async def test_an_escalation_is_announced_to_the_role_it_goes_to(
 ) -> None:  # fmt: skip
     hook, base = receiver
     env = own_time_skipping_env
-    registry = Registry()
     policy = policy_with(base)
     managers = policy.notifications[0].model_copy(update={"name": "managers", "url": f"{base}/managers",
                                                           "roles": ("support-manager",)})  # fmt: skip
     policy = policy.model_copy(update={"notifications": (*policy.notifications, managers)})
-    registry.register(
-        support_triage.SupportTriage(), policy=policy,
-        connectors=support_triage.connectors(SharedPool(sor_url)), model=support_triage.baseline_model(),
-    )  # fmt: skip
+    registry = example_registry(sor_url, policy=policy)
     async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0001")
         await wait_for(handle, lambda s: bool(s.pending))
