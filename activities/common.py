@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
 from activities.evidence.chain import Stream
 from activities.evidence.events import PROJECTED, ProjectedEvent
-from activities.evidence.store import AppendResult
+from activities.evidence.store import AppendResult, FenceHold
 from activities.names import ErrorType
 from activities.pgerrors import is_transient
 from activities.registry import Registration, Registry, UnknownTask
@@ -86,7 +86,15 @@ class GovflowActivities:
         run: RunRecord | None = None,
     ) -> str:
         """Append ``items`` at ``seq``...; returns the hash of the last one (stored now or before)."""
-        batch = []
+        batch = self._run_batch(run_id, seq, at, items, redact_fields)
+        return (await self._store_batch("run", task, batch, run))[-1].hash
+
+    @staticmethod
+    def _run_batch(
+        run_id: str, seq: int, at: Any, items: list[EvidenceItem], redact_fields: frozenset[str]
+    ) -> list[tuple[EvidenceEvent, ProjectedEvent | None]]:
+        """A run's ``items`` as its events at ``seq``..., redacted, each with its projection."""
+        batch: list[tuple[EvidenceEvent, ProjectedEvent | None]] = []
         for offset, item in enumerate(items):
             payload = redact(item.payload, redact_fields)
             event = EvidenceEvent(
@@ -99,7 +107,7 @@ class GovflowActivities:
             )
             projection_type = PROJECTED.get(item.kind)
             batch.append((event, projection_type.model_validate(payload) if projection_type else None))
-        return (await self._store_batch("run", task, batch, run))[-1].hash
+        return batch
 
     async def _note_divergence(
         self, batch: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], exc: EvidenceConflictError
@@ -132,9 +140,22 @@ class GovflowActivities:
     ) -> list[AppendResult]:
         """The one path by which activities append evidence: timed, errors typed for Temporal (a conflict
         or gap is final; a database error by its SQLSTATE), and each newly stored event counted once."""
+        results = await self._append_batch(stream, batch, run)
+        await self._count(task, batch, results)
+        return results
+
+    async def _append_batch(
+        self,
+        stream: Stream,
+        batch: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]],
+        run: RunRecord | None = None,
+        within: FenceHold | None = None,
+    ) -> list[AppendResult]:
+        """``_store_batch`` without the counting: ``within`` a fence hold, the rows are stored only when the
+        hold commits, so they are counted (``_count``) after it."""
         try:
             with self._telemetry.timing_write(stream):
-                results = await self._store.append_many(batch, run=run)
+                return await self._store.append_many(batch, run=run, within=within)
         except EvidenceConflictError as exc:
             await self._note_divergence(batch, exc)
             raise fail(exc, ErrorType.EVIDENCE_CONFLICT) from exc
@@ -142,9 +163,13 @@ class GovflowActivities:
             raise fail(exc, ErrorType.EVIDENCE_GAP) from exc
         except (OSError, asyncpg.PostgresError) as exc:
             raise evidence_failure(exc) from exc
+
+    async def _count(
+        self, task: str, batch: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], results: list[AppendResult]
+    ) -> None:
+        """Metrics of the events of ``batch`` that this append stored (not those a retry found there)."""
         stored = [event for (event, _), result in zip(batch, results, strict=True) if result.stored]
         await self._telemetry.observe(self._store, task, stored)
-        return results
 
     async def _append_chain(
         self, stream: Stream, stream_id: str, task: str, seq: int, rows: Sequence[tuple[str, dict[str, Any], datetime]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -11,8 +13,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import GovflowActivities, evidence_failure, fail
-from activities.connectors.base import ConnectorError, WriteRequest
+from activities.connectors.base import ConnectorError, WriteRequest, WriteResult
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
+from activities.evidence.events import Event, LeaseRefused, ScopeRefused, TouchedRecord
+from activities.evidence.store import FenceHold
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from activities.names import ADMIT_RUN, LEASE, ErrorType
 from activities.run_models import (
@@ -25,17 +29,25 @@ from activities.run_models import (
     GatherResult,
     GrantClaim,
     LeaseRequest,
+    OpenRun,
+    PlannedWrite,
     ProposeInput,
     ProposeResult,
+    PublishAll,
+    PublishedAll,
     PublishInput,
+    PublishRefusal,
     PublishResult,
     RecordEvidence,
     RunAdmission,
+    RunOpened,
     RunSetup,
     StartRun,
+    Written,
     rollout_id_for,
 )
 from activities.tasks.contract import TaskInputError
+from policies import Action, signed_act_problem
 
 
 class _RecordingModel:
@@ -59,6 +71,17 @@ class RunActivities(GovflowActivities):
         Kept under its own name (recorded histories schedule it); the work is ``load_policy``'s.
         """
         return self._setup(start.task, start.task_version)
+
+    @activity.defn(name="govflow.open_run")
+    async def open_run(self, req: OpenRun) -> RunOpened:
+        """A new run's policy and its admission (local-admit), in the task that starts the run. A submit
+        whose signature the policy refuses is not admitted: it takes no slot (the run refuses it)."""
+        setup = self._setup(req.start.task, req.start.task_version)
+        policy = self._registration(req.start.task, req.start.task_version).policy
+        message = req.submit_message.encode()
+        if signed_act_problem(policy, "submit", req.start.requester, req.submit_signature, message):
+            return RunOpened(setup=setup)
+        return RunOpened(setup=setup, admission=await self.admit(req.admit))
 
     @activity.defn(name="govflow.append_run_evidence")
     async def append_run_evidence(self, rec: RecordEvidence) -> Appended:
@@ -114,85 +137,103 @@ class RunActivities(GovflowActivities):
             calls=model.calls,
         )
 
+    @activity.defn(name="govflow.publish_all")
+    async def publish_all(self, inp: PublishAll) -> PublishedAll:
+        """Write a live run's approved actions in order, each through the scope guard, and record them.
+
+        Idempotency key per write = run id + action id: a retry after a crash between a write and its
+        evidence finds the write committed and records it; a record is written once. The first write
+        that has not happened asks for the lease, then holds the fence until the last write returns: a
+        pause waits for these writes and no write starts after it. The run's pending rows, the touched
+        records and ``then`` commit in the fence's own transaction (one commit per run). A write refused
+        by the scope guard or its rollout is recorded in that commit (writes after it are not attempted)
+        and named in the result; ``then`` is left out.
+        """
+        done = await self._publish_writes(inp, record_refusal=True)
+        return PublishedAll(
+            written=[Written(action_id=a, **r.model_dump()) for a, r in done.results.items()],
+            refused=done.refused, next_seq=done.next_seq, head=done.head,
+        )  # fmt: skip
+
     @activity.defn(name="govflow.publish")
     async def publish(self, inp: PublishInput) -> PublishResult:
-        """Write one approved action through the scope guard, then record the touched record.
+        """One write (runs from before local-admit): as ``publish_all``, but a refusal commits the pending
+        rows only and fails the activity; the workflow records the refusal."""
+        batch = PublishAll(
+            run_id=inp.run_id, task=inp.task, task_version=inp.task_version,
+            writes=[PlannedWrite(action=inp.action, grant=inp.grants[0] if inp.grants else None)],
+            seq=inp.seq, at=inp.at, before=inp.before, start=inp.start, rollout_id=inp.rollout_id, stage=inp.stage,
+            then=inp.then,
+        )  # fmt: skip
+        done = await self._publish_writes(batch, record_refusal=False)
+        if done.error is not None:
+            raise done.error
+        result = done.results[inp.action.action_id]
+        return PublishResult(
+            before=result.before, after=result.after, replayed=result.replayed, next_seq=done.next_seq, head=done.head
+        )
 
-        Idempotency key = run id + action id: a retry after a crash between the
-        write and its evidence gets the stored before/after images back and
-        records them; the record is written once.
-        """
+    async def _publish_writes(self, inp: PublishAll, *, record_refusal: bool) -> _Published:
         reg = self._registration(inp.task, inp.task_version)
         io = ScopedConnectors(reg.policy, reg.connectors)
-        action = inp.action
         redact_fields = frozenset(reg.policy.evidence.redact_fields)
-        if inp.before:
-            run = self._run_record(inp.start, inp.start.policy_digest or reg.digest) if inp.start else None
-            await self._append(inp.task, inp.run_id, inp.seq, inp.at, inp.before, redact_fields, run)
-        seq = inp.seq + len(inp.before)
-        key = f"{inp.run_id}:{action.action_id}"
-        if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
-            raise ApplicationError(
-                f"action {action.action_id} ({action.target}) is not a write with a record id",
-                type=ErrorType.INVALID_ACTION,
-                non_retryable=True,
-            )
-        request = WriteRequest(
-            resource=action.resource,
-            record_id=action.record_id,
-            operation=action.operation,
-            fields=action.fields,
-            idempotency_key=key,
-        )
-        try:
-            # A retried publish whose write already committed records it as written, whatever the
-            # rollout says now; only a write that has not happened needs authority.
-            result = await io.written(action.system, request)
-            if result is None:
-                # The lease first, then the fence, held to the end of the write: a pause waits for this
-                # write before it is recorded, no write starts once it is, and a lease granted before a
-                # pause or rollback is refused by the fence's epoch (migrations 0004 and 0007). So a stop
-                # waits only for writes in progress, not for leases being asked.
-                rollouts = self._rollouts(inp)
-                epochs = await self._lease(inp, rollouts)
-                async with self._store.fence(rollouts, inp.grants, epochs) as paused:
-                    ended = [p.removeprefix("grant:") for p in paused if p.startswith("grant:")]
-                    if ended:  # revoked (or expired) before this write started: its approval is gone
-                        raise ApplicationError(
-                            f"standing approval {', '.join(ended)} is no longer active", type=ErrorType.LEASE_REFUSED,
-                            non_retryable=True,
-                        )  # fmt: skip
-                    if paused:  # paused, or stopped since the lease: its workflow may not know yet, its fence does
-                        raise ApplicationError(
-                            f"rollout is paused (fence of {', '.join(paused)})", type=ErrorType.LEASE_REFUSED,
-                            non_retryable=True,
-                        )  # fmt: skip
-                    result = await io.write(action.system, request)
-        except ScopeViolation as exc:
-            raise fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump()) from exc
-        except ConnectorError as exc:
-            raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
-        except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
-            raise evidence_failure(exc) from exc
-        touched = EvidenceItem(
-            kind="touched_record",
-            payload={
-                "action_id": action.action_id,
-                "system": action.system,
-                "resource": action.resource,
-                "record_id": action.record_id,
-                "operation": action.operation,
-                "mode": "live",
-                "idempotency_key": key,
-                "before_image": result.before,
-                "after_image": result.after,
-            },
-        )
-        rows = [touched, *inp.then]
-        head = await self._append(inp.task, inp.run_id, seq, inp.at, rows, redact_fields)
-        return PublishResult(
-            before=result.before, after=result.after, replayed=result.replayed, next_seq=seq + len(rows), head=head
-        )
+        run = self._run_record(inp.start, inp.start.policy_digest or reg.digest) if inp.start else None
+        requests = [_write_request(inp.run_id, w.action) for w in inp.writes]
+        results: dict[str, WriteResult] = {}
+        refused: tuple[PublishRefusal, Event, ApplicationError] | None = None
+        current = ""  # the action being written
+        async with AsyncExitStack() as stack:
+            hold: FenceHold | None = None
+            try:
+                for w, request in zip(inp.writes, requests, strict=True):
+                    action, current = w.action, w.action.action_id
+                    # A retried publish whose write already committed records it as written, whatever the
+                    # rollout says now; only a write that has not happened needs authority.
+                    result = await io.written(action.system, request)
+                    if result is None:
+                        if hold is None:
+                            # The lease first, then the fence, held to the end of the last write: a lease
+                            # granted before a pause or rollback is refused by the fence's epoch (migrations
+                            # 0004 and 0007), so a stop waits only for writes in progress, not for leases.
+                            rollouts = self._rollouts(inp.rollout_id, inp.task, inp.task_version)
+                            epochs = await self._lease(inp.run_id, inp.stage, inp.rollout_id, rollouts)
+                            grants = [g.grant for g in inp.writes if g.grant]
+                            hold = await stack.enter_async_context(self._store.fence(rollouts, grants, epochs))
+                        _refuse_if_stopped(hold.stopped, w.grant)
+                        result = await io.write(action.system, request)
+                    results[action.action_id] = result
+            except ScopeViolation as exc:
+                error = fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump())
+                event: Event = ScopeRefused.model_validate(exc.refusal.model_dump())
+                refused = (PublishRefusal(action_id=current, reason=error.message), event, error)
+            except ApplicationError as exc:
+                if exc.type != ErrorType.LEASE_REFUSED:
+                    raise
+                event = LeaseRefused(rollout_id=inp.rollout_id, action_id=current, reason=exc.message)
+                refused = (PublishRefusal(action_id=current, reason=exc.message), event, exc)
+            except ConnectorError as exc:
+                raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
+            except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
+                raise evidence_failure(exc) from exc
+            items = list(inp.before)
+            items += [
+                EvidenceItem.of(_touched(w.action, r.idempotency_key, results[w.action.action_id]))
+                for w, r in zip(inp.writes, requests, strict=True) if w.action.action_id in results
+            ]  # fmt: skip
+            if refused is None:
+                items += inp.then
+            elif record_refusal:
+                items.append(EvidenceItem.of(refused[1]))
+            else:  # the workflow records the refusal after the rows before it
+                items = list(inp.before)
+            batch = self._run_batch(inp.run_id, inp.seq, inp.at, items, redact_fields)
+            appended = await self._append_batch("run", batch, run, within=hold) if batch else []
+        await self._count(inp.task, batch, appended)
+        head = appended[-1].hash if appended else ""
+        return _Published(
+            results={a: r for a, r in results.items()}, refused=refused[0] if refused else None,
+            error=refused[2] if refused else None, next_seq=inp.seq + len(items), head=head,
+        )  # fmt: skip
 
     @activity.defn(name="govflow.claim_grant")
     async def claim_grant(self, claim: GrantClaim) -> str | None:
@@ -207,25 +248,25 @@ class RunActivities(GovflowActivities):
             raise evidence_failure(exc) from exc
 
     @staticmethod
-    def _rollouts(inp: PublishInput) -> list[str]:
+    def _rollouts(rollout_id: str | None, task: str, task_version: str) -> list[str]:
         """The rollouts a live write answers to: the one that admitted it, and the version's own."""
-        canonical = rollout_id_for(inp.task, inp.task_version)
-        return [r for r in dict.fromkeys([inp.rollout_id, canonical]) if r is not None]
+        canonical = rollout_id_for(task, task_version)
+        return [r for r in dict.fromkeys([rollout_id, canonical]) if r is not None]
 
-    async def _lease(self, inp: PublishInput, rollouts: list[str]) -> dict[str, int]:
+    async def _lease(self, run_id: str, stage: str, admitted_by: str | None, rollouts: list[str]) -> dict[str, int]:
         """Publish authority, right before the write, from each of ``rollouts`` (``_rollouts``): the one
         that admitted the run, and the task version's own whenever it runs. A refusal is final. Returns
         the stop epoch of each lease granted, for the fence to check."""
         epochs: dict[str, int] = {}
         for rollout_id in rollouts:
-            answer = await self._ask_lease(rollout_id, inp, required=rollout_id == inp.rollout_id)
+            answer = await self._ask_lease(rollout_id, run_id, stage, required=rollout_id == admitted_by)
             if answer is not None and not answer.accepted:
                 raise ApplicationError(answer.reason, type=ErrorType.LEASE_REFUSED, non_retryable=True)
             if answer is not None:
                 epochs[rollout_id] = answer.epoch
         return epochs
 
-    async def _ask_lease(self, rollout_id: str, inp: PublishInput, *, required: bool) -> ControlAnswer | None:
+    async def _ask_lease(self, rollout_id: str, run_id: str, stage: str, *, required: bool) -> ControlAnswer | None:
         """The rollout's answer; None when no such rollout runs and none was required."""
         if self._client is None:
             if not required:
@@ -235,7 +276,7 @@ class RunActivities(GovflowActivities):
         handle = self._client.get_workflow_handle(rollout_id)
         try:
             answer: ControlAnswer = await handle.execute_update(
-                LEASE, LeaseRequest(run_id=inp.run_id, stage=inp.stage), result_type=ControlAnswer
+                LEASE, LeaseRequest(run_id=run_id, stage=stage), result_type=ControlAnswer
             )
             return answer
         except RPCError as exc:
@@ -279,6 +320,51 @@ class RunActivities(GovflowActivities):
 
     def all(self) -> list[Any]:
         return [
-            self.start_run, self.append_run_evidence, self.record_evidence, self.gather, self.propose,
-            self.publish, self.admit, self.claim_grant,
+            self.start_run, self.open_run, self.append_run_evidence, self.record_evidence, self.gather, self.propose,
+            self.publish, self.publish_all, self.admit, self.claim_grant,
         ]  # fmt: skip
+
+
+
+@dataclass(frozen=True)
+class _Published:
+    results: dict[str, WriteResult]
+    refused: PublishRefusal | None
+    error: ApplicationError | None
+    next_seq: int
+    head: str
+
+
+def _write_request(run_id: str, action: Action) -> WriteRequest:
+    if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
+        raise ApplicationError(
+            f"action {action.action_id} ({action.target}) is not a write with a record id",
+            type=ErrorType.INVALID_ACTION,
+            non_retryable=True,
+        )
+    return WriteRequest(
+        resource=action.resource, record_id=action.record_id, operation=action.operation, fields=action.fields,
+        idempotency_key=f"{run_id}:{action.action_id}",
+    )  # fmt: skip
+
+
+def _touched(action: Action, key: str, result: WriteResult) -> TouchedRecord:
+    return TouchedRecord(
+        action_id=action.action_id, system=action.system, resource=action.resource, record_id=str(action.record_id),
+        operation=action.operation, mode="live", idempotency_key=key, before_image=result.before,
+        after_image=result.after,
+    )  # fmt: skip
+
+
+def _refuse_if_stopped(stopped: list[str], grant: str | None) -> None:
+    """Refuse a write whose fence says stop: its standing approval ended, or a rollout paused or stopped since
+    its lease (its workflow may not know yet; its fence does)."""
+    if grant is not None and f"grant:{grant}" in stopped:  # revoked (or expired) before this write started
+        raise ApplicationError(
+            f"standing approval {grant} is no longer active", type=ErrorType.LEASE_REFUSED, non_retryable=True
+        )
+    rollouts = [s for s in stopped if not s.startswith("grant:")]
+    if rollouts:
+        raise ApplicationError(
+            f"rollout is paused (fence of {', '.join(rollouts)})", type=ErrorType.LEASE_REFUSED, non_retryable=True
+        )

@@ -118,6 +118,51 @@ class PublishResult(_Model):
     head: str | None = Field(default=None, description="The hash of the run's last evidence row.")
 
 
+class PlannedWrite(_Model):
+    action: Action
+    grant: str | None = Field(default=None, description="The standing approval the write relies on, if any.")
+
+
+class PublishAll(_Model):
+    """Every approved write of a live run, in order, under one lease and one hold of the fence; the run's
+    pending rows, each write's touched record and ``then`` in one commit."""
+
+    run_id: str
+    task: str
+    task_version: str
+    writes: list[PlannedWrite]
+    seq: int = Field(description="The evidence sequence number of the first row this activity appends.")
+    at: datetime
+    before: list[EvidenceItem] = Field(default_factory=list, description="The run's pending rows, first.")
+    start: StartRun | None = Field(default=None, description="Register the run with ``before`` (its first rows).")
+    rollout_id: str | None = Field(default=None, description="Lease publish authority from it right before writing.")
+    stage: str = ""
+    then: list[EvidenceItem] = Field(
+        default_factory=list, description="Rows after the touched records, when every write is written (run_finished)."
+    )
+
+
+class Written(_Model):
+    action_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    replayed: bool
+
+
+class PublishRefusal(_Model):
+    """The write that was refused (the writes after it were not attempted) and why; recorded in the chain."""
+
+    action_id: str
+    reason: str
+
+
+class PublishedAll(_Model):
+    written: list[Written]
+    refused: PublishRefusal | None = None
+    next_seq: int
+    head: str
+
+
 class Appended(_Model):
     """Where a run's chain stands after an append."""
 
@@ -245,3 +290,18 @@ class GrantClaim(_Model):
     run_id: str
     action_id: str
     at: datetime
+
+
+class OpenRun(_Model):
+    """A new run's setup and admission, in one local activity. ``submit_message`` is what the requester
+    signs: a submit the policy refuses for its signature is not admitted (it takes no slot)."""
+
+    start: StartRun
+    admit: AdmitInput
+    submit_signature: str | None = None
+    submit_message: str
+
+
+class RunOpened(_Model):
+    setup: RunSetup
+    admission: RunAdmission | None = Field(default=None, description="None: the submit was refused, not admitted.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -45,6 +46,9 @@ _log = logging.getLogger(__name__)
 _WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
 _SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Runs whose start this process counted, remembered until they finish: their finish is labelled without a
+# lookup (a run that started elsewhere, or long ago, is looked up in its runs row).
+_STARTED_RUNS = 10_000
 
 
 class Telemetry:
@@ -53,6 +57,7 @@ class Telemetry:
     _default: Telemetry | None = None
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._started: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.evidence_unreadable = Counter(
             "govflow_evidence_unreadable",
             "Evidence rows stored under a known kind whose payload does not read as that kind.",
@@ -165,9 +170,12 @@ class Telemetry:
                 self.evidence_unreadable.labels(task, event.stored_kind).inc()
             case RunStarted():
                 self.runs_started.labels(task, event.stage, event.mode).inc()
+                self._started[row.stream_id] = (event.stage, event.mode)
+                if len(self._started) > _STARTED_RUNS:
+                    self._started.popitem(last=False)
             case RunFinished():
-                run = await store.run(row.stream_id)
-                stage, mode = (run.stage, run.mode) if run else ("unknown", "unknown")
+                labels = self._started.pop(row.stream_id, None)
+                stage, mode = labels if labels is not None else await self._run_labels(store, row.stream_id)
                 self.runs_finished.labels(task, stage, mode, event.outcome).inc()
             case ApprovalAttemptRecord():
                 self.approval_attempts.labels(task, event.verdict, "accepted" if event.accepted else "refused").inc()
@@ -201,3 +209,8 @@ class Telemetry:
                 # The label keeps its values ("promoted", "rollback") for dashboards and alerts already written.
                 change = "promoted" if isinstance(event, Promoted) else "rollback"
                 self.stage_changes.labels(task, change, event.to).inc()
+
+    @staticmethod
+    async def _run_labels(store: EvidenceStore, run_id: str) -> tuple[str, str]:
+        run = await store.run(run_id)
+        return (run.stage, run.mode) if run else ("unknown", "unknown")

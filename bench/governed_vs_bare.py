@@ -29,6 +29,7 @@ from bench.bare import BareActivities, BareRunWorkflow
 from bench.common import bench_databases
 from policies import Policy, parse_policy
 from workers.app import EXAMPLES, example_registry
+from workers.client import submit
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -64,9 +65,9 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, tickets: list[str
         if governed:
             inp = RunInput(task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="bench",
                            mode="live")  # fmt: skip
-            handles.append(
-                await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=run_id, task_queue=task_queue)
-            )
+            # Started as users start runs (govflow.client.submit: search attributes and a summary at start).
+            await submit(env.client, task_queue, inp, run_id=run_id)
+            handles.append(env.client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id))
         else:
             handles.append(
                 await env.client.start_workflow(

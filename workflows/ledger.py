@@ -24,6 +24,9 @@ with workflow.unsafe.imports_passed_through():
         DataRollback,
         EvidenceItem,
         FenceRequest,
+        PlannedWrite,
+        PublishAll,
+        PublishedAll,
         PublishInput,
         PublishResult,
         RecordEvidence,
@@ -97,6 +100,23 @@ class RunLedger:
         self.seq = await workflow.execute_local_activity_method(
             RunActivities.record_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=RETRY
         )
+
+    async def publish_all(
+        self, writes: list[PlannedWrite], *, rollout_id: str | None, stage: str, then: list[EvidenceItem]
+    ) -> PublishedAll:
+        """Write a run's approved actions in one activity (local-admit): the deferred rows, the touched
+        records and ``then`` in one commit; a refused write is recorded there too, and named in the result."""
+        async with self.lock:
+            batch = PublishAll(
+                run_id=self.run_id, task=self.task, task_version=self.task_version, writes=writes, seq=self.seq,
+                at=workflow.now(), before=self.take_pending(), start=self.opening, rollout_id=rollout_id, stage=stage,
+                then=then,
+            )  # fmt: skip
+            result = await workflow.execute_activity_method(
+                RunActivities.publish_all, batch, start_to_close_timeout=PUBLISH, retry_policy=RETRY
+            )
+            self.seq, self.head = result.next_seq, result.head
+        return result
 
     async def publish(
         self, action: Action, *, rollout_id: str | None, stage: str, then: list[EvidenceItem],

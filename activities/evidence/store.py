@@ -49,6 +49,15 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 
 
 @dataclass(frozen=True)
+class FenceHold:
+    """A live write's hold on its fences, one open evidence transaction (``EvidenceStore.fence``)."""
+
+    stopped: list[str]
+    """What refuses the write: paused or stopped rollouts, and ``grant:<id>`` for ended standing approvals."""
+    conn: Any
+
+
+@dataclass(frozen=True)
 class AppendResult:
     hash: str
     stored: bool
@@ -94,11 +103,16 @@ class EvidenceStore:
         return (await self.append_many([(event, projection)]))[0]
 
     async def append_many(
-        self, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], *, run: RunRecord | None = None
+        self,
+        items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]],
+        *,
+        run: RunRecord | None = None,
+        within: FenceHold | None = None,
     ) -> list[AppendResult]:
         """Append consecutive events of one stream in one transaction (one commit), same rules as ``append``.
 
-        With ``run``, the run's row is registered in the same transaction.
+        With ``run``, the run's row is registered in the same transaction. ``within``: in the transaction
+        of a fence hold, committed when the hold ends (a live write's evidence, with the write's release).
         """
         if not items:
             return []
@@ -109,28 +123,34 @@ class EvidenceStore:
                     f"append_many takes consecutive events of one stream; got {event.stream} "
                     f"{event.stream_id} seq {event.seq} after seq {first.seq + offset - 1}"
                 )
-        q = self._q
-        results: list[AppendResult] = []
+        if within is not None:
+            return await self._append_on(within.conn, items, run)
         async with self._pool.acquire() as conn, conn.transaction():
-            if run is not None:
-                await conn.execute(
-                    q["insert_run"], run.run_id, run.task, run.task_version, run.policy_digest, run.item_key,
-                    run.requester, run.stage, run.mode, run.started_at, run.rollout_id,
-                )  # fmt: skip
-            if first.seq == 1:
-                prev_hash = GENESIS
-            else:
-                found = await conn.fetchval(q["event_hash_at"], first.stream, first.stream_id, first.seq - 1)
-                if found is None:
-                    raise EvidenceGapError(
-                        f"{first.stream} {first.stream_id}: event {first.seq} ({first.kind}) "
-                        f"cannot be appended before event {first.seq - 1}"
-                    )
-                prev_hash = str(found)
-            results = await self._insert_batch(conn, items, prev_hash)
-            prev_hash = results[-1].hash
-            last = items[-1][0]
-            await conn.execute(q["advance_head"], last.stream, last.stream_id, last.seq, prev_hash)
+            return await self._append_on(conn, items, run)
+
+    async def _append_on(
+        self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], run: RunRecord | None
+    ) -> list[AppendResult]:
+        q = self._q
+        first = items[0][0]
+        if run is not None:
+            await conn.execute(
+                q["insert_run"], run.run_id, run.task, run.task_version, run.policy_digest, run.item_key,
+                run.requester, run.stage, run.mode, run.started_at, run.rollout_id,
+            )  # fmt: skip
+        if first.seq == 1:
+            prev_hash = GENESIS
+        else:
+            found = await conn.fetchval(q["event_hash_at"], first.stream, first.stream_id, first.seq - 1)
+            if found is None:
+                raise EvidenceGapError(
+                    f"{first.stream} {first.stream_id}: event {first.seq} ({first.kind}) "
+                    f"cannot be appended before event {first.seq - 1}"
+                )
+            prev_hash = str(found)
+        results = await self._insert_batch(conn, items, prev_hash)
+        last = items[-1][0]
+        await conn.execute(q["advance_head"], last.stream, last.stream_id, last.seq, results[-1].hash)
         return results
 
     async def _insert_batch(
@@ -293,8 +313,9 @@ class EvidenceStore:
     @asynccontextmanager
     async def fence(
         self, rollout_ids: list[str], grant_ids: Sequence[str] = (), epochs: Mapping[str, int] | None = None
-    ) -> AsyncIterator[list[str]]:
-        """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones. A pause
+    ) -> AsyncIterator[FenceHold]:
+        """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones (``stopped``)
+        and the transaction's connection, for evidence that commits as the hold ends (``append_many(within=)``). A pause
         (``set_fence``) waits until this is left, so hold it around the write. ``epochs``: the stop epoch
         each rollout's lease was granted in; a rollout whose fence has moved on since (a pause or rollback
         after the lease) is yielded too, as stopped. ``grant_ids``: standing approvals the write relies on,
@@ -322,7 +343,7 @@ class EvidenceStore:
                         r["grant_id"]: r["status"] for r in await conn.fetch(self._q["hold_grants"], list(grant_ids))
                     }
                     stopped += [f"grant:{g}" for g in grant_ids if held.get(g) != "active"]
-                yield stopped
+                yield FenceHold(stopped, conn)
 
     async def heads(self) -> list[dict[str, Any]]:
         """Every stream's newest row (stream, stream_id, seq, hash), for a checkpoint."""

@@ -280,8 +280,8 @@ async def test_a_pause_waits_for_the_writes_holding_the_fence_and_no_write_start
     release = asyncio.Event()
 
     async def write() -> None:
-        async with store.fence(["rollout-f", "rollout-other"]) as paused:
-            assert paused == []
+        async with store.fence(["rollout-f", "rollout-other"]) as hold:
+            assert hold.stopped == []
             holding.set()
             await release.wait()  # the write is in progress
             order.append("write done")
@@ -298,21 +298,21 @@ async def test_a_pause_waits_for_the_writes_holding_the_fence_and_no_write_start
     release.set()
     await asyncio.gather(writer, pauser)
     assert order == ["write done", "paused"]
-    async with store.fence(["rollout-f"]) as paused:
-        assert paused == ["rollout-f"]  # a write that starts now sees the pause
+    async with store.fence(["rollout-f"]) as hold:
+        assert hold.stopped == ["rollout-f"]  # a write that starts now sees the pause
 
 
 async def test_a_lease_granted_before_a_stop_never_writes_after_it(store: EvidenceStore) -> None:
     # The lease is asked before the fence is taken; it carries the rollout's stop epoch. A rollback
     # (stop, then unpause at a new epoch) in between refuses it at the fence, though nothing is paused now.
-    async with store.fence(["rollout-e"], epochs={"rollout-e": 0}) as stopped:
-        assert stopped == []  # a new rollout: epoch 0, unpaused
+    async with store.fence(["rollout-e"], epochs={"rollout-e": 0}) as hold:
+        assert hold.stopped == []  # a new rollout: epoch 0, unpaused
     await store.set_fence("rollout-e", True, epoch=1)
     await store.set_fence("rollout-e", False, epoch=1)
-    async with store.fence(["rollout-e"], epochs={"rollout-e": 0}) as stopped:
-        assert stopped == ["rollout-e"]  # leased at epoch 0, before the rollback
-    async with store.fence(["rollout-e"], epochs={"rollout-e": 1}) as stopped:
-        assert stopped == []  # leased after it
+    async with store.fence(["rollout-e"], epochs={"rollout-e": 0}) as hold:
+        assert hold.stopped == ["rollout-e"]  # leased at epoch 0, before the rollback
+    async with store.fence(["rollout-e"], epochs={"rollout-e": 1}) as hold:
+        assert hold.stopped == []  # leased after it
     await store.set_fence("rollout-e", False)  # a rollout from before epochs leaves the epoch as it is
-    async with store.fence(["rollout-e"], epochs={"rollout-e": 1}) as stopped:
-        assert stopped == []
+    async with store.fence(["rollout-e"], epochs={"rollout-e": 1}) as hold:
+        assert hold.stopped == []

@@ -28,7 +28,7 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
     from workers.worker import build_worker
 
     env = time_skipping_env
-    crash_points.CRASHES[:] = ["govflow.publish"]
+    crash_points.CRASHES[:] = ["govflow.publish_all"]
     crash_points.CRASHED.clear()
     w: Worker = build_worker(
         env.client, task_queue, store, registry, interceptors=[crash_points.CrashOnce()],
@@ -41,7 +41,7 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
             GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
         )
         result = await handle.result()
-    assert crash_points.CRASHED == ["govflow.publish"]
+    assert crash_points.CRASHED == ["govflow.publish_all"]
     assert result.outcome == "published"
     history = await handle.fetch_history()
     assert any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
