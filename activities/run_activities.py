@@ -325,7 +325,6 @@ class RunActivities(GovflowActivities):
         ]  # fmt: skip
 
 
-
 @dataclass(frozen=True)
 class _Published:
     results: dict[str, WriteResult]
