@@ -18,7 +18,7 @@ from activities.connectors.guard import ScopedConnectors, ScopeViolation
 from activities.evidence.events import Event, LeaseRefused, ScopeRefused, TouchedRecord
 from activities.evidence.store import FenceHold
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
-from activities.names import ADMIT_RUN, LEASE, ErrorType
+from activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
 from activities.run_models import (
     AdmitInput,
     AdmitRequest,
@@ -150,9 +150,18 @@ class RunActivities(GovflowActivities):
         and named in the result; ``then`` is left out.
         """
         done = await self._publish_writes(inp, record_refusal=True)
+        # The run is finished once ``then`` commits: its rollout hears so now, not a workflow task later.
+        reported = False
+        if done.refused is None and inp.then and inp.report is not None and inp.rollout_id and self._client:
+            try:
+                await self._client.get_workflow_handle(inp.rollout_id).signal(REPORT, inp.report)
+                reported = True
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise  # retried: the writes are found written, the rows stored, and the nudge sent again
         return PublishedAll(
             written=[Written(action_id=a, **r.model_dump()) for a, r in done.results.items()],
-            refused=done.refused, next_seq=done.next_seq, head=done.head,
+            refused=done.refused, reported=reported, next_seq=done.next_seq, head=done.head,
         )  # fmt: skip
 
     @activity.defn(name="govflow.publish")

@@ -140,6 +140,9 @@ class PublishAll(_Model):
     then: list[EvidenceItem] = Field(
         default_factory=list, description="Rows after the touched records, when every write is written (run_finished)."
     )
+    report: RunReport | None = Field(
+        default=None, description="Once ``then`` (run_finished) commits: the report nudge to send the rollout."
+    )
 
 
 class Written(_Model):
@@ -159,6 +162,7 @@ class PublishRefusal(_Model):
 class PublishedAll(_Model):
     written: list[Written]
     refused: PublishRefusal | None = None
+    reported: bool = Field(default=False, description="The rollout was sent ``report``: the run need not.")
     next_seq: int
     head: str
 

@@ -60,6 +60,7 @@ class GovernedRunWorkflow:
         self._ledger = RunLedger(self._run_id, inp.task, inp.task_version)
         self._settle_before_closing = False
         self._local_admit = False
+        self._reported = False  # the publish sent the rollout its report nudge
         self._policy: Policy | None = None
         self._phase = "starting"
         self._actions: dict[str, ActionState] = {}
@@ -355,11 +356,16 @@ class GovernedRunWorkflow:
             unwritten = [s for s in slots if isinstance(s, ActionOutcome)]
             return await self._finish(approvals.outcome_of(inp.mode, unwritten), outcomes=unwritten)
         then: list[rm.EvidenceItem] = []
+        report: ev.RunReport | None = None
         if len(writes) == len(self._actions):  # every action is written: run_finished rides with the writes
             done = [self._written(s) for s in writes]
             then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
+            report = self._report("published", done) if inp.rollout_id else None
         planned = [rm.PlannedWrite(action=s.action, grant=s.grant or None) for s in writes]
-        result = await self._ledger.publish_all(planned, rollout_id=inp.rollout_id, stage=inp.stage, then=then)
+        result = await self._ledger.publish_all(
+            planned, rollout_id=inp.rollout_id, stage=inp.stage, then=then, report=report
+        )
+        self._reported = result.reported
         written = {w.action_id: w for w in result.written}
         outcomes: list[ActionOutcome] = []
         for slot in slots:
@@ -405,7 +411,7 @@ class GovernedRunWorkflow:
             await self._ledger.record(self._finished(outcome, outcomes or [], reason))
         self._set_awaiting(False)
         self._show()
-        if self._inp.rollout_id:
+        if self._inp.rollout_id and not self._reported:
             # Only a nudge: the rollout reads the outcome from this run's evidence (v2).
             await workflow.get_external_workflow_handle(self._inp.rollout_id).signal(
                 names.REPORT, self._report(outcome, outcomes or [])

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence.events import DataConflict, DataRestored, Event, LeaseRefused, ScopeRefused
+    from activities.evidence.events import DataConflict, DataRestored, Event, LeaseRefused, RunReport, ScopeRefused
     from activities.names import ErrorType
     from activities.rollout_activities import RolloutActivities
     from activities.run_activities import RunActivities
@@ -42,6 +42,8 @@ LOCAL = timedelta(seconds=30)
 # A write is one short transaction; a worker that dies mid-write is retried after this.
 PUBLISH = timedelta(seconds=10)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Setting the fence waits for the writes holding it (each bounded by PUBLISH).
+FENCE = timedelta(seconds=60)
 # Evidence appends retry quickly at first: a short outage should cost a run little.
 EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 
@@ -102,15 +104,16 @@ class RunLedger:
         )
 
     async def publish_all(
-        self, writes: list[PlannedWrite], *, rollout_id: str | None, stage: str, then: list[EvidenceItem]
-    ) -> PublishedAll:
+        self, writes: list[PlannedWrite], *, rollout_id: str | None, stage: str, then: list[EvidenceItem],
+        report: RunReport | None = None,
+    ) -> PublishedAll:  # fmt: skip
         """Write a run's approved actions in one activity (local-admit): the deferred rows, the touched
         records and ``then`` in one commit; a refused write is recorded there too, and named in the result."""
         async with self.lock:
             batch = PublishAll(
                 run_id=self.run_id, task=self.task, task_version=self.task_version, writes=writes, seq=self.seq,
                 at=workflow.now(), before=self.take_pending(), start=self.opening, rollout_id=rollout_id, stage=stage,
-                then=then,
+                then=then, report=report,
             )  # fmt: skip
             result = await workflow.execute_activity_method(
                 RunActivities.publish_all, batch, start_to_close_timeout=PUBLISH, retry_policy=RETRY
@@ -173,6 +176,7 @@ class RolloutLedger:
         self.state = state
         self.v2 = False
         self.fenced = False
+        self.local = False  # local-fence: the fence set by a local activity
         self._lock = asyncio.Lock()
         self._outbox: list[RolloutRow] = []
 
@@ -184,11 +188,14 @@ class RolloutLedger:
             return
         if paused:
             self.state.fence_epoch += 1
+        request = FenceRequest(rollout_id=self.rollout_id, paused=paused, epoch=self.state.fence_epoch)
+        if self.local:  # no queue to wait in behind the runs' activities; the same request if the task is retried
+            await workflow.execute_local_activity_method(
+                RolloutActivities.set_fence, request, start_to_close_timeout=FENCE, retry_policy=EVIDENCE_RETRY
+            )
+            return
         await workflow.execute_activity_method(
-            RolloutActivities.set_fence,
-            FenceRequest(rollout_id=self.rollout_id, paused=paused, epoch=self.state.fence_epoch),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=EVIDENCE_RETRY,
+            RolloutActivities.set_fence, request, start_to_close_timeout=FENCE, retry_policy=EVIDENCE_RETRY
         )
 
     async def restore_data(self, since: datetime | None) -> tuple[int, int]:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout_rules import bucket
 
 _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
+_READ = timedelta(seconds=60)
 
 
 @workflow.defn(name=names.ROLLOUT)
@@ -66,6 +67,7 @@ class RolloutWorkflow:
         self._v2 = False
         self._sequential = False
         self._to_count: list[str] = []
+        self._local = False
 
     # --- main loop ----------------------------------------------------------------------------------
 
@@ -85,6 +87,10 @@ class RolloutWorkflow:
         # pause-fence: a pause takes the Postgres fence (waiting for every live write in progress) before
         # it is recorded, and a resume releases it; see migration 0004 and RunActivities.publish.
         self._ledger.fenced = workflow.patched("pause-fence")
+        # local-fence: the outcomes of reported runs are read, and the fence set, by local activities in the
+        # rollout's own task, not behind the runs' activities in the task queue (bench.pause_latency). Both
+        # are safe to repeat: a read, and a fence set to what the rollout's state says.
+        self._local = self._ledger.local = workflow.patched("local-fence")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity_method(
@@ -273,12 +279,15 @@ class RolloutWorkflow:
         if not self._to_count:
             return
         batch = list(self._to_count)
-        answers = await workflow.execute_activity_method(
-            RolloutActivities.read_run_outcomes,
-            rm.OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=EVIDENCE_RETRY,
-        )
+        request = rm.OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch)
+        if self._local:
+            answers = await workflow.execute_local_activity_method(
+                RolloutActivities.read_run_outcomes, request, start_to_close_timeout=_READ, retry_policy=EVIDENCE_RETRY
+            )
+        else:
+            answers = await workflow.execute_activity_method(
+                RolloutActivities.read_run_outcomes, request, start_to_close_timeout=_READ, retry_policy=EVIDENCE_RETRY
+            )
         del self._to_count[: len(batch)]
         for answer in answers:
             if answer.report is None:
