@@ -25,7 +25,8 @@ from activities.models import ModelError, ModelRequest, OpenAIChatClient
 from activities.models.base import Message
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.run_models import PublishInput
+from activities.evidence.events import RunFinished
+from activities.run_models import EvidenceItem, PlannedWrite, PublishAll, PublishInput
 from policies import Action, load_policy
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
 from workers.app import EXAMPLES
@@ -138,6 +139,46 @@ async def test_publish_refuses_out_of_scope_writes_and_records_that_move_out_of_
         assert row is not None
         assert row["status"] == "active"
         assert await conn.fetchval("SELECT count(*) FROM govflow_idempotency") == 0
+    finally:
+        await conn.close()
+
+
+async def test_publish_all_writes_in_order_and_records_a_refused_write_with_the_ones_before_it(
+    store: EvidenceStore, registry: Registry, sor_url: str
+) -> None:
+    """A run's writes go out in one activity: the reply is written, the churn flag (its contact moved out
+    of the grant after the decision) is refused at the write, and the chain records both in one commit,
+    without run_finished. Retried, the activity writes nothing twice and stores no row twice."""
+    activities = RunActivities(registry, store)
+    env = ActivityEnvironment()
+    reply = Action(
+        action_id="reply", system="ticketing", resource="ticket", operation="reply", record_id="T0001",
+        fields={"reply_body": "We are on it.", "category": "bug"},
+    )  # fmt: skip
+    flag = Action(
+        action_id="flag", system="crm", resource="contact", operation="update", record_id="C0001",
+        fields={"status": "churn-risk"},
+    )  # fmt: skip
+    batch = PublishAll(
+        run_id="r2", task="support-triage", task_version="1", writes=[PlannedWrite(action=reply),
+        PlannedWrite(action=flag)], seq=1, at=_T0, then=[EvidenceItem.of(RunFinished(outcome="published"))],
+    )  # fmt: skip
+    conn = await asyncpg.connect(sor_url)
+    try:
+        await conn.execute("UPDATE contact SET region = 'apac' WHERE id = 'C0001'")
+        result = await env.run(activities.publish_all, batch)
+        assert [w.action_id for w in result.written] == ["reply"]
+        assert result.refused is not None and result.refused.action_id == "flag"
+        assert "its region is 'apac'" in result.refused.reason
+        rows = await store.events("run", "r2")
+        assert [r["kind"] for r in rows] == ["touched_record", "scope_refusal"]
+        assert len({r["recorded_at"] for r in rows}) == 1  # one transaction
+        assert (result.next_seq, result.head) == (3, rows[-1]["hash"])
+        assert await conn.fetchval("SELECT status FROM contact WHERE id = 'C0001'") == "active"
+        again = await env.run(activities.publish_all, batch)
+        assert again.written[0].replayed and again.refused == result.refused and again.head == result.head
+        assert len(await store.events("run", "r2")) == 2
+        assert await conn.fetchval("SELECT count(*) FROM govflow_idempotency") == 1
     finally:
         await conn.close()
 

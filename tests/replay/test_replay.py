@@ -11,7 +11,10 @@ continued-as-new, and the run after it, from the code that first landed, before
 evidence appends from local activities to activities, added admission, and reads every input as
 untrusted; ``rollout-breach`` and ``rollout-continued``: Rollout before ``sequential-gates``, with its
 sliding-window gates; ``pre-fence-rollout-sequential``: a CUSUM pause before ``pause-fence``;
-``rollout-sequential``: the same with the Postgres pause fence).
+``pre-fence-reset-rollout-sequential``: the same before ``fence-reset-at-start``;
+``pre-lean-*``: GovernedRun before ``local-admit``, which opens the run in one local activity and
+publishes every write in one activity; ``pre-local-fence-rollout-*``: Rollout before ``local-fence``,
+which reads outcomes and sets the fence by local activities; the unprefixed ones: the current code).
 """
 
 from __future__ import annotations

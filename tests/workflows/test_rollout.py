@@ -242,6 +242,9 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
                 GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
             )
             assert (await handle.result()).outcome == "published"
+        # Each run's publish nudged the rollout once, as run_finished committed: both counted, none refused.
+        counted = await until(rollout, lambda s: s.runs_in_stage == 2)
+        assert (counted.reports_refused, counted.runs_in_flight) == (0, 0)
         written = await sor_fetch(sor_url, "SELECT id, reply_body FROM ticket WHERE reply_body IS NOT NULL ORDER BY id")
         assert [r["id"] for r in written] == ["T0001", "T0002"]
         conn = await asyncpg.connect(sor_url)
