@@ -21,11 +21,11 @@ from activities.connectors import (
     WriteRequest,
 )
 from activities.evidence import EvidenceStore
+from activities.evidence.events import RunFinished
 from activities.models import ModelError, ModelRequest, OpenAIChatClient
 from activities.models.base import Message
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.evidence.events import RunFinished
 from activities.run_models import EvidenceItem, PlannedWrite, PublishAll, PublishInput
 from policies import Action, load_policy
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
@@ -168,7 +168,8 @@ async def test_publish_all_writes_in_order_and_records_a_refused_write_with_the_
         await conn.execute("UPDATE contact SET region = 'apac' WHERE id = 'C0001'")
         result = await env.run(activities.publish_all, batch)
         assert [w.action_id for w in result.written] == ["reply"]
-        assert result.refused is not None and result.refused.action_id == "flag"
+        assert result.refused is not None
+        assert result.refused.action_id == "flag"
         assert "its region is 'apac'" in result.refused.reason
         rows = await store.events("run", "r2")
         assert [r["kind"] for r in rows] == ["touched_record", "scope_refusal"]
@@ -176,7 +177,9 @@ async def test_publish_all_writes_in_order_and_records_a_refused_write_with_the_
         assert (result.next_seq, result.head) == (3, rows[-1]["hash"])
         assert await conn.fetchval("SELECT status FROM contact WHERE id = 'C0001'") == "active"
         again = await env.run(activities.publish_all, batch)
-        assert again.written[0].replayed and again.refused == result.refused and again.head == result.head
+        assert again.written[0].replayed
+        assert again.refused == result.refused
+        assert again.head == result.head
         assert len(await store.events("run", "r2")) == 2
         assert await conn.fetchval("SELECT count(*) FROM govflow_idempotency") == 1
     finally:
