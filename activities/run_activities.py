@@ -201,13 +201,7 @@ class RunActivities(GovflowActivities):
                     result = await io.written(action.system, request)
                     if result is None:
                         if hold is None:
-                            # The lease first, then the fence, held to the end of the last write: a lease
-                            # granted before a pause or rollback is refused by the fence's epoch (migrations
-                            # 0004 and 0007), so a stop waits only for writes in progress, not for leases.
-                            rollouts = self._rollouts(inp.rollout_id, inp.task, inp.task_version)
-                            epochs = await self._lease(inp.run_id, inp.stage, inp.rollout_id, rollouts)
-                            grants = [g.grant for g in inp.writes if g.grant]
-                            hold = await stack.enter_async_context(self._store.fence(rollouts, grants, epochs))
+                            hold = await self._hold_fence(inp, stack)
                         _refuse_if_stopped(hold.stopped, w.grant)
                         result = await io.write(action.system, request)
                     results[action.action_id] = result
@@ -255,6 +249,29 @@ class RunActivities(GovflowActivities):
             )  # fmt: skip
         except (OSError, asyncpg.PostgresError) as exc:
             raise evidence_failure(exc) from exc
+
+    async def _hold_fence(self, inp: PublishAll, stack: AsyncExitStack) -> FenceHold:
+        """The lease first, then the fence, held (on ``stack``) to the end of the last write: a lease granted
+        before a pause or rollback is refused by the fence's epoch (migrations 0004 and 0007), so a stop waits
+        only for writes in progress, not for leases being asked.
+
+        A run admitted while no rollout ran skips asking the version's rollout when the fence's generation
+        has not moved since (migration 0008): no rollout has started. If it has moved, the hold is let go
+        (nothing is written yet) and the rollout is asked, as for any run."""
+        canonical = rollout_id_for(inp.task, inp.task_version)
+        rollouts = self._rollouts(inp.rollout_id, inp.task, inp.task_version)
+        unasked = canonical if inp.rollout_id is None and inp.fence_generation is not None else None
+        grants = [w.grant for w in inp.writes if w.grant]
+        epochs = await self._lease(inp.run_id, inp.stage, inp.rollout_id, [r for r in rollouts if r != unasked])
+        attempt = AsyncExitStack()
+        hold = await attempt.enter_async_context(self._store.fence(rollouts, grants, epochs))
+        if unasked is not None and hold.generations.get(unasked) != inp.fence_generation:
+            await attempt.aclose()
+            epochs |= await self._lease(inp.run_id, inp.stage, inp.rollout_id, [unasked])
+            attempt = AsyncExitStack()
+            hold = await attempt.enter_async_context(self._store.fence(rollouts, grants, epochs))
+        stack.push_async_exit(attempt)
+        return hold
 
     @staticmethod
     def _rollouts(rollout_id: str | None, task: str, task_version: str) -> list[str]:
@@ -309,6 +326,12 @@ class RunActivities(GovflowActivities):
         rollout_id = inp.rollout_id or rollout_id_for(inp.task, inp.task_version)
         if self._client is None:
             return RunAdmission(rollout_id=None, stage=inp.stage, mode="shadow", reason="no Temporal client")
+        generation: int | None = None
+        if rollout_id == rollout_id_for(inp.task, inp.task_version):
+            try:  # read before asking: a rollout that starts after this moves it (it sets its fence first)
+                generation = await self._store.fence_generation(rollout_id)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise evidence_failure(exc) from exc
         handle = self._client.get_workflow_handle(rollout_id)
         try:
             answer: RunAdmission = await handle.execute_update(
@@ -320,7 +343,7 @@ class RunActivities(GovflowActivities):
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             return RunAdmission(rollout_id=None, stage=inp.stage, mode=inp.requested,
-                                reason=f"no rollout {rollout_id} runs")  # fmt: skip
+                                reason=f"no rollout {rollout_id} runs", fence_generation=generation)  # fmt: skip
         except WorkflowUpdateFailedError as exc:
             # A rollout that cannot admit (an older rollout without admissions): nothing is published.
             return RunAdmission(rollout_id=rollout_id, stage=inp.stage, mode="shadow",

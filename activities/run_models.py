@@ -143,6 +143,9 @@ class PublishAll(_Model):
     report: RunReport | None = Field(
         default=None, description="Once ``then`` (run_finished) commits: the report nudge to send the rollout."
     )
+    fence_generation: int | None = Field(
+        default=None, description="Admitted while no rollout ran: the version's fence generation then."
+    )
 
 
 class Written(_Model):
@@ -189,6 +192,9 @@ class RunAdmission(_Model):
     stage: str
     mode: Mode
     reason: str = ""
+    fence_generation: int | None = Field(
+        default=None, description="No rollout ran: the generation of the version's fence, read before asking."
+    )
 
 
 class AdmitInput(_Model):

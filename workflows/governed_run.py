@@ -61,6 +61,7 @@ class GovernedRunWorkflow:
         self._settle_before_closing = False
         self._local_admit = False
         self._reported = False  # the publish sent the rollout its report nudge
+        self._fence_generation: int | None = None  # admitted while no rollout ran: the fence's generation then
         self._policy: Policy | None = None
         self._phase = "starting"
         self._actions: dict[str, ActionState] = {}
@@ -196,6 +197,7 @@ class GovernedRunWorkflow:
             admission = await workflow.execute_activity_method(
                 RunActivities.admit, self._admit_request(inp), start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
             )
+        self._fence_generation = admission.fence_generation
         mode = "shadow" if inp.mode == "shadow" else admission.mode
         admitted = inp.model_copy(update={"stage": admission.stage, "mode": mode, "rollout_id": admission.rollout_id})
         self._inp = admitted
@@ -363,8 +365,9 @@ class GovernedRunWorkflow:
             report = self._report("published", done) if inp.rollout_id else None
         planned = [rm.PlannedWrite(action=s.action, grant=s.grant or None) for s in writes]
         result = await self._ledger.publish_all(
-            planned, rollout_id=inp.rollout_id, stage=inp.stage, then=then, report=report
-        )
+            planned, rollout_id=inp.rollout_id, stage=inp.stage, then=then, report=report,
+            fence_generation=self._fence_generation,
+        )  # fmt: skip
         self._reported = result.reported
         written = {w.action_id: w for w in result.written}
         outcomes: list[ActionOutcome] = []

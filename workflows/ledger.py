@@ -105,7 +105,7 @@ class RunLedger:
 
     async def publish_all(
         self, writes: list[PlannedWrite], *, rollout_id: str | None, stage: str, then: list[EvidenceItem],
-        report: RunReport | None = None,
+        report: RunReport | None = None, fence_generation: int | None = None,
     ) -> PublishedAll:  # fmt: skip
         """Write a run's approved actions in one activity (local-admit): the deferred rows, the touched
         records and ``then`` in one commit; a refused write is recorded there too, and named in the result."""
@@ -113,7 +113,7 @@ class RunLedger:
             batch = PublishAll(
                 run_id=self.run_id, task=self.task, task_version=self.task_version, writes=writes, seq=self.seq,
                 at=workflow.now(), before=self.take_pending(), start=self.opening, rollout_id=rollout_id, stage=stage,
-                then=then, report=report,
+                then=then, report=report, fence_generation=fence_generation,
             )  # fmt: skip
             result = await workflow.execute_activity_method(
                 RunActivities.publish_all, batch, start_to_close_timeout=PUBLISH, retry_policy=RETRY

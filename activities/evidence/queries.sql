@@ -130,9 +130,21 @@ INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_
 
 -- name: set_fence
 -- $3: the rollout's stop epoch; NULL (a rollout from before epochs) leaves it as it is.
-INSERT INTO rollout_fences (rollout_id, paused, epoch) VALUES ($1, $2, coalesce($3, 0))
+INSERT INTO rollout_fences (rollout_id, paused, epoch, generation) VALUES ($1, $2, coalesce($3, 0), 1)
 ON CONFLICT (rollout_id) DO UPDATE
-SET paused = EXCLUDED.paused, epoch = coalesce($3, rollout_fences.epoch), changed_at = now();
+SET paused = EXCLUDED.paused, epoch = coalesce($3, rollout_fences.epoch), changed_at = now(),
+    generation = rollout_fences.generation + 1;
+
+-- name: fence_generation
+-- The rollout's fence generation, its row made (unpaused, generation 0) if it has none.
+WITH made AS (
+    INSERT INTO rollout_fences (rollout_id, paused) VALUES ($1, false) ON CONFLICT (rollout_id) DO NOTHING
+    RETURNING generation
+)
+SELECT generation FROM made UNION ALL SELECT generation FROM rollout_fences WHERE rollout_id = $1 LIMIT 1;
+
+-- name: fence_generation_of
+SELECT generation FROM rollout_fences WHERE rollout_id = $1;
 
 -- name: ensure_fences
 -- A fence row for every listed rollout, unpaused where it is new: a write needs a row to hold, or the
@@ -141,7 +153,7 @@ INSERT INTO rollout_fences (rollout_id, paused) SELECT unnest($1::text[]), false
 
 -- name: hold_fences
 -- Every listed row, paused or not, so that a pause coming next waits for the holder.
-SELECT rollout_id, paused, epoch FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;
+SELECT rollout_id, paused, epoch, generation FROM rollout_fences WHERE rollout_id = ANY($1::text[]) FOR SHARE;
 
 -- name: task_runs
 -- The runs of a task (a version, or every version), newest first; $3 the earliest start, $4 how many.

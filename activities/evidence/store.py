@@ -55,6 +55,8 @@ class FenceHold:
     stopped: list[str]
     """What refuses the write: paused or stopped rollouts, and ``grant:<id>`` for ended standing approvals."""
     conn: Any
+    generations: dict[str, int]
+    """Each held rollout's fence generation (``fence_generation``)."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,14 @@ class EvidenceStore:
         async with self._pool.acquire() as conn:
             await conn.execute(self._q["set_fence"], rollout_id, paused, epoch)
 
+    async def fence_generation(self, rollout_id: str) -> int:
+        """How many times the rollout has set its fence (0: never; its row is made here if missing). Read
+        before asking whether the rollout runs: a rollout that starts after the read moves it."""
+        found = await self._pool.fetchval(self._q["fence_generation"], rollout_id)
+        if found is None:  # made by a concurrent caller, committed after this statement's snapshot
+            found = await self._pool.fetchval(self._q["fence_generation_of"], rollout_id)
+        return int(found)
+
     @asynccontextmanager
     async def fence(
         self, rollout_ids: list[str], grant_ids: Sequence[str] = (), epochs: Mapping[str, int] | None = None
@@ -343,7 +353,7 @@ class EvidenceStore:
                         r["grant_id"]: r["status"] for r in await conn.fetch(self._q["hold_grants"], list(grant_ids))
                     }
                     stopped += [f"grant:{g}" for g in grant_ids if held.get(g) != "active"]
-                yield FenceHold(stopped, conn)
+                yield FenceHold(stopped, conn, {str(r["rollout_id"]): int(r["generation"]) for r in rows})
 
     async def heads(self) -> list[dict[str, Any]]:
         """Every stream's newest row (stream, stream_id, seq, hash), for a checkpoint."""

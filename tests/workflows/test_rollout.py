@@ -364,6 +364,44 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
         assert "lease_refused" in kinds
 
 
+@pytest.mark.devserver
+@pytest.mark.parametrize("rollout_starts", [False, True], ids=["no-rollout", "rollout-starts-meanwhile"])
+async def test_a_run_admitted_while_no_rollout_ran_asks_the_rollout_that_started_since(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, rollout_starts: bool
+) -> None:
+    # Admitted while its version had no rollout, the run skips asking one at its write only while the
+    # fence's generation has not moved; a rollout that starts meanwhile moves it and is asked (and refuses
+    # a run it did not admit, though it is at a 100%-live stage and not paused).
+    env = dev_server_env
+    registry = two_stage_registry(sor_url, required=False)
+    async with worker(env.client, task_queue, store, registry):
+        inp = RunInput(task="support-triage", item_key="T0001", item={"ticket_id": "T0001"}, requester="priya",
+                       mode="live")  # fmt: skip
+        run = await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}",
+                                              task_queue=task_queue)  # fmt: skip
+        status = await wait_for(run, lambda s: bool(s.pending))
+        if rollout_starts:
+            rollout = await env.client.start_workflow(
+                RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
+                task_queue=task_queue,
+            )  # fmt: skip
+            STARTED.append(rollout)
+            await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+        for pending in status.pending:
+            for reviewer in ("alice", "bob"):
+                await run.signal(GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=pending.digest))
+        result = await run.result()
+        await registry.aclose()
+    written = await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")
+    if rollout_starts:
+        assert result.outcome == "refused"
+        assert result.reason == "the run was admitted to stage manual, the rollout is now at full"
+        assert written == []
+    else:
+        assert result.outcome == "published"
+        assert len(written) == len(result.actions)
+
+
 async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_rollout_paused(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
 ) -> None:
