@@ -191,14 +191,16 @@ class RunActivities(GovflowActivities):
         results: dict[str, WriteResult] = {}
         refused: tuple[PublishRefusal, Event, ApplicationError] | None = None
         current = ""  # the action being written
+        retried = activity.info().attempt > 1
         async with AsyncExitStack() as stack:
             hold: FenceHold | None = None
             try:
                 for w, request in zip(inp.writes, requests, strict=True):
                     action, current = w.action, w.action.action_id
                     # A retried publish whose write already committed records it as written, whatever the
-                    # rollout says now; only a write that has not happened needs authority.
-                    result = await io.written(action.system, request)
+                    # rollout says now; only a write that has not happened needs authority. A first attempt
+                    # has written nothing (a key met anyway is answered by the system's own idempotency).
+                    result = await io.written(action.system, request) if retried else None
                     if result is None:
                         if hold is None:
                             hold = await self._hold_fence(inp, stack)

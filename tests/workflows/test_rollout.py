@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -434,7 +435,9 @@ async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_ro
             before=[EvidenceItem(kind="run_started", payload=opening, at=start.at)],
             start=start, rollout_id=rollout.id, stage="canary",
         )  # fmt: skip
-        result = await ActivityEnvironment().run(RunActivities(registry, store, env.client).publish, publish)
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)  # the attempt after the one that died
+        result = await retry.run(RunActivities(registry, store, env.client).publish, publish)
         status = await rollout_status(rollout)
     assert (result.replayed, result.after) == (True, first.after)
     assert (status.paused, status.leases_granted, status.leases_refused) == (True, 0, 0)
