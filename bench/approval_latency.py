@@ -9,9 +9,13 @@ support lead) are started and left waiting at approval on the dev server. Then:
   run's write is recorded;
 - a burst: ``--burst`` waiting runs are approved, ``--at-once`` signals in flight at a time.
 
-Measured per run: from just before the signal is sent (client clock) to the commit of the run's
-``touched_record`` evidence row, which the publish appends in the transaction after the write
-commits (Postgres clock, same machine). Printed: min / median / p95 / max in ms.
+Runs are started with ``govflow.client.submit``, until ``--burst`` (and ``--single``) runs wait for one
+vote on their one action (runs that also flag churn wait for two leads, and are set aside).
+
+Measured per run: from just before the signal is sent (client clock) to the publish starting: the
+``recorded_at`` of the run's ``touched_record`` row, which is the start of the publish's transaction
+(``now()``): it holds the fence, the write commits inside it, and the row commits with it (Postgres
+clock, same machine). Printed: min / median / p95 / max in ms.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.evidence import EvidenceStore
 from bench.common import bench_databases
 from workers.app import example_registry
+from workers.client import submit
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
@@ -40,15 +45,25 @@ from workflows.run_models import Review, RunInput, RunResult
 BIN = Path(sys.executable).parent
 
 
-async def park(env: WorkflowEnvironment, task_queue: str, tickets: list[str]) -> list[tuple[str, str]]:
-    """Start a live run per ticket and wait until each waits for approval; (run id, digest) of each run
-    whose one action waits for one vote."""
+async def park(env: WorkflowEnvironment, task_queue: str, tickets: list[str], want: int) -> list[tuple[str, str]]:
+    """Start live runs (govflow.client.submit), taking tickets from the front of ``tickets``, until ``want``
+    of them wait for one vote on their one action; (run id, digest) of each."""
+    parked: list[tuple[str, str]] = []
+    while len(parked) < want and tickets:
+        batch = [tickets.pop(0) for _ in range(min(len(tickets), want - len(parked)))]
+        parked += await _park(env, task_queue, batch)
+    if len(parked) < want:
+        raise SystemExit(f"only {len(parked)} one-vote runs parked of the {want} asked for: seed more tickets")
+    return parked
+
+
+async def _park(env: WorkflowEnvironment, task_queue: str, tickets: list[str]) -> list[tuple[str, str]]:
     handles = []
     for ticket in tickets:
         inp = RunInput(task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya",
                        mode="live")  # fmt: skip
-        handles.append(await env.client.start_workflow(
-            GovernedRunWorkflow.run, inp, id=f"bench-{uuid.uuid4().hex[:12]}", task_queue=task_queue))  # fmt: skip
+        run_id = await submit(env.client, task_queue, inp, run_id=f"bench-{uuid.uuid4().hex[:12]}")
+        handles.append(env.client.get_workflow_handle(run_id))
     parked = []
     for handle in handles:
         while True:
@@ -86,7 +101,7 @@ def spread(values: list[float]) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     logging.getLogger("temporalio").setLevel(logging.ERROR)
-    dbs = await bench_databases(args.single + args.burst + 10)
+    dbs = await bench_databases(2 * (args.single + args.burst) + 20)  # about half wait for one vote only
     registry = example_registry(dbs.sor_url)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
@@ -96,12 +111,12 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         async with EvidenceStore.open(dbs.evidence_url) as store, build_worker(env.client, task_queue, store, registry):
             tickets = list(dbs.tickets)
-            warm = await park(env, task_queue, tickets[:5])
+            warm = await park(env, task_queue, tickets, 5)
             for run_id, digest in warm:
                 await approve_and_time(env, store, run_id, digest)
-            single = await park(env, task_queue, tickets[5 : 5 + args.single])
+            single = await park(env, task_queue, tickets, args.single)
             one_at_a_time = [await approve_and_time(env, store, r, d) for r, d in single]
-            burst = await park(env, task_queue, tickets[5 + args.single : 5 + args.single + args.burst])
+            burst = await park(env, task_queue, tickets, args.burst)
             gate = asyncio.Semaphore(args.at_once)
 
             async def one(run_id: str, digest: str) -> float:

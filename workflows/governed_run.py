@@ -501,7 +501,14 @@ class GovernedRunWorkflow:
         if judged:
             self._changes += 1
         self._show()
-        await self._ledger.record(approvals.vote_event(review, verdict, outcome, state, via, full=self._v2))
+        event = approvals.vote_event(review, verdict, outcome, state, via, full=self._v2)
+        decided = judged and not any(s.open for s in self._actions.values())
+        if self._local_admit and decided and live and self._ledger.idle:
+            # The vote that closes the last gate: its row is committed with what follows at once (the
+            # publish, or run_finished), one activity sooner than a commit of its own.
+            self._ledger.defer(event)
+        else:
+            await self._ledger.record(event)
         return outcome
 
     @workflow.signal(

@@ -61,6 +61,7 @@ class RunLedger:
         self.task_version = task_version
         self.start: StartRun | None = None
         self._pending: list[EvidenceItem] = []
+        self._recording = 0
 
     def defer(self, *rows: Event | EvidenceItem) -> None:
         """Append these with the next rows, in the same commit."""
@@ -76,9 +77,18 @@ class RunLedger:
         """The run's registration, sent with its first rows."""
         return self.start if self.seq == 1 else None
 
+    @property
+    def idle(self) -> bool:
+        """No append is under way or waiting: a row deferred now cannot overtake one recorded earlier."""
+        return self._recording == 0
+
     async def record(self, *rows: Event | EvidenceItem) -> None:
-        async with self.lock:
-            await self.record_locked(*rows)
+        self._recording += 1
+        try:
+            async with self.lock:
+                await self.record_locked(*rows)
+        finally:
+            self._recording -= 1
 
     async def record_locked(self, *rows: Event | EvidenceItem) -> None:
         """Append the deferred rows and ``rows`` at the next sequence numbers, in one commit."""
