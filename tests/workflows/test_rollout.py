@@ -308,6 +308,16 @@ def test_the_live_share_follows_the_stage_fraction_and_is_stable() -> None:
     assert [bucket(k) for k in keys[:50]] == [bucket(k) for k in keys[:50]]
 
 
+async def _canonical_rollout_at_full(env: WorkflowEnvironment, task_queue: str) -> Any:
+    """The task version's own rollout (its canonical id), promoted to full: 100% live."""
+    rollout = await env.client.start_workflow(
+        RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1", task_queue=task_queue
+    )
+    STARTED.append(rollout)
+    await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+    return rollout
+
+
 @pytest.mark.devserver
 @pytest.mark.parametrize("required", [False, True], ids=["rollout-optional", "rollout-required"])
 async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_paused(
@@ -318,12 +328,7 @@ async def test_a_run_started_around_the_rollout_writes_nothing_while_it_is_pause
     env = dev_server_env
     registry = two_stage_registry(sor_url, required=required)
     async with worker(env.client, task_queue, store, registry):
-        rollout = await env.client.start_workflow(
-            RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
-            task_queue=task_queue,
-        )  # fmt: skip
-        STARTED.append(rollout)
-        await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))  # full: 100% live
+        rollout = await _canonical_rollout_at_full(env, task_queue)
         await rollout.execute_update(RolloutWorkflow.pause_update, Control(operator="priya", reason="hold"))
         runs = []
         for ticket, claimed_rollout in (("T0001", None), ("T0002", "rollout-that-does-not-exist")):
@@ -382,12 +387,7 @@ async def test_a_run_admitted_while_no_rollout_ran_asks_the_rollout_that_started
                                               task_queue=task_queue)  # fmt: skip
         status = await wait_for(run, lambda s: bool(s.pending))
         if rollout_starts:
-            rollout = await env.client.start_workflow(
-                RolloutWorkflow.run, RolloutInput(task="support-triage"), id="rollout-support-triage-v1",
-                task_queue=task_queue,
-            )  # fmt: skip
-            STARTED.append(rollout)
-            await rollout.execute_update(RolloutWorkflow.promote_update, Control(operator="omar"))
+            await _canonical_rollout_at_full(env, task_queue)
         for pending in status.pending:
             for reviewer in ("alice", "bob"):
                 await run.signal(GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=pending.digest))
