@@ -1,10 +1,5 @@
 -- Named queries of the evidence store. Each block starts with `-- name: NAME`.
 
--- name: insert_run
-INSERT INTO runs (run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (run_id) DO NOTHING;
-
 -- name: get_run
 SELECT run_id, task, task_version, policy_digest, item_key, requester, stage, mode, started_at, rollout_id
 FROM runs WHERE run_id = $1;
@@ -44,11 +39,6 @@ ORDER BY e.occurred_at DESC, t.run_id, t.seq DESC;
 
 -- name: event_hash_at
 SELECT hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = $3;
-
--- name: advance_head
-INSERT INTO chain_heads (stream, stream_id, seq, hash) VALUES ($1, $2, $3, $4)
-ON CONFLICT (stream, stream_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash
-WHERE chain_heads.seq < EXCLUDED.seq;
 
 -- name: stream_events
 SELECT stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash, recorded_at
@@ -103,30 +93,10 @@ ORDER BY seq DESC LIMIT 1;
 SELECT DISTINCT ON (stream, stream_id) stream, stream_id, seq, hash
 FROM evidence_events ORDER BY stream, stream_id, seq DESC;
 
--- name: insert_events
--- A batch of one stream's events in one statement; rows already there are skipped (a retry) and
--- checked by hash by the caller. Returns the seqs this statement stored.
-INSERT INTO evidence_events (stream, stream_id, seq, kind, occurred_at, payload, prev_hash, hash)
-SELECT $1, $2, e.seq, e.kind, e.occurred_at, e.payload, e.prev_hash, e.hash
-FROM unnest($3::integer[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::text[], $8::text[])
-    AS e (seq, kind, occurred_at, payload, prev_hash, hash)
-ON CONFLICT (stream, stream_id, seq) DO NOTHING
-RETURNING seq;
-
--- name: events_at
-SELECT seq, kind, hash FROM evidence_events WHERE stream = $1 AND stream_id = $2 AND seq = ANY($3::integer[]);
-
--- name: insert_policy_decisions
-INSERT INTO policy_decisions SELECT * FROM jsonb_populate_recordset(NULL::policy_decisions, $1::jsonb);
-
--- name: insert_approval_attempts
-INSERT INTO approval_attempts SELECT * FROM jsonb_populate_recordset(NULL::approval_attempts, $1::jsonb);
-
--- name: insert_touched_records
-INSERT INTO touched_records SELECT * FROM jsonb_populate_recordset(NULL::touched_records, $1::jsonb);
-
--- name: insert_quality_scores
-INSERT INTO quality_scores SELECT * FROM jsonb_populate_recordset(NULL::quality_scores, $1::jsonb);
+-- name: append
+-- A chained batch, its projections, the chain head and the run's row in one statement (migration 0009).
+SELECT govflow_append($1, $2, $3::integer[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::text[], $8::text[],
+                      $9::jsonb, $10::jsonb);
 
 -- name: set_fence
 -- $3: the rollout's stop epoch; NULL (a rollout from before epochs) leaves it as it is.

@@ -48,6 +48,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+_CONFLICT = "GF001"
+"""SQLSTATE of govflow_append refusing a batch whose seqs hold other events (migration 0009)."""
+
+
 @dataclass(frozen=True)
 class FenceHold:
     """A live write's hold on its fences, one open evidence transaction (``EvidenceStore.fence``)."""
@@ -127,19 +131,21 @@ class EvidenceStore:
                 )
         if within is not None:
             return await self._append_on(within.conn, items, run)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn:  # one statement (a lookup first past seq 1): no transaction
             return await self._append_on(conn, items, run)
 
     async def _append_on(
         self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], run: RunRecord | None
     ) -> list[AppendResult]:
+        """Chain ``items`` after the stored event before them and store them, their projections, the chain
+        head and ``run`` in one statement (``govflow_append``, migration 0009).
+
+        Rows already stored (a retried append) are recognised by hash and not stored again; another hash
+        at a taken seq is a conflict and nothing of the batch stays. Projections are written only for the
+        rows this call stored.
+        """
         q = self._q
         first = items[0][0]
-        if run is not None:
-            await conn.execute(
-                q["insert_run"], run.run_id, run.task, run.task_version, run.policy_digest, run.item_key,
-                run.requester, run.stage, run.mode, run.started_at, run.rollout_id,
-            )  # fmt: skip
         if first.seq == 1:
             prev_hash = GENESIS
         else:
@@ -150,53 +156,32 @@ class EvidenceStore:
                     f"cannot be appended before event {first.seq - 1}"
                 )
             prev_hash = str(found)
-        results = await self._insert_batch(conn, items, prev_hash)
-        last = items[-1][0]
-        await conn.execute(q["advance_head"], last.stream, last.stream_id, last.seq, results[-1].hash)
-        return results
-
-    async def _insert_batch(
-        self, conn: Any, items: Sequence[tuple[EvidenceEvent, ProjectedEvent | None]], prev_hash: str
-    ) -> list[AppendResult]:
-        """Insert a chained batch in one statement, then its projections in one statement per table.
-
-        Rows already stored (a retried append) are skipped by the insert and checked here: the same
-        hash is the same event (not stored again); another hash is a conflict, and the transaction rolls
-        back. Projections are written only for the rows this call stored.
-        """
-        q = self._q
         hashes: list[str] = []
         prevs: list[str] = []
         for event, _ in items:
             prevs.append(prev_hash)
             prev_hash = event.hash_with(prev_hash)
             hashes.append(prev_hash)
-        first = items[0][0]
         events = [e for e, _ in items]
-        columns = [[e.seq for e in events], [e.kind for e in events], [e.occurred_at for e in events]]
-        columns += [[e.payload for e in events], prevs, hashes]
-        rows = await conn.fetch(q["insert_events"], first.stream, first.stream_id, *columns)
-        stored = {int(r["seq"]) for r in rows}
-        if len(stored) < len(items):
-            skipped = [e.seq for e, _ in items if e.seq not in stored]
-            found = {int(r["seq"]): r for r in await conn.fetch(q["events_at"], first.stream, first.stream_id, skipped)}
-            for (event, _), own_hash in zip(items, hashes, strict=True):
-                existing = found.get(event.seq)
-                if existing is not None and existing["hash"] != own_hash:
-                    raise EvidenceConflictError(
-                        f"{event.stream} {event.stream_id}: seq {event.seq} already holds a different "
-                        f"event ({existing['kind']}, hash {str(existing['hash'])[:12]}); refusing to "
-                        f"overwrite it with {event.kind} (hash {own_hash[:12]})"
-                    )
-        by_table: dict[str, list[dict[str, Any]]] = {}
+        projections: dict[str, list[dict[str, Any]]] = {}
         for event, projection in items:
-            if projection is not None and event.seq in stored:
+            if projection is not None:
                 row = projection.model_dump(mode="json")
                 row.update(run_id=event.stream_id, seq=event.seq)
-                by_table.setdefault(projection.kind, []).append(row)
-        for kind, rows in by_table.items():
-            await conn.execute(q[f"insert_{kind}s"], rows)
-        return [AppendResult(hash=h, stored=e.seq in stored) for (e, _), h in zip(items, hashes, strict=True)]
+                projections.setdefault(projection.table, []).append(row)
+        try:
+            stored = set(
+                await conn.fetchval(
+                    q["append"], first.stream, first.stream_id, [e.seq for e in events], [e.kind for e in events],
+                    [e.occurred_at for e in events], [e.payload for e in events], prevs, hashes,
+                    None if run is None else run.model_dump(mode="json"), projections or None,
+                )
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == _CONFLICT:
+                raise EvidenceConflictError(str(exc)) from exc
+            raise
+        return [AppendResult(hash=h, stored=e.seq in stored) for e, h in zip(events, hashes, strict=True)]
 
     async def start_run(self, run: RunRecord) -> AppendResult:
         """Register a run and append its opening event (seq 1, ``run_started``), in one transaction."""

@@ -146,6 +146,20 @@ async def test_a_conflicting_event_at_a_taken_seq_is_refused(store: EvidenceStor
     assert kept["payload"] == {"note": "original"}
 
 
+async def test_a_batch_that_conflicts_anywhere_leaves_nothing_behind(store: EvidenceStore) -> None:
+    # A retried batch whose second row differs from what is stored: its new rows, projections and the
+    # chain head are refused with it, not stored up to the conflict.
+    await store.append_many([(_event(1), None), (_event(2, note="original"), None)])
+    decision = PolicyDecisionRecord(
+        action_id="a", action_digest="x", rule="r", decision="allow", reason="", policy_digest="d"
+    )
+    with pytest.raises(EvidenceConflictError, match=r"seq 2 already holds a different event"):
+        await store.append_many([(_event(1), None), (_event(2, note="forgery"), None), (_event(3), decision)])
+    assert [e["seq"] for e in await store.events("run", "run-1")] == [1, 2]
+    assert await store.next_seq("run", "run-1") == 3
+    assert await store.pool.fetchval("SELECT count(*) FROM policy_decisions") == 0
+
+
 async def test_an_event_before_its_predecessor_is_refused(store: EvidenceStore) -> None:
     await store.append(_event(1))
     with pytest.raises(EvidenceGapError, match=r"event 3 .* before event 2"):
