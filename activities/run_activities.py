@@ -48,6 +48,7 @@ from activities.run_models import (
 )
 from activities.tasks.contract import TaskInputError
 from policies import Action, signed_act_problem
+from policies.model import WRITE_OPERATIONS
 
 
 class _RecordingModel:
@@ -227,16 +228,14 @@ class RunActivities(GovflowActivities):
             ]  # fmt: skip
             if refused is None:
                 items += inp.then
-            elif record_refusal:
+            elif record_refusal:  # else the workflow records it (``publish``: one write, refused, so none done)
                 items.append(EvidenceItem.of(refused[1]))
-            else:  # the workflow records the refusal after the rows before it
-                items = list(inp.before)
             batch = self._run_batch(inp.run_id, inp.seq, inp.at, items, redact_fields)
             appended = await self._append_batch("run", batch, run, within=hold) if batch else []
         await self._count(inp.task, batch, appended)
         head = appended[-1].hash if appended else ""
         return _Published(
-            results={a: r for a, r in results.items()}, refused=refused[0] if refused else None,
+            results=results, refused=refused[0] if refused else None,
             error=refused[2] if refused else None, next_seq=inp.seq + len(items), head=head,
         )  # fmt: skip
 
@@ -369,7 +368,7 @@ class _Published:
 
 
 def _write_request(run_id: str, action: Action) -> WriteRequest:
-    if action.operation not in ("create", "update", "delete", "reply", "pay") or action.record_id is None:
+    if action.operation not in WRITE_OPERATIONS or action.record_id is None:
         raise ApplicationError(
             f"action {action.action_id} ({action.target}) is not a write with a record id",
             type=ErrorType.INVALID_ACTION,

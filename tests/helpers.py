@@ -22,7 +22,7 @@ from activities.registry import Registry
 from workers.keys import load_signing_key, sign
 from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import RunInput, RunStatus
+from workflows.run_models import RunInput, RunResult, RunStatus
 
 T = TypeVar("T")
 
@@ -134,3 +134,13 @@ async def worker_process(environ: dict[str, str]) -> asyncio.subprocess.Process:
         sys.executable, "-m", "workers", "worker", env=environ,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+
+
+async def result_on_a_new_worker(client: Client, environ: dict[str, str], run_id: str) -> RunResult:
+    """Start a fresh `govflow worker` process (the one before it was killed) and wait for the run's result."""
+    worker = await worker_process(environ)
+    try:
+        return await asyncio.wait_for(client.get_workflow_handle(run_id, result_type=RunResult).result(), timeout=90)
+    finally:
+        worker.terminate()
+        await worker.wait()

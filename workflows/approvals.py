@@ -169,6 +169,29 @@ def shadow_write(run_id: str, action: Action, reads: Iterable[ReadLog]) -> Touch
     )  # fmt: skip
 
 
+def unapproved(state: ActionState) -> ActionOutcome:
+    """A live action that ends without its approval: rejected by a reviewer, or expired."""
+    status, why = ("expired", "approval expired") if state.expired else ("rejected", "rejected by a reviewer")
+    return _outcome(state, status, reason=why)
+
+
+def would_write(state: ActionState, touched: TouchedRecord) -> ActionOutcome:
+    """A shadow run's action: what it would have written (``shadow_write``), and the approval it would need."""
+    why = "" if state.approved else f"would need approval: {state.reason}"
+    return _outcome(state, "would_write", reason=why, before=touched.before_image, after=touched.after_image)
+
+
+def written(
+    state: ActionState, before: dict[str, Any] | None = None, after: dict[str, Any] | None = None
+) -> ActionOutcome:
+    return _outcome(state, "written", before=before, after=after)
+
+
+def _outcome(state: ActionState, status: str, **rest: Any) -> ActionOutcome:
+    a = state.action
+    return ActionOutcome(action_id=a.action_id, target=a.target, decision=state.decision, status=status, **rest)
+
+
 def outcome_of(mode: str, outcomes: Sequence[ActionOutcome]) -> Outcome:
     if mode == "shadow":
         return "shadowed"

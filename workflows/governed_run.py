@@ -303,30 +303,25 @@ class GovernedRunWorkflow:
         last_closes_run = inp.mode == "live" and bool(writes) and len(writes) == len(self._actions)
         for state in self._actions.values():
             action = state.action
-            base = {"action_id": action.action_id, "target": action.target, "decision": state.decision}
             if not state.approved and inp.mode == "live":
-                expired = state.expired
-                status, why = ("expired", "approval expired") if expired else ("rejected", "rejected by a reviewer")
-                outcomes.append(ActionOutcome(**base, status=status, reason=why))
+                outcomes.append(approvals.unapproved(state))
                 continue
             if action.operation == "read":
                 continue
             if inp.mode == "shadow":
                 touched = approvals.shadow_write(self._run_id, action, self._reads)
                 await self._ledger.record(touched)
-                why = "" if state.approved else f"would need approval: {state.reason}"
-                before, after = touched.before_image, touched.after_image
-                outcomes.append(ActionOutcome(**base, status="would_write", reason=why, before=before, after=after))
+                outcomes.append(approvals.would_write(state, touched))
                 continue
             then: list[rm.EvidenceItem] = []
             if last_closes_run and state is writes[-1]:
-                done = [*outcomes, ActionOutcome(**base, status="written")]
+                done = [*outcomes, approvals.written(state)]
                 then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
             written = await self._write(action, then)
             if written is None:
                 return await self._finish("refused", outcomes=outcomes, reason=self._refusal)
             self._finish_recorded = bool(then)
-            outcomes.append(ActionOutcome(**base, status="written", before=written.before, after=written.after))
+            outcomes.append(approvals.written(state, written.before, written.after))
         return await self._finish(approvals.outcome_of(inp.mode, outcomes), outcomes=outcomes)
 
     async def _publish_all(self) -> RunResult:
@@ -337,20 +332,14 @@ class GovernedRunWorkflow:
         self._set_phase("publishing" if live else "recording shadow writes")
         slots: list[ActionOutcome | ActionState] = []  # in the proposal's order; a state is a write to make
         for state in self._actions.values():
-            action = state.action
-            base = {"action_id": action.action_id, "target": action.target, "decision": state.decision}
             if not state.approved and live:
-                expired = state.expired
-                status, why = ("expired", "approval expired") if expired else ("rejected", "rejected by a reviewer")
-                slots.append(ActionOutcome(**base, status=status, reason=why))
-            elif action.operation == "read":
+                slots.append(approvals.unapproved(state))
+            elif state.action.operation == "read":
                 continue
             elif not live:
-                touched = approvals.shadow_write(self._run_id, action, self._reads)
+                touched = approvals.shadow_write(self._run_id, state.action, self._reads)
                 self._ledger.defer(touched)
-                why = "" if state.approved else f"would need approval: {state.reason}"
-                before, after = touched.before_image, touched.after_image
-                slots.append(ActionOutcome(**base, status="would_write", reason=why, before=before, after=after))
+                slots.append(approvals.would_write(state, touched))
             else:
                 slots.append(state)
         writes = [s for s in slots if isinstance(s, ActionState)]
@@ -360,7 +349,7 @@ class GovernedRunWorkflow:
         then: list[rm.EvidenceItem] = []
         report: ev.RunReport | None = None
         if len(writes) == len(self._actions):  # every action is written: run_finished rides with the writes
-            done = [self._written(s) for s in writes]
+            done = [approvals.written(s) for s in writes]
             then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
             report = self._report("published", done) if inp.rollout_id else None
         planned = [rm.PlannedWrite(action=s.action, grant=s.grant or None) for s in writes]
@@ -376,7 +365,7 @@ class GovernedRunWorkflow:
                 outcomes.append(slot)
             elif slot.action.action_id in written:
                 w = written[slot.action.action_id]
-                outcomes.append(self._written(slot, before=w.before, after=w.after))
+                outcomes.append(approvals.written(slot, w.before, w.after))
             else:  # refused (recorded by the publish), and nothing after it was attempted
                 break
         if result.refused is not None:
@@ -384,12 +373,6 @@ class GovernedRunWorkflow:
             return await self._finish("refused", outcomes=outcomes, reason=self._refusal)
         self._finish_recorded = bool(then)
         return await self._finish(approvals.outcome_of(inp.mode, outcomes), outcomes=outcomes)
-
-    @staticmethod
-    def _written(state: ActionState, **images: dict[str, Any] | None) -> ActionOutcome:
-        a = state.action
-        return ActionOutcome(action_id=a.action_id, target=a.target, decision=state.decision, status="written",
-                             **images)  # fmt: skip
 
     async def _write(self, action: Action, then: list[rm.EvidenceItem]) -> rm.PublishResult | None:
         inp = self._inp

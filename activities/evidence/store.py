@@ -310,16 +310,16 @@ class EvidenceStore:
         self, rollout_ids: list[str], grant_ids: Sequence[str] = (), epochs: Mapping[str, int] | None = None
     ) -> AsyncIterator[FenceHold]:
         """Hold the rollouts' fence rows (FOR SHARE) for the duration: yields the paused ones (``stopped``)
-        and the transaction's connection, for evidence that commits as the hold ends (``append_many(within=)``). A pause
-        (``set_fence``) waits until this is left, so hold it around the write. ``epochs``: the stop epoch
-        each rollout's lease was granted in; a rollout whose fence has moved on since (a pause or rollback
-        after the lease) is yielded too, as stopped. ``grant_ids``: standing approvals the write relies on,
-        held the same way; one no longer active is yielded as ``grant:<id>`` (a revocation waits for the
-        write in progress, and refuses every later one).
+        and the transaction's connection, for evidence that commits as the hold ends
+        (``append_many(within=)``). A pause (``set_fence``) waits until this is left, so hold it around the
+        write. ``epochs``: the stop epoch each rollout's lease was granted in; a rollout whose fence has moved
+        on since (a pause or rollback after the lease) is yielded too, as stopped. ``grant_ids``: standing
+        approvals the write relies on, held the same way; one no longer active is yielded as ``grant:<id>`` (a
+        revocation waits for the write in progress, and refuses every later one).
 
-        A rollout that never paused gets its (unpaused) row first, committed before the hold: without a
-        row to hold, its first pause would not wait for the writes in progress (bench.pause_latency
-        caught one such write in 40 trials). Rows are never deleted, so each is made once per process.
+        A rollout that never paused gets its (unpaused) row first, committed before the hold: without a row to
+        hold, its first pause would not wait for the writes in progress (bench.pause_latency caught one such
+        write in 40 trials). Rows are never deleted, so each is made once per process.
         """
         async with self._pool.acquire() as conn:
             new = [r for r in rollout_ids if r not in self._fenced]

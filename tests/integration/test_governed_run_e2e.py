@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker, worker_process
+from tests.helpers import event_kinds, result_on_a_new_worker, sor_fetch, start_run, wait_for, worker, worker_process
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.run_models import Review, RunResult
 
@@ -121,14 +121,7 @@ async def test_a_worker_killed_after_the_write_and_before_its_evidence(
     assert [r["key"] for r in await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")] == [f"{handle.id}:reply"]
     assert "touched_record" not in await event_kinds(store, "run", handle.id)
 
-    second = await worker_process(environ)
-    try:
-        result = await asyncio.wait_for(
-            env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90
-        )
-    finally:
-        second.terminate()
-        await second.wait()
+    result = await result_on_a_new_worker(env.client, environ, handle.id)
     assert result.outcome == "published"
     assert len(await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency")) == 1
     events = await store.events("run", handle.id)

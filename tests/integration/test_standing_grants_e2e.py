@@ -19,7 +19,7 @@ from activities.run_activities import RunActivities
 from activities.run_models import GrantClaim, PublishInput
 from policies import Action
 from policies.standing import GrantTerms
-from tests.helpers import eventually, keep_history, start_run, wait_for, worker, worker_process
+from tests.helpers import eventually, keep_history, result_on_a_new_worker, start_run, wait_for, worker, worker_process
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from workers.client import grant_act, grant_status, propose_grant, revoke_grant
 from workers.evidence_cli import bundle, markdown, show
@@ -230,14 +230,7 @@ async def test_a_worker_killed_mid_publish_never_spends_a_use_twice(
     finally:
         if first.returncode is None:
             first.kill()
-    second = await worker_process(environ)
-    try:
-        result = await asyncio.wait_for(
-            env.client.get_workflow_handle(handle.id, result_type=RunResult).result(), timeout=90
-        )
-    finally:
-        second.terminate()
-        await second.wait()
+    result = await result_on_a_new_worker(env.client, environ, handle.id)
     assert result.outcome == "published"
     (row,) = await store.grants("support-triage")
     assert (row["grant_id"], row["uses"]) == (grant_id, 1)
