@@ -403,6 +403,30 @@ async def test_a_run_admitted_while_no_rollout_ran_asks_the_rollout_that_started
         assert len(written) == len(result.actions)
 
 
+@pytest.mark.devserver
+async def test_a_worker_that_found_no_rollout_asks_again_once_one_has_started(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    # The worker remembers that the version's rollout was not found at the fence's generation, and does
+    # not ask again while the generation stays; a rollout that starts moves it, and the next run is
+    # admitted by the rollout (its stage), not as a run with no rollout.
+    env = dev_server_env
+    registry = two_stage_registry(sor_url, required=False)
+    async with worker(env.client, task_queue, store, registry):
+        stages = []
+        for ticket in ("T0001", "T0002"):
+            if ticket == "T0002":
+                await _canonical_rollout_at_full(env, task_queue)
+            inp = RunInput(task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya",
+                           mode="live")  # fmt: skip
+            run = await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}",
+                                                  task_queue=task_queue)  # fmt: skip
+            stages.append((await wait_for(run, lambda s: bool(s.pending))).stage)
+            await run.terminate("done")
+        await registry.aclose()
+    assert stages == ["manual", "full"]
+
+
 async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_rollout_paused(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str
 ) -> None:
