@@ -20,11 +20,13 @@ from activities.evidence.store import FenceHold
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
 from activities.run_models import (
+    GATHER_FAILURES,
     AdmitInput,
     AdmitRequest,
     Appended,
     ControlAnswer,
     EvidenceItem,
+    GatherFailure,
     GatherInput,
     GatherResult,
     GrantClaim,
@@ -80,14 +82,28 @@ class RunActivities(GovflowActivities):
 
     @activity.defn(name="govflow.open_run")
     async def open_run(self, req: OpenRun) -> RunOpened:
-        """A new run's policy and its admission (local-admit), in the task that starts the run. A submit
-        whose signature the policy refuses is not admitted: it takes no slot (the run refuses it)."""
+        """A new run's policy and its admission: a local activity in the task that starts the run
+        (local-admit), or, with ``req.gather``, the run's first activity, which also gathers (open-gathers).
+        A submit whose signature the policy refuses is not admitted: it takes no slot (the run refuses it).
+        A run refused (that, or no rollout where the policy requires one) reads nothing: the workflow
+        decides the same from the same policy and admission. A gather's scope refusal or input problem comes
+        back as data (``gather_failure``), with the setup the workflow needs to handle it."""
         setup = self._setup(req.start.task, req.start.task_version)
         policy = self._registration(req.start.task, req.start.task_version).policy
         message = req.submit_message.encode()
         if signed_act_problem(policy, "submit", req.start.requester, req.submit_signature, message):
             return RunOpened(setup=setup)
-        return RunOpened(setup=setup, admission=await self.admit(req.admit))
+        admission = await self.admit(req.admit)
+        if req.gather is None or admission.lacks_rollout(req.admit.requested, policy.rollout.required):
+            return RunOpened(setup=setup, admission=admission)
+        try:
+            gathered = await self.gather(req.gather)
+        except ApplicationError as exc:
+            if exc.non_retryable and exc.type in GATHER_FAILURES:
+                failure = GatherFailure(type=exc.type, message=exc.message, details=list(exc.details))
+                return RunOpened(setup=setup, admission=admission, gather_failure=failure)
+            raise
+        return RunOpened(setup=setup, admission=admission, gathered=gathered)
 
     @activity.defn(name="govflow.append_run_evidence")
     async def append_run_evidence(self, rec: RecordEvidence) -> Appended:

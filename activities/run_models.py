@@ -11,6 +11,7 @@ from activities.connectors.guard import ReadLog
 from activities.evidence.events import DataRestoration, Event, RunReport, RunStarted
 from activities.evidence.records import Mode
 from activities.models.base import ModelResponse
+from activities.names import ErrorType
 from policies import Action
 
 
@@ -196,6 +197,10 @@ class RunAdmission(_Model):
         default=None, description="No rollout ran: the generation of the version's fence, read before asking."
     )
 
+    def lacks_rollout(self, requested: Mode, rollout_required: bool) -> bool:
+        """A live run the policy's ``rollout.required`` refuses: no rollout runs to admit it."""
+        return self.rollout_id is None and requested == "live" and rollout_required
+
 
 class AdmitInput(_Model):
     run_id: str
@@ -303,15 +308,32 @@ class GrantClaim(_Model):
 
 
 class OpenRun(_Model):
-    """A new run's setup and admission, in one local activity. ``submit_message`` is what the requester
-    signs: a submit the policy refuses for its signature is not admitted (it takes no slot)."""
+    """A new run's setup and admission (and, with ``gather``, its first gather), in one activity.
+    ``submit_message`` is what the requester signs: a submit the policy refuses for its signature is not
+    admitted (it takes no slot), and a refused run reads nothing."""
 
     start: StartRun
     admit: AdmitInput
     submit_signature: str | None = None
     submit_message: str
+    gather: GatherInput | None = Field(default=None, description="Gather once admitted (open-gathers).")
+
+
+# The gather failures a run handles (a scope refusal; input a person decides on); any other fails the gather.
+GATHER_FAILURES = frozenset({ErrorType.SCOPE_VIOLATION, ErrorType.INCOMPLETE_INPUT, ErrorType.CONTRADICTORY_INPUT})
+
+
+class GatherFailure(_Model):
+    """Why a gather could not give a context, as data (the run's setup came back with it): a scope
+    refusal, or input a person must decide on. The workflow handles it as the gather activity's error."""
+
+    type: str
+    message: str
+    details: list[Any] = Field(default_factory=list)
 
 
 class RunOpened(_Model):
     setup: RunSetup
     admission: RunAdmission | None = Field(default=None, description="None: the submit was refused, not admitted.")
+    gathered: GatherResult | None = Field(default=None, description="Asked to gather and admitted: the context.")
+    gather_failure: GatherFailure | None = None

@@ -94,7 +94,11 @@ class GovernedRunWorkflow:
         # the start already set are not set again (bench.governed_vs_bare: one workflow task, one activity
         # task and visibility writes fewer per run). It implies every patch before it, so a new run
         # records one patch marker, not three (Core upserts TemporalChangeVersion for each marker).
-        self._local_admit = workflow.patched("local-admit")
+        # open-gathers: the run's setup, admission and first gather are one regular activity, with no local
+        # activity before it (bench.governed_vs_bare: a local activity costs a run an activation and a
+        # marker). It implies local-admit and everything before it: a new run records this one marker.
+        self._open_gathers = workflow.patched("open-gathers")
+        self._local_admit = self._open_gathers or workflow.patched("local-admit")
         self._v2 = self._ledger.v2 = self._local_admit or workflow.patched("evidence-v2")
         self._settle_before_closing = self._local_admit or workflow.patched("settle-before-closing")
         self._patches_read = True
@@ -105,14 +109,21 @@ class GovernedRunWorkflow:
             requester=inp.requester, stage=inp.stage, mode=inp.mode, at=workflow.now(), rollout_id=inp.rollout_id,
         )  # fmt: skip
         admission: rm.RunAdmission | None = None
+        opened: rm.RunOpened | None = None
         if self._local_admit:
             request = rm.OpenRun(
                 start=start, admit=self._admit_request(inp), submit_signature=inp.signature,
                 submit_message=submit_message(self._run_id, inp).decode(),
+                gather=self._gather_request() if self._open_gathers else None,
             )  # fmt: skip
-            opened = await workflow.execute_local_activity_method(
-                RunActivities.open_run, request, start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
-            )
+            if self._open_gathers:  # the phase stays "starting" until the run has its policy (run_cli)
+                opened = await workflow.execute_activity_method(
+                    RunActivities.open_run, request, start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
+                )
+            else:
+                opened = await workflow.execute_local_activity_method(
+                    RunActivities.open_run, request, start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
+                )
             setup, admission = opened.setup, opened.admission
         else:
             setup = await workflow.execute_local_activity_method(
@@ -132,9 +143,11 @@ class GovernedRunWorkflow:
         self._ledger.defer(rm.EvidenceItem.of(opening, at=start.at))
         self._started = True  # input that arrived early is handled from here on
         if no_rollout:
+            if opened is not None and opened.gathered is not None:  # not expected (the activity decides the same)
+                self._ledger.defer(ev.ContextRead(reads=opened.gathered.reads, context=opened.gathered.context))
             return await self._finish("refused", reason=no_rollout)
 
-        proposal = await self._gather_and_propose()
+        proposal = await self._gather_and_propose(opened)
         if proposal is None:
             return await self._finish("exception" if self._outcome is None else self._outcome)
 
@@ -201,7 +214,7 @@ class GovernedRunWorkflow:
         mode = "shadow" if inp.mode == "shadow" else admission.mode
         admitted = inp.model_copy(update={"stage": admission.stage, "mode": mode, "rollout_id": admission.rollout_id})
         self._inp = admitted
-        if admission.rollout_id is None and inp.mode == "live" and self.policy.rollout.required:
+        if admission.lacks_rollout(inp.mode, self.policy.rollout.required):
             why = (
                 f"policy {self.policy.name} requires a rollout for live runs and {admission.reason}: "
                 f"start one with `govflow rollout start --task {inp.task} --version {inp.task_version}`"
@@ -209,29 +222,40 @@ class GovernedRunWorkflow:
             return admitted, why
         return admitted, ""
 
-    async def _gather_and_propose(self) -> rm.ProposeResult | None:
+    def _gather_request(self) -> rm.GatherInput:
+        inp = self._inp
+        return rm.GatherInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, item=inp.item)
+
+    async def _gather(self, opened: rm.RunOpened | None) -> rm.GatherResult | ApplicationError:
+        """The context, or the gather's failure: what the run's opening gathered, else the gather activity."""
+        if opened is not None and opened.gathered is not None:
+            return opened.gathered
+        if opened is not None and opened.gather_failure is not None:
+            failure = opened.gather_failure
+            return ApplicationError(failure.message, *failure.details, type=failure.type, non_retryable=True)
+        try:
+            return await workflow.execute_activity_method(
+                RunActivities.gather, self._gather_request(), start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type in rm.GATHER_FAILURES:
+                return err.cause
+            raise
+
+    async def _gather_and_propose(self, opened: rm.RunOpened | None = None) -> rm.ProposeResult | None:
         inp = self._inp
         while True:
             self._set_phase("gathering")
-            try:
-                gathered = await workflow.execute_activity_method(
-                    RunActivities.gather,
-                    rm.GatherInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, item=inp.item),
-                    start_to_close_timeout=_ACTIVITY,
-                    retry_policy=RETRY,
-                )
-            except ActivityError as err:
-                cause = err.cause
-                if not isinstance(cause, ApplicationError):
-                    raise
+            gathered = await self._gather(opened)
+            opened = None  # a gather after an exception decision is the gather activity's
+            if isinstance(gathered, ApplicationError):
+                cause = gathered
                 if cause.type == ErrorType.SCOPE_VIOLATION:
                     await self._ledger.record(scope_refusal(cause))
                     self._outcome = "refused"
                     self._refusal = cause.message
                     return None
-                if cause.type not in (ErrorType.INCOMPLETE_INPUT, ErrorType.CONTRADICTORY_INPUT):
-                    raise
-                kind, detail = cause.type, cause.message
+                kind, detail = str(cause.type), cause.message
             else:
                 self._reads = gathered.reads
                 # Recorded with the proposal's rows, in one commit.

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import free_port
@@ -155,8 +156,9 @@ async def test_every_metric_the_rules_and_dashboard_use_is_served_by_a_running_w
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
         assert b"polling task queue" in line, line
-        # One run that works (shadow) and one refused at its first read (an apac contact): the SDK
-        # exports its latency and failure series only once something happened.
+        # One run that works (shadow), one refused at its first read (an apac contact), and one of a
+        # version this worker does not have, whose first activity fails: the SDK exports its latency and
+        # failure series only once something happened.
         results = []
         for ticket in ("T0001", "T0004"):
             results.append(
@@ -169,6 +171,12 @@ async def test_every_metric_the_rules_and_dashboard_use_is_served_by_a_running_w
                 )
             )
         assert [r.outcome for r in results] == ["shadowed", "refused"]
+        unknown = RunInput(task="support-triage", task_version="9", item_key="T0001", item={"ticket_id": "T0001"},
+                           requester="priya")  # fmt: skip
+        with pytest.raises(WorkflowFailureError):
+            await env.client.execute_workflow(
+                GovernedRunWorkflow.run, unknown, id=f"run-{uuid.uuid4()}", task_queue=task_queue
+            )
         exposed = _exposed(await asyncio.to_thread(_scrape, port)) | _exposed(
             await asyncio.to_thread(_scrape, sdk_port)
         )

@@ -14,7 +14,9 @@ sliding-window gates; ``pre-fence-rollout-sequential``: a CUSUM pause before ``p
 ``pre-fence-reset-rollout-sequential``: the same before ``fence-reset-at-start``;
 ``pre-lean-*``: GovernedRun before ``local-admit``, which opens the run in one local activity and
 publishes every write in one activity; ``pre-local-fence-rollout-*``: Rollout before ``local-fence``,
-which reads outcomes and sets the fence by local activities; the unprefixed ones: the current code).
+which reads outcomes and sets the fence by local activities; ``pre-open-gathers-*``: GovernedRun before
+``open-gathers``, which opens the run and gathers in one activity instead of a local activity and a
+gather; the unprefixed ones: the current code).
 """
 
 from __future__ import annotations
