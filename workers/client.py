@@ -51,8 +51,10 @@ async def submit(client: Client, task_queue: str, inp: RunInput, *, run_id: str 
                 SearchAttributePair(sa.AWAITING_APPROVAL, False),
             ]
         ),
-        static_summary=f"{inp.task} v{inp.task_version} · {inp.item_key} · {inp.mode}",
-        static_details=f"Requested by {inp.requester}. Evidence: `govflow evidence show {run_id}`.",
+        # No static summary or details (user metadata): on the dev server they cost a run ~3 ms of CPU
+        # between server and worker (bench.governed_vs_bare, with and without), a tenth of a governed run.
+        # The run's current details (workflows/details.py) say the same, and the search attributes carry
+        # task, stage and mode to the UI's list.
     )
     return run_id
 

@@ -14,7 +14,7 @@ from workflows.rollout_models import RolloutState
 from workflows.run_models import RunInput
 
 
-def run_details(inp: RunInput, phase: str, outcome: str | None, exception: str | None,
+def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exception: str | None,
                 actions: Iterable[ActionState]) -> str:  # fmt: skip
     actions = list(actions)
     lines = [
@@ -22,6 +22,8 @@ def run_details(inp: RunInput, phase: str, outcome: str | None, exception: str |
         f"stage {inp.stage} · requested by {inp.requester}",
         "",
         f"Phase: **{phase}**" + (f" · outcome **{outcome}**" if outcome else ""),
+        "",
+        f"Evidence: `govflow evidence show {run_id}`",
     ]
     if exception:
         lines += ["", f"Exception: {exception}", "Signal `resolve_exception` to retry or discard."]

@@ -559,5 +559,5 @@ class GovernedRunWorkflow:
 
     def _show(self) -> None:
         problem = self._exceptions.problem
-        details = run_details(self._inp, self._phase, self._outcome, problem, self._actions.values())
+        details = run_details(self._run_id, self._inp, self._phase, self._outcome, problem, self._actions.values())
         workflow.set_current_details(details)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.testing import WorkflowEnvironment
 
@@ -155,7 +156,12 @@ async def test_shadow_mode_writes_nothing_and_records_what_it_would_write(
         handle = await start_run(env.client, task_queue, "T0003", mode="shadow")
         result = await handle.result()
         await keep_history(handle, "shadow")
+        # What the Temporal UI shows as the run's details: what it is, where it stands, where its evidence is.
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert result.outcome == "shadowed"
+    assert "item `T0003` · mode **shadow**" in metadata.current_details
+    assert "outcome **shadowed**" in metadata.current_details
+    assert f"Evidence: `govflow evidence show {handle.id}`" in metadata.current_details
     assert {a.status for a in result.actions} == {"would_write"}
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
     contact = await sor_fetch(sor_url, "SELECT status FROM contact WHERE id = 'C0003'")
