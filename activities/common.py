@@ -195,4 +195,4 @@ class GovflowActivities:
 
     def _setup(self, task: str, version: str) -> RunSetup:
         reg = self._registration(task, version)
-        return RunSetup(policy_json=reg.policy_json, policy_digest=reg.digest, next_seq=1)
+        return RunSetup(policy_zlib=reg.policy_zlib, policy_digest=reg.digest, next_seq=1)

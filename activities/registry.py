@@ -9,6 +9,7 @@ from typing import Any
 
 from activities.connectors.base import Connector
 from activities.models.base import ModelClient
+from activities.run_models import compress_text
 from activities.secrets import MissingSecret, read_secret
 from activities.tasks.contract import Task
 from policies import Policy, canonical_json, load_policy, policy_digest
@@ -27,10 +28,12 @@ class Registration:
     model: ModelClient
     digest: str = field(init=False)
     policy_json: str = field(init=False)
+    policy_zlib: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.digest = policy_digest(self.policy)
         self.policy_json = canonical_json(self.policy.as_json()).decode()
+        self.policy_zlib = compress_text(self.policy_json)
         misnamed = [f"{key!r} holds the connector of {c.system!r}" for key, c in self.connectors.items()
                     if getattr(c, "system", key) != key]  # fmt: skip
         if misnamed:

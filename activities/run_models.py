@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +29,27 @@ class StartRun(RunStarted):
     at: datetime
 
 
-class RunSetup(_Model):
-    """``policy_json`` is the policy as canonical JSON: the workflow parses it once per digest."""
+def compress_text(text: str) -> str:
+    """``text`` deflated and base64-encoded: what ``decompress_text`` reads back."""
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
 
-    policy_json: str
+
+def decompress_text(packed: str) -> str:
+    return zlib.decompress(base64.b64decode(packed, validate=True)).decode()
+
+
+class RunSetup(_Model):
+    """The policy a workflow decides under, as canonical JSON: ``policy_json`` in histories from before
+    ``policy_zlib``, which carries it deflated (3.6 KB of JSON, 4.2 KB escaped in a payload, is 1.6 KB so:
+    a governed run's history is 14 KB). Its digest stays readable. The workflow parses it once per text."""
+
+    policy_json: str = ""
+    policy_zlib: str = ""
     policy_digest: str
     next_seq: int
+
+    def policy_text(self) -> str:
+        return decompress_text(self.policy_zlib) if self.policy_zlib else self.policy_json
 
 
 class PolicyRequest(_Model):

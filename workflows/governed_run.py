@@ -129,7 +129,7 @@ class GovernedRunWorkflow:
             setup = await workflow.execute_local_activity_method(
                 RunActivities.start_run, start, start_to_close_timeout=LOCAL, retry_policy=RETRY
             )
-        self._policy = policy_from_json(setup.policy_json)
+        self._policy = policy_from_json(setup.policy_text())
         self._ledger.seq = setup.next_seq
         # A submit the policy needs signed is checked before admission: an unsigned run takes no slot.
         no_rollout = self._submit_problem(inp)

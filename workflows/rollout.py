@@ -99,7 +99,7 @@ class RolloutWorkflow:
             start_to_close_timeout=LOCAL,
             retry_policy=RETRY,
         )
-        self._policy = policy_from_json(setup.policy_json)
+        self._policy = policy_from_json(setup.policy_text())
         if self._state.stage_started_at is None:
             if self._chain_continues:
                 # A rollout started again under the same id (after it was terminated) continues its chain.

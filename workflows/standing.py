@@ -76,7 +76,7 @@ class StandingGrantWorkflow:
             start_to_close_timeout=LOCAL,
             retry_policy=RETRY,
         )
-        self._policy = policy = policy_from_json(setup.policy_json)
+        self._policy = policy = policy_from_json(setup.policy_text())
         t = inp.terms
         proposed = ev.GrantProposed(
             task=t.task, task_version=t.task_version, rule=t.rule, match=dict(t.match), max_uses=t.max_uses,
