@@ -300,7 +300,9 @@ class EvidenceStore:
     async def fence_generation(self, rollout_id: str) -> int:
         """How many times the rollout has set its fence (0: never; its row is made here if missing). Read
         before asking whether the rollout runs: a rollout that starts after the read moves it."""
-        found = await self._pool.fetchval(self._q["fence_generation"], rollout_id)
+        found = await self._pool.fetchval(self._q["fence_generation_of"], rollout_id)  # a read, once it exists
+        if found is None:
+            found = await self._pool.fetchval(self._q["fence_generation"], rollout_id)
         if found is None:  # made by a concurrent caller, committed after this statement's snapshot
             found = await self._pool.fetchval(self._q["fence_generation_of"], rollout_id)
         return int(found)
