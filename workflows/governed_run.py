@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import LOCAL, RETRY, RunLedger, scope_refusal
     from workflows.reviewers import Announcer, claim_standing
     from workflows.run_models import (
+        REVISION,
         ActionOutcome,
         Outcome,
         Review,
@@ -44,6 +45,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _ACTIVITY = timedelta(seconds=60)
+
+
+class RunRevisionError(RuntimeError):
+    """A run submitted for newer workflow code: it fails the workflow task (retried), not the run."""
+
+
 _REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
 _REVIEW_UPDATE_EXAMPLE = '{"verdict": "approve", "reviewer": "alice", "action_digest": "<digest>"}'
 
@@ -97,7 +104,17 @@ class GovernedRunWorkflow:
         # open-gathers: the run's setup, admission and first gather are one regular activity, with no local
         # activity before it (bench.governed_vs_bare: a local activity costs a run an activation and a
         # marker). It implies local-admit and everything before it: a new run records this one marker.
-        self._open_gathers = workflow.patched("open-gathers")
+        # A run started by govflow.client.submit says which code it starts on (RunInput.revision) and records
+        # no patch marker: Core upserts TemporalChangeVersion for every marker, a visibility write per run
+        # whose cost grows with the visibility store (bench.governed_vs_bare). Runs started any other way,
+        # and histories from before revisions, decide by markers. A revision this code does not know is
+        # left to a worker that does (the workflow task fails, and is retried; nothing is recorded).
+        if inp.revision > REVISION:
+            raise RunRevisionError(
+                f"run {self._run_id} was submitted for workflow revision {inp.revision}; this worker runs "
+                f"revision {REVISION}: a newer worker must take it"
+            )
+        self._open_gathers = inp.revision >= 1 or workflow.patched("open-gathers")
         self._local_admit = self._open_gathers or workflow.patched("local-admit")
         self._v2 = self._ledger.v2 = self._local_admit or workflow.patched("evidence-v2")
         self._settle_before_closing = self._local_admit or workflow.patched("settle-before-closing")

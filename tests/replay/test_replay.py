@@ -16,7 +16,8 @@ sliding-window gates; ``pre-fence-rollout-sequential``: a CUSUM pause before ``p
 publishes every write in one activity; ``pre-local-fence-rollout-*``: Rollout before ``local-fence``,
 which reads outcomes and sets the fence by local activities; ``pre-open-gathers-*``: GovernedRun before
 ``open-gathers``, which opens the run and gathers in one activity instead of a local activity and a
-gather; the unprefixed ones: the current code).
+gather; ``submitted-*``: a run started by ``govflow.client.submit``, which names its workflow revision in
+its input and records no patch marker; the unprefixed ones: the current code).
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import asyncpg
 from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
@@ -18,10 +20,21 @@ from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
 from policies import parse_policy, signing_message
-from tests.helpers import event_kinds, fixture_signature, keep_history, sor_fetch, start_run, wait_for, worker
+from tests.helpers import (
+    event_kinds,
+    eventually,
+    fixture_signature,
+    keep_history,
+    sor_fetch,
+    start_run,
+    wait_for,
+    worker,
+)
 from workers.app import EXAMPLES, example_registry
+from workers.client import submit
+from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import ExceptionDecision, Review, ReviewRequest
+from workflows.run_models import REVISION, ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 
 
 async def test_an_action_waits_for_approval_and_is_written_once(
@@ -146,6 +159,53 @@ async def test_expiry_escalates_then_fails_closed_and_a_late_vote_is_refused(
     assert "gate_expired" in kinds
     rows = await sor_fetch(sor_url, "SELECT reply_body FROM ticket WHERE id = 'T0001'")
     assert rows[0]["reply_body"] is None
+
+
+async def test_a_run_submitted_by_the_client_records_no_patch_marker(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    # govflow.client.submit names the workflow revision the run starts on: no patch marker, so no
+    # TemporalChangeVersion upsert (a visibility write per run); the run itself is the same.
+    env = time_skipping_env
+    inp = RunInput(task="support-triage", item_key="T0003", item={"ticket_id": "T0003"}, requester="priya",
+                   mode="shadow")  # fmt: skip
+    async with worker(env.client, task_queue, store, registry):
+        run_id = await submit(env.client, task_queue, inp)
+        handle = env.client.get_workflow_handle(run_id, result_type=RunResult)
+        result = await handle.result()
+        await keep_history(handle, "submitted-shadow")
+        history = await handle.fetch_history()
+    kinds = [e.WhichOneof("attributes") for e in history.events]
+    assert result.outcome == "shadowed"
+    assert {a.status for a in result.actions} == {"would_write"}
+    assert "marker_recorded_event_attributes" not in kinds
+    assert "upsert_workflow_search_attributes_event_attributes" not in kinds
+    assert "context_read" in await event_kinds(store, "run", run_id)
+
+
+async def test_a_run_submitted_for_newer_workflow_code_waits_for_a_worker_that_has_it(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
+    # A revision this worker does not know fails the workflow task (retried until a worker that knows
+    # it takes the run): nothing is read, decided or recorded by code that does not know what it asks.
+    env = time_skipping_env
+    inp = RunInput(task="support-triage", item_key="T0003", item={"ticket_id": "T0003"}, requester="priya",
+                   mode="shadow", revision=REVISION + 1)  # fmt: skip
+    async with build_worker(env.client, task_queue, store, registry):
+        handle = await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}",
+                                                 task_queue=task_queue)  # fmt: skip
+
+        async def failures() -> list[str]:
+            history = await handle.fetch_history()
+            return [e.workflow_task_failed_event_attributes.failure.message for e in history.events
+                    if e.HasField("workflow_task_failed_event_attributes")]  # fmt: skip
+
+        failed = await eventually(failures, bool)
+        description = await handle.describe()
+        await handle.terminate("test over")
+    assert f"submitted for workflow revision {REVISION + 1}" in failed[0]
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    assert await event_kinds(store, "run", handle.id) == []
 
 
 async def test_shadow_mode_writes_nothing_and_records_what_it_would_write(
