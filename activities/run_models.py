@@ -41,7 +41,7 @@ def decompress_text(packed: str) -> str:
 class RunSetup(_Model):
     """The policy a workflow decides under, as canonical JSON: ``policy_json`` in histories from before
     ``policy_zlib``, which carries it deflated (3.6 KB of JSON, 4.2 KB escaped in a payload, is 1.6 KB so:
-    a governed run's history is 14 KB). Its digest stays readable. The workflow parses it once per text."""
+    a governed run's history is 15 KB). Its digest stays readable. The workflow parses it once per text."""
 
     policy_json: str = ""
     policy_zlib: str = ""

@@ -105,14 +105,6 @@ ON CONFLICT (rollout_id) DO UPDATE
 SET paused = EXCLUDED.paused, epoch = coalesce($3, rollout_fences.epoch), changed_at = now(),
     generation = rollout_fences.generation + 1;
 
--- name: fence_generation
--- The rollout's fence generation, its row made (unpaused, generation 0) if it has none.
-WITH made AS (
-    INSERT INTO rollout_fences (rollout_id, paused) VALUES ($1, false) ON CONFLICT (rollout_id) DO NOTHING
-    RETURNING generation
-)
-SELECT generation FROM made UNION ALL SELECT generation FROM rollout_fences WHERE rollout_id = $1 LIMIT 1;
-
 -- name: fence_generation_of
 SELECT generation FROM rollout_fences WHERE rollout_id = $1;
 

@@ -302,8 +302,9 @@ class EvidenceStore:
         before asking whether the rollout runs: a rollout that starts after the read moves it."""
         found = await self._pool.fetchval(self._q["fence_generation_of"], rollout_id)  # a read, once it exists
         if found is None:
-            found = await self._pool.fetchval(self._q["fence_generation"], rollout_id)
-        if found is None:  # made by a concurrent caller, committed after this statement's snapshot
+            # Made unpaused (as ``fence`` makes it); a concurrent maker's row is committed once this returns.
+            await self._pool.execute(self._q["ensure_fences"], [rollout_id])
+            self._fenced.add(rollout_id)
             found = await self._pool.fetchval(self._q["fence_generation_of"], rollout_id)
         return int(found)
 
