@@ -130,6 +130,9 @@ async def main() -> None:
                         got[kind].append(await run_batch(env, task_queue, batch, governed=kind == "governed"))
                         rates.setdefault((n, kind), []).append(got[kind][-1])
                     ratios[n].append(statistics.mean(got["governed"]) / statistics.mean(got["bare"]))
+                    print(f"  {n} items, round {round_ + 1}: bare {' '.join(f'{r:.1f}' for r in got['bare'])}, "
+                          f"governed {' '.join(f'{r:.1f}' for r in got['governed'])} runs/s: "
+                          f"ratio {ratios[n][-1]:.2f}", flush=True)  # fmt: skip
         await registry.aclose()
     finally:
         await env.shutdown()

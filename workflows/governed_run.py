@@ -202,9 +202,13 @@ class GovernedRunWorkflow:
 
     def _upsert_attributes(self, inp: RunInput) -> None:
         wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
-            (sa.TASK, inp.task), (sa.STAGE, inp.stage), (sa.MODE, inp.mode), (sa.AWAITING_APPROVAL, False),
-        ]  # fmt: skip
-        if self._local_admit:  # what the start set (govflow.client.submit sets all four) is set once
+            (sa.TASK, inp.task),
+            (sa.STAGE, inp.stage),
+            (sa.MODE, inp.mode),
+        ]
+        if inp.revision < 2:  # since 2, GovflowAwaitingApproval is set once the run waits (``_set_awaiting``)
+            wanted.append((sa.AWAITING_APPROVAL, False))
+        if self._local_admit:  # what the start set (govflow.client.submit: task, stage, mode) is set once
             current = workflow.info().typed_search_attributes
             wanted = [(key, value) for key, value in wanted if current.get(key) != value]
         if wanted:

@@ -43,8 +43,10 @@ class RunInput(BaseModel):
 
 
 # What a run started by govflow.client.submit runs (RunInput.revision): 1 is open-gathers and every patch
-# before it. A later change that needs a patch bumps it and keeps each earlier revision's path.
-REVISION = 1
+# before it; 2 starts without GovflowAwaitingApproval and sets it only once the run waits for a reviewer
+# (the start sets it no more). A later change that needs a patch bumps it and keeps each earlier
+# revision's path.
+REVISION = 2
 
 
 class ActionOutcome(BaseModel):

@@ -58,6 +58,17 @@ async def test_the_happy_path_through_the_cli(
         run_id = json.loads(out)["run_id"]
         handle = env.client.get_workflow_handle(run_id)
         await wait_for(handle, lambda s: len(s.pending) == 2)  # type: ignore[arg-type]
+        code, out, err = await govflow(
+            environ, "run", "submit", "--task", "support-triage", "--item", '{"ticket_id": "T0001"}',
+            "--as", "priya", "--mode", "shadow", "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        shadow_id = json.loads(out)["run_id"]
+        await env.client.get_workflow_handle(shadow_id).result()
+        code, out, err = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
+        listed = {r["run_id"]: r["awaiting_approval"] for r in json.loads(out)}
+        # The waiting run says so; one that never waited says it is not (it never set the attribute).
+        assert (listed[run_id], listed[shadow_id]) == (True, False)
 
         code, out, err = await govflow(environ, "approvals", "list", "--as", "bob", "--json")
         assert code == 0, err
@@ -83,7 +94,7 @@ async def test_the_happy_path_through_the_cli(
         assert code == 0, err
         assert "outcome published" in out
         code, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
-        assert run_id in [r["run_id"] for r in json.loads(out)]
+        assert {r["run_id"]: r["awaiting_approval"] for r in json.loads(out)}[run_id] is False
 
     assert result.outcome == "published"
     assert [a.status for a in result.actions] == ["written", "written"]

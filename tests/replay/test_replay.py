@@ -17,7 +17,9 @@ publishes every write in one activity; ``pre-local-fence-rollout-*``: Rollout be
 which reads outcomes and sets the fence by local activities; ``pre-open-gathers-*``: GovernedRun before
 ``open-gathers``, which opens the run and gathers in one activity instead of a local activity and a
 gather; ``submitted-*``: a run started by ``govflow.client.submit``, which names its workflow revision in
-its input and records no patch marker; the unprefixed ones: the current code).
+its input and records no patch marker; ``pre-awaiting-submitted-*``: the same at revision 1, which
+started with ``GovflowAwaitingApproval`` false (revision 2 sets it once the run waits); the unprefixed
+ones: the current code).
 """
 
 from __future__ import annotations

@@ -181,6 +181,9 @@ async def test_a_run_submitted_by_the_client_records_no_patch_marker(
     assert {a.status for a in result.actions} == {"would_write"}
     assert "marker_recorded_event_attributes" not in kinds
     assert "upsert_workflow_search_attributes_event_attributes" not in kinds
+    # Task, stage and mode to filter by; GovflowAwaitingApproval only once a run waits (revision 2).
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert set(started.search_attributes.indexed_fields) == {"GovflowTask", "GovflowStage", "GovflowMode"}
     assert "context_read" in await event_kinds(store, "run", run_id)
 
 
