@@ -50,9 +50,9 @@ async def submit(client: Client, task_queue: str, inp: RunInput, *, run_id: str 
                 SearchAttributePair(sa.MODE, inp.mode),
             ]
         ),
-        # GovflowAwaitingApproval is set by the run once it waits for a reviewer (revision 2): each search
-        # attribute a run starts with cost it ~0.3 ms of CPU between dev server and worker, and any at all
-        # ~1 ms (bench.search_attributes); `GovflowAwaitingApproval = true` finds the runs that wait.
+        # GovflowAwaitingApproval is set by the run once it waits for a reviewer (revision 2): the attributes
+        # a run starts with cost it CPU between dev server and worker (bench.search_attributes: 1.2 ms with
+        # the task alone, 2.2 ms with all four); `GovflowAwaitingApproval = true` finds the runs that wait.
         # No static summary or details (user metadata): on the dev server they cost a run ~3 ms of CPU
         # between server and worker (bench.governed_vs_bare, with and without), a tenth of a governed run.
         # The run's current details (workflows/details.py) say the same, and the search attributes carry
