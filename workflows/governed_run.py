@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributePair
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -201,16 +201,12 @@ class GovernedRunWorkflow:
         return f"submit refused: {problem}" if problem else ""
 
     def _upsert_attributes(self, inp: RunInput) -> None:
-        wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
-            (sa.TASK, inp.task),
-            (sa.STAGE, inp.stage),
-            (sa.MODE, inp.mode),
-        ]
+        wanted: list[SearchAttributePair[Any]] = [*sa.run_start(inp.task, inp.stage, inp.mode)]
         if inp.revision < 2:  # since 2, GovflowAwaitingApproval is set once the run waits (``_set_awaiting``)
-            wanted.append((sa.AWAITING_APPROVAL, False))
-        if self._local_admit:  # what the start set (govflow.client.submit: task, stage, mode) is set once
+            wanted.append(SearchAttributePair(sa.AWAITING_APPROVAL, False))
+        if self._local_admit:  # what the start set (govflow.client.submit) is set once
             current = workflow.info().typed_search_attributes
-            wanted = [(key, value) for key, value in wanted if current.get(key) != value]
+            wanted = [pair for pair in wanted if current.get(pair.key) != pair.value]
         if wanted:
             workflow.upsert_search_attributes([key.value_set(value) for key, value in wanted])
 

@@ -7,7 +7,7 @@ the test fixtures and the deploy guide all register this list.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 TASK = SearchAttributeKey.for_keyword("GovflowTask")
 STAGE = SearchAttributeKey.for_keyword("GovflowStage")
@@ -22,3 +22,9 @@ ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[bool], ...] = (
     PAUSED,
     AWAITING_APPROVAL,
 )
+
+
+def run_start(task: str, stage: str, mode: str) -> list[SearchAttributePair[str]]:
+    """What a governed run starts with (``govflow.client.submit``), and sets itself if its start did not: the
+    keys people filter runs by. ``GovflowAwaitingApproval`` is the run's to set, once it waits (revision 2)."""
+    return [SearchAttributePair(TASK, task), SearchAttributePair(STAGE, stage), SearchAttributePair(MODE, mode)]
