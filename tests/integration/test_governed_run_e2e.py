@@ -49,21 +49,20 @@ async def test_the_happy_path_through_the_cli(
     env = dev_server_env
     task_queue = f"tq-{uuid.uuid4()}"
     environ = cli_env(env, database_url, task_queue)
-    async with worker(env.client, task_queue, store, registry):
+
+    async def submit(ticket: str, mode: str) -> str:
         code, out, err = await govflow(
-            environ, "run", "submit", "--task", "support-triage", "--item", '{"ticket_id": "T0003"}',
-            "--as", "priya", "--mode", "live", "--json",
+            environ, "run", "submit", "--task", "support-triage", "--item", json.dumps({"ticket_id": ticket}),
+            "--as", "priya", "--mode", mode, "--json",
         )  # fmt: skip
         assert code == 0, err
-        run_id = json.loads(out)["run_id"]
+        return str(json.loads(out)["run_id"])
+
+    async with worker(env.client, task_queue, store, registry):
+        run_id = await submit("T0003", "live")
         handle = env.client.get_workflow_handle(run_id)
         await wait_for(handle, lambda s: len(s.pending) == 2)  # type: ignore[arg-type]
-        code, out, err = await govflow(
-            environ, "run", "submit", "--task", "support-triage", "--item", '{"ticket_id": "T0001"}',
-            "--as", "priya", "--mode", "shadow", "--json",
-        )  # fmt: skip
-        assert code == 0, err
-        shadow_id = json.loads(out)["run_id"]
+        shadow_id = await submit("T0001", "shadow")
         await env.client.get_workflow_handle(shadow_id).result()
         code, out, err = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
         listed = {r["run_id"]: r["awaiting_approval"] for r in json.loads(out)}
