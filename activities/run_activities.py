@@ -83,7 +83,9 @@ class RunActivities(GovflowActivities):
     @activity.defn(name="govflow.open_run")
     async def open_run(self, req: OpenRun) -> RunOpened:
         """A new run's policy and its admission: a local activity in the task that starts the run
-        (local-admit), or, with ``req.gather``, the run's first activity, which also gathers (open-gathers).
+        (local-admit), or, with ``req.gather``, the run's first activity, which also gathers (open-gathers)
+        and, with ``req.propose``, proposes from what it gathered (revision 3): one activity where a run
+        had two. A model that fails here leaves the proposal to the run's propose activity.
         A submit whose signature the policy refuses is not admitted: it takes no slot (the run refuses it).
         A run refused (that, or no rollout where the policy requires one) reads nothing: the workflow
         decides the same from the same policy and admission. A gather's scope refusal or input problem comes
@@ -103,7 +105,18 @@ class RunActivities(GovflowActivities):
                 failure = GatherFailure(type=exc.type, message=exc.message, details=list(exc.details))
                 return RunOpened(setup=setup, admission=admission, gather_failure=failure)
             raise
-        return RunOpened(setup=setup, admission=admission, gathered=gathered)
+        proposed: ProposeResult | None = None
+        if req.propose:
+            proposing = ProposeInput(run_id=req.gather.run_id, task=req.gather.task,
+                                     task_version=req.gather.task_version, context=gathered.context)  # fmt: skip
+            try:
+                proposed = await self.propose(proposing)
+            except ApplicationError as exc:
+                if exc.type != ErrorType.MODEL:
+                    raise
+                # The run's propose activity asks again, with its own retries (not this admission's and reads').
+                activity.logger.warning("run %s: the model failed while opening (%s)", req.gather.run_id, exc)
+        return RunOpened(setup=setup, admission=admission, gathered=gathered, proposed=proposed)
 
     @activity.defn(name="govflow.append_run_evidence")
     async def append_run_evidence(self, rec: RecordEvidence) -> Appended:

@@ -325,15 +325,20 @@ class GrantClaim(_Model):
 
 
 class OpenRun(_Model):
-    """A new run's setup and admission (and, with ``gather``, its first gather), in one activity.
-    ``submit_message`` is what the requester signs: a submit the policy refuses for its signature is not
-    admitted (it takes no slot), and a refused run reads nothing."""
+    """A new run's setup and admission (and, with ``gather``, its first gather; with ``propose`` too, its
+    first proposal), in one activity. ``submit_message`` is what the requester signs: a submit the policy
+    refuses for its signature is not admitted (it takes no slot), and a refused run reads nothing."""
 
     start: StartRun
     admit: AdmitInput
     submit_signature: str | None = None
     submit_message: str
     gather: GatherInput | None = Field(default=None, description="Gather once admitted (open-gathers).")
+    propose: bool = Field(
+        default=False,
+        description="Propose once gathered (revision 3). A model that fails leaves the proposal to the run's "
+        "propose activity, with its own retries; the run's admission and reads are not repeated for it.",
+    )
 
 
 # The gather failures a run handles (a scope refusal; input a person decides on); any other fails the gather.
@@ -354,3 +359,6 @@ class RunOpened(_Model):
     admission: RunAdmission | None = Field(default=None, description="None: the submit was refused, not admitted.")
     gathered: GatherResult | None = Field(default=None, description="Asked to gather and admitted: the context.")
     gather_failure: GatherFailure | None = None
+    proposed: ProposeResult | None = Field(
+        default=None, description="Asked to propose and gathered: the proposal (None: the model failed)."
+    )

@@ -11,7 +11,12 @@ governed batches' mean rate over the bare ones': the dev server slows as finishe
 runs pile up in it (bare's rate falls ~4 % every 300 runs here), and a round of two
 batches, alternated only between rounds, charged that drift to whichever kind went
 second, which an odd number of rounds does not cancel. Prints the ratio
-governed/bare per size as min / median / max over the rounds.
+governed/bare per size as min / median / max over the rounds, and what one run of
+each kind is made of in Temporal (activities, workflow tasks, history events): a
+governed run opens, gathers and proposes in one activity and publishes every write
+in another (revision 3), where the bare workflow, written as a plain workflow is,
+makes one activity per step; the ratio is what a user's throughput becomes, not
+the CPU governance costs (that is bench.search_attributes' kind of measurement).
 
     .venv/bin/python -m bench.governed_vs_bare [--items 50,200,800] [--rounds 3]
 """
@@ -25,7 +30,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -62,7 +69,10 @@ def no_approval_text() -> str:
     return "\n".join(out) + "\n"
 
 
-async def run_batch(env: WorkflowEnvironment, task_queue: str, tickets: list[str], governed: bool) -> float:
+async def run_batch(
+    env: WorkflowEnvironment, task_queue: str, tickets: list[str], governed: bool, shapes: dict[str, str] | None = None
+) -> float:
+    """Runs per second for ``tickets``, one run each; with ``shapes``, what the kind's last run was made of."""
     started = time.perf_counter()
     handles = []
     for ticket in tickets:
@@ -84,7 +94,20 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, tickets: list[str
     if governed:
         outcomes = {r.outcome for r in results}
         assert outcomes == {"published"}, outcomes
+    if shapes is not None:
+        shapes["governed" if governed else "bare"] = await runs_shape(handles[-20:])
     return len(tickets) / elapsed
+
+
+async def runs_shape(handles: list[WorkflowHandle[Any, Any]]) -> str:
+    """Activities, workflow tasks and history events per run, mean over ``handles`` (their histories)."""
+    counts = []
+    for handle in handles:
+        events = [e.WhichOneof("attributes") for e in (await handle.fetch_history()).events]
+        tasks = events.count("workflow_task_completed_event_attributes")
+        counts.append((events.count("activity_task_scheduled_event_attributes"), tasks, len(events)))
+    a, t, e = (statistics.mean(c[i] for c in counts) for i in range(3))
+    return f"{a:.2f} activities, {t:.2f} workflow tasks, {e:.1f} history events (mean of {len(counts)} runs)"
 
 
 async def main() -> None:
@@ -109,6 +132,7 @@ async def main() -> None:
     bare = BareActivities(registry)
     ratios: dict[int, list[float]] = {n: [] for n in sizes}
     rates: dict[tuple[int, str], list[float]] = {}
+    shapes: dict[str, str] = {}
     try:
         async with EvidenceStore.open(evidence_url) as store, build_worker(
             env.client, task_queue, store, registry,
@@ -127,7 +151,8 @@ async def main() -> None:
                     for kind in (*order, *reversed(order)):
                         batch = tickets[offset : offset + n]
                         offset += n
-                        got[kind].append(await run_batch(env, task_queue, batch, governed=kind == "governed"))
+                        rate = await run_batch(env, task_queue, batch, governed=kind == "governed", shapes=shapes)
+                        got[kind].append(rate)
                         rates.setdefault((n, kind), []).append(got[kind][-1])
                     ratios[n].append(statistics.mean(got["governed"]) / statistics.mean(got["bare"]))
                     print(f"  {n} items, round {round_ + 1}: bare {' '.join(f'{r:.1f}' for r in got['bare'])}, "
@@ -137,6 +162,8 @@ async def main() -> None:
     finally:
         await env.shutdown()
         server.cleanup()
+    for kind, shape in sorted(shapes.items()):
+        print(f"  a {kind} run (the last batch's last runs): {shape}")
     print(f"one worker, dev server, 2 cores; {args.rounds} rounds per size, each bare-governed-governed-bare or "
           "governed-bare-bare-governed, both warmed up")  # fmt: skip
     print(f"{'items':>6}  {'bare runs/s (median)':>20}  {'governed runs/s (median)':>24}  ratio min / median / max")

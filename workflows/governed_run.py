@@ -82,6 +82,7 @@ class GovernedRunWorkflow:
         self._checks_passed = False
         self._scores: dict[str, float] = {}
         self._v2 = False
+        self._open_proposes = False
         self._patches_read = False
         self._started = False
         self._announcer = Announcer(self._run_id)
@@ -109,11 +110,14 @@ class GovernedRunWorkflow:
         # whose cost grows with the visibility store (bench.governed_vs_bare). Runs started any other way,
         # and histories from before revisions, decide by markers. A revision this code does not know is
         # left to a worker that does (the workflow task fails, and is retried; nothing is recorded).
+        # Revision 3 (no marker: submitted runs only) also proposes in the opening activity, from what it
+        # gathered: one activity and one workflow task fewer per run (bench.governed_vs_bare).
         if inp.revision > REVISION:
             raise RunRevisionError(
                 f"run {self._run_id} was submitted for workflow revision {inp.revision}; this worker runs "
                 f"revision {REVISION}: a newer worker must take it"
             )
+        self._open_proposes = inp.revision >= 3
         self._open_gathers = inp.revision >= 1 or workflow.patched("open-gathers")
         self._local_admit = self._open_gathers or workflow.patched("local-admit")
         self._v2 = self._ledger.v2 = self._local_admit or workflow.patched("evidence-v2")
@@ -131,11 +135,13 @@ class GovernedRunWorkflow:
             request = rm.OpenRun(
                 start=start, admit=self._admit_request(inp), submit_signature=inp.signature,
                 submit_message=submit_message(self._run_id, inp).decode(),
-                gather=self._gather_request() if self._open_gathers else None,
+                gather=self._gather_request() if self._open_gathers else None, propose=self._open_proposes,
             )  # fmt: skip
             if self._open_gathers:  # the phase stays "starting" until the run has its policy (run_cli)
+                # Proposing too, it has the time of the two activities it stands for.
+                timeout = _ACTIVITY * 2 if self._open_proposes else _ACTIVITY
                 opened = await workflow.execute_activity_method(
-                    RunActivities.open_run, request, start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
+                    RunActivities.open_run, request, start_to_close_timeout=timeout, retry_policy=RETRY
                 )
             else:
                 opened = await workflow.execute_local_activity_method(
@@ -260,11 +266,11 @@ class GovernedRunWorkflow:
             raise
 
     async def _gather_and_propose(self, opened: rm.RunOpened | None = None) -> rm.ProposeResult | None:
-        inp = self._inp
         while True:
             self._set_phase("gathering")
             gathered = await self._gather(opened)
-            opened = None  # a gather after an exception decision is the gather activity's
+            proposed = opened.proposed if opened is not None else None
+            opened = None  # a gather (and proposal) after an exception decision is the activities'
             if isinstance(gathered, ApplicationError):
                 cause = gathered
                 if cause.type == ErrorType.SCOPE_VIOLATION:
@@ -278,20 +284,22 @@ class GovernedRunWorkflow:
                 # Recorded with the proposal's rows, in one commit.
                 self._ledger.defer(ev.ContextRead(reads=gathered.reads, context=gathered.context))
                 self._set_phase("proposing")
-                proposal = await workflow.execute_activity_method(
-                    RunActivities.propose,
-                    rm.ProposeInput(
-                        run_id=self._run_id, task=inp.task, task_version=inp.task_version, context=gathered.context
-                    ),
-                    start_to_close_timeout=_ACTIVITY,
-                    retry_policy=RETRY,
-                )
+                proposal = proposed if proposed is not None else await self._propose(gathered.context)
                 self._ledger.defer(*(ev.ModelCall(**c.model_dump(mode="json")) for c in proposal.calls))
                 if proposal.invalid is None:
                     return proposal
                 kind, detail = "invalid_model_output", proposal.invalid
             if not await self._exception_route(kind, detail):
                 return None
+
+    async def _propose(self, context: dict[str, Any]) -> rm.ProposeResult:
+        inp = self._inp
+        return await workflow.execute_activity_method(
+            RunActivities.propose,
+            rm.ProposeInput(run_id=self._run_id, task=inp.task, task_version=inp.task_version, context=context),
+            start_to_close_timeout=_ACTIVITY,
+            retry_policy=RETRY,
+        )
 
     async def _exception_route(self, kind: str, detail: str) -> bool:
         """Wait for a human decision on input the run cannot decide on. True means retry."""

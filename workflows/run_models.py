@@ -44,9 +44,10 @@ class RunInput(BaseModel):
 
 # What a run started by govflow.client.submit runs (RunInput.revision): 1 is open-gathers and every patch
 # before it; 2 starts without GovflowAwaitingApproval and sets it only once the run waits for a reviewer
-# (the start sets it no more). A later change that needs a patch bumps it and keeps each earlier
-# revision's path.
-REVISION = 2
+# (the start sets it no more); 3 proposes in the run's opening activity, from what it gathered (the
+# propose activity only when the model fails there, or after an exception decision). A later change that
+# needs a patch bumps it and keeps each earlier revision's path.
+REVISION = 3
 
 
 class ActionOutcome(BaseModel):

@@ -18,8 +18,9 @@ which reads outcomes and sets the fence by local activities; ``pre-open-gathers-
 ``open-gathers``, which opens the run and gathers in one activity instead of a local activity and a
 gather; ``submitted-*``: a run started by ``govflow.client.submit``, which names its workflow revision in
 its input and records no patch marker; ``pre-awaiting-submitted-*``: the same at revision 1, which
-started with ``GovflowAwaitingApproval`` false (revision 2 sets it once the run waits); the unprefixed
-ones: the current code).
+started with ``GovflowAwaitingApproval`` false (revision 2 sets it once the run waits);
+``pre-proposes-submitted-*``: the same at revision 2, before the opening activity proposed too
+(revision 3); the unprefixed ones: the current code).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
@@ -11,12 +12,12 @@ import pytest
 from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
 from activities.evidence import EvidenceStore
-from activities.models import LocalBaselineModel, ModelRequest, parse_output
+from activities.models import LocalBaselineModel, ModelError, ModelRequest, parse_output
 from activities.models.base import Message
 from activities.registry import Registry
 from activities.tasks import support_triage
@@ -184,7 +185,81 @@ async def test_a_run_submitted_by_the_client_records_no_patch_marker(
     # Task, stage and mode to filter by; GovflowAwaitingApproval only once a run waits (revision 2).
     started = history.events[0].workflow_execution_started_event_attributes
     assert set(started.search_attributes.indexed_fields) == {"GovflowTask", "GovflowStage", "GovflowMode"}
-    assert "context_read" in await event_kinds(store, "run", run_id)
+    # Revision 3: the opening activity gathers and proposes; the evidence is the same.
+    assert _activities(history) == ["govflow.open_run", "govflow.append_run_evidence"]
+    assert (await event_kinds(store, "run", run_id))[:4] == ["run_started", "context_read", "model_call", "proposal"]
+
+
+def _activities(history: WorkflowHistory) -> list[str]:
+    """The activity types a run scheduled, in order."""
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
+
+
+def _submitted(ticket: str, mode: str = "shadow") -> RunInput:
+    return RunInput(task="support-triage", item_key=ticket, item={"ticket_id": ticket}, requester="priya",
+                    mode=mode)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _registry(sor_url: str, responder: Callable[[ModelRequest], str]) -> Registry:
+    registry = Registry()
+    registry.register(
+        support_triage.SupportTriage(),
+        policy=EXAMPLES / "support-triage.yaml",
+        connectors=support_triage.connectors(SharedPool(sor_url)),
+        model=LocalBaselineModel(responder),
+    )
+    return registry
+
+
+async def test_a_model_that_fails_while_the_run_opens_is_asked_again_by_the_propose_activity(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    # The opening activity does not retry the model with its admission and reads: the run's propose
+    # activity asks again, with its own retries, and the run goes on from there.
+    env = time_skipping_env
+    answer, calls = support_triage.triage_responder(), []
+
+    def flaky(request: ModelRequest) -> str:
+        calls.append(request)
+        if len(calls) == 1:
+            raise ModelError("the model answered 503", retryable=True)
+        return str(answer(request))
+
+    registry = _registry(sor_url, flaky)
+    async with worker(env.client, task_queue, store, registry):
+        run_id = await submit(env.client, task_queue, _submitted("T0003"))
+        handle = env.client.get_workflow_handle(run_id, result_type=RunResult)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    assert result.outcome == "shadowed"
+    assert len(calls) == 2
+    assert _activities(history) == ["govflow.open_run", "govflow.propose", "govflow.append_run_evidence"]
+    kinds = await event_kinds(store, "run", run_id)
+    assert (kinds.count("context_read"), kinds.count("model_call"), kinds.count("proposal")) == (1, 1, 1)
+    assert (await store.verify("run", run_id)).ok
+
+
+async def test_invalid_output_from_the_opening_proposal_goes_to_the_exception_route(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+) -> None:
+    env = time_skipping_env
+    registry = _registry(sor_url, lambda _request: '{"category": "nonsense", "reply": ""}')
+    async with worker(env.client, task_queue, store, registry):
+        run_id = await submit(env.client, task_queue, _submitted("T0001", mode="live"))
+        handle = env.client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id)
+        status = await wait_for(handle, lambda s: s.exception is not None)
+        assert str(status.exception).startswith("invalid_model_output: model output is not a valid TriageOutput")
+        discard = ExceptionDecision(reviewer="bob", decision="discard")
+        await handle.signal(GovernedRunWorkflow.resolve_exception, discard)
+        result = await handle.result()
+        await keep_history(handle, "submitted-exception-discarded")
+        history = await handle.fetch_history()
+    assert result.outcome == "exception"
+    assert "govflow.propose" not in _activities(history)
+    kinds = await event_kinds(store, "run", run_id)
+    assert "model_call" in kinds
+    assert "proposal" not in kinds
 
 
 @pytest.mark.devserver
