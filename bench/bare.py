@@ -1,4 +1,8 @@
-"""The bare workflow for the benchmark: the same gather, propose and write, called directly."""
+"""The bare workflows for the benchmark: the same gather, propose and write, called directly.
+
+``BareRun`` makes one activity per step, as a plain workflow is written; ``BareLeanRun`` makes the
+steps in as many activities as a governed run (revision 3) does: gather and propose in one, every
+write in another, so that against it a governed run pays for its governance alone."""
 
 from __future__ import annotations
 
@@ -46,6 +50,18 @@ class BareActivities:
         proposal = await task.propose(task.context_model.model_validate(context), self._reg.model)
         return ProposeResult(actions=proposal.actions, scores=proposal.scores)
 
+    def all(self) -> list[Any]:
+        return [self.gather, self.propose, self.open, self.write_all, self.write]
+
+    @activity.defn(name="bare.open")
+    async def open(self, item: dict[str, Any]) -> ProposeResult:
+        return await self.propose(await self.gather(item))
+
+    @activity.defn(name="bare.write_all")
+    async def write_all(self, writes: list[BareWrite]) -> None:
+        for w in writes:
+            await self.write(w)
+
     @activity.defn(name="bare.write")
     async def write(self, w: BareWrite) -> None:
         a = w.action
@@ -70,4 +86,16 @@ class BareRunWorkflow:
             await workflow.execute_activity_method(
                 BareActivities.write, BareWrite(run_id=workflow.info().workflow_id, action=action), **opts
             )
+        return len(proposal.actions)
+
+
+@workflow.defn(name="BareLeanRun")
+class BareLeanRunWorkflow:
+    @workflow.run
+    async def run(self, item: dict[str, Any]) -> int:
+        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
+        proposal = await workflow.execute_activity_method(BareActivities.open, item, **opts)
+        run_id = workflow.info().workflow_id
+        writes = [BareWrite(run_id=run_id, action=action) for action in proposal.actions]
+        await workflow.execute_activity_method(BareActivities.write_all, writes, **opts)
         return len(proposal.actions)

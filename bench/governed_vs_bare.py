@@ -15,10 +15,12 @@ governed/bare per size as min / median / max over the rounds, and what one run o
 each kind is made of in Temporal (activities, workflow tasks, history events): a
 governed run opens, gathers and proposes in one activity and publishes every write
 in another (revision 3), where the bare workflow, written as a plain workflow is,
-makes one activity per step; the ratio is what a user's throughput becomes, not
-the CPU governance costs (that is bench.search_attributes' kind of measurement).
+makes one activity per step; the ratio is what a user's throughput becomes.
+``--bare lean`` runs a bare workflow made of as many activities as a governed run
+(gather and propose in one, every write in another), so that the ratio is what the
+governance itself costs.
 
-    .venv/bin/python -m bench.governed_vs_bare [--items 50,200,800] [--rounds 3]
+    .venv/bin/python -m bench.governed_vs_bare [--items 50,200,800] [--rounds 3] [--bare steps|lean]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
-from bench.bare import BareActivities, BareRunWorkflow
+from bench.bare import BareActivities, BareLeanRunWorkflow, BareRunWorkflow
 from bench.common import bench_databases
 from policies import Policy, parse_policy
 from workers.app import EXAMPLES, example_registry
@@ -69,8 +71,16 @@ def no_approval_text() -> str:
     return "\n".join(out) + "\n"
 
 
+BARE = {"steps": BareRunWorkflow, "lean": BareLeanRunWorkflow}
+
+
 async def run_batch(
-    env: WorkflowEnvironment, task_queue: str, tickets: list[str], governed: bool, shapes: dict[str, str] | None = None
+    env: WorkflowEnvironment,
+    task_queue: str,
+    tickets: list[str],
+    governed: bool,
+    shapes: dict[str, str] | None = None,
+    bare: str = "steps",
 ) -> float:
     """Runs per second for ``tickets``, one run each; with ``shapes``, what the kind's last run was made of."""
     started = time.perf_counter()
@@ -85,9 +95,7 @@ async def run_batch(
             handles.append(env.client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id))
         else:
             handles.append(
-                await env.client.start_workflow(
-                    BareRunWorkflow.run, {"ticket_id": ticket}, id=run_id, task_queue=task_queue
-                )
+                await env.client.start_workflow(BARE[bare].run, {"ticket_id": ticket}, id=run_id, task_queue=task_queue)
             )
     results = await asyncio.gather(*(h.result() for h in handles))
     elapsed = time.perf_counter() - started
@@ -114,6 +122,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", default="50,200,800", help="items per batch, comma separated (default 50,200,800)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per size; each round runs both kinds")
+    parser.add_argument(
+        "--bare",
+        choices=sorted(BARE),
+        default="steps",
+        help="steps: one activity per step (default); lean: as many activities as a governed run",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in str(args.items).split(",")]
 
@@ -136,11 +150,11 @@ async def main() -> None:
     try:
         async with EvidenceStore.open(evidence_url) as store, build_worker(
             env.client, task_queue, store, registry,
-            workflows=[BareRunWorkflow], extra_activities=[bare.gather, bare.propose, bare.write],
+            workflows=list(BARE.values()), extra_activities=bare.all(),
             passthrough=["bench"],
         ):  # fmt: skip
             # Warm up both kinds (imports, pools, the server's caches) before anything is timed.
-            await run_batch(env, task_queue, tickets[:20], governed=False)
+            await run_batch(env, task_queue, tickets[:20], governed=False, bare=args.bare)
             await run_batch(env, task_queue, tickets[20:40], governed=True)
             offset = 40
             for n in sizes:
@@ -151,7 +165,8 @@ async def main() -> None:
                     for kind in (*order, *reversed(order)):
                         batch = tickets[offset : offset + n]
                         offset += n
-                        rate = await run_batch(env, task_queue, batch, governed=kind == "governed", shapes=shapes)
+                        governed = kind == "governed"
+                        rate = await run_batch(env, task_queue, batch, governed, shapes=shapes, bare=args.bare)
                         got[kind].append(rate)
                         rates.setdefault((n, kind), []).append(got[kind][-1])
                     ratios[n].append(statistics.mean(got["governed"]) / statistics.mean(got["bare"]))
@@ -164,8 +179,8 @@ async def main() -> None:
         server.cleanup()
     for kind, shape in sorted(shapes.items()):
         print(f"  a {kind} run (the last batch's last runs): {shape}")
-    print(f"one worker, dev server, 2 cores; {args.rounds} rounds per size, each bare-governed-governed-bare or "
-          "governed-bare-bare-governed, both warmed up")  # fmt: skip
+    print(f"one worker, dev server, 2 cores; bare: {args.bare}; {args.rounds} rounds per size, each "
+          "bare-governed-governed-bare or governed-bare-bare-governed, both warmed up")  # fmt: skip
     print(f"{'items':>6}  {'bare runs/s (median)':>20}  {'governed runs/s (median)':>24}  ratio min / median / max")
     for n in sizes:
         r = ratios[n]

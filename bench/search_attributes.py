@@ -119,7 +119,7 @@ async def main() -> None:
     try:
         async with EvidenceStore.open(dbs.evidence_url) as store, build_worker(
             env.client, task_queue, store, registry,
-            workflows=[BareRunWorkflow], extra_activities=[bare.gather, bare.propose, bare.write],
+            workflows=[BareRunWorkflow], extra_activities=bare.all(),
             passthrough=["bench"],
         ):  # fmt: skip
             tickets = iter(dbs.tickets)
