@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -169,10 +170,8 @@ async def test_a_run_submitted_by_the_client_records_no_patch_marker(
     # govflow.client.submit names the workflow revision the run starts on: no patch marker, so no
     # TemporalChangeVersion upsert (a visibility write per run); the run itself is the same.
     env = time_skipping_env
-    inp = RunInput(task="support-triage", item_key="T0003", item={"ticket_id": "T0003"}, requester="priya",
-                   mode="shadow")  # fmt: skip
     async with worker(env.client, task_queue, store, registry):
-        run_id = await submit(env.client, task_queue, inp)
+        run_id = await submit(env.client, task_queue, _submitted("T0003"))
         handle = env.client.get_workflow_handle(run_id, result_type=RunResult)
         result = await handle.result()
         await keep_history(handle, "submitted-shadow")
@@ -201,10 +200,11 @@ def _submitted(ticket: str, mode: str = "shadow") -> RunInput:
                     mode=mode)  # type: ignore[arg-type]  # fmt: skip
 
 
-def _registry(sor_url: str, responder: Callable[[ModelRequest], str]) -> Registry:
+def _registry(sor_url: str, responder: Callable[[ModelRequest], str], task: Any = None) -> Registry:
+    """The support-triage example (or ``task``) with its model answering ``responder``."""
     registry = Registry()
     registry.register(
-        support_triage.SupportTriage(),
+        task or support_triage.SupportTriage(),
         policy=EXAMPLES / "support-triage.yaml",
         connectors=support_triage.connectors(SharedPool(sor_url)),
         model=LocalBaselineModel(responder),
@@ -334,7 +334,6 @@ async def test_a_proposal_outside_the_grants_writes_nothing(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
 ) -> None:
     env = time_skipping_env
-    registry = Registry()
     evil = json.dumps(
         {
             "category": "question",
@@ -347,12 +346,7 @@ async def test_a_proposal_outside_the_grants_writes_nothing(
             "scores": {"confidence": 0.99, "relevance": 0.99},
         }
     )  # fmt: skip
-    registry.register(
-        ModelDrivenTriage(),
-        policy=EXAMPLES / "support-triage.yaml",
-        connectors=support_triage.connectors(SharedPool(sor_url)),
-        model=LocalBaselineModel(lambda _request: evil),
-    )
+    registry = _registry(sor_url, lambda _request: evil, ModelDrivenTriage())
     async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0001")
         result = await handle.result()
@@ -375,13 +369,7 @@ async def test_invalid_model_output_goes_to_the_exception_route(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
 ) -> None:
     env = time_skipping_env
-    registry = Registry()
-    registry.register(
-        support_triage.SupportTriage(),
-        policy=EXAMPLES / "support-triage.yaml",
-        connectors=support_triage.connectors(SharedPool(sor_url)),
-        model=LocalBaselineModel(lambda _request: '{"category": "nonsense", "reply": ""}'),
-    )
+    registry = _registry(sor_url, lambda _request: '{"category": "nonsense", "reply": ""}')
     async with worker(env.client, task_queue, store, registry):
         handle = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(handle, lambda s: s.exception is not None)
