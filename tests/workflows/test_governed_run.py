@@ -240,28 +240,6 @@ async def test_a_model_that_fails_while_the_run_opens_is_asked_again_by_the_prop
     assert (await store.verify("run", run_id)).ok
 
 
-async def test_invalid_output_from_the_opening_proposal_goes_to_the_exception_route(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
-) -> None:
-    env = time_skipping_env
-    registry = _registry(sor_url, lambda _request: '{"category": "nonsense", "reply": ""}')
-    async with worker(env.client, task_queue, store, registry):
-        run_id = await submit(env.client, task_queue, _submitted("T0001", mode="live"))
-        handle = env.client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id)
-        status = await wait_for(handle, lambda s: s.exception is not None)
-        assert str(status.exception).startswith("invalid_model_output: model output is not a valid TriageOutput")
-        discard = ExceptionDecision(reviewer="bob", decision="discard")
-        await handle.signal(GovernedRunWorkflow.resolve_exception, discard)
-        result = await handle.result()
-        await keep_history(handle, "submitted-exception-discarded")
-        history = await handle.fetch_history()
-    assert result.outcome == "exception"
-    assert "govflow.propose" not in _activities(history)
-    kinds = await event_kinds(store, "run", run_id)
-    assert "model_call" in kinds
-    assert "proposal" not in kinds
-
-
 @pytest.mark.devserver
 async def test_a_run_submitted_for_newer_workflow_code_waits_for_a_worker_that_has_it(
     dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
@@ -365,13 +343,19 @@ async def test_a_proposal_outside_the_grants_writes_nothing(
     ]
 
 
+@pytest.mark.parametrize("submitted", [False, True], ids=["started", "submitted"])
 async def test_invalid_model_output_goes_to_the_exception_route(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, submitted: bool
 ) -> None:
+    # Started as the UI starts a run (the propose activity proposes), or submitted (revision 3: the opening does).
     env = time_skipping_env
     registry = _registry(sor_url, lambda _request: '{"category": "nonsense", "reply": ""}')
     async with worker(env.client, task_queue, store, registry):
-        handle = await start_run(env.client, task_queue, "T0001")
+        if submitted:
+            run_id = await submit(env.client, task_queue, _submitted("T0001", mode="live"))
+            handle = env.client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id)
+        else:
+            handle = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(handle, lambda s: s.exception is not None)
         assert status.exception is not None
         assert status.exception.startswith("invalid_model_output: model output is not a valid TriageOutput")
@@ -384,11 +368,14 @@ async def test_invalid_model_output_goes_to_the_exception_route(
             ExceptionDecision(reviewer="bob", decision="discard", reason="model is broken"),
         )
         result = await handle.result()
-        await keep_history(handle, "exception-discarded")
+        await keep_history(handle, "submitted-exception-discarded" if submitted else "exception-discarded")
+        history = await handle.fetch_history()
     assert result.outcome == "exception"
     assert "discarded by bob" in result.reason
+    assert ("govflow.propose" in _activities(history)) is not submitted
     kinds = await event_kinds(store, "run", result.run_id)
     assert kinds.count("exception_decision") == 2
+    assert kinds.count("model_call") == 1
     assert "proposal" not in kinds
     assert await sor_fetch(sor_url, "SELECT key FROM govflow_idempotency") == []
 
