@@ -19,6 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from policies import Action
 
 
+_OPTS: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
+
+
 class BareWrite(BaseModel):
     run_id: str
     action: Action
@@ -79,12 +82,11 @@ class BareActivities:
 class BareRunWorkflow:
     @workflow.run
     async def run(self, item: dict[str, Any]) -> int:
-        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
-        context = await workflow.execute_activity_method(BareActivities.gather, item, **opts)
-        proposal = await workflow.execute_activity_method(BareActivities.propose, context, **opts)
+        context = await workflow.execute_activity_method(BareActivities.gather, item, **_OPTS)
+        proposal = await workflow.execute_activity_method(BareActivities.propose, context, **_OPTS)
         for action in proposal.actions:
             await workflow.execute_activity_method(
-                BareActivities.write, BareWrite(run_id=workflow.info().workflow_id, action=action), **opts
+                BareActivities.write, BareWrite(run_id=workflow.info().workflow_id, action=action), **_OPTS
             )
         return len(proposal.actions)
 
@@ -93,9 +95,8 @@ class BareRunWorkflow:
 class BareLeanRunWorkflow:
     @workflow.run
     async def run(self, item: dict[str, Any]) -> int:
-        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}
-        proposal = await workflow.execute_activity_method(BareActivities.open, item, **opts)
+        proposal = await workflow.execute_activity_method(BareActivities.open, item, **_OPTS)
         run_id = workflow.info().workflow_id
         writes = [BareWrite(run_id=run_id, action=action) for action in proposal.actions]
-        await workflow.execute_activity_method(BareActivities.write_all, writes, **opts)
+        await workflow.execute_activity_method(BareActivities.write_all, writes, **_OPTS)
         return len(proposal.actions)

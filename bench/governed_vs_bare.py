@@ -79,10 +79,10 @@ async def run_batch(
     task_queue: str,
     tickets: list[str],
     governed: bool,
-    shapes: dict[str, str] | None = None,
+    last: dict[str, list[WorkflowHandle[Any, Any]]] | None = None,
     bare: str = "steps",
 ) -> float:
-    """Runs per second for ``tickets``, one run each; with ``shapes``, what the kind's last run was made of."""
+    """Runs per second for ``tickets``, one run each; with ``last``, the kind's last 20 runs are kept there."""
     started = time.perf_counter()
     handles = []
     for ticket in tickets:
@@ -102,8 +102,8 @@ async def run_batch(
     if governed:
         outcomes = {r.outcome for r in results}
         assert outcomes == {"published"}, outcomes
-    if shapes is not None:
-        shapes["governed" if governed else "bare"] = await runs_shape(handles[-20:])
+    if last is not None:
+        last["governed" if governed else "bare"] = handles[-20:]
     return len(tickets) / elapsed
 
 
@@ -146,6 +146,7 @@ async def main() -> None:
     bare = BareActivities(registry)
     ratios: dict[int, list[float]] = {n: [] for n in sizes}
     rates: dict[tuple[int, str], list[float]] = {}
+    last: dict[str, list[WorkflowHandle[Any, Any]]] = {}
     shapes: dict[str, str] = {}
     try:
         async with EvidenceStore.open(evidence_url) as store, build_worker(
@@ -166,13 +167,14 @@ async def main() -> None:
                         batch = tickets[offset : offset + n]
                         offset += n
                         governed = kind == "governed"
-                        rate = await run_batch(env, task_queue, batch, governed, shapes=shapes, bare=args.bare)
+                        rate = await run_batch(env, task_queue, batch, governed, last=last, bare=args.bare)
                         got[kind].append(rate)
                         rates.setdefault((n, kind), []).append(got[kind][-1])
                     ratios[n].append(statistics.mean(got["governed"]) / statistics.mean(got["bare"]))
                     print(f"  {n} items, round {round_ + 1}: bare {' '.join(f'{r:.1f}' for r in got['bare'])}, "
                           f"governed {' '.join(f'{r:.1f}' for r in got['governed'])} runs/s: "
                           f"ratio {ratios[n][-1]:.2f}", flush=True)  # fmt: skip
+            shapes = {kind: await runs_shape(handles) for kind, handles in last.items()}
         await registry.aclose()
     finally:
         await env.shutdown()

@@ -82,7 +82,6 @@ class GovernedRunWorkflow:
         self._checks_passed = False
         self._scores: dict[str, float] = {}
         self._v2 = False
-        self._open_proposes = False
         self._patches_read = False
         self._started = False
         self._announcer = Announcer(self._run_id)
@@ -117,7 +116,7 @@ class GovernedRunWorkflow:
                 f"run {self._run_id} was submitted for workflow revision {inp.revision}; this worker runs "
                 f"revision {REVISION}: a newer worker must take it"
             )
-        self._open_proposes = inp.revision >= 3
+        open_proposes = inp.revision >= 3
         self._open_gathers = inp.revision >= 1 or workflow.patched("open-gathers")
         self._local_admit = self._open_gathers or workflow.patched("local-admit")
         self._v2 = self._ledger.v2 = self._local_admit or workflow.patched("evidence-v2")
@@ -135,11 +134,11 @@ class GovernedRunWorkflow:
             request = rm.OpenRun(
                 start=start, admit=self._admit_request(inp), submit_signature=inp.signature,
                 submit_message=submit_message(self._run_id, inp).decode(),
-                gather=self._gather_request() if self._open_gathers else None, propose=self._open_proposes,
+                gather=self._gather_request() if self._open_gathers else None, propose=open_proposes,
             )  # fmt: skip
             if self._open_gathers:  # the phase stays "starting" until the run has its policy (run_cli)
                 # Proposing too, it has the time of the two activities it stands for.
-                timeout = _ACTIVITY * 2 if self._open_proposes else _ACTIVITY
+                timeout = _ACTIVITY * 2 if open_proposes else _ACTIVITY
                 opened = await workflow.execute_activity_method(
                     RunActivities.open_run, request, start_to_close_timeout=timeout, retry_policy=RETRY
                 )
