@@ -30,7 +30,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -104,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> None:
     dbs = await bench_databases(2 * (args.single + args.burst) + 20)  # about half wait for one vote only
     registry = example_registry(dbs.sor_url)
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
         search_attributes=search_attributes.ALL, dev_server_log_level="error",
     )  # fmt: skip
     task_queue = f"bench-{uuid.uuid4()}"

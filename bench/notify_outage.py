@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -60,7 +60,7 @@ async def main_async(args: argparse.Namespace) -> None:
     down_until = [0.0]
     hook = WebhookReceiver(b"bench-secret", lambda *_: True, failing=lambda: time.monotonic() < down_until[0])
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
         search_attributes=search_attributes.ALL, dev_server_log_level="error",
     )  # fmt: skip
     task_queue = f"bench-{uuid.uuid4()}"

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -62,7 +62,7 @@ async def main_async(args: argparse.Namespace) -> int:
     dbs = await bench_databases(args.runs)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"), search_attributes=search_attributes.ALL,
-        dev_server_log_level="error", data_converter=pydantic_data_converter,
+        dev_server_log_level="error", data_converter=data_converter,
     )  # fmt: skip
     task_queue = f"parked-{uuid.uuid4().hex[:8]}"
     environ = {

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
@@ -135,7 +135,7 @@ async def main() -> None:
         model=support_triage.baseline_model(lambda: knob.share),
     )
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
         search_attributes=search_attributes.ALL, dev_server_log_level="error",
     )  # fmt: skip
     task_queue = f"bench-{uuid.uuid4()}"

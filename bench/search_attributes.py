@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -110,7 +110,7 @@ async def main() -> None:
     dbs = await bench_databases(args.items * args.rounds * 4 + 100)
     registry = example_registry(dbs.sor_url, policy=no_approval_policy())
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
         search_attributes=sa.ALL, dev_server_log_level="error",
     )  # fmt: skip
     task_queue = f"bench-{uuid.uuid4()}"

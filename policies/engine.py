@@ -231,6 +231,7 @@ RefusalCode = Literal[
     "signature_missing",
     "signature_invalid",
     "closed",
+    "unreadable",
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore, migrate
@@ -115,7 +115,7 @@ async def store(database_url: str) -> AsyncIterator[EvidenceStore]:
 async def _time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(VENV_BIN / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
     )
     # The time-skipping server does not know custom search attributes until told.
     await register_search_attributes(env.client, env.client.namespace)
@@ -142,7 +142,7 @@ async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(VENV_BIN / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )

@@ -13,13 +13,13 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from policies.errors import GovflowError
 from workers.settings import Settings
 from workflows import search_attributes
+from workflows.payloads import data_converter
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
             namespace=settings.temporal_namespace,
             tls=_tls(settings),
             api_key=(settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
         )
     except RuntimeError as exc:
         hint = "run `govflow stack up`" if settings.embedded_temporal else "check GOVFLOW_TEMPORAL_*"

@@ -19,10 +19,19 @@ from activities.registry import Registry
 from activities.rollout_activities import RolloutActivities
 from activities.run_activities import RunActivities
 from policies.errors import GovflowError
+from workflows import handlers
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.notify import NotifyWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.standing import StandingGrantWorkflow
+
+WORKFLOWS: tuple[type, ...] = (GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow)
+"""Every workflow a govflow worker runs."""
+
+
+def untrusted_handler_problems(workflows: Sequence[type]) -> list[str]:
+    """Handlers of ``workflows`` that would take typed input (workflows/handlers.py says why that wedges)."""
+    return [problem for cls in workflows for problem in handlers.problems(cls)]
 
 
 def build_worker(
@@ -39,6 +48,9 @@ def build_worker(
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests). ``ui_url``: the
     Temporal UI, for the links in notifications of pending approvals."""
+    problems = untrusted_handler_problems([*WORKFLOWS, *workflows])
+    if problems:
+        raise GovflowError("refusing to run workflows whose handlers take typed input: " + "; ".join(problems))
     registry = registry or Registry()
     runs = RunActivities(registry, store, client)
     rollouts = RolloutActivities(registry, store, client)
@@ -47,7 +59,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow, *workflows],
+        workflows=[*WORKFLOWS, *workflows],
         activities=[*runs.all(), *rollouts.all(), *notices.all(), *grants.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         **worker_options,

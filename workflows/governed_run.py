@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.names import ErrorType
     from activities.run_activities import RunActivities
     from policies import Action, AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from workflows import approvals
+    from workflows import approvals, handlers
     from workflows import search_attributes as sa
     from workflows.approvals import ActionState, GateState, Verdict, Via
     from workflows.closing import settle
@@ -473,20 +473,20 @@ class GovernedRunWorkflow:
     # --- reviewers ------------------------------------------------------------------------------------
     # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
 
-    @workflow.signal(
+    @handlers.signal(
         name=names.APPROVE, description='Approve an action: {"reviewer": "alice", "action_digest": "<digest>"}'
     )
     async def approve(self, *args: Any) -> None:
         await self._vote(args, "approve", "signal")
 
-    @workflow.signal(
+    @handlers.signal(
         name=names.REJECT,
         description='Reject an action: {"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}',
     )
     async def reject(self, *args: Any) -> None:
         await self._vote(args, "reject", "signal")
 
-    @workflow.update(name=names.REVIEW, description="Approve or reject an action and get the verdict back (CLI)")
+    @handlers.update(name=names.REVIEW, description="Approve or reject an action and get the verdict back (CLI)")
     async def review(self, *args: Any) -> AttemptOutcome:
         await self._ready()
         got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
@@ -542,14 +542,14 @@ class GovernedRunWorkflow:
             await self._ledger.record(event)
         return outcome
 
-    @workflow.signal(
+    @handlers.signal(
         name=names.RESOLVE_EXCEPTION,
         description='Decide on input the run could not: {"reviewer": "alice", "decision": "retry" or "discard"}',
     )
     async def resolve_exception(self, *args: Any) -> None:
         await self._resolve(args)
 
-    @workflow.update(name=names.RESOLVE_EXCEPTION_UPDATE, description="Decide on an exception, with the verdict")
+    @handlers.update(name=names.RESOLVE_EXCEPTION_UPDATE, description="Decide on an exception, with the verdict")
     async def resolve_exception_update(self, *args: Any) -> AttemptOutcome:
         return await self._resolve(args)
 

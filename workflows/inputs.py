@@ -7,6 +7,8 @@ one whose argument the SDK cannot convert drops the signal with only a log line.
 So every govflow handler takes its input as ``*args`` (the SDK then hands over the
 decoded JSON as it came) and reads it here, into a model, or into a refusal that
 names what is wrong and carries a printable copy of the raw input for the evidence.
+Bytes that are not JSON at all reach the handler too, as :class:`Unreadable` (the data
+converter in ``workflows/payloads.py`` makes one instead of dropping the signal).
 
 Pure: no Temporal, no I/O; the workflows call it inside handlers.
 """
@@ -55,11 +57,29 @@ Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_con
 """Free text from a person (a reason): up to 2,000 characters, newlines and tabs allowed."""
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A payload the data converter could not decode (bytes that are not JSON, an unknown encoding):
+    handed to the handler in its place, so the attempt is recorded rather than dropped unseen."""
+
+    encoding: str
+    problem: str
+    data: str
+    """The payload's first bytes, escaped (always printable)."""
+
+    def as_json(self) -> dict[str, str]:
+        return {"unreadable_payload": self.encoding, "problem": self.problem, "bytes": self.data}
+
+
+def _jsonable(value: Any) -> Any:
+    return value.as_json() if isinstance(value, Unreadable) else repr(value)
+
+
 def raw_text(args: Sequence[Any]) -> str:
     """A printable, bounded copy of a handler's raw arguments, for the evidence."""
     value: Any = args[0] if len(args) == 1 else list(args)
     try:
-        text = json.dumps(value, ensure_ascii=True, sort_keys=True, default=repr)
+        text = json.dumps(value, ensure_ascii=True, sort_keys=True, default=_jsonable)
     except (TypeError, ValueError):  # pragma: no cover - JSON-decoded input always dumps
         text = repr(value)
     return text if len(text) <= _RAW_LIMIT else text[:_RAW_LIMIT] + f"... ({len(text)} characters)"
@@ -97,6 +117,8 @@ def read(model: type[M], args: Sequence[Any], example: str) -> Read[M]:
         return Read(None, f"the payload is empty; send one JSON object such as {example}", raw)
     if len(args) > 1:
         return Read(None, f"{len(args)} payloads were sent; send one JSON object such as {example}", raw)
+    if isinstance(args[0], Unreadable):
+        return Read(None, f"the payload is not JSON ({args[0].problem}); send one JSON object such as {example}", raw)
     if not isinstance(args[0], dict):
         return Read(None, f"the payload is a {type(args[0]).__name__}, not a JSON object such as {example}", raw)
     try:

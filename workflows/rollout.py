@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.rollout_activities import RolloutActivities
     from policies import Policy, WindowVerdict, policy_from_json
     from policies.model import Stage
+    from workflows import handlers
     from workflows import rollout_rules as rules
     from workflows import search_attributes as sa
     from workflows.closing import settle
@@ -222,7 +223,7 @@ class RolloutWorkflow:
         live = not self._state.paused and bucket(item_key) < stage.live_fraction
         return Admission(stage=stage.name, mode="live" if live else "shadow", live_fraction=stage.live_fraction)
 
-    @workflow.update(name=names.ADMIT_RUN, description="A run asks how it may run (sent by the govflow worker)")
+    @handlers.update(name=names.ADMIT_RUN, description="A run asks how it may run (sent by the govflow worker)")
     async def admit_run(self, *args: Any) -> rm.RunAdmission:
         await workflow.wait_condition(lambda: self._ready)
         got = read(rm.AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
@@ -233,7 +234,7 @@ class RolloutWorkflow:
         mode = rules.admit(self._state, stage, got.value)
         return rm.RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
 
-    @workflow.update(name=names.LEASE, description="A live run asks for publish authority right before it writes")
+    @handlers.update(name=names.LEASE, description="A live run asks for publish authority right before it writes")
     async def lease(self, *args: Any) -> ControlAnswer:
         await workflow.wait_condition(lambda: self._ready)
         got = read(LeaseRequest, args, '{"run_id": "...", "stage": "canary"}')
@@ -249,7 +250,7 @@ class RolloutWorkflow:
         state.leases_refused += 1
         return ControlAnswer(accepted=False, reason=reason, stage=stage.name, paused=state.paused)
 
-    @workflow.signal(name=names.REPORT, description='A finished run\'s outcome: {"run_id": "..."}')
+    @handlers.signal(name=names.REPORT, description='A finished run\'s outcome: {"run_id": "..."}')
     async def report(self, *args: Any) -> None:
         await workflow.wait_condition(lambda: self._ready)
         if not self._v2:
@@ -395,35 +396,35 @@ class RolloutWorkflow:
 
     # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
 
-    @workflow.signal(name=names.PAUSE, description='Pause: live writes stop at once. {"operator": "omar"}')
+    @handlers.signal(name=names.PAUSE, description='Pause: live writes stop at once. {"operator": "omar"}')
     async def pause(self, *args: Any) -> None:
         await self._control("pause", args, "signal")
 
-    @workflow.signal(name=names.RESUME, description='Resume (named promoters only): {"operator": "omar"}')
+    @handlers.signal(name=names.RESUME, description='Resume (named promoters only): {"operator": "omar"}')
     async def resume(self, *args: Any) -> None:
         await self._control("resume", args, "signal")
 
-    @workflow.signal(name=names.PROMOTE, description='Promote to the next stage (promoters): {"operator": "omar"}')
+    @handlers.signal(name=names.PROMOTE, description='Promote to the next stage (promoters): {"operator": "omar"}')
     async def promote(self, *args: Any) -> None:
         await self._control("promote", args, "signal")
 
-    @workflow.signal(name=names.ROLLBACK, description='Roll back: {"operator": "omar", "to": "previous" or "shadow"}')
+    @handlers.signal(name=names.ROLLBACK, description='Roll back: {"operator": "omar", "to": "previous" or "shadow"}')
     async def rollback(self, *args: Any) -> None:
         await self._control("rollback", args, "signal")
 
-    @workflow.update(name=names.control_update(names.PAUSE), description="Pause, with the answer (CLI)")
+    @handlers.update(name=names.control_update(names.PAUSE), description="Pause, with the answer (CLI)")
     async def pause_update(self, *args: Any) -> ControlAnswer:
         return await self._control("pause", args, "update")
 
-    @workflow.update(name=names.control_update(names.RESUME), description="Resume, with the answer (CLI)")
+    @handlers.update(name=names.control_update(names.RESUME), description="Resume, with the answer (CLI)")
     async def resume_update(self, *args: Any) -> ControlAnswer:
         return await self._control("resume", args, "update")
 
-    @workflow.update(name=names.control_update(names.PROMOTE), description="Promote, with the answer (CLI)")
+    @handlers.update(name=names.control_update(names.PROMOTE), description="Promote, with the answer (CLI)")
     async def promote_update(self, *args: Any) -> ControlAnswer:
         return await self._control("promote", args, "update")
 
-    @workflow.update(name=names.control_update(names.ROLLBACK), description="Roll back, with the answer (CLI)")
+    @handlers.update(name=names.control_update(names.ROLLBACK), description="Roll back, with the answer (CLI)")
     async def rollback_update(self, *args: Any) -> ControlAnswer:
         return await self._control("rollback", args, "update")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
@@ -24,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.rollout_activities import RolloutActivities
     from policies import AttemptOutcome, Policy, policy_from_json
     from policies.standing import GrantTerms, judge_grant, may_revoke, quorum, terms_problem
-    from workflows.inputs import Note, PersonName, Token
+    from workflows import handlers
+    from workflows.inputs import Note, PersonName, Read, Token, field_text, read
     from workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY
 
 
@@ -43,6 +44,9 @@ class GrantAct(BaseModel):
     person: PersonName
     signature: Token | None = None
     note: Note = ""
+
+
+_ACT_EXAMPLE = '{"person": "alice", "signature": "<base64>", "note": "why"}'
 
 
 class GrantStatus(BaseModel):
@@ -101,11 +105,18 @@ class StandingGrantWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return f"{self._status}: {self._reason}" if self._reason else self._status
 
-    @workflow.update(name=names.GRANT, description='Grant it: {"person": "alice", "signature": "<base64>"}')
-    async def grant(self, act: GrantAct) -> AttemptOutcome:
+    # Handlers take ``*args``: anyone can send anything (see workflows/handlers.py). None of them raises;
+    # an act that cannot be read is refused and recorded like any other.
+
+    @handlers.update(name=names.GRANT, description='Grant it: {"person": "alice", "signature": "<base64>"}')
+    async def grant(self, *args: Any) -> AttemptOutcome:
         await workflow.wait_condition(lambda: self._ready)
         assert self._policy is not None
+        got = read(GrantAct, args, _ACT_EXAMPLE)
         async with self._lock:
+            if got.value is None:
+                return await self._refuse_unreadable("grant", args, got)
+            act = got.value
             if self._status not in ("proposed", "active"):
                 outcome = AttemptOutcome(accepted=False, code="closed", reason=f"{self._id} is {self._status}")
             elif self._status == "active":
@@ -126,11 +137,15 @@ class StandingGrantWorkflow:
             await self._record_locked(rows, change=change)
         return outcome
 
-    @workflow.update(name=names.REVOKE_GRANT, description='Revoke it: {"person": "alice", "note": "why"}')
-    async def revoke(self, act: GrantAct) -> AttemptOutcome:
+    @handlers.update(name=names.REVOKE_GRANT, description='Revoke it: {"person": "alice", "note": "why"}')
+    async def revoke(self, *args: Any) -> AttemptOutcome:
         await workflow.wait_condition(lambda: self._ready)
         assert self._policy is not None
+        got = read(GrantAct, args, _ACT_EXAMPLE)
         async with self._lock:
+            if got.value is None:
+                return await self._refuse_unreadable("revoke", args, got)
+            act = got.value
             if self._status not in ("proposed", "active"):
                 outcome = AttemptOutcome(accepted=False, code="closed", reason=f"{self._id} is {self._status}")
             elif not may_revoke(self._policy, self._inp.terms, act.person):
@@ -148,6 +163,13 @@ class StandingGrantWorkflow:
                 change = "revoke"
             await self._record_locked(rows, change=change, by=act.person, reason=act.note)
         return outcome
+
+    async def _refuse_unreadable(self, act: Literal["grant", "revoke"], args: Any, got: Read[Any]) -> AttemptOutcome:
+        """An act whose payload does not read: refused and recorded, with the payload as it came."""
+        reason = f"unreadable: {got.problem}; payload: {got.raw}"
+        person = field_text(args, "person") or "(unreadable)"
+        await self._record_locked([ev.GrantAct(person=person, act=act, accepted=False, reason=reason)])
+        return AttemptOutcome(accepted=False, code="unreadable", reason=reason)
 
     @workflow.query(name=names.GRANT_STATUS, description="The grant's terms, status and granters")
     def status(self) -> GrantStatus:

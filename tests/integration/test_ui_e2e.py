@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowQueryFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -42,7 +42,7 @@ async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
     port = free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
         ui=True,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from workflows.payloads import data_converter
 from temporalio.worker import Replayer
 
 from workers.worker import workflow_runner
@@ -51,7 +51,7 @@ async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[GovernedRunWorkflow, RolloutWorkflow],
         workflow_runner=workflow_runner(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
     )
     history = WorkflowHistory.from_json(IDS[path.stem], path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
