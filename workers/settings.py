@@ -7,6 +7,7 @@ Temporal cluster and Postgres; then nothing embedded is started.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from policies.errors import GovflowError
 PREFIX = "GOVFLOW_"
 # Read elsewhere: by the test suite, and by `govflow worker` (its --app default).
 _NOT_SETTINGS = frozenset({"GOVFLOW_TEST_DATABASE_URL", "GOVFLOW_APP", "GOVFLOW_DEBUG"})
+_MISSPELT = 0.85
+"""How alike an unknown variable and a setting must be (difflib's ratio) to be refused as a typo of it:
+GOVFLOW_TASKQUEUE (0.97) and GOVFLOW_TEMPORAL_UI (0.90) are, GOVFLOW_LEADS_HOOK_SECRET is like none."""
 
 
 class SettingsError(GovflowError):
@@ -99,13 +103,31 @@ def setting_names() -> set[str]:
     return {PREFIX + name.upper() for name in Settings.model_fields}
 
 
+def misspelt_settings(environ: dict[str, str]) -> list[tuple[str, str]]:
+    """``GOVFLOW_*`` variables that look like a setting misspelt: ``(variable, the setting meant)``.
+
+    Other ``GOVFLOW_*`` variables are not govflow's to refuse: a policy may name one as a secret
+    (``secret: {env: GOVFLOW_LEADS_HOOK_SECRET}``), and a deployment may keep its own beside ours.
+    """
+    known = sorted(setting_names() | _NOT_SETTINGS)
+    out = []
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=_MISSPELT)
+            if close:
+                out.append((name, close[0]))
+    return out
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment; a typo'd or invalid variable is a clear error."""
     env = dict(os.environ if environ is None else environ)
-    unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in setting_names() | _NOT_SETTINGS)
-    if unknown:
+    misspelt = misspelt_settings(env)
+    if misspelt:
         raise SettingsError(
-            f"unknown setting {', '.join(unknown)}; govflow reads: {', '.join(sorted(setting_names()))}"
+            "unknown setting "
+            + ", ".join(f"{name} (did you mean {meant}?)" for name, meant in misspelt)
+            + f"; govflow reads: {', '.join(sorted(setting_names()))}"
         )
     values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k in setting_names()}
     try:

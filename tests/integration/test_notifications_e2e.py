@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -240,3 +241,54 @@ async def test_an_escalation_is_announced_to_the_role_it_goes_to(
         "escalated", ["chen"], "open")  # fmt: skip
     assert [m["body"]["transition"] for m in hook.messages("/leads")] == ["waiting", "decided"]
     assert [m["body"]["transition"] for m in hook.messages("/managers")] == ["escalated", "decided"]
+
+
+def documented_notification_blocks() -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every ```yaml block of README.md and docs/webhooks.md that configures notifications, as written."""
+    found = []
+    for path in (DOC.parents[1] / "README.md", DOC):
+        for block in re.findall(r"```yaml\n(.*?)```", path.read_text(), flags=re.DOTALL):
+            if block.lstrip().startswith("notifications:"):
+                found.append((path.name, yaml.safe_load(block)["notifications"]))
+    return found
+
+
+async def test_the_documented_notification_snippets_run_as_written(
+    dev_server_env: WorkflowEnvironment, sor_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """The README's and docs/webhooks.md's notification examples, with the variable they name set: every
+    command and the worker start (a GOVFLOW_* secret was once refused as an unknown setting)."""
+    from tests.integration.test_governed_run_e2e import cli_env, govflow
+
+    blocks = documented_notification_blocks()
+    assert [name for name, _ in blocks] == ["README.md", "webhooks.md"]
+    for name, notifications in blocks:
+        secrets = sorted({n["secret"]["env"] for n in notifications})
+        assert secrets == ["GOVFLOW_LEADS_HOOK_SECRET"], (name, secrets)
+        policies = tmp_path / name
+        policies.mkdir()
+        doc = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
+        doc["notifications"] = notifications
+        (policies / "support-triage.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        task_queue = f"tq-{name}-{time.time_ns()}"
+        environ = cli_env(
+            dev_server_env, database_url, task_queue, SOR_URL=sor_url, GOVFLOW_POLICY_DIR=str(policies),
+            GOVFLOW_APP="tests.integration.example_app:build", GOVFLOW_LEADS_HOOK_SECRET=SECRET,
+        )  # fmt: skip
+        code, out, err = await govflow(environ, "policy", "check", str(policies / "support-triage.yaml"))
+        assert code == 0, out + err
+        code, out, err = await govflow(environ, "runs", "list", "--json")
+        assert code == 0, out + err
+        # The worker starts and serves a run (a shadow run: it announces nothing to the documented URL).
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", "worker", env=environ,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            handle = await start_run(dev_server_env.client, task_queue, "T0002", mode="shadow")
+            result = await asyncio.wait_for(handle.result(), timeout=60)
+            assert result.outcome == "shadowed", result
+        finally:
+            proc.terminate()
+            _, stderr = await proc.communicate()
+        assert b"unknown setting" not in stderr

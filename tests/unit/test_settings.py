@@ -32,9 +32,17 @@ def test_a_remote_cluster_and_database_start_nothing_embedded() -> None:
 def test_a_misspelt_variable_is_named() -> None:
     with pytest.raises(
         SettingsError,
-        match=r"unknown setting GOVFLOW_TASKQUEUE; govflow reads: .*GOVFLOW_TASK_QUEUE",
+        match=r"unknown setting GOVFLOW_TASKQUEUE \(did you mean GOVFLOW_TASK_QUEUE\?\); govflow reads: ",
     ):
         load_settings({"GOVFLOW_TASKQUEUE": "x"})
+    with pytest.raises(SettingsError, match=r"GOVFLOW_TEMPORAL_UI \(did you mean GOVFLOW_TEMPORAL_UI_URL\?\)"):
+        load_settings({"GOVFLOW_TEMPORAL_UI": "http://ui.internal"})
+
+
+def test_a_variable_that_is_not_a_setting_is_left_alone() -> None:
+    """A policy's secret lives where the policy says, under any name (README, docs/webhooks.md)."""
+    s = load_settings({"GOVFLOW_LEADS_HOOK_SECRET": "whsec-1", "GOVFLOW_TASK_QUEUE": "q"})
+    assert s.task_queue == "q"
 
 
 def test_an_invalid_value_names_the_variable() -> None:
