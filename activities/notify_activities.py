@@ -19,6 +19,7 @@ import httpx
 from temporalio import activity
 
 from activities.common import GovflowActivities
+from activities.escaping import shell_command, slack_text, workflow_url
 from activities.evidence.events import (
     Event,
     NotificationAbandoned,
@@ -42,19 +43,22 @@ def render(announcement: Announcement, style: str, link: str | None) -> bytes:
     """The body for a target: govflow's JSON, or a Slack-compatible incoming-webhook message."""
     a = announcement
     actions = [
-        {**x.model_dump(mode="json"), "approve": f"govflow approve {a.run_id} --as <you> --action {x.action_id}"}
+        {**x.model_dump(mode="json"),
+         "approve": shell_command("govflow", "approve", a.run_id, "--as", "<you>", "--action", x.action_id)}
         for x in a.actions
-    ]
+    ]  # fmt: skip
     if style == "slack":
+        task, run = slack_text(a.task), slack_text(a.run_id)
         head = {
-            "waiting": f"*{a.task}*: run `{a.run_id}` waits for approval",
-            "escalated": f"*{a.task}*: run `{a.run_id}` escalated: its approval window passed",
-            "decided": f"*{a.task}*: run `{a.run_id}`: the wait is over",
+            "waiting": f"*{task}*: run `{run}` waits for approval",
+            "escalated": f"*{task}*: run `{run}` escalated: its approval window passed",
+            "decided": f"*{task}*: run `{run}`: the wait is over",
         }[a.transition]
         lines = [
-            f"• `{x['action_id']}` {x['target']} ({x['risk']} risk, rule {x['rule']}): {x['status']}; "
-            f"{len(x['approved_by'])}/{x['quorum']} approved; may approve: {', '.join(x['eligible'])}; "
-            f"until {x['expires_at']}\n  `{x['approve']}`"
+            f"• `{slack_text(x['action_id'])}` {slack_text(x['target'])} ({x['risk']} risk, rule "
+            f"{slack_text(x['rule'])}): {x['status']}; {len(x['approved_by'])}/{x['quorum']} approved; "
+            f"may approve: {slack_text(', '.join(x['eligible']))}; until {x['expires_at']}\n"
+            f"  `{slack_text(x['approve'])}`"
             for x in actions
         ]
         text = "\n".join([head, *lines, f"<{link}|Open the run in Temporal>" if link else ""]).strip()
@@ -84,7 +88,7 @@ class NotifyActivities(GovflowActivities):
         return target
 
     def link(self, run_id: str) -> str | None:
-        return f"{self._ui_url}/namespaces/{self._namespace}/workflows/{run_id}" if self._ui_url else None
+        return workflow_url(self._ui_url, self._namespace, run_id) if self._ui_url else None
 
     @activity.defn(name="govflow.deliver_notification")
     async def deliver(self, attempt: DeliveryAttempt) -> DeliveryResult:

@@ -1,12 +1,15 @@
 """What operators and reviewers read in the Temporal UI: each workflow's current details, as Markdown.
 
 Pure functions of the workflow's state; the workflows call ``workflow.set_current_details`` with them.
+Ids and names here come from outside (a run id, an item key, a requester, an operator's reason): they
+are escaped for Markdown (activities/escaping.py), so none of them can become a link or break a line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from activities.escaping import md_code, md_text, shell_command
 from policies import WindowVerdict
 from policies.model import Stage
 from workflows.approvals import ActionState
@@ -18,15 +21,15 @@ def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exc
                 actions: Iterable[ActionState]) -> str:  # fmt: skip
     actions = list(actions)
     lines = [
-        f"**{inp.task} v{inp.task_version}** · item `{inp.item_key}` · mode **{inp.mode}** · "
-        f"stage {inp.stage} · requested by {inp.requester}",
+        f"**{md_text(inp.task)} v{md_text(inp.task_version)}** · item {md_code(inp.item_key)} · mode **{inp.mode}** · "
+        f"stage {md_text(inp.stage)} · requested by {md_text(inp.requester)}",
         "",
-        f"Phase: **{phase}**" + (f" · outcome **{outcome}**" if outcome else ""),
+        f"Phase: **{md_text(phase)}**" + (f" · outcome **{outcome}**" if outcome else ""),
         "",
-        f"Evidence: `govflow evidence show {run_id}`",
+        f"Evidence: {md_code(shell_command('govflow', 'evidence', 'show', run_id))}",
     ]
     if exception:
-        lines += ["", f"Exception: {exception}", "Signal `resolve_exception` to retry or discard."]
+        lines += ["", f"Exception: {md_text(exception)}", "Signal `resolve_exception` to retry or discard."]
     if actions:
         # A line each, not a Markdown table: the Temporal UI's details renderer runs table cells together
         # (and shows no lists: hence the bullet characters).
@@ -34,16 +37,15 @@ def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exc
         for s in actions:
             gates = []
             for g in s.gates:
-                gate = f"rule {g.gate.rule} {len(g.approved_by)}/{g.gate.quorum} {g.status}"
+                gate = f"rule {md_text(g.gate.rule)} {len(g.approved_by)}/{g.gate.quorum} {g.status}"
                 if g.status == "open":
                     signed = ", signed" if g.gate.signature_required else ""
-                    gate += (f" (may approve: {', '.join(g.gate.eligible)}{signed}; "
+                    gate += (f" (may approve: {md_text(', '.join(g.gate.eligible))}{signed}; "
                              f"until {g.gate.expires_at.strftime('%Y-%m-%d %H:%M UTC')})")  # fmt: skip
                 gates.append(gate)
             lines.append(
-                f"• **{s.action.action_id}** {s.action.target} {s.action.record_id or ''}: {s.decision}"
-                + (f"; {'; '.join(gates)}" if gates else "")
-                + f"; digest `{s.digest}`"
+                f"• **{md_text(s.action.action_id)}** {md_text(s.action.target)} {md_text(s.action.record_id or '')}: "
+                f"{s.decision}" + (f"; {'; '.join(gates)}" if gates else "") + f"; digest `{s.digest}`"
             )
         if any(s.open for s in actions):
             lines += ["", 'Approve with Signal `approve`: `{"reviewer": "<you>", "action_digest": "<digest>"}`']
@@ -56,7 +58,7 @@ def rollout_details(task: str, task_version: str, stage: Stage, state: RolloutSt
         f"**{task} v{task_version}** · stage **{stage.name}** "
         f"({stage.live_fraction:.0%} live) · {state.runs_in_stage} runs in stage",
         "",
-        f"**PAUSED**: {state.pause_reason}" if state.paused else "Running.",
+        f"**PAUSED**: {md_text(state.pause_reason)}" if state.paused else "Running.",
         "",
         "Quality gates:",
     ]
