@@ -77,7 +77,7 @@ def test_the_run_details_show_outside_text_as_text() -> None:
         for tag in ("<a ", "<b>", "<em>", "<s>"):
             assert tag not in html, html
         assert "<table" not in html
-        assert html.count("<strong>") == 2  # the task and the phase, as the template has them
+        assert html.count("<strong>") == 3  # the task, the mode and the phase, as the template has them
         # The evidence command, copied from its code span, names the run as one word.
         code = html.split("Evidence: <code>")[1].split("</code>")[0]
         assert shlex.split(html_lib.unescape(code)) == ["govflow", "evidence", "show", text]
