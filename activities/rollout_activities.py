@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import GovflowActivities
 from activities.connectors.base import ConnectorError, WriteRequest
@@ -24,6 +28,8 @@ from activities.run_models import (
     RunSetup,
 )
 from policies import Policy
+
+_CLOSING_POLLS, _CLOSING_POLL_S = 25, 0.2
 
 
 class RolloutActivities(GovflowActivities):
@@ -63,11 +69,17 @@ class RolloutActivities(GovflowActivities):
     async def _outcome(self, rollout_id: str, run_id: str) -> OutcomeAnswer:
         run = await self._store.run(run_id)
         if run is None:
+            ended = await self._ended_without_report(run_id)
+            if ended:
+                return OutcomeAnswer(run_id=run_id, released=ended)
             return OutcomeAnswer(run_id=run_id, refused=f"no evidence of a run {run_id}")
         if run.rollout_id != rollout_id:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} was not admitted by {rollout_id}")
         finished = await self._store.last_event(run_id, RunFinished)
         if finished is None:
+            ended = await self._ended_without_report(run_id)
+            if ended:
+                return OutcomeAnswer(run_id=run_id, released=ended)
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} has not finished")
         problem = (await self._store.verify("run", run_id)).problem
         if problem is not None:
@@ -78,6 +90,29 @@ class RolloutActivities(GovflowActivities):
         if finished.report is None:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s run_finished carries no report")
         return OutcomeAnswer(run_id=run_id, report=finished.report)
+
+    async def _ended_without_report(self, run_id: str) -> str:
+        """Why an admitted run whose evidence holds no ``run_finished`` will never report (Temporal says its
+        execution is closed: it failed, timed out or was terminated), or empty while it may still. The
+        rollout's word for this is Temporal's, never the signal that asked.
+
+        A failing run nudges its rollout just before it closes (its failure is the next workflow task), so
+        a run still running is asked again for a few seconds before the answer is "not yet"."""
+        if self._client is None:
+            return ""
+        handle = self._client.get_workflow_handle(run_id)
+        for _ in range(_CLOSING_POLLS):
+            try:
+                described = await handle.describe(rpc_timeout=timedelta(seconds=10))
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return ""
+                raise
+            status = described.status
+            if status not in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+                return f"run {run_id} ended {status.name.lower()} without finishing: its slot is released, uncounted"
+            await asyncio.sleep(_CLOSING_POLL_S)
+        return ""
 
     @activity.defn(name="govflow.set_fence")
     async def set_fence(self, request: FenceRequest) -> None:

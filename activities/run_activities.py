@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.common import GovflowActivities, evidence_failure, fail
 from activities.connectors.base import ConnectorError, WriteRequest, WriteResult
 from activities.connectors.guard import ScopedConnectors, ScopeViolation
-from activities.evidence.events import Event, LeaseRefused, ScopeRefused, TouchedRecord
+from activities.evidence.events import Event, LeaseRefused, RunStarted, RunStartRefused, ScopeRefused, TouchedRecord
 from activities.evidence.store import FenceHold
 from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
@@ -92,6 +92,9 @@ class RunActivities(GovflowActivities):
         back as data (``gather_failure``), with the setup the workflow needs to handle it."""
         setup = self._setup(req.start.task, req.start.task_version)
         policy = self._registration(req.start.task, req.start.task_version).policy
+        refused = await self._refuse_a_second_start(req.start)
+        if refused:
+            return RunOpened(setup=setup, refused_start=refused)
         message = req.submit_message.encode()
         if signed_act_problem(policy, "submit", req.start.requester, req.submit_signature, message):
             return RunOpened(setup=setup)
@@ -117,6 +120,35 @@ class RunActivities(GovflowActivities):
                 # The run's propose activity asks again, with its own retries (not this admission's and reads').
                 activity.logger.warning("run %s: the model failed while opening (%s)", req.gather.run_id, exc)
         return RunOpened(setup=setup, admission=admission, gathered=gathered, proposed=proposed)
+
+    async def _refuse_a_second_start(self, start: StartRun) -> str:
+        """One run id, one run: a start under an id whose chain exists (a finished run's input replayed
+        under its id) is refused before it is admitted or reads anything, and recorded in a chain of its
+        own, so the first run's chain and its anchor stay as they were. Empty when the id is new."""
+        try:
+            if await self._store.run(start.run_id) is None:
+                return ""
+            first = await self._store.last_event(start.run_id, RunStarted)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise evidence_failure(exc) from exc
+        first_execution = first.temporal_run_id if isinstance(first, RunStarted) else ""
+        execution = activity.info().workflow_run_id or ""
+        if first_execution and first_execution == execution:  # this execution's own chain: not a second start
+            return ""
+        reason = (
+            f"run id {start.run_id} already has evidence (its first execution {first_execution or 'unrecorded'}): "
+            "a run id is used once; submit the item again under a new run id"
+        )
+        refusal = RunStartRefused(
+            run_id=start.run_id, temporal_run_id=execution, first_temporal_run_id=first_execution, task=start.task,
+            task_version=start.task_version, item_key=start.item_key, requester=start.requester, reason=reason,
+        )  # fmt: skip
+        stream_id = f"{start.run_id}@{execution}"
+        await self._append_chain(
+            "refused_start", stream_id, start.task, 1, [(refusal.kind, refusal.payload(), start.at)]
+        )
+        activity.logger.warning("refused a second start of run %s: %s", start.run_id, reason)
+        return reason
 
     @activity.defn(name="govflow.append_run_evidence")
     async def append_run_evidence(self, rec: RecordEvidence) -> Appended:

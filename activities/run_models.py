@@ -240,6 +240,7 @@ class OutcomeAnswer(_Model):
     run_id: str
     report: RunReport | None = None
     refused: str = ""
+    released: str = Field(default="", description="The run ended without a report (Temporal says so): free its slot.")
 
 
 class RolloutRow(_Model):
@@ -361,4 +362,7 @@ class RunOpened(_Model):
     gather_failure: GatherFailure | None = None
     proposed: ProposeResult | None = Field(
         default=None, description="Asked to propose and gathered: the proposal (None: the model failed)."
+    )
+    refused_start: str = Field(
+        default="", description="Why the run may not start at all (its run id already has evidence); recorded."
     )

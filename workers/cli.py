@@ -212,8 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--anchor",
         action="store_true",
-        help="also check a finished run's chain against the chain head its workflow recorded in Temporal "
-        "(catches a rewound tail or a consistent rehash, which the database alone cannot)",
+        help="require the Temporal anchor: fail when Temporal cannot be reached or no longer holds the run "
+        "(by default the anchor is checked whenever Temporal answers)",
+    )
+    verify.add_argument(
+        "--offline",
+        action="store_true",
+        help="the database alone: skip the Temporal anchor (a run's chain is otherwise checked against the chain "
+        "head its workflow recorded, which catches a rewound tail or a consistent rehash)",
     )
     verify.set_defaults(func=cmd_evidence_verify)
     checkpoint = ev_sub.add_parser(

@@ -9,12 +9,9 @@ report next to it. The report says how to recompute the chain without govflow.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.service import RPCError
 
 from activities.evidence import EvidenceStore
 from activities.evidence import checkpoint as cp
@@ -48,7 +45,6 @@ from activities.evidence.events import (
     parse_event,
 )
 from policies.errors import GovflowError
-from workflows.run_models import RunResult
 
 HOW_TO_VERIFY = f"""Each event's `hash` is the SHA-256 (hex) of the RFC 8785 canonical JSON of
 `{{"stream", "stream_id", "seq", "kind", "occurred_at", "payload", "prev_hash"}}`, where
@@ -179,30 +175,6 @@ def _when(at: datetime) -> str:
     return at.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-async def anchor_problem(store: EvidenceStore, client: Client, run_id: str) -> str | None:
-    """Check a run's chain against its anchor outside the database: the chain head its workflow
-    returned to Temporal. A tail removed with its head rewound, or a chain rehashed consistently,
-    verifies inside the database but not against this. None when it matches."""
-    try:
-        handle = client.get_workflow_handle(run_id, result_type=RunResult)
-        result: RunResult = await handle.result(rpc_timeout=timedelta(seconds=10))
-    except (RPCError, WorkflowFailureError) as exc:
-        return f"no anchor in Temporal for {run_id}: {exc}"
-    if result.chain_head is None:
-        return f"run {run_id} finished before its result carried a chain head: no anchor"
-    events = await store.events("run", run_id)
-    if len(events) != result.evidence_rows:
-        return f"Temporal recorded {result.evidence_rows} rows for the run; the database holds {len(events)}"
-    at = events[result.evidence_rows - 1] if result.evidence_rows else None
-    if at is None or at["hash"] != result.chain_head:
-        found = at["hash"][:12] if at else "nothing"
-        return (
-            f"row {result.evidence_rows} should carry the hash Temporal recorded ({result.chain_head[:12]}); "
-            f"the database has {found}: the chain was rewritten"
-        )
-    return None
-
-
 async def take_checkpoint(store: EvidenceStore, key: Any) -> cp.SignedCheckpoint:
     """Sign every stream's current head (read from the rows, not from ``chain_heads``)."""
     return cp.sign(await store.heads(), key, datetime.now(UTC))
@@ -234,6 +206,8 @@ def stream_of(stream_id: str | None, rollout: bool) -> Stream:
 
 
 async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str]:
+    if stream == "run" and "@" in stream_id and await store.next_seq("refused_start", stream_id) > 1:
+        stream = "refused_start"  # a refused second start under a run id: ``<run id>@<Temporal run id>``
     events = await _stream(store, stream, stream_id)
     report = await store.verify(stream, stream_id)
     lines = [f"{stream} {stream_id}: {len(events)} events"]
@@ -243,6 +217,8 @@ async def show(store: EvidenceStore, stream: Stream, stream_id: str) -> list[str
         for n in await store.run_notifications(stream_id):
             last = describe(n["last_kind"], n["last_payload"])
             lines.append(f"notified {n['target']} ({n['transition']}): {last}  [evidence show {n['notification_id']}]")
+        for refused in await store.refused_starts(stream_id):
+            lines.append(f"a second start under this run id was REFUSED  [evidence show {refused}]")
     return lines
 
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.evidence import EvidenceStore
 from activities.evidence import checkpoint as cp
 from activities.evidence.chain import VerifyReport
+from activities.evidence.events import RunStarted, parse_event
 from policies.errors import GovflowError
-from workers.evidence_cli import anchor_problem, checkpoint_problems, stream_of, take_checkpoint
+from workers.evidence_cli import checkpoint_problems, stream_of, take_checkpoint
 from workers.keys import load_public_key, load_signing_key
 from workers.settings import Settings
 from workers.stack import database_url
 from workers.temporal import connect
+from workflows.run_models import RunResult
+
+_RPC = timedelta(seconds=10)
+_CONNECT_S = 10.0
 
 
 def cmd_evidence_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,32 +113,119 @@ def _rollout_report(rollout_id: str, report: VerifyReport, runs: list[tuple[str,
     return 1
 
 
+Anchored = Literal["matches", "differs", "unfinished", "absent", "offline"]
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A run's chain against its anchor in Temporal: the chain head its workflow returned when it finished.
+
+    ``matches``; ``differs`` (a rewound tail, a consistent rehash, a chain that says finished while
+    Temporal says otherwise: the chain was rewritten); ``unfinished`` (the run is still running: its rows
+    so far are all there is to check); ``absent`` (Temporal no longer holds the execution, or it ended
+    without a result); ``offline`` (Temporal not asked, or not reachable).
+    """
+
+    status: Anchored
+    detail: str
+
+
+async def check_anchor(store: EvidenceStore, client: Client, run_id: str) -> Anchor:
+    """Never waits for a run to finish: it asks Temporal how the execution the chain names stands."""
+    events = await store.events("run", run_id)
+    started = parse_event("run_started", events[0]["payload"]) if events else None
+    execution = started.temporal_run_id if isinstance(started, RunStarted) else ""
+    finished = any(e["kind"] == "run_finished" for e in events)
+    handle = client.get_workflow_handle(run_id, run_id=execution or None, result_type=RunResult)
+    which = f"execution {execution}" if execution else "its newest execution"
+    try:
+        described = await handle.describe(rpc_timeout=_RPC)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return Anchor("absent", f"Temporal no longer holds run {run_id} ({which}): no anchor to check")
+        return Anchor("offline", f"Temporal did not answer for run {run_id}: {exc}")
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        if finished:
+            return Anchor("differs", f"the chain says run {run_id} finished; Temporal says {which} is still running")
+        return Anchor("unfinished", f"run {run_id} has not finished: its {len(events)} rows so far verify; "
+                      "no anchor until it finishes")  # fmt: skip
+    if described.status != WorkflowExecutionStatus.COMPLETED:
+        status = described.status.name.lower() if described.status else "closed"
+        return Anchor("absent", f"run {run_id} ({which}) ended {status} without a result: no anchor")
+    try:
+        result: RunResult = await handle.result(rpc_timeout=_RPC)
+    except (RPCError, WorkflowFailureError) as exc:
+        return Anchor("absent", f"no anchor in Temporal for {run_id}: {exc}")
+    if result.chain_head is None:
+        return Anchor("absent", f"run {run_id} finished before its result carried a chain head: no anchor")
+    if len(events) != result.evidence_rows:
+        return Anchor("differs", f"Temporal recorded {result.evidence_rows} rows for the run; the database "
+                      f"holds {len(events)}")  # fmt: skip
+    at = events[result.evidence_rows - 1] if result.evidence_rows else None
+    if at is None or at["hash"] != result.chain_head:
+        found = at["hash"][:12] if at else "nothing"
+        return Anchor("differs", f"row {result.evidence_rows} should carry the hash Temporal recorded "
+                      f"({result.chain_head[:12]}); the database has {found}: the chain was rewritten")  # fmt: skip
+    return Anchor("matches", "matches the chain head Temporal recorded")
+
+
+async def anchor_problem(store: EvidenceStore, client: Client, run_id: str) -> str | None:
+    """Why a run's chain does not match its anchor in Temporal (or has none); None when it matches or the
+    run is still running."""
+    anchor = await check_anchor(store, client, run_id)
+    return None if anchor.status in ("matches", "unfinished") else anchor.detail
+
+
+async def _anchor(settings: Settings, store: EvidenceStore, run_id: str, strict: bool) -> Anchor:
+    try:
+        client = await asyncio.wait_for(connect(settings), timeout=_CONNECT_S)
+    except (GovflowError, TimeoutError) as exc:
+        if strict:
+            raise GovflowError(f"--anchor: {exc}" if str(exc) else "--anchor: Temporal did not answer") from None
+        return Anchor("offline", f"database only: Temporal is not reachable ({exc or 'no answer'})")
+    return await check_anchor(store, client, run_id)
+
+
 def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
     if args.checkpoint:
         return _verify_checkpoint(settings, args)
     if not args.id:
         raise GovflowError("evidence verify: name a RUN_ID (or a rollout id with --rollout), or give --checkpoint FILE")
+    if args.offline and args.anchor:
+        raise GovflowError("evidence verify: --offline and --anchor contradict each other; give one")
     stream = stream_of(args.id, args.rollout)
 
     async def go() -> int:
         async with EvidenceStore.open(database_url(settings)) as store:
             report = await store.verify(stream, args.id)
-            anchor = await anchor_problem(store, await connect(settings), args.id) if args.anchor else None
+            anchor: Anchor | None = None
+            if stream == "run" and report.rows and not args.offline:
+                anchor = await _anchor(settings, store, args.id, strict=args.anchor)
             runs = await _verify_runs(store, args.id) if stream == "rollout" else []
-        if report.ok and anchor:
-            print(f"run {args.id}: chain verifies in the database but NOT against Temporal: {anchor}")
-            return 1
+            refused = await store.refused_starts(args.id) if stream == "run" else []
         if stream == "rollout":
             return _rollout_report(args.id, report, runs)
-        if report.ok:
-            anchored = "; matches the chain head Temporal recorded" if args.anchor else ""
-            print(f"{stream} {args.id}: chain verifies ({report.rows} rows){anchored}")
-            return 0
-        first = report.first_problem
-        assert first is not None
-        print(f"{stream} {args.id}: chain does NOT verify; first bad row: {first.problem}")
-        for problem in report.problems[1:]:
-            print(f"  also: {problem.problem}")
-        return 1
+        if not report.ok:
+            first = report.first_problem
+            assert first is not None
+            print(f"{stream} {args.id}: chain does NOT verify; first bad row: {first.problem}")
+            for problem in report.problems[1:]:
+                print(f"  also: {problem.problem}")
+            return 1
+        if anchor is not None and anchor.status == "differs":
+            print(f"run {args.id}: chain verifies in the database but NOT against Temporal: {anchor.detail}")
+            return 1
+        if anchor is not None and anchor.status == "absent" and args.anchor:
+            print(f"run {args.id}: chain verifies in the database; --anchor: {anchor.detail}")
+            return 1
+        if anchor is None:
+            why = "--offline" if args.offline else f"a {stream} chain has no Temporal anchor"
+            said = f"database only ({why})"
+        else:
+            said = anchor.detail
+        print(f"{stream} {args.id}: chain verifies ({report.rows} rows); {said}")
+        for refusal in refused:
+            print(f"  a second start under this run id was refused: `govflow evidence show {refusal}`")
+        return 0
 
     return asyncio.run(go())

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inputs import read
     from workflows.ledger import LOCAL, RETRY, RunLedger, scope_refusal
     from workflows.reviewers import Announcer, claim_standing
+    from workflows.rollout_models import ReportPoke
     from workflows.run_models import (
         REVISION,
         ActionOutcome,
@@ -84,6 +85,7 @@ class GovernedRunWorkflow:
         self._v2 = False
         self._patches_read = False
         self._started = False
+        self._refused_start = False  # a second start under this run id: nothing of it goes in the run's chain
         self._announcer = Announcer(self._run_id)
 
     @property
@@ -93,6 +95,18 @@ class GovernedRunWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        try:
+            return await self._run(inp)
+        except FailureError:
+            # The run fails (evidence refused, a task's bug...): its rollout must not keep its slot. The
+            # rollout frees it once Temporal says this execution is closed (it believes no signal).
+            if self._inp.rollout_id and not self._reported and not self._refused_start:
+                await workflow.get_external_workflow_handle(self._inp.rollout_id).signal(
+                    names.REPORT, ReportPoke(run_id=self._run_id)
+                )
+            raise
+
+    async def _run(self, inp: RunInput) -> RunResult:
         # Read in the first activation, for the whole run (see RolloutWorkflow.run).
         # evidence-v2: evidence rows are appended by activities (scheduled with the workflow task, so a
         # retried task never rewrites them differently), the run asks its rollout for admission, reads
@@ -127,6 +141,7 @@ class GovernedRunWorkflow:
         start = rm.StartRun(
             run_id=self._run_id, task=inp.task, task_version=inp.task_version, item_key=inp.item_key,
             requester=inp.requester, stage=inp.stage, mode=inp.mode, at=workflow.now(), rollout_id=inp.rollout_id,
+            temporal_run_id=workflow.info().run_id,
         )  # fmt: skip
         admission: rm.RunAdmission | None = None
         opened: rm.RunOpened | None = None
@@ -147,6 +162,8 @@ class GovernedRunWorkflow:
                     RunActivities.open_run, request, start_to_close_timeout=_ACTIVITY, retry_policy=RETRY
                 )
             setup, admission = opened.setup, opened.admission
+            if opened.refused_start:
+                return self._refuse_start(opened.refused_start)
         else:
             setup = await workflow.execute_local_activity_method(
                 RunActivities.start_run, start, start_to_close_timeout=LOCAL, retry_policy=RETRY
@@ -199,6 +216,14 @@ class GovernedRunWorkflow:
             await self._await_approvals()
 
         return await self._publish()
+
+    def _refuse_start(self, reason: str) -> RunResult:
+        """A second start under this run id (recorded by the opening activity in a chain of its own): it
+        records nothing in the run's chain, which is the first execution's, and asks its rollout for nothing."""
+        self._refused_start, self._outcome, self._refusal = True, "refused", reason
+        self._set_phase("finished")
+        return RunResult(run_id=self._run_id, outcome="refused", mode=self._inp.mode, actions=[], reason=reason,
+                         evidence_rows=0, chain_head=None)  # fmt: skip
 
     def _submit_problem(self, inp: RunInput) -> str:
         message = submit_message(self._run_id, inp)
@@ -488,7 +513,8 @@ class GovernedRunWorkflow:
 
     @handlers.update(name=names.REVIEW, description="Approve or reject an action and get the verdict back (CLI)")
     async def review(self, *args: Any) -> AttemptOutcome:
-        await self._ready()
+        if not await self._ready():
+            return self._not_started()
         got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
         if got.value is None:  # the validator refuses these; a replayed history may still hold one
             return AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
@@ -504,14 +530,21 @@ class GovernedRunWorkflow:
         if got.value is None:
             raise ValueError(f"review refused: {got.problem}")
 
-    async def _ready(self) -> None:
-        """Input that arrives before the run is set up (policy loaded, admitted) waits for it; it is never dropped."""
+    async def _ready(self) -> bool:
+        """Input that arrives before the run is set up (policy loaded, admitted) waits for it; it is never dropped.
+        False: the run's start was refused, and the input is answered without a record (the chain under this
+        run id is another execution's)."""
         await workflow.wait_condition(lambda: self._patches_read)
         if self._v2:
-            await workflow.wait_condition(lambda: self._started)
+            await workflow.wait_condition(lambda: self._started or self._refused_start)
+        return not self._refused_start
+
+    def _not_started(self) -> AttemptOutcome:
+        return AttemptOutcome(accepted=False, code="closed", reason=f"run {self._run_id}: {self._refusal}")
 
     async def _vote(self, args: Any, verdict: Verdict, via: Via) -> AttemptOutcome:
-        await self._ready()
+        if not await self._ready():
+            return self._not_started()
         got = read(Review, args, _REVIEW_EXAMPLE)
         if got.value is not None:
             return await self._review(got.value, verdict, via)
@@ -554,7 +587,8 @@ class GovernedRunWorkflow:
         return await self._resolve(args)
 
     async def _resolve(self, args: Any) -> AttemptOutcome:
-        await self._ready()
+        if not await self._ready():
+            return self._not_started()
         return await self._exceptions.decide(self.policy, args, record_unreadable=self._v2)
 
     @workflow.query(name=names.RUN_STATUS, description="Phase, pending actions with their digests and gates, exception")

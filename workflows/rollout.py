@@ -291,8 +291,12 @@ class RolloutWorkflow:
             )
         del self._to_count[: len(batch)]
         for answer in answers:
+            if answer.released and answer.run_id in self._state.admitted:
+                self._state.admitted.pop(answer.run_id, None)
+                await self._record(ev.RunReleased(run_id=answer.run_id, reason=answer.released))
+                continue
             if answer.report is None:
-                await self._refuse_report(answer.run_id, answer.refused, "")
+                await self._refuse_report(answer.run_id, answer.refused or answer.released, "")
                 continue
             self._state.admitted.pop(answer.run_id, None)
             self._count(answer.report)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.digest import canonical_json, sha256_hex
 
-Stream = Literal["run", "rollout", "notification", "grant"]
+Stream = Literal["run", "rollout", "notification", "grant", "refused_start"]
 GENESIS = "0" * 64
 
 

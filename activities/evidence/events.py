@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from activities.connectors.guard import ReadLog
+from activities.evidence.chain import Stream
 from activities.evidence.records import Mode, RunRecord, RunReport
 from policies import Action, Gate
 from policies.stats import WindowVerdict
@@ -35,7 +36,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
     kind: ClassVar[str]
-    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "run"
+    stream: ClassVar[Stream] = "run"
 
     def payload(self) -> dict[str, Any]:
         """What is stored (and hashed) for this event."""
@@ -63,6 +64,9 @@ class RunStarted(Event):
     mode: Mode
     rollout_id: str | None = None
     policy_digest: str | None = None
+    temporal_run_id: str = Field(
+        default="", description="The Temporal execution this chain belongs to: its anchor is read from that one."
+    )
 
 
 class ContextRead(Event):
@@ -266,7 +270,7 @@ class EvidenceDiverged(Event):
 
 
 class RolloutEvent(Event):
-    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "rollout"
+    stream: ClassVar[Stream] = "rollout"
 
 
 class RolloutStarted(RolloutEvent):
@@ -343,6 +347,16 @@ class ReportRefused(RolloutEvent):
     payload_sent: str = Field(default="", alias="payload")
 
 
+class RunReleased(RolloutEvent):
+    """An admitted run ended without a report (it failed, or was terminated), as Temporal says: its slot
+    is released and its outcome not counted."""
+
+    kind: ClassVar[str] = "run_released"
+
+    run_id: str
+    reason: str
+
+
 class DataRestoration(RolloutEvent):
     """One live write undone by a data rollback, or left for review (``data_conflict``)."""
 
@@ -388,7 +402,7 @@ class UnreadableEvent(Event):
 
 
 class NotificationEvent(Event):
-    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "notification"
+    stream: ClassVar[Stream] = "notification"
 
 
 class NotificationRequested(NotificationEvent):
@@ -440,7 +454,7 @@ class NotificationAbandoned(NotificationEvent):
 
 
 class GrantEvent(Event):
-    stream: ClassVar[Literal["run", "rollout", "notification", "grant"]] = "grant"
+    stream: ClassVar[Stream] = "grant"
 
 
 class GrantProposed(GrantEvent):
@@ -485,6 +499,23 @@ class GrantEnded(GrantEvent):
     reason: str = ""
 
 
+class RunStartRefused(Event):
+    """A run started under a run id that already has evidence: refused before admission, nothing read or
+    written, recorded in a chain of its own (``refused_start``, ``<run id>@<Temporal run id>``)."""
+
+    stream: ClassVar[Stream] = "refused_start"
+    kind: ClassVar[str] = "run_start_refused"
+
+    run_id: str
+    temporal_run_id: str
+    first_temporal_run_id: str = Field(default="", description="The execution whose evidence the id holds.")
+    task: str
+    task_version: str
+    item_key: str
+    requester: str
+    reason: str
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -494,7 +525,7 @@ EVENTS: dict[str, type[Event]] = {
         EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
-        GrantEnded,
+        GrantEnded, RunStartRefused, RunReleased,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""

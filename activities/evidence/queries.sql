@@ -168,3 +168,7 @@ FROM standing_grants g WHERE ($1::text IS NULL OR g.task = $1) ORDER BY g.propos
 -- The grants a write is approved by, held FOR SHARE with the fence: a revocation waits for the write,
 -- and a write that starts after it sees it.
 SELECT grant_id, status FROM standing_grants WHERE grant_id = ANY($1::text[]) FOR SHARE;
+
+-- name: refused_starts
+SELECT stream_id FROM evidence_events
+WHERE stream = 'refused_start' AND starts_with(stream_id, $1 || '@') AND seq = 1 ORDER BY occurred_at, stream_id;

@@ -229,6 +229,10 @@ class EvidenceStore:
         parsed = parse_event(event.kind, found)
         return parsed if isinstance(parsed, event | UnreadableEvent) else None
 
+    async def refused_starts(self, run_id: str) -> list[str]:
+        """The chains of starts refused under ``run_id`` (``<run id>@<Temporal run id>``), oldest first."""
+        return [r["stream_id"] for r in await self._pool.fetch(self._q["refused_starts"], run_id)]
+
     async def rollout_runs(self, rollout_id: str) -> list[str]:
         """The runs a rollout admitted, oldest first."""
         return [r["run_id"] for r in await self._pool.fetch(self._q["rollout_runs"], rollout_id)]
@@ -405,7 +409,9 @@ class EvidenceStore:
             elif first["kind"] == "run_started":
                 as_recorded = RunRecord.model_validate(dict(run))
                 expected = as_recorded.model_dump(mode="json", exclude={"started_at"})
-                if expected != first["payload"] or as_recorded.started_at != first["occurred_at"]:
+                # The event also names its Temporal execution, which the row does not hold.
+                stated = {k: v for k, v in first["payload"].items() if k != "temporal_run_id"}
+                if expected != stated or as_recorded.started_at != first["occurred_at"]:
                     extra.append(ChainProblem(seq=1, problem="runs row differs from its run_started event"))
         if not extra:
             return report

@@ -444,12 +444,14 @@ async def test_a_malformed_ui_signal_is_recorded_without_failing_the_run(
         result = await handle.result()
         await keep_history(handle, "ui-signals")
     assert result.outcome == "published"
-    # JSON that is not a vote is refused and recorded; bytes that are not JSON never reach the
-    # workflow (the SDK cannot decode them and drops the signal with a log line).
+    # JSON that is not a vote is refused and recorded; so are bytes that are not JSON (the SDK used to
+    # drop them with a log line: workflows/payloads.py hands them over).
     attempts = await _attempts(store, result.run_id)
-    assert [(who, ok) for who, ok, _ in attempts] == [("(unreadable)", False), ("(unreadable)", False), ("bob", True)]
+    assert [(who, ok) for who, ok, _ in attempts] == [("(unreadable)", False)] * 3 + [("bob", True)]
     assert "reviewer: Field required" in attempts[0][2]
-    assert "the payload is a list" in attempts[1][2]
+    assert "the payload is not JSON" in attempts[1][2]
+    assert "not json at all" in attempts[1][2]
+    assert "the payload is a list" in attempts[2][2]
 
 
 async def test_signed_approvals_are_checked(

@@ -87,7 +87,7 @@ async def test_a_rewound_tail_and_a_consistent_rehash_are_caught_by_the_temporal
     row and rehash everything after it: the database alone then verifies. The chain head the run's
     workflow returned to Temporal does not move."""
     from activities.evidence.chain import event_hash
-    from workers.evidence_cli import anchor_problem
+    from workers.verify_cli import anchor_problem
 
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -276,18 +276,28 @@ def test_a_handler_that_takes_a_typed_argument_is_refused() -> None:
             pass
 
 
-async def _grant(client: Client, task_queue: str) -> str:
+async def _grant(env: WorkflowEnvironment, task_queue: str) -> str:
+    # The shared time-skipping server's clock runs far ahead of ours: the expiry is on its clock.
+    expires = await env.get_current_time() + timedelta(days=20)
     t = GrantTerms(task="support-triage", task_version="1", rule="reply-to-ticket", match={"category": "bug"},
-                   max_uses=5, expires_at=datetime.now(UTC) + timedelta(days=20), reason="fuzz")  # fmt: skip
-    return await propose_grant(client, task_queue, t, "alice")
+                   max_uses=5, expires_at=expires, reason="fuzz")  # fmt: skip
+    return await propose_grant(env.client, task_queue, t, "alice")
 
 
 async def test_an_unreadable_act_on_a_grant_is_refused_recorded_and_blocks_nothing(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
 ) -> None:
     env = time_skipping_env
+    # A grant expires (days away): waiting on a result must not skip the shared server's clock there.
+    with env.auto_time_skipping_disabled():
+        await _unreadable_grant_acts(env, store, registry, task_queue)
+
+
+async def _unreadable_grant_acts(
+    env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+) -> None:
     async with worker(env.client, task_queue, store, registry):
-        grant_id = await _grant(env.client, task_queue)
+        grant_id = await _grant(env, task_queue)
         handle = env.client.get_workflow_handle(grant_id)
         empty = await handle.execute_update(StandingGrantWorkflow.grant, result_type=AttemptOutcome)
         two = await handle.execute_update("grant", args=[{"person": "bob"}, {"person": "chen"}],
@@ -341,11 +351,20 @@ async def test_fuzz_every_handler_of_every_registered_workflow_never_fails_a_wor
     payloads: list[list[Any]] = [*_fuzz_payloads(40), *([RawValue(p)] for _, p in NOT_JSON)]
     payloads.append([RawValue(NOT_JSON[0][1]), {"reviewer": "bob"}])
     payloads.append(["x" * 200_000])
+    # The grant expires days away: waiting on the run's result must not skip the clock there.
+    with env.auto_time_skipping_disabled():
+        await _fuzz(env, store, registry, sor_url, task_queue, payloads)
+
+
+async def _fuzz(
+    env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, sor_url: str, task_queue: str,
+    payloads: list[list[Any]],
+) -> None:  # fmt: skip
     async with worker(env.client, task_queue, store, registry):
         run = await start_run(env.client, task_queue, "T0001")
         status = await wait_for(run, lambda s: bool(s.pending))
         rollout = await start_rollout(env, task_queue)
-        grant = env.client.get_workflow_handle(await _grant(env.client, task_queue))
+        grant = env.client.get_workflow_handle(await _grant(env, task_queue))
         instances: dict[str, WorkflowHandle[Any, Any]] = {
             names.GOVERNED_RUN: run, names.ROLLOUT: rollout, names.STANDING_GRANT: grant,
         }  # fmt: skip
