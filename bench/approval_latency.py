@@ -30,7 +30,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -40,6 +39,7 @@ from workers.client import submit
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.payloads import data_converter
 from workflows.run_models import Review, RunInput, RunResult
 
 BIN = Path(sys.executable).parent

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHandle
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -47,6 +46,7 @@ from workers.client import submit
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.payloads import data_converter
 from workflows.run_models import RunInput
 
 BIN = Path(sys.executable).parent

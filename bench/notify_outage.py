@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 
 import yaml
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -36,6 +35,7 @@ from tests.local_servers import WebhookReceiver, serve
 from workers.app import EXAMPLES, example_registry
 from workers.worker import build_worker
 from workflows import search_attributes
+from workflows.payloads import data_converter
 
 BIN = Path(sys.executable).parent
 SECRET_ENV = "GOVFLOW_BENCH_HOOK_SECRET"

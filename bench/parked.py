@@ -20,7 +20,6 @@ import time
 import uuid
 from pathlib import Path
 
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -30,6 +29,7 @@ from workers.app import EXAMPLES, example_registry
 from workers.client import submit
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.payloads import data_converter
 from workflows.run_models import Review, RunInput
 
 BIN = Path(sys.executable).parent

@@ -22,7 +22,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
@@ -36,6 +35,7 @@ from policies import Policy, parse_policy
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.payloads import data_converter
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Control, RolloutInput
 from workflows.run_models import RunInput

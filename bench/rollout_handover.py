@@ -23,7 +23,6 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -32,6 +31,7 @@ from workers.app import example_registry
 from workers.temporal import query_current
 from workers.worker import build_worker
 from workflows import search_attributes
+from workflows.payloads import data_converter
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import RolloutInput, RolloutStatus, RunReport
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
@@ -34,6 +33,7 @@ from bench.governed_vs_bare import no_approval_policy
 from workers.app import example_registry
 from workers.worker import build_worker
 from workflows import search_attributes as sa
+from workflows.payloads import data_converter
 
 BIN = Path(sys.executable).parent
 PAIRS: dict[str, SearchAttributePair[Any]] = {

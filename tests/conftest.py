@@ -17,7 +17,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from workflows.payloads import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore, migrate
@@ -27,6 +26,7 @@ from workers.app import example_registry
 from workers.stack import with_database
 from workers.temporal import register_search_attributes
 from workflows import search_attributes
+from workflows.payloads import data_converter
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowQueryFailedError
-from workflows.payloads import data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,6 +24,7 @@ from activities.registry import Registry
 from tests.conftest import free_port
 from tests.helpers import eventually, worker
 from workflows import search_attributes
+from workflows.payloads import data_converter
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import RolloutInput
 

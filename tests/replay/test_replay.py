@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from workflows.payloads import data_converter
 from temporalio.worker import Replayer
 
 from workers.worker import workflow_runner
 from workflows.governed_run import GovernedRunWorkflow
+from workflows.payloads import data_converter
 from workflows.rollout import RolloutWorkflow
 
 FOLDER = Path(__file__).parent / "histories"
