@@ -7,8 +7,11 @@ widen nor narrow (a renamed owner, a description) are ``neutral``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel
 
@@ -144,6 +147,187 @@ def _by_name(section: str, old: Iterable[Grant] | Iterable[ActionRule] | Iterabl
     return out
 
 
+# --- every other field: one table names what each field of the policy model does to exposure ------------
+
+Judge = Exposure | Literal["covered"] | Callable[[Any, Any], Exposure]
+
+
+def _standing(old: Any, new: Any) -> Exposure:
+    return "raises" if new is True or (new is None and old is False) else "lowers" if new is False else "neutral"
+
+
+def _more(old: Any, new: Any) -> Exposure:
+    """A number whose rise raises exposure."""
+    return "raises" if (new or 0) > (old or 0) else "lowers"
+
+
+def _less(old: Any, new: Any) -> Exposure:
+    """A number whose fall raises exposure."""
+    return "lowers" if (new or 0) > (old or 0) else "raises"
+
+
+FIELDS: dict[str, Judge] = {
+    # For a list of members or of values: what adding one does (removing one does the opposite).
+    # A member's name is its identity: a new name is a member added, and says so.
+    "grants[].name": "covered", "actions[].name": "covered", "rollout.stages[].name": "covered",
+    "quality.window[].name": "covered", "quality.checks[].name": "covered", "notifications[].name": "covered",
+    "reviewers.people[].id": "covered", "reviewers.roles[].id": "covered",
+    # Covered by the comparisons above, with words of their own.
+    "grants": "covered", "grants[].records": "covered", "actions[].approval": "covered",
+    "grants[].operations": "covered", "grants[].fields": "covered",
+    "grants[].records.field": "covered", "grants[].records.in": "covered",
+    "actions": "covered", "actions[].match.system": "covered", "actions[].match.resource": "covered",
+    "actions[].match.operations": "covered", "actions[].match.when": "covered", "actions[].deny": "covered",
+    "actions[].risk": "covered", "actions[].approval.reviewers": "covered", "actions[].approval.roles": "covered",
+    "actions[].approval.quorum": "covered", "actions[].approval.separation_of_duties": "covered",
+    "actions[].approval.expires_after": "covered", "actions[].approval.on_expiry": "covered",
+    "actions[].approval.on_expiry.to_role": "covered", "actions[].approval.on_expiry.expires_after": "covered",
+    "actions[].approval.signature_required": "covered",
+    "rollout.stages": "covered", "rollout.stages[].live_fraction": "covered", "rollout.stages[].min_runs": "covered",
+    "rollout.stages[].min_duration": "covered", "rollout.stages[].gate": "covered",
+    "rollout.stages[].promoters": "covered", "rollout.required": "covered",
+    "quality.window": "covered", "quality.window[].threshold": "covered", "quality.window[].method": "covered",
+    "quality.window[].min_sample": "covered", "quality.window[].window": "covered",
+    "stop_rules": "covered", "stop_rules[].when": "covered", "stop_rules[].action": "covered",
+    "identity.signed": "covered", "evidence.redact_fields": "covered",
+    "exceptions": "covered", "exceptions.handles": "covered", "exceptions.reviewers": "covered",
+    "exceptions.roles": "covered", "exceptions.expires_after": "covered",
+    # Authority: who someone is, what they may sign as, what a rule lets approvers delegate.
+    "reviewers.people": "raises", "reviewers.people[].roles": "raises",
+    "reviewers.people[].public_key": "raises",  # a replaced key: whoever holds the new one signs as that person
+    "reviewers.roles": "neutral", "reviewers.roles[].description": "neutral",
+    "reviewers.people[].name": "neutral",
+    "actions[].approval.standing": _standing,
+    "grants[].system": "raises", "grants[].resource": "raises", "grants[].void": "raises",
+    # Who hears of a wait: a target gone or narrowed means fewer eyes; one redirected sends the news elsewhere.
+    "notifications": "lowers", "notifications[].url": "raises", "notifications[].secret.env": "raises",
+    "notifications[].secret.file": "raises", "notifications[].format": "neutral",
+    "notifications[].rules": "lowers", "notifications[].roles": "lowers",
+    # Quality gates: what they check and what they promise.
+    "quality.checks": "lowers", "quality.checks[].score": "raises", "quality.checks[].min": _less,
+    "quality.checks[].max": _more, "quality.window[].metric": "raises", "quality.window[].score": "raises",
+    "quality.window[].statistic": "neutral", "quality.window[].confidence": _less,
+    "quality.window[].margin": "neutral", "quality.window[].drop": _more,
+    "quality.window[].false_pauses.at_most": "neutral", "quality.window[].false_pauses.per_runs": "neutral",
+    "quality.window[].wrong_promotions": _more,
+    "evidence.retention_days": _less,
+    # What names the policy and who owns it.
+    "version": "neutral", "name": "neutral", "description": "neutral", "owner.team": "neutral",
+    "owner.contact": "neutral", "system_of_record": "neutral",
+}  # fmt: skip
+"""Every field of the policy model, by its path (``[]``: each member of a list): ``covered`` by a comparison
+above, or what changing it does to exposure. A test walks the model, so a field added later is named here
+before it ships; a field missing here anyway is reported as raising exposure."""
+
+
+_FREE_FORM = ("actions[].match.when", "grants[].void")
+"""Mappings of the policy author's own keys (a condition, a void image): compared whole."""
+
+
+def _keyed(item: Any, index: int) -> str:
+    for key in ("id", "name"):
+        value = item.get(key) if isinstance(item, dict) else None
+        if isinstance(value, str):
+            return value
+    return str(index)
+
+
+def _leaves(value: Any, path: str = "", shape: str = "") -> Iterator[tuple[str, str, Any]]:
+    """``(path, shape, value)`` of every leaf of a policy's JSON: ``actions[reply].approval.quorum`` is of the
+    shape ``actions[].approval.quorum``; a list of named members is a leaf of its own (its membership)."""
+    if isinstance(value, dict) and shape not in _FREE_FORM:
+        for key, sub in value.items():
+            yield from _leaves(sub, f"{path}.{key}" if path else key, f"{shape}.{key}" if shape else key)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        yield path, shape, sorted(_keyed(v, i) for i, v in enumerate(value))
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{_keyed(item, i)}]", f"{shape}[]")
+    else:
+        yield path, shape, value
+
+
+def _fields(policy: Policy) -> dict[str, tuple[str, Any]]:
+    return {path: (shape, value) for path, shape, value in _leaves(policy.model_dump(mode="json", by_alias=True))}
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _every_field(old: Policy, new: Policy) -> list[DiffLine]:
+    """A line for every changed field that the comparisons above do not cover, judged by ``FIELDS``."""
+    a, b = _fields(old), _fields(new)
+    out: list[DiffLine] = []
+    for path in [*a, *(p for p in b if p not in a)]:
+        shape = (a.get(path) or b[path])[0]
+        before = a[path][1] if path in a else None
+        after = b[path][1] if path in b else None
+        judge = FIELDS.get(shape, "raises")
+        if before == after or judge == "covered" or _in_a_member_one_side_lacks(path, a, b):
+            continue
+        if isinstance(before, list) and isinstance(after, list):  # members: named, or plain values
+            was, now = set(map(str, before)), set(map(str, after))
+            for what, names, grew in (("added", now - was, True), ("removed", was - now, False)):
+                if names:
+                    exposure = _membership(judge, grew)
+                    out.append(DiffLine(section=path, what=f"{what}: {', '.join(sorted(names))}", exposure=exposure))
+            continue
+        exposure = judge(before, after) if callable(judge) else judge
+        out.append(DiffLine(section=path, what=f"{_shown(before)} -> {_shown(after)}", exposure=exposure))
+    return out
+
+
+def _membership(judge: Judge, grew: bool) -> Exposure:
+    """For a list, ``FIELDS`` says what adding a member does; removing one does the opposite."""
+    if judge == "raises":
+        return "raises" if grew else "lowers"
+    if judge == "lowers":
+        return "lowers" if grew else "raises"
+    return "neutral"
+
+
+def _in_a_member_one_side_lacks(path: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """A field of a member (``actions[reply]``) only one policy has: the member's own line says it."""
+    for end in (i for i, ch in enumerate(path) if ch == "]"):
+        member = path[: end + 1]
+        if any(k.startswith(member) for k in a) != any(k.startswith(member) for k in b):
+            return True
+    return False
+
+
+def model_fields(model: type[BaseModel] = Policy, prefix: str = "") -> set[str]:
+    """Every field path of the policy model (the shapes ``FIELDS`` names), from its definition: each leaf,
+    each list of members, and each optional part (present or not)."""
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        path = f"{prefix}.{key}" if prefix else key
+        inner = _models_in(field.annotation)
+        # A leaf too where the field may hold something that is not a model (None, "reject").
+        either = any(not _models_in(arg) for arg in typing.get_args(field.annotation)) and typing.get_origin(
+            field.annotation
+        ) in (Union, types.UnionType)
+        if not inner or any(member for _, member in inner) or either or path in _FREE_FORM:
+            out.add(path)
+        if path not in _FREE_FORM:
+            for sub, member in inner:
+                out |= model_fields(sub, f"{path}[]" if member else path)
+    return out
+
+
+def _models_in(annotation: Any) -> list[tuple[type[BaseModel], bool]]:
+    """The models a field holds, and whether as members of a tuple."""
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation, False)]
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    if origin is tuple:
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return [(m, True) for arg in args for m, _ in _models_in(arg)]
+    return []
+
+
 def diff(old: Policy, new: Policy) -> list[DiffLine]:
     """Every semantic change from ``old`` to ``new``, in policy order."""
     out = _by_name("grant", old.grants, new.grants, "raises", _grant)
@@ -170,4 +354,4 @@ def diff(old: Policy, new: Policy) -> list[DiffLine]:
     if old.evidence.redact_fields != new.evidence.redact_fields:
         for what, _ in _sets("redacted fields", old.evidence.redact_fields, new.evidence.redact_fields, "lowers"):
             out.append(DiffLine(section="evidence", what=what, exposure="neutral"))
-    return out
+    return out + _every_field(old, new)
