@@ -75,7 +75,8 @@ def test_widening_authority_is_never_no_difference() -> None:
 
 def test_notifications_and_identity_are_semantic() -> None:
     base = EXAMPLE + (
-        "notifications:\n  - {name: leads, url: 'https://hooks.example.com/a', secret: {env: HOOK}, roles: [support-lead]}\n"
+        "notifications:\n"
+        "  - {name: leads, url: 'https://hooks.example.com/a', secret: {env: HOOK}, roles: [support-lead]}\n"
     )
     assert [str(x) for x in diff(parse_policy(base), parse_policy(EXAMPLE))] == [
         "[ + raises] notifications: removed: leads"
