@@ -10,7 +10,7 @@ it (separation of duties).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,3 +117,24 @@ def may_revoke(policy: Policy, terms: GrantTerms, person: str) -> bool:
 def matches(match: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
     """Whether an action's fields hold every value a grant matches on."""
     return all(name in fields and fields[name] == value for name, value in match.items())
+
+
+def standing_problem(
+    policy: Policy, rule_name: str, granted_by: Sequence[str], decided_by: Sequence[str]
+) -> str | None:
+    """Why a standing approval for rule ``rule_name``, granted by ``granted_by``, would not approve an action
+    that ``policy`` decides by the rules ``decided_by`` (its gates): None when it still would."""
+    if rule_name not in decided_by:
+        decided = ", ".join(decided_by) or "no rule"
+        return f"the action is decided by {decided}, which a grant for rule {rule_name} does not cover"
+    rule = policy.rule(rule_name)
+    if rule is None or rule.approval is None:
+        return f"rule {rule_name} asks for no approval under {policy.name}"
+    if not rule.allows_standing:
+        return f"rule {rule_name} forbids standing approvals under {policy.name}"
+    eligible = policy.eligible(rule.approval.reviewers, rule.approval.roles)
+    still = sorted(p for p in set(granted_by) if p in eligible)
+    if len(still) < rule.approval.quorum:
+        return (f"granted by {', '.join(sorted(set(granted_by))) or 'nobody'}; under {policy.name} "
+                f"{len(still)} of them may grant rule {rule_name}, which needs {rule.approval.quorum}")  # fmt: skip
+    return None

@@ -30,6 +30,8 @@ from activities.evidence.events import (
     ApprovalAttemptRecord,
     BreachDetected,
     ContextRead,
+    GrantActivated,
+    GrantProposed,
     Paused,
     PolicyDecisionRecord,
     Promoted,
@@ -42,6 +44,7 @@ from activities.evidence.events import (
 )
 from policies import Action, Decision, Gate, NeedsApproval, Policy, RunContext, decide, decision_rule, policy_digest
 from policies.errors import GovflowError
+from policies.standing import standing_problem
 from workflows import rollout_rules as rules
 from workflows.rollout_models import RolloutState
 
@@ -56,6 +59,7 @@ GROUPS = (
     "reviewers lose authority",
     "reviewers gain authority",
     "votes no longer count",
+    "standing approval no longer holds",
     "signature newly required",
     "signature no longer required",
 )
@@ -76,6 +80,8 @@ class PastAction:
     record: dict[str, Any] | None
     old: PolicyDecisionRecord
     votes: list[ApprovalAttemptRecord] = field(default_factory=list)
+    granted: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    """The standing approvals among ``votes``: grant id -> (its rule, who granted it), from its own chain."""
 
 
 class ActionChange(BaseModel):
@@ -205,11 +211,32 @@ async def collect(store: EvidenceStore, task: str, version: str | None, since: d
     def take_rollout(rollout_id: str, rows: list[dict[str, Any]]) -> None:
         rollouts[rollout_id] = [parse_event(r["kind"], r["payload"]) for r in rows]
 
+    grants: dict[str, tuple[str, list[str]]] = {}
+
+    def take_grant(grant_id: str, rows: list[dict[str, Any]]) -> None:
+        rule, granted_by = "", []
+        for row in rows:
+            event = parse_event(row["kind"], row["payload"])
+            if isinstance(event, GrantProposed):
+                rule = event.rule
+            elif isinstance(event, GrantActivated):
+                granted_by = list(event.granted_by)
+        grants[grant_id] = (rule, granted_by)
+
     with _without_cyclic_gc():
         await _read_verified(store, "run", list(by_id), take_run)
         rollout_ids = sorted({r.rollout_id for r in runs if r.rollout_id})
         await _read_verified(store, "rollout", rollout_ids, take_rollout)
-    return Evidence(runs, actions, outcomes, rollouts, len(runs) + len(rollouts))
+        grant_ids = sorted({g for a in actions for g in _standing_votes(a)})
+        await _read_verified(store, "grant", grant_ids, take_grant)
+    for past in actions:
+        past.granted = {g: grants[g] for g in _standing_votes(past) if g in grants}
+    return Evidence(runs, actions, outcomes, rollouts, len(runs) + len(rollouts) + len(grants))
+
+
+def _standing_votes(past: PastAction) -> list[str]:
+    """The standing approvals that approved a past action (recorded as attempts by ``grant:<id>``)."""
+    return [v.reviewer.removeprefix("grant:") for v in past.votes if v.via == "grant"]
 
 
 def _past_actions(
@@ -283,14 +310,16 @@ def redecide(candidate: Policy, past: PastAction) -> list[ActionChange]:
     assert isinstance(new, NeedsApproval)
     if old_kind == "allow":
         return [change("newly needs approval", f"it was written without review; now {after}")]
-    return _gate_changes(past, old_gates, new.gates, change)
+    return _gate_changes(candidate, past, old_gates, new.gates, change)
 
 
 def _votes(past: PastAction) -> str:
     return ", ".join(sorted({v.reviewer for v in past.votes})) or "nobody"
 
 
-def _gate_changes(past: PastAction, old: Sequence[Gate], new: Sequence[Gate], change: Any) -> list[ActionChange]:
+def _gate_changes(
+    candidate: Policy, past: PastAction, old: Sequence[Gate], new: Sequence[Gate], change: Any
+) -> list[ActionChange]:
     out: list[ActionChange] = []
     old_q, new_q = max((g.quorum for g in old), default=0), max((g.quorum for g in new), default=0)
     if new_q > old_q:
@@ -303,12 +332,26 @@ def _gate_changes(past: PastAction, old: Sequence[Gate], new: Sequence[Gate], ch
         out.append(change("reviewers lose authority", ", ".join(sorted(old_who - new_who))))
     if new_who - old_who:
         out.append(change("reviewers gain authority", ", ".join(sorted(new_who - old_who))))
+    # A standing approval approves the gate whole, by the grant's terms under the candidate: does the candidate
+    # still decide the action by the grant's rule, allow grants there, and hold its granters to be a quorum?
+    holding = False
+    for grant_id in _standing_votes(past):
+        rule, granted_by = past.granted.get(grant_id, ("", []))
+        problem = (
+            standing_problem(candidate, rule, granted_by, [g.rule for g in new]) if rule else "its chain holds no terms"
+        )
+        if problem:
+            out.append(change("standing approval no longer holds", f"grant {grant_id}: {problem}: would NOT have "
+                              "been approved"))  # fmt: skip
+        else:
+            holding = True
+    people = [v for v in past.votes if v.via != "grant"]
     sod = any(g.separation_of_duties for g in new)
-    lost = sorted({v.reviewer for v in past.votes
+    lost = sorted({v.reviewer for v in people
                    if v.reviewer not in new_who or (sod and v.reviewer == past.run.requester)})  # fmt: skip
     if lost:
-        still = len({v.reviewer for v in past.votes} - set(lost))
-        verdict = "still approved" if still >= new_q else "would NOT have been approved"
+        still = len({v.reviewer for v in people} - set(lost))
+        verdict = "still approved" if still >= new_q or holding else "would NOT have been approved"
         out.append(change("votes no longer count", f"{', '.join(lost)}; {still} of {new_q} remain: {verdict}"))
     old_sig, new_sig = any(g.signature_required for g in old), any(g.signature_required for g in new)
     if new_sig and not old_sig:

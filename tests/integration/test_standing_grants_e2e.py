@@ -84,6 +84,21 @@ async def test_fifty_runs_racing_for_a_cap_of_ten(
     attempt = next(e["payload"] for e in await store.events("run", published[0]) if e["kind"] == "approval_attempt")
     assert (attempt["reviewer"], attempt["via"], attempt["accepted"]) == (f"grant:{grant_id}", "grant", True)
     assert (await store.verify("grant", grant_id)).ok
+    # What-if replays each standing approval by the grant's terms: the same policy changes nothing; one
+    # that forbids grants on the rule names exactly the ten runs the grant approved.
+    from policies import parse_policy
+    from workers.app import EXAMPLES
+    from workers.whatif import collect, whatif
+
+    evidence = await collect(store, "support-triage", None, None, 1_000_000)
+    assert whatif(triage.get("support-triage", "1").policy, evidence, "support-triage", None).changes == []
+    text = (EXAMPLES / "support-triage.yaml").read_text()
+    forbids = parse_policy(text.replace("      on_expiry: {to_role: support-manager, expires_after: 4h}\n",
+                                        "      on_expiry: {to_role: support-manager, expires_after: 4h}\n"
+                                        "      standing: false\n"))  # fmt: skip
+    changes = whatif(forbids, evidence, "support-triage", None).changes
+    assert sorted(c.run_id for c in changes) == sorted(published)
+    assert {c.group for c in changes} == {"standing approval no longer holds"}
 
 
 async def test_a_revoked_grant_approves_nothing_more_and_its_requester_never_benefits(
