@@ -4,6 +4,7 @@ that fails after admission gives its rollout slot back. Dev server, real Postgre
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,7 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
-from tests.helpers import worker
+from tests.conftest import free_port
+from tests.helpers import start_run, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from tests.workflows.rollouts import rollout_status, until
 from workers.client import submit
@@ -111,3 +113,44 @@ async def test_a_run_that_fails_after_admission_gives_its_slot_back(
     assert [r["run_id"] for r in released] == [run_id]
     assert "ended failed without finishing" in released[0]["reason"]
     assert (await store.verify("rollout", rollout.id)).ok
+
+
+async def test_verify_checks_the_anchor_by_default_and_never_waits(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, database_url: str, task_queue: str
+) -> None:
+    client = dev_server_env.client
+    environ = cli_env(dev_server_env, database_url, task_queue)
+    async with worker(client, task_queue, store, registry):
+        done = await start_run(client, task_queue, "T0003", mode="shadow")
+        assert (await done.result()).outcome == "shadowed"
+        waiting = await start_run(client, task_queue, "T0001")
+        status = await wait_for(waiting, lambda s: bool(s.pending) or s.phase == "finished")
+        assert status.pending, await waiting.result()
+        # An unfinished run: its rows so far, at once (it used to wait for the run's result).
+        code, out, err = await asyncio.wait_for(govflow(environ, "evidence", "verify", waiting.id), timeout=30)
+        assert code == 0, out + err
+        assert "has not finished" in out
+        await waiting.terminate("test over")
+    code, out, _ = await govflow(environ, "evidence", "verify", done.id)
+    assert (code, "matches the chain head Temporal recorded" in out) == (0, True), out
+    # A rewound tail (a superuser, triggers bypassed): the database alone still verifies it.
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        last = await conn.fetchval("SELECT max(seq) FROM evidence_events WHERE stream_id = $1", done.id)
+        await conn.execute("DELETE FROM evidence_events WHERE stream_id = $1 AND seq = $2", done.id, last)
+        prev = await conn.fetchval(
+            "SELECT hash FROM evidence_events WHERE stream_id = $1 AND seq = $2", done.id, last - 1
+        )
+        await conn.execute("UPDATE chain_heads SET seq = $2, hash = $3 WHERE stream_id = $1", done.id, last - 1, prev)
+    code, out, _ = await govflow(environ, "evidence", "verify", done.id)
+    assert code == 1
+    assert "chain verifies in the database but NOT against Temporal" in out
+    code, out, _ = await govflow(environ, "evidence", "verify", done.id, "--offline")
+    assert (code, f"run {done.id}: chain verifies ({last - 1} rows); database only (--offline)" in out) == (0, True)
+    # Temporal away: database only, said so; --anchor then refuses.
+    away = {**environ, "GOVFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    code, out, _ = await govflow(away, "evidence", "verify", done.id)
+    assert (code, "database only: Temporal is not reachable" in out) == (0, True), out
+    code, out, err = await govflow(away, "evidence", "verify", done.id, "--anchor")
+    assert code == 1
+    assert "--anchor: cannot reach Temporal" in out + err
