@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -53,6 +53,27 @@ def evidence_failure(exc: Exception) -> ApplicationError:
     return fail(exc, ErrorType.EVIDENCE_REJECTED)
 
 
+UNKNOWN_TASK_ATTEMPTS = 30
+"""How often an activity for a task this worker does not serve is offered back to its task queue (1 s, then
+one second more each time, up to 30 s: about 8 minutes) before the run fails: long enough for the worker
+that serves it to take it (each attempt goes to whichever worker polls first), short enough that a task
+nobody serves (a misspelt name) fails with a clear message."""
+
+
+def unknown_task(exc: UnknownTask) -> ApplicationError:
+    """A task this worker does not serve: retried, so that a worker on the same queue that serves it takes
+    it (a second worker beside the demo's), and failed for good only when none has after many attempts."""
+    attempt = activity.info().attempt if activity.in_activity() else UNKNOWN_TASK_ATTEMPTS
+    if attempt < UNKNOWN_TASK_ATTEMPTS:
+        return ApplicationError(
+            f"{exc}; offered again to the other workers of this task queue (attempt {attempt} of "
+            f"{UNKNOWN_TASK_ATTEMPTS})",
+            type=ErrorType.UNKNOWN_TASK, non_retryable=False, next_retry_delay=timedelta(seconds=min(30, attempt)),
+        )  # fmt: skip
+    return fail(UnknownTask(f"{exc}; no worker of this task queue served it in {attempt} attempts"),
+                ErrorType.UNKNOWN_TASK)  # fmt: skip
+
+
 class GovflowActivities:
     """What every govflow activity class shares: the task registry, the evidence store (the one path by
     which evidence is appended), the Temporal client, telemetry."""
@@ -73,7 +94,7 @@ class GovflowActivities:
         try:
             return self._registry.get(task, version)
         except UnknownTask as exc:
-            raise fail(exc, ErrorType.UNKNOWN_TASK) from exc
+            raise unknown_task(exc) from exc
 
     async def _append(
         self,

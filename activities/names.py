@@ -73,3 +73,5 @@ class ErrorType(StrEnum):
     EVIDENCE_GAP = "EvidenceGapError"
     EVIDENCE_UNAVAILABLE = "EvidenceUnavailable"
     EVIDENCE_REJECTED = "EvidenceRejected"
+    TASK_ERROR = "task_error"
+    """The task's own code failed or returned what its types do not declare: the run's exception route."""

@@ -48,7 +48,7 @@ from activities.run_models import (
     Written,
     rollout_id_for,
 )
-from activities.tasks.contract import TaskInputError
+from activities.tasks.contract import Proposal, TaskInputError, TaskMistake, task_mistake, wrong_type
 from policies import Action, signed_act_problem
 from policies.model import WRITE_OPERATIONS
 
@@ -184,6 +184,12 @@ class RunActivities(GovflowActivities):
             raise fail(exc, ErrorType(exc.kind)) from exc
         except ConnectorError as exc:
             raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
+        except Exception as exc:  # the task's own bug: a person decides, no retry loop
+            raise fail(TaskMistake(task_mistake(reg.task, "gather", exc)), ErrorType.TASK_ERROR) from exc
+        if not isinstance(context, reg.task.context_model):
+            raise fail(
+                TaskMistake(wrong_type(reg.task, "gather", context, reg.task.context_model)), ErrorType.TASK_ERROR
+            )
         return GatherResult(context=context.model_dump(mode="json"), reads=io.reads)
 
     @activity.defn(name="govflow.propose")
@@ -197,6 +203,10 @@ class RunActivities(GovflowActivities):
             return ProposeResult(invalid=str(exc), calls=model.calls)
         except ModelError as exc:
             raise fail(exc, ErrorType.MODEL, retryable=exc.retryable) from exc
+        except Exception as exc:  # the task's own bug: a person decides, no retry loop
+            return ProposeResult(task_error=task_mistake(reg.task, "propose", exc), calls=model.calls)
+        if not isinstance(proposal, Proposal):
+            return ProposeResult(task_error=wrong_type(reg.task, "propose", proposal, Proposal), calls=model.calls)
         return ProposeResult(
             actions=proposal.actions,
             scores=proposal.scores,

@@ -93,6 +93,9 @@ class ProposeResult(_Model):
     scores: dict[str, float] = Field(default_factory=dict)
     proposal: dict[str, Any] | None = None
     invalid: str | None = None
+    task_error: str | None = Field(
+        default=None, description="The task's propose failed or returned what its types do not declare."
+    )
     calls: list[ModelResponse] = Field(default_factory=list)
 
 
@@ -343,7 +346,9 @@ class OpenRun(_Model):
 
 
 # The gather failures a run handles (a scope refusal; input a person decides on); any other fails the gather.
-GATHER_FAILURES = frozenset({ErrorType.SCOPE_VIOLATION, ErrorType.INCOMPLETE_INPUT, ErrorType.CONTRADICTORY_INPUT})
+GATHER_FAILURES = frozenset(
+    {ErrorType.SCOPE_VIOLATION, ErrorType.INCOMPLETE_INPUT, ErrorType.CONTRADICTORY_INPUT, ErrorType.TASK_ERROR}
+)
 
 
 class GatherFailure(_Model):

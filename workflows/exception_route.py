@@ -16,6 +16,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import events as ev
+    from activities.names import ErrorType
     from policies import AttemptOutcome, Policy
     from workflows import approvals
     from workflows.inputs import read
@@ -39,7 +40,8 @@ class ExceptionRoute:
         ``awaiting`` is told when the run starts and stops waiting for a person."""
         route = policy.exceptions
         self.problem, self._decision = f"{kind}: {detail}", None
-        if route is None or kind not in route.handles:
+        # A task's own mistake goes to any route the policy has: a person retries once a fixed worker runs.
+        if route is None or (kind not in route.handles and kind != ErrorType.TASK_ERROR):
             await self._ledger.record(ev.ExceptionRaised(problem=kind, detail=detail))
             return f"{kind} and no exception route handles it: {detail}"
         self.expires_at = expires = workflow.now() + route.expires_after

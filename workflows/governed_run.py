@@ -310,9 +310,12 @@ class GovernedRunWorkflow:
                 self._set_phase("proposing")
                 proposal = proposed if proposed is not None else await self._propose(gathered.context)
                 self._ledger.defer(*(ev.ModelCall(**c.model_dump(mode="json")) for c in proposal.calls))
-                if proposal.invalid is None:
+                if proposal.task_error is not None:
+                    kind, detail = str(ErrorType.TASK_ERROR), proposal.task_error
+                elif proposal.invalid is None:
                     return proposal
-                kind, detail = "invalid_model_output", proposal.invalid
+                else:
+                    kind, detail = "invalid_model_output", proposal.invalid
             if not await self._exception_route(kind, detail):
                 return None
 

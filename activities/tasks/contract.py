@@ -94,3 +94,21 @@ class Task(ABC, Generic[ItemT, ContextT, ProposalT]):
     @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.version)
+
+
+class TaskMistake(Exception):
+    """A task's ``gather`` or ``propose`` failed in its own code, or returned what its types do not declare.
+
+    Retrying cannot fix it (the same code runs again): the run goes to its exception route, with the
+    problem in its evidence, where a person retries once a fixed worker is deployed, or discards it."""
+
+
+def task_mistake(task: Task[Any, Any, Any], step: str, exc: BaseException) -> str:
+    return f"task {task.name} v{task.version}: {step} raised {type(exc).__name__}: {exc}"
+
+
+def wrong_type(task: Task[Any, Any, Any], step: str, got: object, declared: type) -> str:
+    return (
+        f"task {task.name} v{task.version}: {step} returned a {type(got).__name__}, not the "
+        f"{declared.__name__} its types declare"
+    )
