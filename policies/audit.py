@@ -160,6 +160,24 @@ def audit(policy: Policy) -> list[AuditLine]:
             detail="; ".join(problems + promises) if policy.quality.window else "no quality rules",
         )
     )
+    bound = policy.quality.false_pause_bound()
+    if bound is not None:
+        chance, runs = bound
+        rules = [w for w in policy.quality.window if w.method == "cusum"]
+        parts = " + ".join(f"{w.name} {w.false_pauses.at_most:.2%}" for w in rules)
+        budget = policy.quality.false_pauses
+        stated = (
+            f"; the policy's budget is {budget.at_most:.2%} per {budget.per_runs:,} runs" if budget is not None else
+            "; state one budget for the whole policy with quality.false_pauses and it is split over the rules"
+        )  # fmt: skip
+        lines.append(
+            AuditLine(
+                question="What does the whole policy promise? (a pause by any rule pauses the rollout)",
+                status="ok",
+                detail=f"false pauses at most {chance:.2%} per {runs:,} runs while every metric is fine: the sum "
+                f"over its {len(rules)} sequential rules ({parts}){stated}",
+            )
+        )
 
     first = policy.rollout.stages[0]
     lines.append(

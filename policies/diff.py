@@ -210,6 +210,8 @@ FIELDS: dict[str, Judge] = {
     "quality.window[].margin": "neutral", "quality.window[].drop": _more,
     "quality.window[].false_pauses.at_most": "neutral", "quality.window[].false_pauses.per_runs": "neutral",
     "quality.window[].wrong_promotions": _more,
+    "quality.false_pauses": "neutral", "quality.false_pauses.at_most": "neutral",
+    "quality.false_pauses.per_runs": "neutral",
     "evidence.retention_days": _less,
     # What names the policy and who owns it.
     "version": "neutral", "name": "neutral", "description": "neutral", "owner.team": "neutral",

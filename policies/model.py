@@ -287,6 +287,50 @@ class WindowRule(Strict):
 class Quality(Strict):
     checks: tuple[ScoreCheck, ...] = ()
     window: tuple[WindowRule, ...] = ()
+    false_pauses: FalsePauses | None = Field(
+        default=None,
+        description="One false-pause budget for the whole policy: split evenly over the sequential rules that "
+        "state none of their own (what the rules state adds up: a pause by any rule pauses the rollout).",
+    )
+
+    @model_validator(mode="after")
+    def _split_budget(self) -> Quality:
+        budget = self.false_pauses
+        if budget is None:
+            return self
+        sequential = [w for w in self.window if w.method == "cusum"]
+        own = [w for w in sequential if "false_pauses" in w.model_fields_set]
+        taken = sum(w.false_pauses.at_most for w in own)
+        if taken > budget.at_most * (1 + 1e-9):
+            raise ValueError(
+                f"the rules' own false_pauses add up to {taken:.4%}, more than the policy's budget of "
+                f"{budget.at_most:.4%}: lower them, or raise quality.false_pauses.at_most"
+            )
+        if any(w.false_pauses.per_runs < budget.per_runs for w in own):
+            raise ValueError(
+                f"a rule states its false pauses over fewer runs than the policy's budget ({budget.per_runs:,}): "
+                "state them over at least as many"
+            )
+        rest = [w for w in sequential if w not in own]
+        if not rest:
+            return self
+        if taken >= budget.at_most * (1 - 1e-9):
+            raise ValueError(f"the rules' own false_pauses spend the whole budget; {rest[0].name} would have none")
+        share = FalsePauses(at_most=(budget.at_most - taken) / len(rest), per_runs=budget.per_runs)
+        # Each share is the rule's own from here on (stated in the policy's JSON, so it reads back the same).
+        window = tuple(w.model_copy(update={"false_pauses": share}) if w in rest else w for w in self.window)
+        for w in window:
+            w.model_fields_set.add("false_pauses")
+        object.__setattr__(self, "window", window)
+        return self
+
+    def false_pause_bound(self) -> tuple[float, int] | None:
+        """The whole policy's false-pause bound: ``(chance, runs)``, the sum over its sequential rules (a pause
+        by any one pauses the rollout) within the fewest runs any of them states; None without such rules."""
+        sequential = [w for w in self.window if w.method == "cusum"]
+        if not sequential:
+            return None
+        return sum(w.false_pauses.at_most for w in sequential), min(w.false_pauses.per_runs for w in sequential)
 
 
 class Stage(Strict):
@@ -464,6 +508,8 @@ class Policy(Strict):
                 grant.pop("void", None)
         if not doc.get("notifications"):
             doc.pop("notifications", None)
+        if doc["quality"].get("false_pauses") is None:
+            doc["quality"].pop("false_pauses", None)
         for rule in doc["actions"]:
             if rule.get("approval") and rule["approval"].get("standing") is None:
                 rule["approval"].pop("standing", None)
