@@ -163,8 +163,8 @@ def audit(policy: Policy) -> list[AuditLine]:
     bound = policy.quality.false_pause_bound()
     if bound is not None:
         chance, runs = bound
-        rules = [w for w in policy.quality.window if w.method == "cusum"]
-        parts = " + ".join(f"{w.name} {w.false_pauses.at_most:.2%}" for w in rules)
+        sequential = [w for w in policy.quality.window if w.method == "cusum"]
+        parts = " + ".join(f"{w.name} {w.false_pauses.at_most:.2%}" for w in sequential)
         budget = policy.quality.false_pauses
         stated = (
             f"; the policy's budget is {budget.at_most:.2%} per {budget.per_runs:,} runs" if budget is not None else
@@ -175,7 +175,7 @@ def audit(policy: Policy) -> list[AuditLine]:
                 question="What does the whole policy promise? (a pause by any rule pauses the rollout)",
                 status="ok",
                 detail=f"false pauses at most {chance:.2%} per {runs:,} runs while every metric is fine: the sum "
-                f"over its {len(rules)} sequential rules ({parts}){stated}",
+                f"over its {len(sequential)} sequential rules ({parts}){stated}",
             )
         )
 
