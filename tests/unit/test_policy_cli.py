@@ -35,7 +35,7 @@ def test_audit_reports_no_blocking_gap_on_the_examples(example: Path) -> None:
     assert done.returncode == 0, done.stdout
     assert "BLOCKING" not in done.stdout
     # support-triage runs live by hand (rollout.required: false) and trusts typed names: two gaps.
-    assert done.stdout.count("[ok      ]") == {"support-triage": 10, "invoice-matching": 12}[example.stem]
+    assert done.stdout.count("[ok      ]") == {"support-triage": 11, "invoice-matching": 13}[example.stem]
 
 
 def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
