@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from activities.common import UNKNOWN_TASK_ATTEMPTS
+from activities.names import ErrorType
 from policies import AttemptOutcome, signing_message
 from policies.errors import GovflowError
 from workers import grant_cli
@@ -99,9 +101,14 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+_UNSERVED_ATTEMPTS = 3
+
+
 async def _confirm_served(client: Client, run_id: str, within: float = 10.0) -> None:
-    """A run of a task or version no worker serves fails at its first step: say so, exit 1, rather
-    than print a run id that is already dead. Quiet when a worker has taken it on (or none answers yet)."""
+    """A run of a task or version no worker serves cannot start: say so, exit 1, rather than print a run
+    id as if it were under way. Its first activity is offered back to the queue a while (a worker that
+    serves the task may be beside the one that took it); three attempts refused within ``within`` seconds
+    is said at once. Quiet when a worker has taken it on (or none answers yet)."""
     handle = client.get_workflow_handle(run_id, result_type=RunResult)
     deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
@@ -122,6 +129,15 @@ async def _confirm_served(client: Client, run_id: str, within: float = 10.0) -> 
             status = None
         if status is not None and status.phase != "starting":
             return
+        unserved = [a for a in desc.raw_description.pending_activities
+                    if a.last_failure.application_failure_info.type == ErrorType.UNKNOWN_TASK]  # fmt: skip
+        if unserved and unserved[0].attempt >= _UNSERVED_ATTEMPTS:
+            why = unserved[0].last_failure.message.split(";")[0]
+            raise GovflowError(
+                f"run {run_id}: {why}, and no worker of this task queue that took it does; it waits for one "
+                f"(failing after ~{UNKNOWN_TASK_ATTEMPTS} attempts): start a worker that serves the task "
+                f"(`govflow worker --app ...`), or `temporal workflow terminate --workflow-id {run_id}`"
+            )
         await asyncio.sleep(0.2)
     print(f"note: no worker has taken {run_id} on yet (is `govflow worker` running?)", file=sys.stderr)
 

@@ -11,7 +11,7 @@
 | `evidence verify` with no id and no checkpoint | 1 | name a RUN_ID ... or give --checkpoint FILE |
 | `evidence verify --checkpoint FILE` without a trusted key | 1 | needs --public-key |
 | `evidence verify --checkpoint FILE --public-key nope` | 1 | neither base64 of a 32-byte key nor a readable file |
-| `run submit` of a task no worker serves (dev server, e2e test) | 1 | failed at once: no worker task ... |
+| `run submit` of a task no worker serves (dev server, e2e test) | 1 | no worker task ...; it waits for one |
 | output piped into a reader that stops early | 0 | nothing (no BrokenPipeError) |
 """
 
