@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
+from temporalio.common import WorkerDeploymentVersion
 
 from activities.evidence import EvidenceStore, migrate
 from policies.errors import GovflowError
@@ -139,9 +140,35 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
-        await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port, settings.ui_url)
+        name, build = args.deployment or settings.deployment_name, args.build_id or settings.build_id
+        if (name is None) != (build is None):
+            raise GovflowError(
+                "--deployment and --build-id go together (or GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID)"
+            )
+        if args.make_current and name is None:
+            raise GovflowError("--make-current needs --deployment and --build-id")
+        deployment = WorkerDeploymentVersion(deployment_name=name, build_id=build) if name and build else None
+        await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port, settings.ui_url,
+                         deployment=deployment, make_current=args.make_current)  # fmt: skip
 
     asyncio.run(go())
+    return 0
+
+
+def cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.deployments import render, set_current, versions
+
+    name = args.deployment or settings.deployment_name
+    if not name:
+        raise GovflowError("deployments: name the deployment with --deployment NAME (or GOVFLOW_DEPLOYMENT_NAME)")
+
+    async def go() -> str:
+        client = await connect(settings)
+        if args.set_current:
+            await set_current(client, name, args.set_current, wait_s=0.0)
+        return render(name, await versions(client, name))
+
+    print(asyncio.run(go()))
     return 0
 
 
@@ -262,7 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="module:attr of your Registry (or a function (settings, database_url) -> Registry); "
         "a comma list serves several apps; default: both examples (support triage, invoice matching)",
     )
+    worker.add_argument(
+        "--deployment",
+        metavar="NAME",
+        help="Worker Versioning: run as a version of this worker deployment (GOVFLOW_DEPLOYMENT_NAME); a governed "
+        "run then finishes on the build it started on, rollouts and grants move to the current build",
+    )
+    worker.add_argument("--build-id", metavar="ID", help="this worker's build id in the deployment (GOVFLOW_BUILD_ID)")
+    worker.add_argument(
+        "--make-current",
+        action="store_true",
+        help="once polling, make this build the deployment's current version (new runs start on it)",
+    )
     worker.set_defaults(func=cmd_worker)
+    deployments = sub.add_parser(
+        "deployments", help="Worker Versioning: each build of a deployment, its status, the runs pinned to it"
+    )
+    deployments.add_argument("--deployment", metavar="NAME", help="the deployment (default: GOVFLOW_DEPLOYMENT_NAME)")
+    deployments.add_argument(
+        "--set-current", metavar="BUILD_ID", help="make this build the current version: new runs start on it"
+    )
+    deployments.set_defaults(func=cmd_deployments)
     demo = sub.add_parser(
         "demo",
         help="the whole idea in one command: a rollout from shadow to canary, approvals, an automatic pause",

@@ -67,6 +67,21 @@ class Settings(BaseModel):
     sdk_metrics_port: int = Field(
         default=9465, ge=0, le=65535, description="The Temporal SDK's own Prometheus endpoint (temporal_*); 0: off."
     )
+    deployment_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Worker Versioning: the worker deployment this worker is a version of (with GOVFLOW_BUILD_ID); "
+        "unset: an unversioned worker.",
+    )
+    build_id: str | None = Field(
+        default=None, min_length=1, description="Worker Versioning: this worker's build id within its deployment."
+    )
+
+    @model_validator(mode="after")
+    def _deployment_pair(self) -> Settings:
+        if (self.deployment_name is None) != (self.build_id is None):
+            raise ValueError("GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID go together: set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:

@@ -9,7 +9,8 @@ from typing import Any
 
 from prometheus_client import start_http_server
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evidence import EvidenceStore
@@ -24,6 +25,7 @@ from workflows.governed_run import GovernedRunWorkflow
 from workflows.notify import NotifyWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.standing import StandingGrantWorkflow
+from workflows.versioned import VERSIONED
 
 WORKFLOWS: tuple[type, ...] = (GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow)
 """Every workflow a govflow worker runs."""
@@ -44,10 +46,13 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
     passthrough: Sequence[str] = (),
     ui_url: str | None = None,
+    deployment: WorkerDeploymentVersion | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests). ``ui_url``: the
-    Temporal UI, for the links in notifications of pending approvals."""
+    Temporal UI, for the links in notifications of pending approvals. ``deployment``: Worker Versioning's
+    deployment and build id; a governed run is then PINNED to the build it started on (it needs no patch),
+    the long-lived workflows move to the deployment's current build (AUTO_UPGRADE, patched where they change)."""
     problems = untrusted_handler_problems([*WORKFLOWS, *workflows])
     if problems:
         raise GovflowError("refusing to run workflows whose handlers take typed input: " + "; ".join(problems))
@@ -59,9 +64,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[*WORKFLOWS, *workflows],
+        workflows=[VERSIONED.get(w, w) if deployment is not None else w for w in [*WORKFLOWS, *workflows]],
         activities=[*runs.all(), *rollouts.all(), *notices.all(), *grants.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
+        deployment_config=(
+            WorkerDeploymentConfig(version=deployment, use_worker_versioning=True) if deployment is not None else None
+        ),
         **worker_options,
     )
 
@@ -100,8 +108,11 @@ async def run_worker(
     registry: Registry,
     metrics_port: int = 0,
     ui_url: str | None = None,
+    deployment: WorkerDeploymentVersion | None = None,
+    make_current: bool = False,
 ) -> None:
-    """Run until SIGINT or SIGTERM, then drain and stop; serve govflow_* metrics on ``metrics_port`` (0: off)."""
+    """Run until SIGINT or SIGTERM, then drain and stop; serve govflow_* metrics on ``metrics_port`` (0: off).
+    With ``deployment`` and ``make_current``, this build becomes its deployment's current version once it polls."""
     if metrics_port:
         try:
             start_http_server(metrics_port)
@@ -115,9 +126,17 @@ async def run_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EvidenceStore.open(database_url) as store:
-        worker = build_worker(client, task_queue, store, registry, ui_url=ui_url)
+        worker = build_worker(client, task_queue, store, registry, ui_url=ui_url, deployment=deployment)
         async with worker:
             tasks = ", ".join(f"{r.task.name} v{r.task.version}" for r in registry) or "none"
-            print(f"govflow worker polling task queue {task_queue!r}; tasks: {tasks}; Ctrl-C stops it", flush=True)
+            version = f" as {deployment.deployment_name} build {deployment.build_id}" if deployment else ""
+            print(f"govflow worker polling task queue {task_queue!r}{version}; tasks: {tasks}; Ctrl-C stops it",
+                  flush=True)  # fmt: skip
+            if deployment is not None and make_current:
+                from workers.deployments import set_current
+
+                await set_current(client, deployment.deployment_name, deployment.build_id)
+                print(f"build {deployment.build_id} is now the current version of {deployment.deployment_name}",
+                      flush=True)  # fmt: skip
             await stop.wait()
     await registry.aclose()

@@ -30,7 +30,7 @@ RUNS = (
 # The rest change state a later command depends on, or never return; each still has to parse.
 PARSES_ONLY = (
     "worker", "run submit", "approve", "reject", "rollout start", "rollout resume", "rollout promote",
-    "rollout rollback", "stack up", "stack down", "demo", "approvals grant", "approvals revoke",
+    "rollout rollback", "stack up", "stack down", "demo", "approvals grant", "approvals revoke", "deployments",
 )  # fmt: skip
 
 

@@ -79,3 +79,10 @@ def test_postgres_errors_are_transient_exactly_by_sqlstate_class() -> None:
     ]
     assert [is_transient(e) for e in transient] == [True] * len(transient)
     assert [is_transient(e) for e in permanent] == [False] * len(permanent)
+
+
+def test_a_deployment_and_its_build_go_together() -> None:
+    s = load_settings({"GOVFLOW_DEPLOYMENT_NAME": "govflow", "GOVFLOW_BUILD_ID": "2026-12-06.1"})
+    assert (s.deployment_name, s.build_id) == ("govflow", "2026-12-06.1")
+    with pytest.raises(SettingsError, match="GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID go together"):
+        load_settings({"GOVFLOW_BUILD_ID": "2026-12-06.1"})
