@@ -44,7 +44,14 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
     assert crash_points.CRASHED == ["govflow.publish_all"]
     assert result.outcome == "published"
     history = await handle.fetch_history()
-    assert any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
+    # The task was retried: its failure is in the history, or (once seen on a loaded shared time-skipping
+    # server) the retry shows as a timed-out task or a later attempt.
+    assert any(
+        e.HasField("workflow_task_failed_event_attributes")
+        or e.HasField("workflow_task_timed_out_event_attributes")
+        or e.workflow_task_scheduled_event_attributes.attempt > 1
+        for e in history.events
+    ), [e.event_type for e in history.events]
     kinds = await event_kinds(store, "run", result.run_id)
     assert kinds.count("approval_attempt") == 1
     assert kinds[-2:] == ["touched_record", "run_finished"]
