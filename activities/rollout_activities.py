@@ -69,18 +69,12 @@ class RolloutActivities(GovflowActivities):
     async def _outcome(self, rollout_id: str, run_id: str) -> OutcomeAnswer:
         run = await self._store.run(run_id)
         if run is None:
-            ended = await self._ended_without_report(run_id)
-            if ended:
-                return OutcomeAnswer(run_id=run_id, released=ended)
-            return OutcomeAnswer(run_id=run_id, refused=f"no evidence of a run {run_id}")
+            return await self._unfinished(run_id, f"no evidence of a run {run_id}")
         if run.rollout_id != rollout_id:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} was not admitted by {rollout_id}")
         finished = await self._store.last_event(run_id, RunFinished)
         if finished is None:
-            ended = await self._ended_without_report(run_id)
-            if ended:
-                return OutcomeAnswer(run_id=run_id, released=ended)
-            return OutcomeAnswer(run_id=run_id, refused=f"run {run_id} has not finished")
+            return await self._unfinished(run_id, f"run {run_id} has not finished")
         problem = (await self._store.verify("run", run_id)).problem
         if problem is not None:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s evidence does not verify: {problem}")
@@ -90,6 +84,11 @@ class RolloutActivities(GovflowActivities):
         if finished.report is None:
             return OutcomeAnswer(run_id=run_id, refused=f"run {run_id}'s run_finished carries no report")
         return OutcomeAnswer(run_id=run_id, report=finished.report)
+
+    async def _unfinished(self, run_id: str, refused: str) -> OutcomeAnswer:
+        """A run whose evidence holds no ``run_finished``: released if it has ended, else refused (not yet)."""
+        ended = await self._ended_without_report(run_id)
+        return OutcomeAnswer(run_id=run_id, released=ended) if ended else OutcomeAnswer(run_id=run_id, refused=refused)
 
     async def _ended_without_report(self, run_id: str) -> str:
         """Why an admitted run whose evidence holds no ``run_finished`` will never report (Temporal says its

@@ -32,8 +32,8 @@ class DiffLine(BaseModel):
 
 
 def _sets(name: str, old: Iterable[str], new: Iterable[str], wider: Exposure) -> list[tuple[str, Exposure]]:
-    """Added and removed members; ``wider`` is what an addition does to exposure."""
-    narrower: Exposure = "lowers" if wider == "raises" else "raises"
+    """Added and removed members; ``wider`` is what an addition does to exposure (a removal does the opposite)."""
+    narrower: Exposure = "lowers" if wider == "raises" else "raises" if wider == "lowers" else "neutral"
     a, b = set(old), set(new)
     out: list[tuple[str, Exposure]] = []
     if b - a:
@@ -268,24 +268,13 @@ def _every_field(old: Policy, new: Policy) -> list[DiffLine]:
         if before == after or judge == "covered" or _in_a_member_one_side_lacks(path, a, b):
             continue
         if isinstance(before, list) and isinstance(after, list):  # members: named, or plain values
-            was, now = set(map(str, before)), set(map(str, after))
-            for what, names, grew in (("added", now - was, True), ("removed", was - now, False)):
-                if names:
-                    exposure = _membership(judge, grew)
-                    out.append(DiffLine(section=path, what=f"{what}: {', '.join(sorted(names))}", exposure=exposure))
+            wider: Exposure = judge if judge == "raises" or judge == "lowers" else "neutral"
+            for what, exposure in _sets("", map(str, before), map(str, after), wider):
+                out.append(DiffLine(section=path, what=what.strip(), exposure=exposure))
             continue
         exposure = judge(before, after) if callable(judge) else judge
         out.append(DiffLine(section=path, what=f"{_shown(before)} -> {_shown(after)}", exposure=exposure))
     return out
-
-
-def _membership(judge: Judge, grew: bool) -> Exposure:
-    """For a list, ``FIELDS`` says what adding a member does; removing one does the opposite."""
-    if judge == "raises":
-        return "raises" if grew else "lowers"
-    if judge == "lowers":
-        return "lowers" if grew else "raises"
-    return "neutral"
 
 
 def _in_a_member_one_side_lacks(path: str, a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -48,11 +48,10 @@ def _signature_problem(fn: Callable[..., Any]) -> str | None:
     )
 
 
-def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _check(fn: Callable[..., Any]) -> None:
     problem = _signature_problem(fn)
     if problem:
         raise TypeError(problem)
-    return fn
 
 
 def _received(args: tuple[Any, ...]) -> bool:
@@ -64,7 +63,7 @@ def signal(*, name: str, description: str) -> Callable[[Callable[P, Awaitable[No
     """``workflow.signal`` for a handler of untrusted input: ``(self, *args)``, checked here."""
 
     def declare(fn: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
-        _checked(fn)
+        _check(fn)
 
         @functools.wraps(fn)
         async def handler(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -82,7 +81,7 @@ def update(
     """``workflow.update`` for a handler of untrusted input: ``(self, *args)``, checked here."""
 
     def declare(fn: Callable[P, Awaitable[R]]) -> workflow.UpdateMethodMultiParam[P, Awaitable[R]]:
-        _checked(fn)
+        _check(fn)
 
         @functools.wraps(fn)
         async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
