@@ -32,18 +32,14 @@ from activities.run_models import (
     GrantClaim,
     LeaseRequest,
     OpenRun,
-    PlannedWrite,
     ProposeInput,
     ProposeResult,
     PublishAll,
     PublishedAll,
-    PublishInput,
     PublishRefusal,
-    PublishResult,
     RecordEvidence,
     RunAdmission,
     RunOpened,
-    RunSetup,
     StartRun,
     Written,
     rollout_id_for,
@@ -72,20 +68,10 @@ class RunActivities(GovflowActivities):
         # Rollout id -> the fence generation at which asking it answered NOT_FOUND (see ``admit``).
         self._absent: dict[str, int] = {}
 
-    @activity.defn(name="govflow.start_run")
-    async def start_run(self, start: StartRun) -> RunSetup:
-        """Hand the workflow its task's policy. The run is registered with its first evidence rows.
-
-        Kept under its own name (recorded histories schedule it); the work is ``load_policy``'s.
-        """
-        return self._setup(start.task, start.task_version)
-
     @activity.defn(name="govflow.open_run")
     async def open_run(self, req: OpenRun) -> RunOpened:
-        """A new run's policy and its admission: a local activity in the task that starts the run
-        (local-admit), or, with ``req.gather``, the run's first activity, which also gathers (open-gathers)
-        and, with ``req.propose``, proposes from what it gathered (revision 3): one activity where a run
-        had two. A model that fails here leaves the proposal to the run's propose activity.
+        """A new run's first activity: its policy, its admission, a gather, and a proposal from what it
+        gathered. A model that fails here leaves the proposal to the run's propose activity.
         A submit whose signature the policy refuses is not admitted: it takes no slot (the run refuses it).
         A run refused (that, or no rollout where the policy requires one) reads nothing: the workflow
         decides the same from the same policy and admission. A gather's scope refusal or input problem comes
@@ -99,7 +85,7 @@ class RunActivities(GovflowActivities):
         if signed_act_problem(policy, "submit", req.start.requester, req.submit_signature, message):
             return RunOpened(setup=setup)
         admission = await self.admit(req.admit)
-        if req.gather is None or admission.lacks_rollout(req.admit.requested, policy.rollout.required):
+        if admission.lacks_rollout(req.admit.requested, policy.rollout.required):
             return RunOpened(setup=setup, admission=admission)
         try:
             gathered = await self.gather(req.gather)
@@ -109,16 +95,15 @@ class RunActivities(GovflowActivities):
                 return RunOpened(setup=setup, admission=admission, gather_failure=failure)
             raise
         proposed: ProposeResult | None = None
-        if req.propose:
-            proposing = ProposeInput(run_id=req.gather.run_id, task=req.gather.task,
-                                     task_version=req.gather.task_version, context=gathered.context)  # fmt: skip
-            try:
-                proposed = await self.propose(proposing)
-            except ApplicationError as exc:
-                if exc.type != ErrorType.MODEL:
-                    raise
-                # The run's propose activity asks again, with its own retries (not this admission's and reads').
-                activity.logger.warning("run %s: the model failed while opening (%s)", req.gather.run_id, exc)
+        proposing = ProposeInput(run_id=req.gather.run_id, task=req.gather.task,
+                                 task_version=req.gather.task_version, context=gathered.context)  # fmt: skip
+        try:
+            proposed = await self.propose(proposing)
+        except ApplicationError as exc:
+            if exc.type != ErrorType.MODEL:
+                raise
+            # The run's propose activity asks again, with its own retries (not this admission's and reads').
+            activity.logger.warning("run %s: the model failed while opening (%s)", req.gather.run_id, exc)
         return RunOpened(setup=setup, admission=admission, gathered=gathered, proposed=proposed)
 
     async def _refuse_a_second_start(self, start: StartRun) -> str:
@@ -159,14 +144,6 @@ class RunActivities(GovflowActivities):
             rec.task, rec.run_id, rec.seq, rec.at, rec.items, frozenset(reg.policy.evidence.redact_fields), run
         )
         return Appended(next_seq=rec.seq + len(rec.items), head=head)
-
-    @activity.defn(name="govflow.record_evidence")
-    async def record_evidence(self, rec: RecordEvidence) -> int:
-        """Append items at ``seq``, ``seq + 1``, ...; returns the next free seq. Safe to retry.
-
-        The local activity of runs from before evidence-v2; the work is ``append_run_evidence``'s.
-        """
-        return (await self.append_run_evidence(rec)).next_seq
 
     @activity.defn(name="govflow.gather")
     async def gather(self, inp: GatherInput) -> GatherResult:
@@ -226,7 +203,7 @@ class RunActivities(GovflowActivities):
         by the scope guard or its rollout is recorded in that commit (writes after it are not attempted)
         and named in the result; ``then`` is left out.
         """
-        done = await self._publish_writes(inp, record_refusal=True)
+        done = await self._publish_writes(inp)
         # The run is finished once ``then`` commits: its rollout hears so now, not a workflow task later.
         reported = False
         if done.refused is None and inp.then and inp.report is not None and inp.rollout_id and self._client:
@@ -241,32 +218,14 @@ class RunActivities(GovflowActivities):
             refused=done.refused, reported=reported, next_seq=done.next_seq, head=done.head,
         )  # fmt: skip
 
-    @activity.defn(name="govflow.publish")
-    async def publish(self, inp: PublishInput) -> PublishResult:
-        """One write (runs from before local-admit): as ``publish_all``, but a refusal commits the pending
-        rows only and fails the activity; the workflow records the refusal."""
-        batch = PublishAll(
-            run_id=inp.run_id, task=inp.task, task_version=inp.task_version,
-            writes=[PlannedWrite(action=inp.action, grant=inp.grants[0] if inp.grants else None)],
-            seq=inp.seq, at=inp.at, before=inp.before, start=inp.start, rollout_id=inp.rollout_id, stage=inp.stage,
-            then=inp.then,
-        )  # fmt: skip
-        done = await self._publish_writes(batch, record_refusal=False)
-        if done.error is not None:
-            raise done.error
-        result = done.results[inp.action.action_id]
-        return PublishResult(
-            before=result.before, after=result.after, replayed=result.replayed, next_seq=done.next_seq, head=done.head
-        )
-
-    async def _publish_writes(self, inp: PublishAll, *, record_refusal: bool) -> _Published:
+    async def _publish_writes(self, inp: PublishAll) -> _Published:
         reg = self._registration(inp.task, inp.task_version)
         io = ScopedConnectors(reg.policy, reg.connectors)
         redact_fields = frozenset(reg.policy.evidence.redact_fields)
         run = self._run_record(inp.start, inp.start.policy_digest or reg.digest) if inp.start else None
         requests = [_write_request(inp.run_id, w.action) for w in inp.writes]
         results: dict[str, WriteResult] = {}
-        refused: tuple[PublishRefusal, Event, ApplicationError] | None = None
+        refused: tuple[PublishRefusal, Event] | None = None
         current = ""  # the action being written
         retried = activity.info().attempt > 1
         async with AsyncExitStack() as stack:
@@ -287,12 +246,12 @@ class RunActivities(GovflowActivities):
             except ScopeViolation as exc:
                 error = fail(exc, ErrorType.SCOPE_VIOLATION, details=exc.refusal.model_dump())
                 event: Event = ScopeRefused.model_validate(exc.refusal.model_dump())
-                refused = (PublishRefusal(action_id=current, reason=error.message), event, error)
+                refused = (PublishRefusal(action_id=current, reason=error.message), event)
             except ApplicationError as exc:
                 if exc.type != ErrorType.LEASE_REFUSED:
                     raise
                 event = LeaseRefused(rollout_id=inp.rollout_id, action_id=current, reason=exc.message)
-                refused = (PublishRefusal(action_id=current, reason=exc.message), event, exc)
+                refused = (PublishRefusal(action_id=current, reason=exc.message), event)
             except ConnectorError as exc:
                 raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
             except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
@@ -304,7 +263,7 @@ class RunActivities(GovflowActivities):
             ]  # fmt: skip
             if refused is None:
                 items += inp.then
-            elif record_refusal:  # else the workflow records it (``publish``: one write, refused, so none done)
+            else:
                 items.append(EvidenceItem.of(refused[1]))
             batch = self._run_batch(inp.run_id, inp.seq, inp.at, items, redact_fields)
             appended = await self._append_batch("run", batch, run, within=hold) if batch else []
@@ -312,7 +271,7 @@ class RunActivities(GovflowActivities):
         head = appended[-1].hash if appended else ""
         return _Published(
             results=results, refused=refused[0] if refused else None,
-            error=refused[2] if refused else None, next_seq=inp.seq + len(items), head=head,
+            next_seq=inp.seq + len(items), head=head,
         )  # fmt: skip
 
     @activity.defn(name="govflow.claim_grant")
@@ -393,7 +352,6 @@ class RunActivities(GovflowActivities):
             return ControlAnswer(accepted=False, reason=gone, stage="", paused=False)
         return None
 
-    @activity.defn(name="govflow.admit")
     async def admit(self, inp: AdmitInput) -> RunAdmission:
         """Ask the run's rollout (the version's own unless the input names one) how the run may run.
 
@@ -436,8 +394,7 @@ class RunActivities(GovflowActivities):
 
     def all(self) -> list[Any]:
         return [
-            self.start_run, self.open_run, self.append_run_evidence, self.record_evidence, self.gather, self.propose,
-            self.publish, self.publish_all, self.admit, self.claim_grant,
+            self.open_run, self.append_run_evidence, self.gather, self.propose, self.publish_all, self.claim_grant,
         ]  # fmt: skip
 
 
@@ -445,7 +402,6 @@ class RunActivities(GovflowActivities):
 class _Published:
     results: dict[str, WriteResult]
     refused: PublishRefusal | None
-    error: ApplicationError | None
     next_seq: int
     head: str
 

@@ -110,35 +110,6 @@ class EvidenceItem(_Model):
         return cls(kind=event.kind, payload=event.payload(), at=at)
 
 
-class PublishInput(_Model):
-    run_id: str
-    task: str
-    task_version: str
-    action: Action
-    seq: int = Field(description="The evidence sequence number of the first row this activity appends.")
-    at: datetime
-    before: list[EvidenceItem] = Field(
-        default_factory=list, description="Rows to commit before the write (the run's decisions, when deferred)."
-    )
-    start: StartRun | None = Field(default=None, description="Register the run with ``before`` (its first rows).")
-    rollout_id: str | None = Field(default=None, description="Lease publish authority from it right before writing.")
-    stage: str = ""
-    then: list[EvidenceItem] = Field(
-        default_factory=list, description="Rows to append after touched_record, in the same commit (run_finished)."
-    )
-    grants: list[str] = Field(
-        default_factory=list, description="Standing approvals this write relies on: each must still be active."
-    )
-
-
-class PublishResult(_Model):
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    replayed: bool
-    next_seq: int | None = Field(default=None, description="The seq the run's next evidence row takes.")
-    head: str | None = Field(default=None, description="The hash of the run's last evidence row.")
-
-
 class PlannedWrite(_Model):
     action: Action
     grant: str | None = Field(default=None, description="The standing approval the write relies on, if any.")
@@ -329,19 +300,17 @@ class GrantClaim(_Model):
 
 
 class OpenRun(_Model):
-    """A new run's setup and admission (and, with ``gather``, its first gather; with ``propose`` too, its
-    first proposal), in one activity. ``submit_message`` is what the requester signs: a submit the policy
-    refuses for its signature is not admitted (it takes no slot), and a refused run reads nothing."""
+    """A new run's setup, admission, first gather and first proposal, in one activity. ``submit_message`` is
+    what the requester signs: a submit the policy refuses for its signature is not admitted (it takes no
+    slot), and a refused run reads nothing."""
 
     start: StartRun
     admit: AdmitInput
     submit_signature: str | None = None
     submit_message: str
-    gather: GatherInput | None = Field(default=None, description="Gather once admitted (open-gathers).")
-    propose: bool = Field(
-        default=False,
-        description="Propose once gathered (revision 3). A model that fails leaves the proposal to the run's "
-        "propose activity, with its own retries; the run's admission and reads are not repeated for it.",
+    gather: GatherInput = Field(
+        description="Gathered once admitted, then proposed from. A model that fails leaves the proposal to the "
+        "run's propose activity, with its own retries; the run's admission and reads are not repeated for it."
     )
 
 

@@ -1,7 +1,7 @@
 """The bare workflows for the benchmark: the same gather, propose and write, called directly.
 
 ``BareRun`` makes one activity per step, as a plain workflow is written; ``BareLeanRun`` makes the
-steps in as many activities as a governed run (revision 3) does: gather and propose in one, every
+steps in as many activities as a governed run does: gather and propose in one, every
 write in another, so that against it a governed run pays for its governance alone."""
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
-from temporalio.common import WorkerDeploymentVersion
 
 from activities.evidence import EvidenceStore, migrate
 from policies.errors import GovflowError
@@ -130,6 +129,7 @@ def cmd_temporal_setup(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.app import default_app, ensure_example_sors, load_app
+    from workers.deployments import worker_version
     from workers.worker import run_worker
 
     async def go() -> None:
@@ -140,25 +140,18 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
-        name, build = args.deployment or settings.deployment_name, args.build_id or settings.build_id
-        if (name is None) != (build is None):
-            raise GovflowError(
-                "--deployment and --build-id go together (or GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID)"
-            )
-        if args.make_current and name is None:
-            raise GovflowError("--make-current needs --deployment and --build-id")
-        deployment = WorkerDeploymentVersion(deployment_name=name, build_id=build) if name and build else None
+        deployment, make_current = worker_version(settings, args.deployment, args.build_id, args.make_current)
         await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port, settings.ui_url,
-                         deployment=deployment, make_current=args.make_current)  # fmt: skip
+                         deployment=deployment, make_current=make_current)  # fmt: skip
 
     asyncio.run(go())
     return 0
 
 
 def cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.deployments import render, set_current, versions
+    from workers.deployments import LOCAL_DEPLOYMENT, render, set_current, versions
 
-    name = args.deployment or settings.deployment_name
+    name = args.deployment or settings.deployment_name or (LOCAL_DEPLOYMENT if settings.embedded_temporal else None)
     if not name:
         raise GovflowError("deployments: name the deployment with --deployment NAME (or GOVFLOW_DEPLOYMENT_NAME)")
 
@@ -293,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--deployment",
         metavar="NAME",
         help="Worker Versioning: run as a version of this worker deployment (GOVFLOW_DEPLOYMENT_NAME); a governed "
-        "run then finishes on the build it started on, rollouts and grants move to the current build",
+        "run then finishes on the build it started on, rollouts and grants move to the current build. On the "
+        "local stack, with neither this nor --build-id: govflow-local, at a build id from the workflow code, "
+        "made current",
     )
     worker.add_argument("--build-id", metavar="ID", help="this worker's build id in the deployment (GOVFLOW_BUILD_ID)")
     worker.add_argument(
@@ -305,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     deployments = sub.add_parser(
         "deployments", help="Worker Versioning: each build of a deployment, its status, the runs pinned to it"
     )
-    deployments.add_argument("--deployment", metavar="NAME", help="the deployment (default: GOVFLOW_DEPLOYMENT_NAME)")
+    deployments.add_argument(
+        "--deployment",
+        metavar="NAME",
+        help="the deployment (default: GOVFLOW_DEPLOYMENT_NAME; on the local stack govflow-local)",
+    )
     deployments.add_argument(
         "--set-current", metavar="BUILD_ID", help="make this build the current version: new runs start on it"
     )

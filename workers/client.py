@@ -22,7 +22,7 @@ from workflows import search_attributes as sa
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
-from workflows.run_models import REVISION, ExceptionDecision, ReviewRequest, RunInput, RunStatus
+from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
 from workflows.standing import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
 
 # The handlers take ``*args`` (anyone can send anything), so their types say nothing of the payload.
@@ -40,11 +40,11 @@ async def submit(client: Client, task_queue: str, inp: RunInput, *, run_id: str 
     run_id = run_id or f"run-{inp.task}-{inp.item_key}-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
         GovernedRunWorkflow.run,
-        inp.model_copy(update={"revision": REVISION}),
+        inp,
         id=run_id,
         task_queue=task_queue,
         search_attributes=TypedSearchAttributes(sa.run_start(inp.task, inp.stage, inp.mode)),
-        # GovflowAwaitingApproval is set by the run once it waits for a reviewer (revision 2): the attributes
+        # GovflowAwaitingApproval is set by the run once it waits for a reviewer: the attributes
         # a run starts with cost it CPU between dev server and worker (bench.search_attributes: 1.2 ms with
         # the task alone, 2.2 ms with all four); `GovflowAwaitingApproval = true` finds the runs that wait.
         # No static summary or details (user metadata): on the dev server they cost a run ~3 ms of CPU

@@ -230,6 +230,7 @@ QUERIES = {
 
 
 async def run_demo(client: Client, settings: Settings, database_url: str, sor_dsn: str, reviewers: list[str]) -> int:
+    from workers.deployments import set_current, worker_version
     from workers.worker import build_worker
 
     # Refused reads and failed activities are part of the story; the SDK would log each with a traceback.
@@ -239,8 +240,11 @@ async def run_demo(client: Client, settings: Settings, database_url: str, sor_ds
     register_demo(registry, sor_dsn, knob)
     began = time.monotonic()
     async with EvidenceStore.open(database_url) as store:
-        worker = build_worker(client, settings.task_queue, store, registry)
+        deployment, make_current = worker_version(settings)
+        worker = build_worker(client, settings.task_queue, store, registry, deployment=deployment)
         async with worker:
+            if deployment is not None and make_current:  # the local stack's: runs start on this build
+                await set_current(client, deployment.deployment_name, deployment.build_id)
             wid = await _fresh_rollout(client, settings)
             drive = Driver(client, settings, reviewers)
             await drive.wait_for(lambda s: s.stage == "shadow", "its first stage")

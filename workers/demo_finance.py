@@ -60,6 +60,7 @@ def ensure_demo_keys(keys: Path, people: tuple[str, ...]) -> None:
 
 
 async def run_finance_demo(client: Client, settings: Settings, database_url: str, reviewers: list[str]) -> int:
+    from workers.deployments import set_current, worker_version
     from workers.worker import build_worker
 
     logging.getLogger("temporalio").setLevel(logging.ERROR)
@@ -80,7 +81,13 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
                      model=example.baseline_model(knob))  # fmt: skip
     reviewers = reviewers or []
     began = time.monotonic()
-    async with EvidenceStore.open(database_url) as store, build_worker(client, settings.task_queue, store, registry):
+    deployment, make_current = worker_version(settings)
+    async with (
+        EvidenceStore.open(database_url) as store,
+        build_worker(client, settings.task_queue, store, registry, deployment=deployment),
+    ):
+        if deployment is not None and make_current:  # the local stack's: runs start on this build
+            await set_current(client, deployment.deployment_name, deployment.build_id)
         running = await running_rollout(client, TASK, version)
         if running is not None:
             await client.get_workflow_handle(running).terminate("govflow demo started again")

@@ -10,7 +10,9 @@ current build at their next workflow task, and patch what changes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from temporalio.api.enums.v1 import WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
@@ -18,13 +20,49 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentCurrentVersionRequest,
 )
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 
 from policies.errors import GovflowError
+from workers.settings import Settings
+
+LOCAL_DEPLOYMENT = "govflow-local"
+"""The deployment of workers on the local stack (``govflow stack``), unless settings name one."""
+_CODE = ("workflows", "activities", "policies")
+"""The packages whose code a workflow replays (the sandbox passes them through): the local build id is theirs."""
 
 
 class DeploymentError(GovflowError):
     """A deployment or version Temporal does not know, or cannot move."""
+
+
+def code_build_id() -> str:
+    """A build id for this checkout's workflow code: the digest of every module a workflow replays, so
+    a change to any of them is a new build (a run waiting on the old one stays PINNED to it)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(p for package in _CODE for p in (root / package).rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"code-{h.hexdigest()[:12]}"
+
+
+def worker_version(
+    settings: Settings, deployment: str | None = None, build_id: str | None = None, make_current: bool = False
+) -> tuple[WorkerDeploymentVersion | None, bool]:
+    """The version a worker runs as, and whether it makes itself current: the deployment and build id given
+    (flags, else settings); on the local stack with neither, ``LOCAL_DEPLOYMENT`` at ``code_build_id()``,
+    made current (a new build takes new runs; a waiting run finishes on its own build). Elsewhere, with
+    neither, unversioned."""
+    name, build = deployment or settings.deployment_name, build_id or settings.build_id
+    if (name is None) != (build is None):
+        raise GovflowError("--deployment and --build-id go together (or GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID)")
+    if make_current and name is None:
+        raise GovflowError("--make-current needs --deployment and --build-id")
+    if name is None and settings.embedded_temporal:
+        return WorkerDeploymentVersion(deployment_name=LOCAL_DEPLOYMENT, build_id=code_build_id()), True
+    if name is None or build is None:
+        return None, False
+    return WorkerDeploymentVersion(deployment_name=name, build_id=build), make_current
 
 
 @dataclass(frozen=True)

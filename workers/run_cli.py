@@ -156,7 +156,7 @@ async def _runs(client: Client, query: str) -> list[dict[str, Any]]:
                 "task": attrs.get(sa.TASK),
                 "stage": attrs.get(sa.STAGE),
                 "mode": attrs.get(sa.MODE),
-                # Set once a run waits (runs submitted since revision 2 start without it).
+                # Set once a run waits; a run starts without it.
                 "awaiting_approval": attrs.get(sa.AWAITING_APPROVAL) is True,
                 "started": wf.start_time.isoformat() if wf.start_time else None,
             }

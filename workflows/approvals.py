@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from activities.connectors.guard import ReadLog
 from activities.evidence.events import (
-    ActionStatus,
     ApprovalAttemptRecord,
     Event,
     ExceptionDecided,
@@ -24,11 +23,7 @@ from activities.evidence.events import (
     ProposalMade,
     QualityCheckFailed,
     QualityScoreRecord,
-    RunFinished,
-    RunReport,
-    TouchedRecord,
 )
-from activities.evidence.records import Mode
 from activities.run_models import ProposeResult
 from policies import (
     Action,
@@ -49,10 +44,8 @@ from policies import (
 from policies.stats import CheckResult
 from workflows.inputs import Read, field_text
 from workflows.run_models import (
-    ActionOutcome,
     ExceptionDecision,
     GateView,
-    Outcome,
     PendingAction,
     Review,
     exception_message,
@@ -157,65 +150,6 @@ def decide_actions(
 # --- what a run wrote, or would have ---------------------------------------------------------------------
 
 
-def shadow_write(run_id: str, action: Action, reads: Iterable[ReadLog]) -> TouchedRecord:
-    """What a shadow run would have written: the record as read, and as the action would leave it."""
-    by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
-    before = by_record.get((action.system, action.resource, action.record_id or ""))
-    after = None if action.operation == "delete" else {**(before or {}), **action.fields}
-    return TouchedRecord(
-        action_id=action.action_id, system=action.system, resource=action.resource,
-        record_id=action.record_id or "", operation=action.operation, mode="shadow",
-        idempotency_key=f"{run_id}:{action.action_id}", before_image=before, after_image=after,
-    )  # fmt: skip
-
-
-def unapproved(state: ActionState) -> ActionOutcome:
-    """A live action that ends without its approval: rejected by a reviewer, or expired."""
-    status, why = ("expired", "approval expired") if state.expired else ("rejected", "rejected by a reviewer")
-    return _outcome(state, status, reason=why)
-
-
-def would_write(state: ActionState, touched: TouchedRecord) -> ActionOutcome:
-    """A shadow run's action: what it would have written (``shadow_write``), and the approval it would need."""
-    why = "" if state.approved else f"would need approval: {state.reason}"
-    return _outcome(state, "would_write", reason=why, before=touched.before_image, after=touched.after_image)
-
-
-def written(
-    state: ActionState, before: dict[str, Any] | None = None, after: dict[str, Any] | None = None
-) -> ActionOutcome:
-    return _outcome(state, "written", before=before, after=after)
-
-
-def _outcome(state: ActionState, status: str, **rest: Any) -> ActionOutcome:
-    a = state.action
-    return ActionOutcome(action_id=a.action_id, target=a.target, decision=state.decision, status=status, **rest)
-
-
-def outcome_of(mode: str, outcomes: Sequence[ActionOutcome]) -> Outcome:
-    if mode == "shadow":
-        return "shadowed"
-    if all(o.status == "written" for o in outcomes):
-        return "published"
-    return "partial" if any(o.status == "written" for o in outcomes) else "rejected"
-
-
-def run_report(
-    run_id: str, stage: str, mode: Mode, outcome: Outcome, outcomes: Sequence[ActionOutcome],
-    checks_passed: bool, scores: Mapping[str, float],
-) -> RunReport:  # fmt: skip
-    """What a finished run tells its rollout's gates."""
-    overridden = any(o.status == "rejected" for o in outcomes)
-    return RunReport(run_id=run_id, stage=stage, mode=mode, checks_passed=checks_passed, scores=dict(scores),
-                     overridden=overridden, error=outcome == "exception")  # fmt: skip
-
-
-def finished_event(outcome: Outcome, outcomes: Sequence[ActionOutcome], reason: str,
-                   report: RunReport | None) -> RunFinished:  # fmt: skip
-    actions = [ActionStatus(action_id=o.action_id, status=o.status) for o in outcomes]
-    return RunFinished(outcome=outcome, reason=reason, actions=actions, report=report)
-
-
 # --- votes ---------------------------------------------------------------------------------------------
 
 
@@ -282,10 +216,9 @@ def judge_vote(
 
 
 def vote_event(
-    review: Review, verdict: Verdict, outcome: AttemptOutcome, state: ActionState | None, via: Via, *, full: bool
+    review: Review, verdict: Verdict, outcome: AttemptOutcome, state: ActionState | None, via: Via
 ) -> ApprovalAttemptRecord:
-    """The evidence of one vote, accepted or refused. ``full`` keeps the reviewer's note and signature
-    (every run since evidence-v2)."""
+    """The evidence of one vote, accepted or refused, with the reviewer's note and signature."""
     return ApprovalAttemptRecord(
         action_id=state.action.action_id if state else review.action_id or "",
         action_digest=review.action_digest or (state.digest if state else ""),
@@ -295,8 +228,8 @@ def vote_event(
         reason=outcome.reason if outcome.accepted else f"{outcome.code}: {outcome.reason}",
         signed=review.signature is not None,
         via=via,
-        note=review.reason if full else None,
-        signature=review.signature if full else None,
+        note=review.reason,
+        signature=review.signature,
     )
 
 

@@ -60,13 +60,12 @@ class ExceptionRoute:
             return f"{kind}: discarded by {decision.reviewer} ({decision.reason})"
         return ""
 
-    async def decide(self, policy: Policy, args: Sequence[Any], *, record_unreadable: bool) -> AttemptOutcome:
+    async def decide(self, policy: Policy, args: Sequence[Any]) -> AttemptOutcome:
         """A person's decision, as sent (untrusted): judged, recorded, and applied when accepted."""
         got = read(ExceptionDecision, args, _DECISION_EXAMPLE)
         if got.value is None:
             outcome = AttemptOutcome(accepted=False, code="closed", reason=f"unreadable decision: {got.problem}")
-            if record_unreadable:
-                await self._ledger.record(approvals.unreadable_decision_event(args, got, outcome))
+            await self._ledger.record(approvals.unreadable_decision_event(args, got, outcome))
             return outcome
         waiting = self.problem is not None and self._decision is None
         outcome, event = approvals.judge_exception(

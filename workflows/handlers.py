@@ -29,8 +29,9 @@ with workflow.unsafe.imports_passed_through():
 UNREADABLE_BYTES = "unreadable-bytes"
 """The patch from which a workflow receives bytes that are not JSON (workflows/payloads.py). Before it,
 the SDK dropped them before any handler ran, so a history from then holds such a signal with no command
-after it: replayed, it is dropped again. Asked only when such bytes arrive, so a run that never receives
-any records no marker."""
+after it: replayed, it is dropped again. Asked only when such bytes arrive, so a workflow that never
+receives any records no marker; never asked by a PINNED workflow (one generation: ``PINNED = True`` on
+its class), which has no history from before it."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,9 +55,16 @@ def _check(fn: Callable[..., Any]) -> None:
         raise TypeError(problem)
 
 
+def pinned(cls: type) -> bool:
+    """A workflow of one generation: PINNED to its worker build, it asks no patch (``make lint`` checks)."""
+    return bool(getattr(cls, "PINNED", False))
+
+
 def _received(args: tuple[Any, ...]) -> bool:
     """False for bytes that are not JSON sent before the workflow could receive them (see UNREADABLE_BYTES)."""
-    return not any(isinstance(a, Unreadable) for a in args) or workflow.patched(UNREADABLE_BYTES)
+    if pinned(type(args[0])) or not any(isinstance(a, Unreadable) for a in args[1:]):
+        return True
+    return workflow.patched(UNREADABLE_BYTES)
 
 
 def signal(*, name: str, description: str) -> Callable[[Callable[P, Awaitable[None]]], Callable[P, Awaitable[None]]]:
@@ -67,7 +75,7 @@ def signal(*, name: str, description: str) -> Callable[[Callable[P, Awaitable[No
 
         @functools.wraps(fn)
         async def handler(*args: P.args, **kwargs: P.kwargs) -> None:
-            if _received(tuple(args[1:])):
+            if _received(tuple(args)):
                 await fn(*args, **kwargs)
 
         return workflow.signal(name=name, description=description)(handler)
@@ -85,7 +93,7 @@ def update(
 
         @functools.wraps(fn)
         async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
-            if not _received(tuple(args[1:])):
+            if not _received(tuple(args)):
                 raise ApplicationError("the payload is not JSON", type="UnreadablePayload", non_retryable=True)
             return await fn(*args, **kwargs)
 

@@ -1,9 +1,9 @@
 """The evidence ledgers of the two workflows: where their next row goes, in order, exactly once.
 
 A ledger owns its chain's next sequence number and the lock that orders appends. Rows are appended
-by activities (evidence-v2): an activity's input is fixed in history when the workflow task
-completes, so a retried task or a crashed worker never writes a row differently. Histories from
-before evidence-v2 append through a local activity, kept for replay.
+by activities: an activity's input is fixed in history when the workflow task completes, so a
+retried task or a crashed worker never writes a row differently. (A rollout's histories from before
+evidence-v2 append through a local activity, kept for replay: the rollout is AUTO_UPGRADE.)
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence.events import DataConflict, DataRestored, Event, LeaseRefused, RunReport, ScopeRefused
-    from activities.names import ErrorType
+    from activities.evidence.events import DataConflict, DataRestored, Event, RunReport, ScopeRefused
     from activities.rollout_activities import RolloutActivities
     from activities.run_activities import RunActivities
     from activities.run_models import (
@@ -27,15 +26,12 @@ with workflow.unsafe.imports_passed_through():
         PlannedWrite,
         PublishAll,
         PublishedAll,
-        PublishInput,
-        PublishResult,
         RecordEvidence,
         RecordRolloutBatch,
         RecordRolloutEvidence,
         RolloutRow,
         StartRun,
     )
-    from policies import Action
     from workflows.rollout_models import RolloutState
 
 LOCAL = timedelta(seconds=30)
@@ -56,7 +52,6 @@ class RunLedger:
         self.seq = 1
         self.head: str | None = None
         self.lock = asyncio.Lock()
-        self.v2 = False
         self.task = task
         self.task_version = task_version
         self.start: StartRun | None = None
@@ -100,24 +95,16 @@ class RunLedger:
             run_id=self.run_id, task=self.task, task_version=self.task_version, seq=self.seq, at=workflow.now(),
             items=items, start=self.opening,
         )  # fmt: skip
-        if self.v2:
-            appended = await workflow.execute_activity_method(
-                RunActivities.append_run_evidence,
-                rec,
-                start_to_close_timeout=LOCAL,
-                retry_policy=EVIDENCE_RETRY,
-            )
-            self.seq, self.head = appended.next_seq, appended.head
-            return
-        self.seq = await workflow.execute_local_activity_method(
-            RunActivities.record_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=RETRY
+        appended = await workflow.execute_activity_method(
+            RunActivities.append_run_evidence, rec, start_to_close_timeout=LOCAL, retry_policy=EVIDENCE_RETRY
         )
+        self.seq, self.head = appended.next_seq, appended.head
 
     async def publish_all(
         self, writes: list[PlannedWrite], *, rollout_id: str | None, stage: str, then: list[EvidenceItem],
         report: RunReport | None = None, fence_generation: int | None = None,
     ) -> PublishedAll:  # fmt: skip
-        """Write a run's approved actions in one activity (local-admit): the deferred rows, the touched
+        """Write a run's approved actions in one activity: the deferred rows, the touched
         records and ``then`` in one commit; a refused write is recorded there too, and named in the result."""
         async with self.lock:
             batch = PublishAll(
@@ -129,43 +116,6 @@ class RunLedger:
                 RunActivities.publish_all, batch, start_to_close_timeout=PUBLISH, retry_policy=RETRY
             )
             self.seq, self.head = result.next_seq, result.head
-        return result
-
-    async def publish(
-        self, action: Action, *, rollout_id: str | None, stage: str, then: list[EvidenceItem],
-        grants: list[str] | None = None,
-    ) -> PublishResult | str:  # fmt: skip
-        """Write one approved action (leased from ``rollout_id`` when live), the deferred rows committed
-        before it and ``then`` with it. A write the scope guard or the rollout refuses is recorded, and
-        its reason returned instead of a result."""
-        async with self.lock:
-            seq, before = self.seq, self.take_pending()
-            write = PublishInput(
-                run_id=self.run_id, task=self.task, task_version=self.task_version, action=action, seq=seq,
-                at=workflow.now(), before=before, start=self.opening, rollout_id=rollout_id, stage=stage, then=then,
-                grants=grants or [],
-            )  # fmt: skip
-            try:
-                result = await workflow.execute_activity_method(
-                    RunActivities.publish, write, start_to_close_timeout=PUBLISH, retry_policy=RETRY
-                )
-            except ActivityError as err:
-                cause = err.cause
-                refused = (ErrorType.SCOPE_VIOLATION, ErrorType.LEASE_REFUSED)
-                if not (isinstance(cause, ApplicationError) and cause.type in refused):
-                    raise
-                self.seq = seq + len(before)  # committed before the write was refused
-                event: Event = (
-                    LeaseRefused(rollout_id=write.rollout_id, action_id=write.action.action_id, reason=cause.message)
-                    if cause.type == ErrorType.LEASE_REFUSED
-                    else scope_refusal(cause)
-                )
-                await self.record_locked(event)
-                return cause.message
-            if result.next_seq is not None:
-                self.seq, self.head = result.next_seq, result.head
-            else:  # a publish activity from before it said where the chain stands
-                self.seq = seq + len(before) + 1 + len(write.then)
         return result
 
 

@@ -1,12 +1,14 @@
-"""What a run does for its reviewers beyond waiting for their votes: it claims a standing approval that
-covers an action (policies/standing.py), and it announces its waits to the policy's notification targets
-(workflows/notify.py). Workflow code: called from GovernedRunWorkflow, in its order.
+"""What a run does for its reviewers: it takes their votes and exception decisions (``Votes``, what its
+signals and updates do), claims a standing approval that covers an action (policies/standing.py), and
+announces its waits to the policy's notification targets (workflows/notify.py). Workflow code: called
+from GovernedRunWorkflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
@@ -16,14 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.evidence import events as ev
     from activities.notify_models import Transition
     from activities.run_activities import RunActivities
-    from policies import Policy
-    from workflows import notify
-    from workflows.approvals import ActionState
-    from workflows.ledger import RETRY
+    from policies import AttemptOutcome, Policy
+    from workflows import approvals, notify
+    from workflows.approvals import ActionState, Verdict, Via
+    from workflows.exception_route import ExceptionRoute
+    from workflows.inputs import read
+    from workflows.ledger import RETRY, RunLedger
     from workflows.notify import NotifyWorkflow
-    from workflows.run_models import RunInput
+    from workflows.run_models import Review, ReviewRequest, RunInput
+    from workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)
+_REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'
+_REVIEW_UPDATE_EXAMPLE = '{"verdict": "approve", "reviewer": "alice", "action_digest": "<digest>"}'
 
 
 async def claim_standing(
@@ -36,7 +43,7 @@ async def claim_standing(
         return []
     rules = {r.name for r in policy.actions if r.allows_standing}
     wanted = [(s, g) for s in actions.values() for g in s.gates[:1] if g.status == "open" and g.gate.rule in rules]
-    if not wanted or not workflow.patched("standing-grants"):
+    if not wanted:
         return []
     events: list[ev.Event] = []
     for state, gate in wanted:
@@ -94,3 +101,80 @@ class Announcer:
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
+
+
+class Votes:
+    """What the run's signals and updates do with what reviewers send: each vote or exception decision
+    read (untrusted), judged, recorded, and applied when accepted. Input that arrives before the run is
+    set up waits for it; none is dropped."""
+
+    def __init__(
+        self, run_id: str, state: RunState, ledger: RunLedger, exceptions: ExceptionRoute, show: Callable[[], None]
+    ) -> None:
+        self._run_id, self._s, self._ledger, self._exceptions, self._show = run_id, state, ledger, exceptions, show
+
+    async def vote(self, args: Sequence[Any], verdict: Verdict, via: Via) -> AttemptOutcome:
+        """A signal's vote (the verdict is the signal's)."""
+        if not await self._ready():
+            return self._not_started()
+        got = read(Review, args, _REVIEW_EXAMPLE)
+        if got.value is not None:
+            return await self._review(got.value, verdict, via)
+        await self._ledger.record(approvals.unreadable_vote_event(args, verdict, via, got))
+        return AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
+
+    async def review(self, args: Sequence[Any]) -> AttemptOutcome:
+        """The review update's vote (the verdict is in the payload)."""
+        if not await self._ready():
+            return self._not_started()
+        got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
+        if got.value is None:  # the validator refuses these
+            return AttemptOutcome(accepted=False, code="closed", reason=f"unreadable vote: {got.problem}")
+        return await self._review(got.value, got.value.verdict, "update")
+
+    def validate_review(self, args: Sequence[Any]) -> None:
+        """What cannot be recorded is refused, with the reason: a run that is not reviewing, or a payload
+        without a readable verdict (the record needs one). Every other attempt is recorded."""
+        if self._s.policy is None or self._s.phase == "finished":
+            raise ValueError(f"run {self._run_id} is not reviewing anything (phase: {self._s.phase})")
+        got = read(ReviewRequest, args, _REVIEW_UPDATE_EXAMPLE)
+        if got.value is None:
+            raise ValueError(f"review refused: {got.problem}")
+
+    async def resolve(self, args: Sequence[Any]) -> AttemptOutcome:
+        """A decision on the run's exception."""
+        if not await self._ready():
+            return self._not_started()
+        assert self._s.policy is not None
+        return await self._exceptions.decide(self._s.policy, args)
+
+    async def _ready(self) -> bool:
+        """Waits until the run is set up (policy loaded, admitted). False: the run's start was refused, and
+        the input is answered without a record (the chain under this run id is another execution's)."""
+        await workflow.wait_condition(lambda: self._s.started or self._s.refused_start)
+        return not self._s.refused_start
+
+    def _not_started(self) -> AttemptOutcome:
+        return AttemptOutcome(accepted=False, code="closed", reason=f"run {self._run_id}: {self._s.refusal}")
+
+    async def _review(self, review: Review, verdict: Verdict, via: Via) -> AttemptOutcome:
+        s = self._s
+        assert s.policy is not None
+        state = approvals.find(s.actions, review)
+        judged = state is not None and s.live and state.open  # reaches a gate: a change, accepted or not
+        late = s.phase in ("publishing", "finished")
+        outcome = approvals.judge_vote(
+            s.policy, state, review, verdict, run_id=self._run_id, live=s.live,
+            now=workflow.now(), late=f"arrived after the run's decision, while {s.phase}" if late else "",
+        )  # fmt: skip
+        if judged:
+            s.changes += 1
+        self._show()
+        event = approvals.vote_event(review, verdict, outcome, state, via)
+        if judged and not any(a.open for a in s.actions.values()) and self._ledger.idle:
+            # The vote that closes the last gate: its row is committed with what follows at once (the
+            # publish, or run_finished), one activity sooner than a commit of its own.
+            self._ledger.defer(event)
+        else:
+            await self._ledger.record(event)
+        return outcome

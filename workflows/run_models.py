@@ -34,20 +34,6 @@ class RunInput(BaseModel):
         description="The requester's base64 Ed25519 signature of the submit (submit_message), where the policy "
         "requires signed submits.",
     )
-    revision: int = Field(
-        default=0,
-        ge=0,
-        description="Set by govflow.client.submit: the workflow code the run starts on (REVISION), so that it "
-        "needs no patch marker to say so. 0: runs started any other way, which decide by patch markers.",
-    )
-
-
-# What a run started by govflow.client.submit runs (RunInput.revision): 1 is open-gathers and every patch
-# before it; 2 starts without GovflowAwaitingApproval and sets it only once the run waits for a reviewer
-# (the start sets it no more); 3 proposes in the run's opening activity, from what it gathered (the
-# propose activity only when the model fails there, or after an exception decision). A later change that
-# needs a patch bumps it and keeps each earlier revision's path.
-REVISION = 3
 
 
 class ActionOutcome(BaseModel):

@@ -26,5 +26,5 @@ ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[bool], ...] = (
 
 def run_start(task: str, stage: str, mode: str) -> list[SearchAttributePair[str]]:
     """What a governed run starts with (``govflow.client.submit``), and sets itself if its start did not: the
-    keys people filter runs by. ``GovflowAwaitingApproval`` is the run's to set, once it waits (revision 2)."""
+    keys people filter runs by. ``GovflowAwaitingApproval`` is the run's to set, once it waits."""
     return [SearchAttributePair(TASK, task), SearchAttributePair(STAGE, stage), SearchAttributePair(MODE, mode)]

@@ -17,31 +17,27 @@ import dataclasses
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 
+from workflows import handlers
 from workflows.governed_run import GovernedRunWorkflow
 from workflows.notify import NotifyWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.standing import StandingGrantWorkflow
 
 
-def _with_behavior(cls: type, behavior: VersioningBehavior, name: str) -> type:
+def _versioned(cls: type) -> type:
+    """``cls`` with its versioning behaviour: PINNED if it says so (``PINNED = True``: one generation, no
+    patch), else AUTO_UPGRADE."""
+    behavior = VersioningBehavior.PINNED if handlers.pinned(cls) else VersioningBehavior.AUTO_UPGRADE
+    name = f"{cls.__name__.removesuffix('Workflow')}{'Pinned' if handlers.pinned(cls) else 'AutoUpgrade'}"
     versioned = type(name, (cls,), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
     # The SDK keeps a class's definition on this attribute and checks it belongs to that class.
     defn = dataclasses.replace(workflow._Definition.must_from_class(cls), cls=versioned, versioning_behavior=behavior)
     setattr(versioned, "__temporal_workflow_definition", defn)
+    globals()[name] = versioned  # the sandbox imports a workflow class by its module and name
     return versioned
 
 
-GovernedRunPinned = _with_behavior(GovernedRunWorkflow, VersioningBehavior.PINNED, "GovernedRunPinned")
-RolloutAutoUpgrade = _with_behavior(RolloutWorkflow, VersioningBehavior.AUTO_UPGRADE, "RolloutAutoUpgrade")
-StandingGrantAutoUpgrade = _with_behavior(
-    StandingGrantWorkflow, VersioningBehavior.AUTO_UPGRADE, "StandingGrantAutoUpgrade"
-)
-NotifyAutoUpgrade = _with_behavior(NotifyWorkflow, VersioningBehavior.AUTO_UPGRADE, "NotifyAutoUpgrade")
-
 VERSIONED: dict[type, type] = {
-    GovernedRunWorkflow: GovernedRunPinned,
-    RolloutWorkflow: RolloutAutoUpgrade,
-    StandingGrantWorkflow: StandingGrantAutoUpgrade,
-    NotifyWorkflow: NotifyAutoUpgrade,
+    cls: _versioned(cls) for cls in (GovernedRunWorkflow, RolloutWorkflow, StandingGrantWorkflow, NotifyWorkflow)
 }
 """Each workflow, to the class a versioned worker registers in its place."""

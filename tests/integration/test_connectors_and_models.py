@@ -27,7 +27,7 @@ from activities.models import ModelError, ModelRequest, OpenAIChatClient
 from activities.models.base import Message
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.run_models import EvidenceItem, PlannedWrite, PublishAll, PublishInput
+from activities.run_models import EvidenceItem, PlannedWrite, PublishAll
 from policies import Action, load_policy
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
 from workers.app import EXAMPLES
@@ -117,14 +117,15 @@ async def test_publish_refuses_out_of_scope_writes_and_records_that_move_out_of_
     activities = RunActivities(registry, store)
     env = ActivityEnvironment()
 
-    def publish(action: Action, seq: int = 2) -> PublishInput:
-        return PublishInput(run_id="r1", task="support-triage", task_version="1", action=action, seq=seq, at=_T0)
+    def publish(action: Action, run_id: str) -> PublishAll:
+        return PublishAll(run_id=run_id, task="support-triage", task_version="1", writes=[PlannedWrite(action=action)],
+                          seq=1, at=_T0)  # fmt: skip
 
     delete = Action(action_id="x", system="crm", resource="contact", operation="delete", record_id="C0001")
-    with pytest.raises(ApplicationError, match=r"no grant allows crm\.contact\.delete") as refused:
-        await env.run(activities.publish, publish(delete))
-    assert refused.value.type == "ScopeViolation"
-    assert refused.value.non_retryable
+    refused = (await env.run(activities.publish_all, publish(delete, "r1"))).refused
+    assert refused is not None
+    assert "no grant allows crm.contact.delete" in refused.reason
+    assert [e["kind"] for e in await store.events("run", "r1")] == ["scope_refusal"]
 
     conn = await asyncpg.connect(sor_url)
     try:
@@ -134,8 +135,10 @@ async def test_publish_refuses_out_of_scope_writes_and_records_that_move_out_of_
             action_id="flag", system="crm", resource="contact", operation="update", record_id="C0001",
             fields={"status": "churn-risk"},
         )  # fmt: skip
-        with pytest.raises(ApplicationError, match="its region is 'apac'"):
-            await env.run(activities.publish, publish(flag))
+        moved = await env.run(activities.publish_all, publish(flag, "r1b"))
+        assert moved.refused is not None
+        assert "its region is 'apac'" in moved.refused.reason
+        assert moved.written == []
         row = await conn.fetchrow("SELECT status FROM contact WHERE id = 'C0001'")
         assert row is not None
         assert row["status"] == "active"

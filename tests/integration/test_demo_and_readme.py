@@ -123,6 +123,10 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         rollout = "rollout-support-triage-vdemo"
         asyncio.run(_check_stack(env, database_url, rollout))
         assert "running" in _govflow(env, "stack", "status").stdout.split("worker")[1]
+        # On the local stack the demo's worker is a version of govflow-local, at its code's build, and current.
+        deployments = _govflow(env, "deployments")
+        assert deployments.returncode == 0, deployments.stderr
+        assert re.search(r"build code-[0-9a-f]{12} +current", deployments.stdout), deployments.stdout
 
         ran = []
         for args in readme_commands():

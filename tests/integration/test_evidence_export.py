@@ -101,13 +101,13 @@ async def test_metrics_count_each_stored_event_once(store: EvidenceStore, regist
         EvidenceItem(kind="lease_refused", payload={"why": "no such field"}),
     ]
     rec = RecordEvidence(run_id="r1", task="support-triage", task_version="1", seq=1, at=at, items=items, start=start)
-    assert await acts.record_evidence(rec) == 5
-    assert await acts.record_evidence(rec) == 5  # a retry stores nothing, and counts nothing
+    assert (await acts.append_run_evidence(rec)).next_seq == 5
+    assert (await acts.append_run_evidence(rec)).next_seq == 5  # a retry stores nothing, and counts nothing
     finished = RecordEvidence(
         run_id="r1", task="support-triage", task_version="1", seq=5, at=at,
         items=[EvidenceItem.of(RunFinished(outcome="refused"))],
     )  # fmt: skip
-    await acts.record_evidence(finished)
+    await acts.append_run_evidence(finished)
 
     def value(metric: Any, **labels: str) -> float:
         return float(metric.labels(**labels)._value.get())

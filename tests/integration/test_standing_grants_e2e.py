@@ -10,13 +10,12 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.run_models import GrantClaim, PublishInput
+from activities.run_models import GrantClaim, PlannedWrite, PublishAll
 from policies import Action
 from policies.standing import GrantTerms
 from tests.helpers import eventually, keep_history, result_on_a_new_worker, start_run, wait_for, worker, worker_process
@@ -169,10 +168,11 @@ async def test_a_publish_that_starts_after_the_revocation_does_not_write(
         fields = {"reply_body": "claimed before, written after", "category": "bug"}
         action = Action(action_id="reply", system="ticketing", resource="ticket", operation="reply",
                         record_id="T0001", fields=fields)  # fmt: skip
-        write = PublishInput(run_id="r-claimed", task="support-triage", task_version="1", action=action, seq=1,
-                             at=datetime.now(UTC), grants=[grant_id])  # fmt: skip
-        with pytest.raises(ApplicationError, match=f"standing approval {grant_id} is no longer active"):
-            await env.run(activities.publish, write)
+        write = PublishAll(run_id="r-claimed", task="support-triage", task_version="1", seq=1, at=datetime.now(UTC),
+                           writes=[PlannedWrite(action=action, grant=grant_id)])  # fmt: skip
+        refused = (await env.run(activities.publish_all, write)).refused
+        assert refused is not None
+        assert f"standing approval {grant_id} is no longer active" in refused.reason
     conn = await asyncpg.connect(thirty_tickets)
     try:
         assert await conn.fetchval("SELECT reply_body FROM ticket WHERE id = 'T0001'") is None

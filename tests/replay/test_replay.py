@@ -2,25 +2,21 @@
 
 Regenerate after an intended change to workflow logic (then review the diff):
 ``RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows`` rewrites tests/replay/histories/.
-A change that breaks replay of a history already in production needs a patch
-(``workflow.patched``), not new histories; keep a history from before the patch
-(``pre-settle-*``: GovernedRun before ``settle-before-closing``; ``pre-patch-rollout-*``:
-Rollout before ``rollout-chain-continues``; ``landed-33639db-rollout-*``: a Rollout run that
-continued-as-new, and the run after it, from the code that first landed, before
-``careful-continue-as-new``; ``pre-v2-*``: both workflows before ``evidence-v2``, which moved
-evidence appends from local activities to activities, added admission, and reads every input as
-untrusted; ``rollout-breach`` and ``rollout-continued``: Rollout before ``sequential-gates``, with its
-sliding-window gates; ``pre-fence-rollout-sequential``: a CUSUM pause before ``pause-fence``;
-``pre-fence-reset-rollout-sequential``: the same before ``fence-reset-at-start``;
-``pre-lean-*``: GovernedRun before ``local-admit``, which opens the run in one local activity and
-publishes every write in one activity; ``pre-local-fence-rollout-*``: Rollout before ``local-fence``,
-which reads outcomes and sets the fence by local activities; ``pre-open-gathers-*``: GovernedRun before
-``open-gathers``, which opens the run and gathers in one activity instead of a local activity and a
-gather; ``submitted-*``: a run started by ``govflow.client.submit``, which names its workflow revision in
-its input and records no patch marker; ``pre-awaiting-submitted-*``: the same at revision 1, which
-started with ``GovflowAwaitingApproval`` false (revision 2 sets it once the run waits);
-``pre-proposes-submitted-*``: the same at revision 2, before the opening activity proposed too
-(revision 3); the unprefixed ones: the current code).
+
+GovernedRun is PINNED (Worker Versioning): a run finishes on the build it started on, so its
+histories are one generation, the current code's (``started-shadow`` from a raw start, as the Temporal
+UI starts one; ``submitted-*`` from ``govflow.client.submit``; the others from the tests that keep
+them), re-recorded when the run's code changes; no patch, and no history of an older run kept.
+
+Rollout is AUTO_UPGRADE: a rollout moves to new code mid-flight, so a change that breaks replay
+of one of its histories needs a patch (``workflow.patched``), and a history from before each patch is
+kept: ``pre-patch-rollout-*`` before ``rollout-chain-continues``; ``landed-33639db-rollout-*`` a rollout
+that continued-as-new, and the run after it, from the code that first landed, before
+``careful-continue-as-new``; ``pre-v2-rollout-*`` before ``evidence-v2`` (appends by activities,
+admission); ``rollout-breach`` and ``rollout-continued`` before ``sequential-gates``, with the sliding
+window; ``pre-fence-rollout-sequential`` a CUSUM pause before ``pause-fence``;
+``pre-fence-reset-rollout-sequential`` the same before ``fence-reset-at-start``;
+``pre-local-fence-rollout-*`` before ``local-fence``; ``rollout-sequential`` the current code.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def test_the_vote_event_round_trips_through_the_store_format(triage: Policy) -> 
     state = decided(triage, CHURN)["a1"]
     review = Review(reviewer="alice", action_digest=state.digest, reason="looks right")
     outcome = approvals.judge_vote(triage, state, review, "approve", run_id="run-1", live=True, now=NOW)
-    event = approvals.vote_event(review, "approve", outcome, state, "signal", full=True)
+    event = approvals.vote_event(review, "approve", outcome, state, "signal")
     assert parse_event(event.kind, event.payload()) == event
     assert (event.accepted, event.note, event.action_id) == (True, "looks right", "a1")
 

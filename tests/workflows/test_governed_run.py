@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.connectors import SharedPool
@@ -25,7 +24,6 @@ from activities.tasks import support_triage
 from policies import parse_policy, signing_message
 from tests.helpers import (
     event_kinds,
-    eventually,
     fixture_signature,
     keep_history,
     sor_fetch,
@@ -35,9 +33,8 @@ from tests.helpers import (
 )
 from workers.app import EXAMPLES, example_registry
 from workers.client import submit
-from workers.worker import build_worker
 from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import REVISION, ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
+from workflows.run_models import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 
 
 async def test_an_action_waits_for_approval_and_is_written_once(
@@ -164,29 +161,47 @@ async def test_expiry_escalates_then_fails_closed_and_a_late_vote_is_refused(
     assert rows[0]["reply_body"] is None
 
 
-async def test_a_run_submitted_by_the_client_records_no_patch_marker(
-    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
+@pytest.mark.parametrize("submitted", [False, True], ids=["started", "submitted"])
+async def test_every_run_takes_one_path_and_records_no_patch_marker(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str, submitted: bool
 ) -> None:
-    # govflow.client.submit names the workflow revision the run starts on: no patch marker, so no
-    # TemporalChangeVersion upsert (a visibility write per run); the run itself is the same.
+    # One generation: a run started as the Temporal UI or the raw API starts one, and a run submitted by
+    # govflow.client.submit, take the same path: the opening activity sets up, admits, gathers and
+    # proposes; no patch marker (so no TemporalChangeVersion upsert, a visibility write per run).
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
-        run_id = await submit(env.client, task_queue, _submitted("T0003"))
-        handle = env.client.get_workflow_handle(run_id, result_type=RunResult)
+        if submitted:
+            run_id = await submit(env.client, task_queue, _submitted("T0003"))
+            handle = env.client.get_workflow_handle(run_id, result_type=RunResult)
+        else:
+            handle = await start_run(env.client, task_queue, "T0003", mode="shadow")
         result = await handle.result()
-        await keep_history(handle, "submitted-shadow")
+        await keep_history(handle, "submitted-shadow" if submitted else "started-shadow")
         history = await handle.fetch_history()
     kinds = [e.WhichOneof("attributes") for e in history.events]
     assert result.outcome == "shadowed"
     assert {a.status for a in result.actions} == {"would_write"}
     assert "marker_recorded_event_attributes" not in kinds
-    assert "upsert_workflow_search_attributes_event_attributes" not in kinds
-    # Task, stage and mode to filter by; GovflowAwaitingApproval only once a run waits (revision 2).
-    started = history.events[0].workflow_execution_started_event_attributes
-    assert set(started.search_attributes.indexed_fields) == {"GovflowTask", "GovflowStage", "GovflowMode"}
-    # Revision 3: the opening activity gathers and proposes; the evidence is the same.
     assert _activities(history) == ["govflow.open_run", "govflow.append_run_evidence"]
-    assert (await event_kinds(store, "run", run_id))[:4] == ["run_started", "context_read", "model_call", "proposal"]
+    assert (await event_kinds(store, "run", result.run_id))[:4] == [
+        "run_started",
+        "context_read",
+        "model_call",
+        "proposal",
+    ]
+    # Task, stage and mode to filter by, set by the submit or else by the run; GovflowAwaitingApproval only
+    # once a run waits.
+    started = history.events[0].workflow_execution_started_event_attributes
+    upserts = [e for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
+    attributes = {"GovflowTask", "GovflowStage", "GovflowMode"}
+    if submitted:
+        assert set(started.search_attributes.indexed_fields) == attributes
+        assert upserts == []
+    else:
+        (upsert,) = upserts
+        assert set(upsert.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields) == (
+            attributes
+        )
 
 
 def _activities(history: WorkflowHistory) -> list[str]:
@@ -238,34 +253,6 @@ async def test_a_model_that_fails_while_the_run_opens_is_asked_again_by_the_prop
     kinds = await event_kinds(store, "run", run_id)
     assert (kinds.count("context_read"), kinds.count("model_call"), kinds.count("proposal")) == (1, 1, 1)
     assert (await store.verify("run", run_id)).ok
-
-
-@pytest.mark.devserver
-async def test_a_run_submitted_for_newer_workflow_code_waits_for_a_worker_that_has_it(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, task_queue: str
-) -> None:
-    # A revision this worker does not know fails the workflow task (retried until a worker that knows
-    # it takes the run): nothing is read, decided or recorded by code that does not know what it asks.
-    # On the dev server: a workflow task failing on the shared time-skipping server held its clock for the
-    # tests after it, even once the run was terminated.
-    env = dev_server_env
-    inp = RunInput(task="support-triage", item_key="T0003", item={"ticket_id": "T0003"}, requester="priya",
-                   mode="shadow", revision=REVISION + 1)  # fmt: skip
-    async with build_worker(env.client, task_queue, store, registry):
-        handle = await env.client.start_workflow(GovernedRunWorkflow.run, inp, id=f"run-{uuid.uuid4()}",
-                                                 task_queue=task_queue)  # fmt: skip
-
-        async def failures() -> list[str]:
-            history = await handle.fetch_history()
-            return [e.workflow_task_failed_event_attributes.failure.message for e in history.events
-                    if e.HasField("workflow_task_failed_event_attributes")]  # fmt: skip
-
-        failed = await eventually(failures, bool)
-        description = await handle.describe()
-        await handle.terminate("test over")
-    assert f"submitted for workflow revision {REVISION + 1}" in failed[0]
-    assert description.status == WorkflowExecutionStatus.RUNNING
-    assert await event_kinds(store, "run", handle.id) == []
 
 
 async def test_shadow_mode_writes_nothing_and_records_what_it_would_write(
@@ -347,7 +334,7 @@ async def test_a_proposal_outside_the_grants_writes_nothing(
 async def test_invalid_model_output_goes_to_the_exception_route(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, submitted: bool
 ) -> None:
-    # Started as the UI starts a run (the propose activity proposes), or submitted (revision 3: the opening does).
+    # Started as the UI starts a run, or submitted: the same path (the opening activity proposes).
     env = time_skipping_env
     registry = _registry(sor_url, lambda _request: '{"category": "nonsense", "reply": ""}')
     async with worker(env.client, task_queue, store, registry):
@@ -372,7 +359,7 @@ async def test_invalid_model_output_goes_to_the_exception_route(
         history = await handle.fetch_history()
     assert result.outcome == "exception"
     assert "discarded by bob" in result.reason
-    assert ("govflow.propose" in _activities(history)) is not submitted
+    assert "govflow.propose" not in _activities(history)
     kinds = await event_kinds(store, "run", result.run_id)
     assert kinds.count("exception_decision") == 2
     assert kinds.count("model_call") == 1

@@ -16,7 +16,7 @@ from activities.connectors import WriteRequest
 from activities.evidence import EvidenceStore
 from activities.registry import Registry
 from activities.run_activities import RunActivities
-from activities.run_models import EvidenceItem, PublishInput, StartRun
+from activities.run_models import EvidenceItem, PlannedWrite, PublishAll, StartRun
 from policies import Action, parse_policy
 from tests.helpers import event_kinds, eventually, keep_history, sor_fetch, wait_for, worker
 from tests.workflows.rollouts import (
@@ -454,14 +454,16 @@ async def test_a_retried_publish_whose_write_committed_records_it_even_if_the_ro
             stage="canary", mode="live", at=datetime.now(UTC), rollout_id=rollout.id,
         )  # fmt: skip
         opening = {**start.model_dump(mode="json", exclude={"at"}), "policy_digest": reg.digest}
-        publish = PublishInput(
-            run_id=run_id, task="support-triage", task_version="1", action=action, seq=1, at=datetime.now(UTC),
+        publish = PublishAll(
+            run_id=run_id, task="support-triage", task_version="1", writes=[PlannedWrite(action=action)], seq=1,
+            at=datetime.now(UTC),
             before=[EvidenceItem(kind="run_started", payload=opening, at=start.at)],
             start=start, rollout_id=rollout.id, stage="canary",
         )  # fmt: skip
         retry = ActivityEnvironment()
         retry.info = dataclasses.replace(retry.info, attempt=2)  # the attempt after the one that died
-        result = await retry.run(RunActivities(registry, store, env.client).publish, publish)
+        published = await retry.run(RunActivities(registry, store, env.client).publish_all, publish)
+        (result,) = published.written
         status = await rollout_status(rollout)
     assert (result.replayed, result.after) == (True, first.after)
     assert (status.paused, status.leases_granted, status.leases_refused) == (True, 0, 0)
