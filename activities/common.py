@@ -11,19 +11,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
-from activities.evidence.chain import Stream
-from activities.evidence.events import PROJECTED, ProjectedEvent
-from activities.evidence.store import AppendResult, FenceHold
-from activities.names import ErrorType
-from activities.pgerrors import is_transient
-from activities.registry import Registration, Registry, UnknownTask
-from activities.run_models import (
+from govflow.activities.evidence import EvidenceConflictError, EvidenceEvent, EvidenceGapError, EvidenceStore, RunRecord
+from govflow.activities.evidence.chain import Stream
+from govflow.activities.evidence.events import PROJECTED, ProjectedEvent
+from govflow.activities.evidence.store import AppendResult, FenceHold
+from govflow.activities.names import ErrorType
+from govflow.activities.pgerrors import is_transient
+from govflow.activities.registry import Registration, Registry, UnknownTask
+from govflow.activities.run_models import (
     EvidenceItem,
     RunSetup,
     StartRun,
 )
-from activities.telemetry import Telemetry
+from govflow.activities.telemetry import Telemetry
 
 REDACTED = "[redacted]"
 

@@ -9,9 +9,9 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
-from activities.common import GovflowActivities, evidence_failure
-from activities.run_models import EvidenceItem
-from policies.standing import GrantTerms
+from govflow.activities.common import GovflowActivities, evidence_failure
+from govflow.activities.run_models import EvidenceItem
+from govflow.policies.standing import GrantTerms
 
 
 class GrantRecord(BaseModel):

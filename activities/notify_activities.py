@@ -18,18 +18,18 @@ from typing import Any
 import httpx
 from temporalio import activity
 
-from activities.common import GovflowActivities
-from activities.escaping import shell_command, slack_text, workflow_url
-from activities.evidence.events import (
+from govflow.activities.common import GovflowActivities
+from govflow.activities.escaping import shell_command, slack_text, workflow_url
+from govflow.activities.evidence.events import (
     Event,
     NotificationAbandoned,
     NotificationDelivered,
     NotificationFailed,
     NotificationRequested,
 )
-from activities.notify_models import Abandon, Announcement, DeliveryAttempt, DeliveryResult
-from activities.secrets import MissingSecret, read_secret
-from policies.model import Notification
+from govflow.activities.notify_models import Abandon, Announcement, DeliveryAttempt, DeliveryResult
+from govflow.activities.secrets import MissingSecret, read_secret
+from govflow.policies.model import Notification
 
 TIMEOUT_S = 10.0
 

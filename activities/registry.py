@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activities.connectors.base import Connector
-from activities.models.base import ModelClient
-from activities.run_models import compress_text
-from activities.secrets import MissingSecret, read_secret
-from activities.tasks.contract import Task
-from policies import Policy, canonical_json, load_policy, policy_digest
-from policies.errors import GovflowError
+from govflow.activities.connectors.base import Connector
+from govflow.activities.models.base import ModelClient
+from govflow.activities.run_models import compress_text
+from govflow.activities.secrets import MissingSecret, read_secret
+from govflow.activities.tasks.contract import Task
+from govflow.policies import Policy, canonical_json, load_policy, policy_digest
+from govflow.policies.errors import GovflowError
 
 
 class UnknownTask(GovflowError):

@@ -11,11 +11,11 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.common import GovflowActivities
-from activities.connectors.base import ConnectorError, WriteRequest
-from activities.connectors.guard import ScopedConnectors, ScopeViolation
-from activities.evidence.events import RunFinished, UnreadableEvent
-from activities.run_models import (
+from govflow.activities.common import GovflowActivities
+from govflow.activities.connectors.base import ConnectorError, WriteRequest
+from govflow.activities.connectors.guard import ScopedConnectors, ScopeViolation
+from govflow.activities.evidence.events import RunFinished, UnreadableEvent
+from govflow.activities.run_models import (
     DataRollback,
     FenceRequest,
     OutcomeAnswer,
@@ -27,7 +27,7 @@ from activities.run_models import (
     RolloutRow,
     RunSetup,
 )
-from policies import Policy
+from govflow.policies import Policy
 
 _CLOSING_POLLS, _CLOSING_POLL_S = 25, 0.2
 

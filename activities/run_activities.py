@@ -12,14 +12,21 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.common import GovflowActivities, evidence_failure, fail
-from activities.connectors.base import ConnectorError, WriteRequest, WriteResult
-from activities.connectors.guard import ScopedConnectors, ScopeViolation
-from activities.evidence.events import Event, LeaseRefused, RunStarted, RunStartRefused, ScopeRefused, TouchedRecord
-from activities.evidence.store import FenceHold
-from activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
-from activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
-from activities.run_models import (
+from govflow.activities.common import GovflowActivities, evidence_failure, fail
+from govflow.activities.connectors.base import ConnectorError, WriteRequest, WriteResult
+from govflow.activities.connectors.guard import ScopedConnectors, ScopeViolation
+from govflow.activities.evidence.events import (
+    Event,
+    LeaseRefused,
+    RunStarted,
+    RunStartRefused,
+    ScopeRefused,
+    TouchedRecord,
+)
+from govflow.activities.evidence.store import FenceHold
+from govflow.activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
+from govflow.activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
+from govflow.activities.run_models import (
     GATHER_FAILURES,
     AdmitInput,
     AdmitRequest,
@@ -44,9 +51,9 @@ from activities.run_models import (
     Written,
     rollout_id_for,
 )
-from activities.tasks.contract import Proposal, TaskInputError, TaskMistake, task_mistake, wrong_type
-from policies import Action, signed_act_problem
-from policies.model import WRITE_OPERATIONS
+from govflow.activities.tasks.contract import Proposal, TaskInputError, TaskMistake, task_mistake, wrong_type
+from govflow.policies import Action, signed_act_problem
+from govflow.policies.model import WRITE_OPERATIONS
 
 
 class _RecordingModel:

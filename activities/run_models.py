@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.connectors.guard import ReadLog
-from activities.evidence.events import DataRestoration, Event, RunReport, RunStarted
-from activities.evidence.records import Mode
-from activities.models.base import ModelResponse
-from activities.names import ErrorType
-from policies import Action
+from govflow.activities.connectors.guard import ReadLog
+from govflow.activities.evidence.events import DataRestoration, Event, RunReport, RunStarted
+from govflow.activities.evidence.records import Mode
+from govflow.activities.models.base import ModelResponse
+from govflow.activities.names import ErrorType
+from govflow.policies import Action
 
 
 class _Model(BaseModel):

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from activities.evidence.chain import EvidenceEvent
-from activities.evidence.events import (
+from govflow.activities.evidence.chain import EvidenceEvent
+from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     BreachDetected,
     Event,
@@ -39,7 +39,7 @@ from activities.evidence.events import (
     UnreadableEvent,
     parse_event,
 )
-from activities.evidence.store import EvidenceStore
+from govflow.activities.evidence.store import EvidenceStore
 
 _log = logging.getLogger(__name__)
 

@@ -32,15 +32,15 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
 from bench.common import bench_databases
-from workers.app import example_registry
-from workers.client import submit
-from workers.worker import build_worker
-from workflows import search_attributes
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.payloads import data_converter
-from workflows.run_models import Review, RunInput, RunResult
+from govflow.activities.evidence import EvidenceStore
+from govflow.workers.app import example_registry
+from govflow.workers.client import submit
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.run_models import Review, RunInput, RunResult
 
 BIN = Path(sys.executable).parent
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.connectors import WriteRequest
-    from activities.registry import Registry
-    from activities.run_models import ProposeResult
-    from policies import Action
+    from govflow.activities.connectors import WriteRequest
+    from govflow.activities.registry import Registry
+    from govflow.activities.run_models import ProposeResult
+    from govflow.policies import Action
 
 
 _OPTS: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=60)}

@@ -54,15 +54,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from activities.evidence import EvidenceStore
 from bench.chaos_checks import TRIGGER_SQL, check, detectors_see_planted_failures
-from workers.app import SOR_DATABASE, ensure_example_sor
-from workers.client import submit
-from workers.settings import Settings, load_settings
-from workers.stack import LocalStack, with_database
-from workers.temporal import connect
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import ExceptionDecision, Review, RunInput, RunResult
+from govflow.activities.evidence import EvidenceStore
+from govflow.workers.app import SOR_DATABASE, ensure_example_sor
+from govflow.workers.client import submit
+from govflow.workers.settings import Settings, load_settings
+from govflow.workers.stack import LocalStack, with_database
+from govflow.workers.temporal import connect
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import ExceptionDecision, Review, RunInput, RunResult
 
 REVIEWERS = ("alice", "bob", "chen")
 RPC = timedelta(seconds=5)
@@ -101,7 +101,7 @@ class Workers:
     async def _start(self, slot: int) -> None:
         log = (self.logs / f"worker-{slot}.log").open("ab")
         self.procs[slot] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", "worker", env=self.env,
+            sys.executable, "-m", "govflow", "worker", env=self.env,
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         log.close()

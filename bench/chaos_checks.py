@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.evidence import EvidenceStore
-from workers.evidence_cli import anchor_problem
-from workflows.run_models import RunResult
+from govflow.activities.evidence import EvidenceStore
+from govflow.workers.evidence_cli import anchor_problem
+from govflow.workflows.run_models import RunResult
 
 TRIGGER_SQL = """
 CREATE TABLE IF NOT EXISTS chaos_row_changes (

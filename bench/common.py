@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from activities.evidence import migrate
-from activities.tasks import support_triage
-from workers.stack import with_database
+from govflow.activities.evidence import migrate
+from govflow.activities.tasks import support_triage
+from govflow.workers.stack import with_database
 
 
 @dataclass

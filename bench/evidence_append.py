@@ -19,7 +19,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from activities.evidence import (
+from bench.common import evidence_database
+from govflow.activities.evidence import (
     ApprovalAttemptRecord,
     EvidenceEvent,
     EvidenceStore,
@@ -27,8 +28,7 @@ from activities.evidence import (
     RunRecord,
     TouchedRecord,
 )
-from activities.evidence.events import ProjectedEvent
-from bench.common import evidence_database
+from govflow.activities.evidence.events import ProjectedEvent
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 

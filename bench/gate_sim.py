@@ -32,9 +32,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from policies import load_policy
-from policies.model import WindowRule
-from policies.stats import (
+from govflow.policies import load_policy
+from govflow.policies.model import WindowRule
+from govflow.policies.stats import (
     WindowCounts,
     confidence_sequence,
     cusum_increment,
@@ -43,7 +43,7 @@ from policies.stats import (
     evaluate_window,
     observe,
 )
-from workers.app import EXAMPLES
+from govflow.workers.app import EXAMPLES
 
 HORIZON = 10_000
 WARMUP = 500

@@ -37,17 +37,17 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
 from bench.bare import BareActivities, BareLeanRunWorkflow, BareRunWorkflow
 from bench.common import bench_databases
-from policies import Policy, parse_policy
-from workers.app import EXAMPLES, example_registry
-from workers.client import submit
-from workers.worker import build_worker
-from workflows import search_attributes
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.payloads import data_converter
-from workflows.run_models import RunInput
+from govflow.activities.evidence import EvidenceStore
+from govflow.policies import Policy, parse_policy
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.client import submit
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.run_models import RunInput
 
 BIN = Path(sys.executable).parent
 

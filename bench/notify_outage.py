@@ -26,16 +26,16 @@ from pathlib import Path
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
 from bench.approval_latency import approve_and_time, park
 from bench.common import bench_databases
-from policies import parse_policy
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.policies import parse_policy
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
 from tests.local_servers import WebhookReceiver, serve
-from workers.app import EXAMPLES, example_registry
-from workers.worker import build_worker
-from workflows import search_attributes
-from workflows.payloads import data_converter
 
 BIN = Path(sys.executable).parent
 SECRET_ENV = "GOVFLOW_BENCH_HOOK_SECRET"

@@ -22,15 +22,15 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
 from bench.common import bench_databases
-from policies import Policy, parse_policy
-from workers.app import EXAMPLES, example_registry
-from workers.client import submit
-from workflows import search_attributes
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.payloads import data_converter
-from workflows.run_models import Review, RunInput
+from govflow.activities.evidence import EvidenceStore
+from govflow.policies import Policy, parse_policy
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.client import submit
+from govflow.workflows import search_attributes
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.run_models import Review, RunInput
 
 BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
@@ -71,7 +71,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "GOVFLOW_METRICS_PORT": "0", "GOVFLOW_SDK_METRICS_PORT": "0",
     }  # fmt: skip
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", "worker", "--app", "bench.parked:build", env=environ
+        sys.executable, "-m", "govflow", "worker", "--app", "bench.parked:build", env=environ
     )
     try:
         async with EvidenceStore.open(dbs.evidence_url) as store:

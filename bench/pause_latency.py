@@ -24,21 +24,21 @@ from pathlib import Path
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore
-from activities.evidence.events import BreachDetected, parse_event
-from activities.registry import Registry
-from activities.tasks import support_triage
 from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_text
-from policies import Policy, parse_policy
-from workers.worker import build_worker
-from workflows import search_attributes
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.payloads import data_converter
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Control, RolloutInput
-from workflows.run_models import RunInput
+from govflow.activities.connectors import SharedPool
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.events import BreachDetected, parse_event
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.policies import Policy, parse_policy
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import Control, RolloutInput
+from govflow.workflows.run_models import RunInput
 
 BIN = Path(sys.executable).parent
 

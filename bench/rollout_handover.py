@@ -25,15 +25,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
 from bench.common import bench_databases
-from workers.app import example_registry
-from workers.temporal import query_current
-from workers.worker import build_worker
-from workflows import search_attributes
-from workflows.payloads import data_converter
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import RolloutInput, RolloutStatus, RunReport
+from govflow.activities.evidence import EvidenceStore
+from govflow.workers.app import example_registry
+from govflow.workers.temporal import query_current
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import RolloutInput, RolloutStatus, RunReport
 
 BIN = Path(sys.executable).parent
 

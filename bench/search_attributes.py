@@ -26,14 +26,14 @@ from typing import Any
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
 from bench.bare import BareActivities, BareRunWorkflow
 from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_policy
-from workers.app import example_registry
-from workers.worker import build_worker
-from workflows import search_attributes as sa
-from workflows.payloads import data_converter
+from govflow.activities.evidence import EvidenceStore
+from govflow.workers.app import example_registry
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes as sa
+from govflow.workflows.payloads import data_converter
 
 BIN = Path(sys.executable).parent
 PAIRS: dict[str, SearchAttributePair[Any]] = {

@@ -17,10 +17,10 @@ import time
 
 import asyncpg
 
-from activities.evidence import EvidenceStore, RunRecord
 from bench.common import evidence_database
 from bench.evidence_append import T0, batches
-from workers.verify_cli import _verify_runs
+from govflow.activities.evidence import EvidenceStore, RunRecord
+from govflow.workers.verify_cli import _verify_runs
 
 
 async def main_async(args: argparse.Namespace) -> None:

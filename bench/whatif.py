@@ -17,9 +17,10 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from activities.connectors.guard import ReadLog
-from activities.evidence import EvidenceEvent, EvidenceStore, RunRecord
-from activities.evidence.events import (
+from bench.common import evidence_database
+from govflow.activities.connectors.guard import ReadLog
+from govflow.activities.evidence import EvidenceEvent, EvidenceStore, RunRecord
+from govflow.activities.evidence.events import (
     PROJECTED,
     ApprovalAttemptRecord,
     ContextRead,
@@ -29,12 +30,11 @@ from activities.evidence.events import (
     RunReport,
     RunStarted,
 )
-from activities.run_models import ProposeResult
-from bench.common import evidence_database
-from policies import Action, RunContext, load_policy, parse_policy, policy_digest
-from workers.app import EXAMPLES
-from workers.whatif import collect, whatif
-from workflows import approvals
+from govflow.activities.run_models import ProposeResult
+from govflow.policies import Action, RunContext, load_policy, parse_policy, policy_digest
+from govflow.workers.app import EXAMPLES
+from govflow.workers.whatif import collect, whatif
+from govflow.workflows import approvals
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ROLLOUT = "rollout-support-triage-v1"

@@ -10,7 +10,7 @@ your own package something else (see the README, "Your own package").
 
 from __future__ import annotations
 
-from activities.connectors import (
+from govflow.activities.connectors import (
     IDEMPOTENCY_DDL,
     Connector,
     ConnectorError,
@@ -24,7 +24,7 @@ from activities.connectors import (
     WriteRequest,
     WriteResult,
 )
-from activities.models import (
+from govflow.activities.models import (
     InvalidModelOutput,
     LocalBaselineModel,
     Message,
@@ -35,10 +35,10 @@ from activities.models import (
     OpenAIChatClient,
     parse_output,
 )
-from activities.registry import Registry
-from activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
-from policies import Action, Policy, load_policy, parse_policy
-from workers.settings import Settings
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
+from govflow.policies import Action, Policy, load_policy, parse_policy
+from govflow.workers.settings import Settings
 
 __all__ = [
     "IDEMPOTENCY_DDL",

@@ -5,7 +5,7 @@ A thin public name for ``workers.client`` (connect with ``workers.temporal.conne
 
 from __future__ import annotations
 
-from workers.client import (
+from govflow.workers.client import (
     COMMANDS,
     admit,
     control,
@@ -22,8 +22,8 @@ from workers.client import (
     start_rollout,
     submit,
 )
-from workers.settings import Settings, load_settings
-from workers.temporal import connect
+from govflow.workers.settings import Settings, load_settings
+from govflow.workers.temporal import connect
 
 __all__ = [
     "COMMANDS",

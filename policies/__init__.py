@@ -6,10 +6,10 @@ deterministically. (The loader reads files; the engine never does.)
 
 from __future__ import annotations
 
-from policies.actions import Action, RunContext
-from policies.audit import AuditLine, audit
-from policies.digest import canonical_json, digest
-from policies.engine import (
+from govflow.policies.actions import Action, RunContext
+from govflow.policies.audit import AuditLine, audit
+from govflow.policies.digest import canonical_json, digest
+from govflow.policies.engine import (
     Allow,
     ApprovalAttempt,
     AttemptOutcome,
@@ -26,11 +26,11 @@ from policies.engine import (
     signed_act_problem,
     signing_message,
 )
-from policies.errors import GovflowError
-from policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest, policy_from_json
-from policies.model import Policy
-from policies.scope import ScopeResult, check_scope, record_images
-from policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
+from govflow.policies.errors import GovflowError
+from govflow.policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest, policy_from_json
+from govflow.policies.model import Policy
+from govflow.policies.scope import ScopeResult, check_scope, record_images
+from govflow.policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
 
 __all__ = [
     "Action",

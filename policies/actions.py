@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from policies.digest import canonical_json, digest
+from govflow.policies.digest import canonical_json, digest
 
 
 class Action(BaseModel):

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from policies.durations import format_duration
-from policies.model import WRITE_OPERATIONS, ActionRule, Compare, Policy
-from policies.stats import expected_delay, promise
+from govflow.policies.durations import format_duration
+from govflow.policies.model import WRITE_OPERATIONS, ActionRule, Compare, Policy
+from govflow.policies.stats import expected_delay, promise
 
 Status = Literal["ok", "gap", "blocking"]
 

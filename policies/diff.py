@@ -15,8 +15,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel
 
-from policies.durations import format_duration
-from policies.model import ActionRule, Grant, Policy, Stage, WindowRule
+from govflow.policies.durations import format_duration
+from govflow.policies.model import ActionRule, Grant, Policy, Stage, WindowRule
 
 Exposure = Literal["raises", "lowers", "neutral"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import rfc8785
 
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 
 class CanonicalJSONError(GovflowError, ValueError):

@@ -17,10 +17,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.actions import Action, RunContext
-from policies.digest import canonical_json
-from policies.model import WRITE_OPERATIONS, ActionRule, Compare, Escalation, Policy, SignedAct
-from policies.scope import check_scope, record_images
+from govflow.policies.actions import Action, RunContext
+from govflow.policies.digest import canonical_json
+from govflow.policies.model import WRITE_OPERATIONS, ActionRule, Compare, Escalation, Policy, SignedAct
+from govflow.policies.scope import check_scope, record_images
 
 
 class _Frozen(BaseModel):

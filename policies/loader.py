@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from policies.errors import GovflowError
-from policies.model import Policy
+from govflow.policies.errors import GovflowError
+from govflow.policies.model import Policy
 
 PathT = tuple[str | int, ...]
 
@@ -402,7 +402,7 @@ def load_policy(path: str | Path) -> Policy:
 
 def policy_digest(policy: Policy) -> str:
     """sha256 of the policy's canonical JSON: the same for the same meaning, whatever the layout."""
-    from policies.digest import digest
+    from govflow.policies.digest import digest
 
     return digest(policy.as_json())
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.durations import Duration
+from govflow.policies.durations import Duration
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=80)]
 """Identifiers: lower case letters, digits, ``-``, ``_`` and ``.``."""

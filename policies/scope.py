@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.model import WRITE_OPERATIONS, Grant, Policy
+from govflow.policies.model import WRITE_OPERATIONS, Grant, Policy
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from policies.digest import canonical_json
-from policies.engine import AttemptOutcome, act_message, signature_problem
-from policies.model import Policy
+from govflow.policies.digest import canonical_json
+from govflow.policies.engine import AttemptOutcome, act_message, signature_problem
+from govflow.policies.model import Policy
 
 LONGEST = timedelta(days=30)
 """The longest a standing approval may run."""

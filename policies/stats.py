@@ -46,7 +46,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.model import Policy, ScoreCheck, WindowRule
+from govflow.policies.model import Policy, ScoreCheck, WindowRule
 
 Status = Literal["pass", "breach", "inconclusive"]
 

@@ -19,14 +19,14 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore, migrate
-from activities.registry import Registry
-from activities.tasks import support_triage
-from workers.app import example_registry
-from workers.stack import with_database
-from workers.temporal import register_search_attributes
-from workflows import search_attributes
-from workflows.payloads import data_converter
+from govflow.activities.evidence import EvidenceStore, migrate
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.workers.app import example_registry
+from govflow.workers.stack import with_database
+from govflow.workers.temporal import register_search_attributes
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -16,13 +16,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.evidence import EvidenceStore
-from activities.evidence.chain import Stream
-from activities.registry import Registry
-from workers.keys import load_signing_key, sign
-from workers.worker import build_worker
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import RunInput, RunResult, RunStatus
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.chain import Stream
+from govflow.activities.registry import Registry
+from govflow.workers.keys import load_signing_key, sign
+from govflow.workers.worker import build_worker
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import RunInput, RunResult, RunStatus
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ def fixture_signature(name: str, message: bytes) -> str:
 async def worker_process(environ: dict[str, str]) -> asyncio.subprocess.Process:
     """`govflow worker` as a process of its own, with ``environ`` (the crash tests kill it)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", "worker", env=environ,
+        sys.executable, "-m", "govflow", "worker", env=environ,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 

@@ -15,13 +15,13 @@ from typing import Any
 import asyncpg
 import yaml
 
-from activities.connectors import SharedPool
-from activities.registry import Registry
-from activities.tasks import support_triage
-from policies import Policy, parse_policy
-from policies.errors import GovflowError
-from workers.settings import Settings
-from workers.stack import with_database
+from govflow.activities.connectors import SharedPool
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.policies import Policy, parse_policy
+from govflow.policies.errors import GovflowError
+from govflow.workers.settings import Settings
+from govflow.workers.stack import with_database
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
 SOR_DATABASE = "support_sor"
@@ -166,7 +166,7 @@ def support_app(settings: Settings, database_url: str) -> Registry:
 
 def default_app(settings: Settings, database_url: str) -> Registry:
     """What ``govflow worker`` serves without ``--app``: both examples, support triage and invoice matching."""
-    return load_app(f"workers.app:support_app,{FINANCE_APP}:app", settings, database_url)
+    return load_app(f"govflow.workers.app:support_app,{FINANCE_APP}:app", settings, database_url)
 
 
 async def ensure_example_sors(database_url: str) -> None:

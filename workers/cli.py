@@ -15,15 +15,15 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from activities.evidence import EvidenceStore, migrate
-from policies.errors import GovflowError
-from workers.policy_cli import add_policy_commands
-from workers.rollout_cli import add_rollout_commands
-from workers.run_cli import add_run_commands
-from workers.settings import Settings, load_settings
-from workers.stack import LocalStack, database_url
-from workers.temporal import connect, metrics_runtime
-from workers.verify_cli import cmd_evidence_checkpoint, cmd_evidence_verify
+from govflow.activities.evidence import EvidenceStore, migrate
+from govflow.policies.errors import GovflowError
+from govflow.workers.policy_cli import add_policy_commands
+from govflow.workers.rollout_cli import add_rollout_commands
+from govflow.workers.run_cli import add_run_commands
+from govflow.workers.settings import Settings, load_settings
+from govflow.workers.stack import LocalStack, database_url
+from govflow.workers.temporal import connect, metrics_runtime
+from govflow.workers.verify_cli import cmd_evidence_checkpoint, cmd_evidence_verify
 
 # --- stack ----------------------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.evidence_cli import show, stream_of
+    from govflow.workers.evidence_cli import show, stream_of
 
     stream = stream_of(args.id, args.rollout)
 
@@ -83,7 +83,7 @@ def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.evidence_cli import bundle, stream_of, write_export
+    from govflow.workers.evidence_cli import bundle, stream_of, write_export
 
     stream = stream_of(args.id, args.rollout)
 
@@ -97,7 +97,7 @@ def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    from workers.keys import new_key
+    from govflow.workers.keys import new_key
 
     public = new_key(Path(args.path))
     print(f"wrote {args.path}; public key (for the policy's reviewers/operators, or --public-key):")
@@ -108,7 +108,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 def cmd_temporal_setup(settings: Settings, _: argparse.Namespace) -> int:
     from temporalio.api.enums.v1 import IndexedValueType
 
-    from workers.temporal import register_search_attributes, search_attribute_types
+    from govflow.workers.temporal import register_search_attributes, search_attribute_types
 
     async def go() -> list[str]:
         client = await connect(settings)
@@ -128,9 +128,9 @@ def cmd_temporal_setup(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.app import default_app, ensure_example_sors, load_app
-    from workers.deployments import worker_version
-    from workers.worker import run_worker
+    from govflow.workers.app import default_app, ensure_example_sors, load_app
+    from govflow.workers.deployments import worker_version
+    from govflow.workers.worker import run_worker
 
     async def go() -> None:
         db_url = database_url(settings)
@@ -149,7 +149,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.deployments import LOCAL_DEPLOYMENT, render, set_current, versions
+    from govflow.workers.deployments import LOCAL_DEPLOYMENT, render, set_current, versions
 
     name = args.deployment or settings.deployment_name or (LOCAL_DEPLOYMENT if settings.embedded_temporal else None)
     if not name:
@@ -166,8 +166,8 @@ def cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.app import ensure_example_sor
-    from workers.demo import run_demo
+    from govflow.workers.app import ensure_example_sor
+    from govflow.workers.demo import run_demo
 
     cmd_stack_up(settings, args)
     stack = LocalStack(settings)
@@ -180,7 +180,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         db_url = database_url(settings)
         client = await connect(settings)
         if args.task == "invoice-matching":
-            from workers.demo_finance import run_finance_demo
+            from govflow.workers.demo_finance import run_finance_demo
 
             return await run_finance_demo(client, settings, db_url, reviewers)
         sor = await ensure_example_sor(db_url)

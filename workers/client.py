@@ -14,16 +14,23 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.run_models import rollout_id_for
-from policies import AttemptOutcome
-from policies.standing import GrantTerms
-from workers.temporal import query_current
-from workflows import search_attributes as sa
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Admission, Control, ControlAnswer, RollbackRequest, RolloutInput, RolloutStatus
-from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
-from workflows.standing import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
+from govflow.activities.run_models import rollout_id_for
+from govflow.policies import AttemptOutcome
+from govflow.policies.standing import GrantTerms
+from govflow.workers.temporal import query_current
+from govflow.workflows import search_attributes as sa
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import (
+    Admission,
+    Control,
+    ControlAnswer,
+    RollbackRequest,
+    RolloutInput,
+    RolloutStatus,
+)
+from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
+from govflow.workflows.standing import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
 
 # The handlers take ``*args`` (anyone can send anything), so their types say nothing of the payload.
 _REVIEW: Any = GovernedRunWorkflow.review

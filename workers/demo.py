@@ -27,17 +27,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from policies import signing_message
-from policies.errors import GovflowError
-from workers.app import DEMO_TASK, DEMO_VERSION, Knob, register_demo
-from workers.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
-from workers.keys import sign
-from workers.settings import Settings
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout_models import RolloutStatus
-from workflows.run_models import Review, RunInput, RunResult, RunStatus, submit_message
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.policies import signing_message
+from govflow.policies.errors import GovflowError
+from govflow.workers.app import DEMO_TASK, DEMO_VERSION, Knob, register_demo
+from govflow.workers.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
+from govflow.workers.keys import sign
+from govflow.workers.settings import Settings
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout_models import RolloutStatus
+from govflow.workflows.run_models import Review, RunInput, RunResult, RunStatus, submit_message
 
 TASK, VERSION = DEMO_TASK, DEMO_VERSION
 REQUESTER = "priya"
@@ -230,8 +230,8 @@ QUERIES = {
 
 
 async def run_demo(client: Client, settings: Settings, database_url: str, sor_dsn: str, reviewers: list[str]) -> int:
-    from workers.deployments import set_current, worker_version
-    from workers.worker import build_worker
+    from govflow.workers.deployments import set_current, worker_version
+    from govflow.workers.worker import build_worker
 
     # Refused reads and failed activities are part of the story; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)

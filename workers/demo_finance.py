@@ -26,17 +26,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client
 
-from activities.evidence import EvidenceStore
-from activities.evidence.checkpoint import public_text
-from activities.registry import Registry
-from policies import signing_message
-from workers.app import Knob, finance_example
-from workers.client import admit, resolve, review, run_status, running_rollout, start_rollout
-from workers.demo import Driver, ui_link
-from workers.keys import load_signing_key, new_key
-from workers.settings import Settings
-from workflows.rollout_models import RolloutStatus
-from workflows.run_models import ExceptionDecision, ReviewRequest, RunResult, RunStatus, exception_message
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.checkpoint import public_text
+from govflow.activities.registry import Registry
+from govflow.policies import signing_message
+from govflow.workers.app import Knob, finance_example
+from govflow.workers.client import admit, resolve, review, run_status, running_rollout, start_rollout
+from govflow.workers.demo import Driver, ui_link
+from govflow.workers.keys import load_signing_key, new_key
+from govflow.workers.settings import Settings
+from govflow.workflows.rollout_models import RolloutStatus
+from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunResult, RunStatus, exception_message
 
 TASK = "invoice-matching"
 REQUESTER = "gus"
@@ -60,8 +60,8 @@ def ensure_demo_keys(keys: Path, people: tuple[str, ...]) -> None:
 
 
 async def run_finance_demo(client: Client, settings: Settings, database_url: str, reviewers: list[str]) -> int:
-    from workers.deployments import set_current, worker_version
-    from workers.worker import build_worker
+    from govflow.workers.deployments import set_current, worker_version
+    from govflow.workers.worker import build_worker
 
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     example = finance_example()

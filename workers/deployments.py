@@ -23,8 +23,8 @@ from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 
-from policies.errors import GovflowError
-from workers.settings import Settings
+from govflow.policies.errors import GovflowError
+from govflow.workers.settings import Settings
 
 LOCAL_DEPLOYMENT = "govflow-local"
 """The deployment of workers on the local stack (``govflow stack``), unless settings name one."""

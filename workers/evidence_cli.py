@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from activities.evidence import EvidenceStore
-from activities.evidence import checkpoint as cp
-from activities.evidence.chain import GENESIS, Stream
-from activities.evidence.events import (
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence import checkpoint as cp
+from govflow.activities.evidence.chain import GENESIS, Stream
+from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     BreachDetected,
     ContextRead,
@@ -44,7 +44,7 @@ from activities.evidence.events import (
     UnreadableEvent,
     parse_event,
 )
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 HOW_TO_VERIFY = f"""Each event's `hash` is the SHA-256 (hex) of the RFC 8785 canonical JSON of
 `{{"stream", "stream_id", "seq", "kind", "occurred_at", "payload", "prev_hash"}}`, where

@@ -8,16 +8,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from activities.evidence import EvidenceStore
-from policies.durations import parse_duration
-from policies.errors import GovflowError
-from policies.standing import GrantTerms, grant_message
-from workers.client import grant_act, grant_status, propose_grant, revoke_grant
-from workers.keys import key_for, sign
-from workers.settings import Settings
-from workers.stack import database_url
-from workers.temporal import connect
-from workflows.standing import GrantAct
+from govflow.activities.evidence import EvidenceStore
+from govflow.policies.durations import parse_duration
+from govflow.policies.errors import GovflowError
+from govflow.policies.standing import GrantTerms, grant_message
+from govflow.workers.client import grant_act, grant_status, propose_grant, revoke_grant
+from govflow.workers.keys import key_for, sign
+from govflow.workers.settings import Settings
+from govflow.workers.stack import database_url
+from govflow.workers.temporal import connect
+from govflow.workflows.standing import GrantAct
 
 
 def _matches(pairs: list[str]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from activities.evidence.checkpoint import public_text
-from policies.errors import GovflowError
+from govflow.activities.evidence.checkpoint import public_text
+from govflow.policies.errors import GovflowError
 
 
 def load_signing_key(path: str, option: str = "--key") -> Ed25519PrivateKey:

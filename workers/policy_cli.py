@@ -11,18 +11,28 @@ from pathlib import Path
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from activities.evidence import EvidenceStore
-from activities.evidence.events import RolloutStarted, parse_event
-from policies import Action, NeedsApproval, Policy, PolicyError, RunContext, audit, decide, load_policy, policy_digest
-from policies.audit import AuditLine, blocking
-from policies.diff import diff
-from policies.durations import parse_duration
-from policies.errors import GovflowError
-from workers.client import running_rollout
-from workers.settings import Settings
-from workers.stack import database_url
-from workers.temporal import connect
-from workers.whatif import WhatIfReport, collect, render, whatif
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.events import RolloutStarted, parse_event
+from govflow.policies import (
+    Action,
+    NeedsApproval,
+    Policy,
+    PolicyError,
+    RunContext,
+    audit,
+    decide,
+    load_policy,
+    policy_digest,
+)
+from govflow.policies.audit import AuditLine, blocking
+from govflow.policies.diff import diff
+from govflow.policies.durations import parse_duration
+from govflow.policies.errors import GovflowError
+from govflow.workers.client import running_rollout
+from govflow.workers.settings import Settings
+from govflow.workers.stack import database_url
+from govflow.workers.temporal import connect
+from govflow.workers.whatif import WhatIfReport, collect, render, whatif
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -10,13 +10,13 @@ from datetime import datetime
 
 from temporalio.service import RPCError
 
-from policies.errors import GovflowError
-from workers.client import control, rollout_id, rollout_status, running_rollout, start_rollout
-from workers.keys import key_for, sign
-from workers.run_cli import EXIT_REFUSED
-from workers.settings import Settings
-from workers.temporal import connect
-from workflows.rollout_models import (
+from govflow.policies.errors import GovflowError
+from govflow.workers.client import control, rollout_id, rollout_status, running_rollout, start_rollout
+from govflow.workers.keys import key_for, sign
+from govflow.workers.run_cli import EXIT_REFUSED
+from govflow.workers.settings import Settings
+from govflow.workers.temporal import connect
+from govflow.workflows.rollout_models import (
     Control,
     RollbackRequest,
     control_message,

@@ -15,18 +15,18 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from activities.common import UNKNOWN_TASK_ATTEMPTS
-from activities.names import ErrorType
-from policies import AttemptOutcome, signing_message
-from policies.errors import GovflowError
-from workers import grant_cli
-from workers.client import admit, resolve, review, run_status, running_rollout, submit
-from workers.keys import key_for, sign
-from workers.settings import Settings
-from workers.temporal import connect
-from workflows import search_attributes as sa
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import (
+from govflow.activities.common import UNKNOWN_TASK_ATTEMPTS
+from govflow.activities.names import ErrorType
+from govflow.policies import AttemptOutcome, signing_message
+from govflow.policies.errors import GovflowError
+from govflow.workers import grant_cli
+from govflow.workers.client import admit, resolve, review, run_status, running_rollout, submit
+from govflow.workers.keys import key_for, sign
+from govflow.workers.settings import Settings
+from govflow.workers.temporal import connect
+from govflow.workflows import search_attributes as sa
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import (
     ExceptionDecision,
     ReviewRequest,
     RunInput,

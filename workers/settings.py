@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 PREFIX = "GOVFLOW_"
 # Read elsewhere: by the test suite, and by `govflow worker` (its --app default).

@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 
-from activities.evidence import migrate
-from policies.errors import GovflowError
-from workers.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from workers.settings import Settings
-from workers.temporal import connect, register_search_attributes
+from govflow.activities.evidence import migrate
+from govflow.policies.errors import GovflowError
+from govflow.workers.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
+from govflow.workers.settings import Settings
+from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
 _START_TIMEOUT_S = 60.0
@@ -353,7 +353,7 @@ class LocalStack:
     def start_worker(self) -> tuple[int, Path]:
         """Start ``govflow worker`` in the background (the example app); returns its pid and log."""
         govflow = bin_path("govflow")
-        argv = [str(govflow), "worker"] if govflow else [sys.executable, "-m", "workers", "worker"]
+        argv = [str(govflow), "worker"] if govflow else [sys.executable, "-m", "govflow", "worker"]
         log = self.home / "worker.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(

@@ -16,10 +16,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from policies.errors import GovflowError
-from workers.settings import Settings
-from workflows import search_attributes
-from workflows.payloads import data_converter
+from govflow.policies.errors import GovflowError
+from govflow.workers.settings import Settings
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
 
 T = TypeVar("T")
 

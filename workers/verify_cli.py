@@ -13,17 +13,17 @@ from typing import Any, Literal
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.evidence import EvidenceStore
-from activities.evidence import checkpoint as cp
-from activities.evidence.chain import VerifyReport
-from activities.evidence.events import RunStarted, parse_event
-from policies.errors import GovflowError
-from workers.evidence_cli import checkpoint_problems, stream_of, take_checkpoint
-from workers.keys import load_public_key, load_signing_key
-from workers.settings import Settings
-from workers.stack import database_url
-from workers.temporal import connect
-from workflows.run_models import RunResult
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence import checkpoint as cp
+from govflow.activities.evidence.chain import VerifyReport
+from govflow.activities.evidence.events import RunStarted, parse_event
+from govflow.policies.errors import GovflowError
+from govflow.workers.evidence_cli import checkpoint_problems, stream_of, take_checkpoint
+from govflow.workers.keys import load_public_key, load_signing_key
+from govflow.workers.settings import Settings
+from govflow.workers.stack import database_url
+from govflow.workers.temporal import connect
+from govflow.workflows.run_models import RunResult
 
 _RPC = timedelta(seconds=10)
 _CONNECT_S = 10.0

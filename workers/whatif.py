@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from activities.evidence import EvidenceStore
-from activities.evidence.chain import Stream, verify_rows
-from activities.evidence.events import (
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.chain import Stream, verify_rows
+from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     BreachDetected,
     ContextRead,
@@ -42,11 +42,21 @@ from activities.evidence.events import (
     RunReport,
     parse_event,
 )
-from policies import Action, Decision, Gate, NeedsApproval, Policy, RunContext, decide, decision_rule, policy_digest
-from policies.errors import GovflowError
-from policies.standing import standing_problem
-from workflows import rollout_rules as rules
-from workflows.rollout_models import RolloutState
+from govflow.policies import (
+    Action,
+    Decision,
+    Gate,
+    NeedsApproval,
+    Policy,
+    RunContext,
+    decide,
+    decision_rule,
+    policy_digest,
+)
+from govflow.policies.errors import GovflowError
+from govflow.policies.standing import standing_problem
+from govflow.workflows import rollout_rules as rules
+from govflow.workflows.rollout_models import RolloutState
 
 _BATCH = 2000
 GROUPS = (

@@ -13,19 +13,19 @@ from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.evidence import EvidenceStore
-from activities.grant_activities import GrantActivities
-from activities.notify_activities import NotifyActivities
-from activities.registry import Registry
-from activities.rollout_activities import RolloutActivities
-from activities.run_activities import RunActivities
-from policies.errors import GovflowError
-from workflows import handlers
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.notify import NotifyWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.standing import StandingGrantWorkflow
-from workflows.versioned import VERSIONED
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.grant_activities import GrantActivities
+from govflow.activities.notify_activities import NotifyActivities
+from govflow.activities.registry import Registry
+from govflow.activities.rollout_activities import RolloutActivities
+from govflow.activities.run_activities import RunActivities
+from govflow.policies.errors import GovflowError
+from govflow.workflows import handlers
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.notify import NotifyWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.standing import StandingGrantWorkflow
+from govflow.workflows.versioned import VERSIONED
 
 WORKFLOWS: tuple[type, ...] = (GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow)
 """Every workflow a govflow worker runs."""
@@ -93,9 +93,7 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
             "pydantic_core",
             "rfc8785",
             "yaml",
-            "policies",
-            "activities",
-            "workflows",
+            "govflow",
             *passthrough,
         )
     )
@@ -133,7 +131,7 @@ async def run_worker(
             print(f"govflow worker polling task queue {task_queue!r}{version}; tasks: {tasks}; Ctrl-C stops it",
                   flush=True)  # fmt: skip
             if deployment is not None and make_current:
-                from workers.deployments import set_current
+                from govflow.workers.deployments import set_current
 
                 await set_current(client, deployment.deployment_name, deployment.build_id)
                 print(f"build {deployment.build_id} is now the current version of {deployment.deployment_name}",

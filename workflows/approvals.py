@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from activities.connectors.guard import ReadLog
-from activities.evidence.events import (
+from govflow.activities.connectors.guard import ReadLog
+from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     Event,
     ExceptionDecided,
@@ -24,8 +24,8 @@ from activities.evidence.events import (
     QualityCheckFailed,
     QualityScoreRecord,
 )
-from activities.run_models import ProposeResult
-from policies import (
+from govflow.activities.run_models import ProposeResult
+from govflow.policies import (
     Action,
     ApprovalAttempt,
     AttemptOutcome,
@@ -41,9 +41,9 @@ from policies import (
     run_checks,
     signed_act_problem,
 )
-from policies.stats import CheckResult
-from workflows.inputs import Read, field_text
-from workflows.run_models import (
+from govflow.policies.stats import CheckResult
+from govflow.workflows.inputs import Read, field_text
+from govflow.workflows.run_models import (
     ExceptionDecision,
     GateView,
     PendingAction,

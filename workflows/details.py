@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from activities.escaping import md_code, md_text, shell_command
-from policies import WindowVerdict
-from policies.model import Stage
-from workflows.approvals import ActionState
-from workflows.rollout_models import RolloutState
-from workflows.run_models import RunInput
+from govflow.activities.escaping import md_code, md_text, shell_command
+from govflow.policies import WindowVerdict
+from govflow.policies.model import Stage
+from govflow.workflows.approvals import ActionState
+from govflow.workflows.rollout_models import RolloutState
+from govflow.workflows.run_models import RunInput
 
 
 def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exception: str | None,

@@ -15,13 +15,13 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence import events as ev
-    from activities.names import ErrorType
-    from policies import AttemptOutcome, Policy
-    from workflows import approvals
-    from workflows.inputs import read
-    from workflows.ledger import RunLedger
-    from workflows.run_models import ExceptionDecision
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.names import ErrorType
+    from govflow.policies import AttemptOutcome, Policy
+    from govflow.workflows import approvals
+    from govflow.workflows.inputs import read
+    from govflow.workflows.ledger import RunLedger
+    from govflow.workflows.run_models import ExceptionDecision
 
 _DECISION_EXAMPLE = '{"reviewer": "alice", "decision": "retry"}'
 

@@ -13,13 +13,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import run_models as rm
-    from activities.evidence import events as ev
-    from activities.names import ErrorType
-    from activities.run_activities import RunActivities
-    from workflows.exception_route import ExceptionRoute
-    from workflows.ledger import RETRY, RunLedger, scope_refusal
-    from workflows.run_state import RunState
+    from govflow.activities import run_models as rm
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.names import ErrorType
+    from govflow.activities.run_activities import RunActivities
+    from govflow.workflows.exception_route import ExceptionRoute
+    from govflow.workflows.ledger import RETRY, RunLedger, scope_refusal
+    from govflow.workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)
 

@@ -20,22 +20,22 @@ from temporalio.common import SearchAttributePair
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
-    from activities import run_models as rm
-    from activities.evidence import events as ev
-    from activities.run_activities import RunActivities
-    from policies import AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from workflows import approvals, handlers, publishing
-    from workflows import search_attributes as sa
-    from workflows.approvals import ActionState, GateState
-    from workflows.details import run_details
-    from workflows.exception_route import ExceptionRoute
-    from workflows.gathering import Gathering, gather_request
-    from workflows.ledger import RETRY, RunLedger
-    from workflows.reviewers import Announcer, Votes, claim_standing
-    from workflows.rollout_models import ReportPoke
-    from workflows.run_models import ActionOutcome, Outcome, RunInput, RunResult, RunStatus, submit_message
-    from workflows.run_state import RunState
+    from govflow.activities import names
+    from govflow.activities import run_models as rm
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.run_activities import RunActivities
+    from govflow.policies import AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
+    from govflow.workflows import approvals, handlers, publishing
+    from govflow.workflows import search_attributes as sa
+    from govflow.workflows.approvals import ActionState, GateState
+    from govflow.workflows.details import run_details
+    from govflow.workflows.exception_route import ExceptionRoute
+    from govflow.workflows.gathering import Gathering, gather_request
+    from govflow.workflows.ledger import RETRY, RunLedger
+    from govflow.workflows.reviewers import Announcer, Votes, claim_standing
+    from govflow.workflows.rollout_models import ReportPoke
+    from govflow.workflows.run_models import ActionOutcome, Outcome, RunInput, RunResult, RunStatus, submit_message
+    from govflow.workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)
 

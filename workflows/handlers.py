@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.inputs import Unreadable
+    from govflow.workflows.inputs import Unreadable
 
 UNREADABLE_BYTES = "unreadable-bytes"
 """The patch from which a workflow receives bytes that are not JSON (workflows/payloads.py). Before it,

@@ -16,10 +16,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence.events import DataConflict, DataRestored, Event, RunReport, ScopeRefused
-    from activities.rollout_activities import RolloutActivities
-    from activities.run_activities import RunActivities
-    from activities.run_models import (
+    from govflow.activities.evidence.events import DataConflict, DataRestored, Event, RunReport, ScopeRefused
+    from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.activities.run_activities import RunActivities
+    from govflow.activities.run_models import (
         DataRollback,
         EvidenceItem,
         FenceRequest,
@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRow,
         StartRun,
     )
-    from workflows.rollout_models import RolloutState
+    from govflow.workflows.rollout_models import RolloutState
 
 LOCAL = timedelta(seconds=30)
 # A write is one short transaction; a worker that dies mid-write is retried after this.

@@ -16,12 +16,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
-    from activities.notify_activities import NotifyActivities
-    from activities.notify_models import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
-    from policies import Policy
-    from policies.model import Notification
-    from workflows.approvals import ActionState, GateState
+    from govflow.activities import names
+    from govflow.activities.notify_activities import NotifyActivities
+    from govflow.activities.notify_models import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
+    from govflow.policies import Policy
+    from govflow.policies.model import Notification
+    from govflow.workflows.approvals import ActionState, GateState
 
 FIRST_WAIT_S = 1.0
 LONGEST_WAIT_S = 60.0

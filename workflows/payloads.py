@@ -20,7 +20,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
 
-from workflows.inputs import Unreadable
+from govflow.workflows.inputs import Unreadable
 
 _PREVIEW = 200
 """How many of an unreadable payload's bytes the evidence keeps."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from activities.connectors.guard import ReadLog
-from activities.evidence.events import ActionStatus, RunFinished, RunReport, TouchedRecord
-from activities.evidence.records import Mode
-from activities.run_models import Written
-from policies import Action
-from workflows.approvals import ActionState
-from workflows.run_models import ActionOutcome, Outcome
+from govflow.activities.connectors.guard import ReadLog
+from govflow.activities.evidence.events import ActionStatus, RunFinished, RunReport, TouchedRecord
+from govflow.activities.evidence.records import Mode
+from govflow.activities.run_models import Written
+from govflow.policies import Action
+from govflow.workflows.approvals import ActionState
+from govflow.workflows.run_models import ActionOutcome, Outcome
 
 Slot = ActionOutcome | ActionState
 """One action at publish time, in the proposal's order: its outcome already, or a live write to make."""

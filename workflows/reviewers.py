@@ -14,19 +14,19 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import run_models as rm
-    from activities.evidence import events as ev
-    from activities.notify_models import Transition
-    from activities.run_activities import RunActivities
-    from policies import AttemptOutcome, Policy
-    from workflows import approvals, notify
-    from workflows.approvals import ActionState, Verdict, Via
-    from workflows.exception_route import ExceptionRoute
-    from workflows.inputs import read
-    from workflows.ledger import RETRY, RunLedger
-    from workflows.notify import NotifyWorkflow
-    from workflows.run_models import Review, ReviewRequest, RunInput
-    from workflows.run_state import RunState
+    from govflow.activities import run_models as rm
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.notify_models import Transition
+    from govflow.activities.run_activities import RunActivities
+    from govflow.policies import AttemptOutcome, Policy
+    from govflow.workflows import approvals, notify
+    from govflow.workflows.approvals import ActionState, Verdict, Via
+    from govflow.workflows.exception_route import ExceptionRoute
+    from govflow.workflows.inputs import read
+    from govflow.workflows.ledger import RETRY, RunLedger
+    from govflow.workflows.notify import NotifyWorkflow
+    from govflow.workflows.run_models import Review, ReviewRequest, RunInput
+    from govflow.workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)
 _REVIEW_EXAMPLE = '{"reviewer": "alice", "action_digest": "<digest>", "reason": "..."}'

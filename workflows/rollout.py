@@ -16,20 +16,20 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
-    from activities import run_models as rm
-    from activities.evidence import events as ev
-    from activities.rollout_activities import RolloutActivities
-    from policies import Policy, WindowVerdict, policy_from_json
-    from policies.model import Stage
-    from workflows import handlers
-    from workflows import rollout_rules as rules
-    from workflows import search_attributes as sa
-    from workflows.closing import settle
-    from workflows.details import rollout_details
-    from workflows.inputs import Read, field_text, read
-    from workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
-    from workflows.rollout_models import (
+    from govflow.activities import names
+    from govflow.activities import run_models as rm
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.policies import Policy, WindowVerdict, policy_from_json
+    from govflow.policies.model import Stage
+    from govflow.workflows import handlers
+    from govflow.workflows import rollout_rules as rules
+    from govflow.workflows import search_attributes as sa
+    from govflow.workflows.closing import settle
+    from govflow.workflows.details import rollout_details
+    from govflow.workflows.inputs import Read, field_text, read
+    from govflow.workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
+    from govflow.workflows.rollout_models import (
         Admission,
         Breach,
         Control,
@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
         RunReport,
     )
-    from workflows.rollout_rules import bucket
+    from govflow.workflows.rollout_rules import bucket
 
 _CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 _READ = timedelta(seconds=60)

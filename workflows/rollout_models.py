@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.evidence.records import Mode, RunReport
-from activities.run_models import ControlAnswer, LeaseRequest
-from policies import WindowCounts, WindowVerdict, act_message
-from workflows.inputs import Note, PersonName, Token
+from govflow.activities.evidence.records import Mode, RunReport
+from govflow.activities.run_models import ControlAnswer, LeaseRequest
+from govflow.policies import WindowCounts, WindowVerdict, act_message
+from govflow.workflows.inputs import Note, PersonName, Token
 
 __all__ = ["ControlAnswer", "LeaseRequest", "RunReport"]
 

@@ -9,12 +9,12 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from activities.evidence.records import Mode
-from activities.run_models import AdmitRequest
-from policies import Policy, WindowCounts, WindowVerdict, evaluate_window, signed_act_problem
-from policies.model import Stage, WindowRule
-from policies.stats import cusum_limit, evaluate_sequential, observe
-from workflows.rollout_models import (
+from govflow.activities.evidence.records import Mode
+from govflow.activities.run_models import AdmitRequest
+from govflow.policies import Policy, WindowCounts, WindowVerdict, evaluate_window, signed_act_problem
+from govflow.policies.model import Stage, WindowRule
+from govflow.policies.stats import cusum_limit, evaluate_sequential, observe
+from govflow.workflows.rollout_models import (
     AdmittedRun,
     Control,
     LeaseRequest,

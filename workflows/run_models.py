@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from activities.evidence.records import Mode
-from policies import AttemptOutcome, act_message, digest
-from workflows.inputs import Note, PersonName, Token
+from govflow.activities.evidence.records import Mode
+from govflow.policies import AttemptOutcome, act_message, digest
+from govflow.workflows.inputs import Note, PersonName, Token
 
 Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]
 

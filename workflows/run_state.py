@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from activities.connectors.guard import ReadLog
-from policies import Policy
-from workflows.approvals import ActionState
-from workflows.run_models import Outcome, RunInput
+from govflow.activities.connectors.guard import ReadLog
+from govflow.policies import Policy
+from govflow.workflows.approvals import ActionState
+from govflow.workflows.run_models import Outcome, RunInput
 
 
 @dataclass

@@ -17,16 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
-    from activities import run_models as rm
-    from activities.evidence import events as ev
-    from activities.grant_activities import GrantActivities, GrantRecord
-    from activities.rollout_activities import RolloutActivities
-    from policies import AttemptOutcome, Policy, policy_from_json
-    from policies.standing import GrantTerms, judge_grant, may_revoke, quorum, terms_problem
-    from workflows import handlers
-    from workflows.inputs import Note, PersonName, Read, Token, field_text, read
-    from workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY
+    from govflow.activities import names
+    from govflow.activities import run_models as rm
+    from govflow.activities.evidence import events as ev
+    from govflow.activities.grant_activities import GrantActivities, GrantRecord
+    from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.policies import AttemptOutcome, Policy, policy_from_json
+    from govflow.policies.standing import GrantTerms, judge_grant, may_revoke, quorum, terms_problem
+    from govflow.workflows import handlers
+    from govflow.workflows.inputs import Note, PersonName, Read, Token, field_text, read
+    from govflow.workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY
 
 
 class GrantInput(BaseModel):

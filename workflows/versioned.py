@@ -17,11 +17,11 @@ import dataclasses
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 
-from workflows import handlers
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.notify import NotifyWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.standing import StandingGrantWorkflow
+from govflow.workflows import handlers
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.notify import NotifyWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.standing import StandingGrantWorkflow
 
 
 def _versioned(cls: type) -> type:

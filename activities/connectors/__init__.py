@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from activities.connectors.base import Connector, ConnectorError, Record, WriteRequest, WriteResult
-from activities.connectors.guard import ReadLog, ScopedConnectors, ScopeRefusal, ScopeViolation
-from activities.connectors.http import HttpJsonConnector
-from activities.connectors.postgres import IDEMPOTENCY_DDL, PostgresTableConnector, SharedPool, Table
+from govflow.activities.connectors.base import Connector, ConnectorError, Record, WriteRequest, WriteResult
+from govflow.activities.connectors.guard import ReadLog, ScopedConnectors, ScopeRefusal, ScopeViolation
+from govflow.activities.connectors.http import HttpJsonConnector
+from govflow.activities.connectors.postgres import IDEMPOTENCY_DDL, PostgresTableConnector, SharedPool, Table
 
 __all__ = [
     "IDEMPOTENCY_DDL",

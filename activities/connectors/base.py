@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 Record = dict[str, Any]
 Scalar = str | int | float | bool

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from activities.connectors.base import Connector, ConnectorError, Record, Scalar, WriteRequest, WriteResult
-from policies import Policy, check_scope, record_images
-from policies.errors import GovflowError
+from govflow.activities.connectors.base import Connector, ConnectorError, Record, Scalar, WriteRequest, WriteResult
+from govflow.policies import Policy, check_scope, record_images
+from govflow.policies.errors import GovflowError
 
 MAX_FIND = 1000
 """The most records one ``find`` returns."""

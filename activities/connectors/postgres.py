@@ -16,8 +16,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict
 
-from activities.connectors.base import ConnectorError, Record, RecordCheck, Scalar, WriteRequest, WriteResult
-from activities.pgerrors import is_transient
+from govflow.activities.connectors.base import ConnectorError, Record, RecordCheck, Scalar, WriteRequest, WriteResult
+from govflow.activities.pgerrors import is_transient
 
 IDEMPOTENCY_DDL = """
 CREATE TABLE IF NOT EXISTS govflow_idempotency (

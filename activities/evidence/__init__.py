@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from activities.evidence.chain import ChainProblem, EvidenceEvent, VerifyReport, verify_rows
-from activities.evidence.errors import (
+from govflow.activities.evidence.chain import ChainProblem, EvidenceEvent, VerifyReport, verify_rows
+from govflow.activities.evidence.errors import (
     EvidenceConflictError,
     EvidenceError,
     EvidenceGapError,
     MigrationError,
 )
-from activities.evidence.events import (
+from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     PolicyDecisionRecord,
     QualityScoreRecord,
     RunRecord,
     TouchedRecord,
 )
-from activities.evidence.migrate import MigrationReport, migrate
-from activities.evidence.store import AppendResult, EvidenceStore, create_pool
+from govflow.activities.evidence.migrate import MigrationReport, migrate
+from govflow.activities.evidence.store import AppendResult, EvidenceStore, create_pool
 
 __all__ = [
     "AppendResult",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from policies.digest import canonical_json, sha256_hex
+from govflow.policies.digest import canonical_json, sha256_hex
 
 Stream = Literal["run", "rollout", "notification", "grant", "refused_start"]
 GENESIS = "0" * 64

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from activities.evidence.chain import Stream, timestamp_text
-from policies.digest import canonical_json, sha256_hex
-from policies.errors import GovflowError
+from govflow.activities.evidence.chain import Stream, timestamp_text
+from govflow.policies.digest import canonical_json, sha256_hex
+from govflow.policies.errors import GovflowError
 
 FORMAT = "govflow-evidence-checkpoint/1"
 

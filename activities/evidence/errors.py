@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 
 class EvidenceError(GovflowError):

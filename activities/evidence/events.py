@@ -22,11 +22,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from activities.connectors.guard import ReadLog
-from activities.evidence.chain import Stream
-from activities.evidence.records import Mode, RunRecord, RunReport
-from policies import Action, Gate
-from policies.stats import WindowVerdict
+from govflow.activities.connectors.guard import ReadLog
+from govflow.activities.evidence.chain import Stream
+from govflow.activities.evidence.records import Mode, RunRecord, RunReport
+from govflow.policies import Action, Gate
+from govflow.policies.stats import WindowVerdict
 
 __all__ = ["RunRecord", "RunReport"]  # the run row and what a run reports, read with the events
 

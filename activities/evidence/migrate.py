@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from activities.evidence.errors import MigrationError
-from activities.evidence.sql import Migration, migrations
+from govflow.activities.evidence.errors import MigrationError
+from govflow.activities.evidence.sql import Migration, migrations
 
 # pg_advisory_lock key: any constant that other applications are unlikely to use.
 _LOCK_KEY = 0x60F10E

@@ -25,7 +25,7 @@ def parse_named_blocks(text: str) -> dict[str, str]:
 
 @cache
 def queries() -> dict[str, str]:
-    text = resources.files("activities.evidence").joinpath("queries.sql").read_text("utf-8")
+    text = resources.files("govflow.activities.evidence").joinpath("queries.sql").read_text("utf-8")
     return parse_named_blocks(text)
 
 
@@ -46,7 +46,7 @@ class Migration:
 
 def migrations() -> list[Migration]:
     """The migrations shipped with govflow, in order."""
-    folder = resources.files("activities.evidence").joinpath("migrations")
+    folder = resources.files("govflow.activities.evidence").joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION.match(entry.name)

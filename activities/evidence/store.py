@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from activities.evidence.chain import (
+from govflow.activities.evidence.chain import (
     GENESIS,
     ChainProblem,
     EvidenceEvent,
@@ -19,10 +19,10 @@ from activities.evidence.chain import (
     VerifyReport,
     verify_rows,
 )
-from activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
-from activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
-from activities.evidence.sql import queries
-from policies.standing import matches
+from govflow.activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
+from govflow.activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
+from govflow.activities.evidence.sql import queries
+from govflow.policies.standing import matches
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.models.base import (
+from govflow.activities.models.base import (
     InvalidModelOutput,
     Message,
     ModelClient,
@@ -11,8 +11,8 @@ from activities.models.base import (
     ModelResponse,
     parse_output,
 )
-from activities.models.baseline import LocalBaselineModel
-from activities.models.openai import OpenAIChatClient
+from govflow.activities.models.baseline import LocalBaselineModel
+from govflow.activities.models.openai import OpenAIChatClient
 
 __all__ = [
     "InvalidModelOutput",

@@ -6,7 +6,7 @@ from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from policies.errors import GovflowError
+from govflow.policies.errors import GovflowError
 
 
 class Message(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.tasks.contract import (
+from govflow.activities.tasks.contract import (
     ContradictoryInput,
     IncompleteInput,
     Proposal,

@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origi
 
 from pydantic import BaseModel, Field
 
-from activities.connectors.guard import ScopedConnectors
-from activities.models.base import ModelClient
-from policies.actions import Action
-from policies.errors import GovflowError
+from govflow.activities.connectors.guard import ScopedConnectors
+from govflow.activities.models.base import ModelClient
+from govflow.policies.actions import Action
+from govflow.policies.errors import GovflowError
 
 
 class Proposal(BaseModel):

@@ -14,11 +14,11 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from activities.connectors import IDEMPOTENCY_DDL, PostgresTableConnector, ScopedConnectors, SharedPool, Table
-from activities.models import LocalBaselineModel, ModelClient, ModelRequest, parse_output
-from activities.models.base import Message
-from activities.tasks.contract import ContradictoryInput, IncompleteInput, Proposal, Task
-from policies import Action
+from govflow.activities.connectors import IDEMPOTENCY_DDL, PostgresTableConnector, ScopedConnectors, SharedPool, Table
+from govflow.activities.models import LocalBaselineModel, ModelClient, ModelRequest, parse_output
+from govflow.activities.models.base import Message
+from govflow.activities.tasks.contract import ContradictoryInput, IncompleteInput, Proposal, Task
+from govflow.policies import Action
 
 
 class TicketItem(BaseModel):

@@ -10,12 +10,12 @@ import os
 import signal
 from pathlib import Path
 
-from activities.connectors import Connector, SharedPool, WriteRequest, WriteResult
-from activities.connectors.base import Record, RecordCheck
-from activities.registry import Registry
-from activities.tasks import support_triage
-from workers.app import EXAMPLES
-from workers.settings import Settings
+from govflow.activities.connectors import Connector, SharedPool, WriteRequest, WriteResult
+from govflow.activities.connectors.base import Record, RecordCheck
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.workers.app import EXAMPLES
+from govflow.workers.settings import Settings
 
 
 class CrashAfterWrite:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from activities.registry import Registry
-from workers.app import EXAMPLES, example_registry
-from workers.settings import Settings
+from govflow.activities.registry import Registry
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.settings import Settings
 
 
 def build(settings: Settings, database_url: str) -> Registry:

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import asyncpg
 
-from activities.evidence import EvidenceStore
-from activities.evidence.chain import event_hash
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.chain import event_hash
 from tests.integration.test_evidence_store import _full_run, _tamper
 
 
 def _govflow(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
     env["GOVFLOW_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "govflow", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def _checkpoint(database_url: str, tmp_path: Path, name: str = "auditor") -> tuple[Path, Path]:
@@ -125,7 +125,7 @@ async def test_a_checkpoint_signed_by_another_key_or_edited_is_refused(
 
 
 async def test_verify_rollout_checks_every_run_it_admitted(store: EvidenceStore, database_url: str) -> None:
-    from activities.evidence import RunRecord
+    from govflow.activities.evidence import RunRecord
 
     at = datetime.now(UTC)
     await store.append_event("rollout", "rollout-x", 1, "rollout_started", at, {"stage": "shadow"})

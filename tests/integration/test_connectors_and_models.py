@@ -11,7 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.connectors import (
+from govflow.activities.connectors import (
     ConnectorError,
     HttpJsonConnector,
     PostgresTableConnector,
@@ -21,16 +21,16 @@ from activities.connectors import (
     Table,
     WriteRequest,
 )
-from activities.evidence import EvidenceStore
-from activities.evidence.events import RunFinished
-from activities.models import ModelError, ModelRequest, OpenAIChatClient
-from activities.models.base import Message
-from activities.registry import Registry
-from activities.run_activities import RunActivities
-from activities.run_models import EvidenceItem, PlannedWrite, PublishAll
-from policies import Action, load_policy
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.events import RunFinished
+from govflow.activities.models import ModelError, ModelRequest, OpenAIChatClient
+from govflow.activities.models.base import Message
+from govflow.activities.registry import Registry
+from govflow.activities.run_activities import RunActivities
+from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll
+from govflow.policies import Action, load_policy
+from govflow.workers.app import EXAMPLES
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
-from workers.app import EXAMPLES
 
 TRIAGE = load_policy(EXAMPLES / "support-triage.yaml")
 _T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -304,7 +304,7 @@ async def test_evidence_the_database_rejects_fails_at_once_instead_of_retrying_f
 ) -> None:
     """SQLSTATE decides (activities/pgerrors.py): a row Postgres refuses (22P05: a NUL in JSON text) is
     final, where before it was retried forever inside the run's evidence lock."""
-    from activities.run_models import EvidenceItem, RecordEvidence
+    from govflow.activities.run_models import EvidenceItem, RecordEvidence
 
     rec = RecordEvidence(
         run_id="r-nul", task="support-triage", task_version="1", seq=1, at=_T0,

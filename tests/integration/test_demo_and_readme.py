@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from govflow.workers.cli import build_parser
+from govflow.workers.demo import QUERIES
 from tests.conftest import free_port
-from workers.cli import build_parser
-from workers.demo import QUERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -77,7 +77,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def _govflow(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "govflow", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -17,14 +17,14 @@ import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
+from govflow.workers.cli import build_parser
+from govflow.workers.settings import setting_names
+from govflow.workers.temporal import search_attribute_types
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import RunInput, RunResult
 from tests.conftest import free_port
 from tests.helpers import eventually
 from tests.integration.test_governed_run_e2e import cli_env
-from workers.cli import build_parser
-from workers.settings import setting_names
-from workers.temporal import search_attribute_types
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import RunInput, RunResult
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -149,7 +149,7 @@ async def test_every_metric_the_rules_and_dashboard_use_is_served_by_a_running_w
         GOVFLOW_METRICS_PORT=str(port), GOVFLOW_SDK_METRICS_PORT=str(sdk_port), SOR_URL=sor_url,
     )  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", "worker", env=environ,
+        sys.executable, "-m", "govflow", "worker", env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:

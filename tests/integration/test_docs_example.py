@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import re
 import subprocess
@@ -13,11 +14,13 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.tasks import support_triage
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.tasks import support_triage
+from govflow.workers.client import submit
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import Review, RunInput
 from tests.helpers import sor_fetch, wait_for, worker
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review, RunInput
+from tests.integration.test_governed_run_e2e import cli_env
 
 DOC = Path(__file__).parents[2] / "docs" / "writing-a-task.md"
 
@@ -42,7 +45,7 @@ async def test_the_worked_example_runs_as_written(
 
     for command in ("check", "audit"):
         done = subprocess.run(
-            [sys.executable, "-m", "workers", "policy", command, str(tmp_path / "ticket-categorizer.yaml")],
+            [sys.executable, "-m", "govflow", "policy", command, str(tmp_path / "ticket-categorizer.yaml")],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
@@ -74,3 +77,49 @@ async def test_the_worked_example_runs_as_written(
     rows = await sor_fetch(empty_database_url, "SELECT category FROM ticket WHERE id = 'T0001'")
     assert rows[0]["category"] == "question"
     assert (await store.verify("run", result.run_id)).ok
+
+
+@pytest.mark.devserver
+async def test_a_worker_among_the_users_own_policies_and_activities_folders_serves_runs(
+    dev_server_env: WorkflowEnvironment, empty_database_url: str, database_url: str, tmp_path: Path, task_queue: str
+) -> None:
+    # The README's layout for a team's own project: a policies/ folder of YAML and an activities/ package of
+    # its own, the worker started from there (`python -m` puts that folder first on the path). govflow's
+    # packages install under govflow., so neither folder hides them.
+    (policy_text,) = blocks("yaml")
+    (module_text,) = blocks("python")
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "ticket-categorizer.yaml").write_text(policy_text)
+    (tmp_path / "activities").mkdir()
+    (tmp_path / "activities" / "__init__.py").write_text("")
+    (tmp_path / "activities" / "ticket_categorizer.py").write_text(module_text)
+    conn = await asyncpg.connect(empty_database_url)
+    await support_triage.seed(conn, 3)
+    await conn.close()
+    environ = cli_env(
+        dev_server_env, database_url, task_queue, POLICY_DIR=str(tmp_path / "policies"),
+        TICKETS_DATABASE_URL=empty_database_url, GOVFLOW_METRICS_PORT="0", GOVFLOW_SDK_METRICS_PORT="0",
+    )  # fmt: skip
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "govflow", "worker", "--app", "activities.ticket_categorizer:build",
+            cwd=tmp_path, env=environ, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        client = dev_server_env.client
+        run_id = await submit(client, task_queue, RunInput(task="ticket-categorizer", item_key="T0002",
+                              item={"ticket_id": "T0002"}, requester="priya", mode="live"))  # fmt: skip
+        handle = client.get_workflow_handle_for(GovernedRunWorkflow.run, run_id)
+        status = await wait_for(handle, lambda s: bool(s.pending))
+        await handle.signal(
+            GovernedRunWorkflow.approve, Review(reviewer="alice", action_digest=status.pending[0].digest)
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()
+    assert result.outcome == "published"
+    rows = await sor_fetch(empty_database_url, "SELECT category FROM ticket WHERE id = 'T0002'")
+    assert rows[0]["category"] == "question"

@@ -10,16 +10,16 @@ import rfc8785
 from prometheus_client import CollectorRegistry
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.evidence.events import QualityScoreRecord, RunFinished, RunStarted, ScopeRefused
-from activities.registry import Registry
-from activities.run_activities import RunActivities
-from activities.run_models import EvidenceItem, RecordEvidence, StartRun
-from activities.telemetry import Telemetry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.events import QualityScoreRecord, RunFinished, RunStarted, ScopeRefused
+from govflow.activities.registry import Registry
+from govflow.activities.run_activities import RunActivities
+from govflow.activities.run_models import EvidenceItem, RecordEvidence, StartRun
+from govflow.activities.telemetry import Telemetry
+from govflow.workers.evidence_cli import bundle, markdown, show
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import Review
 from tests.helpers import start_run, wait_for, worker
-from workers.evidence_cli import bundle, markdown, show
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review
 
 
 async def _published_run(env: WorkflowEnvironment, task_queue: str, store: EvidenceStore, registry: Registry) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from activities.evidence import (
+from govflow.activities.evidence import (
     ApprovalAttemptRecord,
     EvidenceConflictError,
     EvidenceEvent,
@@ -102,7 +102,7 @@ def _verify_cli(database_url: str, run_id: str) -> subprocess.CompletedProcess[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
     env["GOVFLOW_DATABASE_URL"] = database_url
     return subprocess.run(
-        [sys.executable, "-m", "workers", "evidence", "verify", run_id],
+        [sys.executable, "-m", "govflow", "evidence", "verify", run_id],
         env=env,
         capture_output=True,
         text=True,

@@ -21,8 +21,6 @@ from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.evidence.checkpoint import public_text
 from govflow import (
     InvalidModelOutput,
     OpenAIChatClient,
@@ -33,14 +31,23 @@ from govflow import (
     WriteRequest,
     parse_policy,
 )
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.checkpoint import public_text
 from govflow.examples import invoice_matching as im
-from policies import signing_message
+from govflow.policies import signing_message
+from govflow.workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
+from govflow.workflows.rollout_models import Control, control_message
+from govflow.workflows.run_models import (
+    ExceptionDecision,
+    ReviewRequest,
+    RunInput,
+    RunResult,
+    RunStatus,
+    submit_message,
+)
 from tests.helpers import event_kinds, eventually, fixture_key, fixture_signature, sor_fetch, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from tests.local_servers import ChatCompletionsApi, serve
-from workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
-from workflows.rollout_models import Control, control_message
-from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunResult, RunStatus, submit_message
 
 pytestmark = pytest.mark.devserver
 
@@ -212,7 +219,7 @@ async def test_duplicates_contradictions_and_missing_receipts_wait_for_a_person(
 
 
 def exception_message_for(run_id: str, decision: str, status: RunStatus) -> bytes:
-    from workflows.run_models import exception_message
+    from govflow.workflows.run_models import exception_message
 
     return exception_message(run_id, decision, status.exception_expires_at)
 

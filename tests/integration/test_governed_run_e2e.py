@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import Review, RunResult
 from tests.helpers import event_kinds, result_on_a_new_worker, sor_fetch, start_run, wait_for, worker, worker_process
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review, RunResult
 
 pytestmark = pytest.mark.devserver
 
@@ -35,7 +35,7 @@ def cli_env(env: WorkflowEnvironment, database_url: str, task_queue: str, **extr
 async def govflow(environ: dict[str, str], *args: str) -> tuple[int, str, str]:
     """Run the CLI without blocking the event loop (the worker under test shares it)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", *args,
+        sys.executable, "-m", "govflow", *args,
         env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
@@ -158,8 +158,8 @@ def _pem_keys_dir(folder: Path, people: dict[str, str]) -> Path:
 async def test_the_cli_signs_each_persons_acts_and_refuses_what_no_worker_serves(
     dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, database_url: str, tmp_path: Path
 ) -> None:
+    from govflow.workers.app import example_registry
     from tests.workflows.test_signed_acts import PRIVATE, signed_policy
-    from workers.app import example_registry
 
     env = dev_server_env
     task_queue = f"tq-{uuid.uuid4()}"

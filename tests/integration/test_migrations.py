@@ -6,8 +6,8 @@ import dataclasses
 import asyncpg
 import pytest
 
-from activities.evidence import MigrationError, migrate
-from activities.evidence.sql import Migration, migrations
+from govflow.activities.evidence import MigrationError, migrate
+from govflow.activities.evidence.sql import Migration, migrations
 
 TABLES = {
     "runs",

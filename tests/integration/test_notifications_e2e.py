@@ -18,16 +18,16 @@ import yaml
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from policies import PolicyError, parse_policy
-from policies.errors import GovflowError
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.policies import PolicyError, parse_policy
+from govflow.policies.errors import GovflowError
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.evidence_cli import show
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import Review, RunResult
 from tests.helpers import eventually, keep_history, start_run, wait_for, worker
 from tests.local_servers import WebhookReceiver, serve
-from workers.app import EXAMPLES, example_registry
-from workers.evidence_cli import show
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review, RunResult
 
 pytestmark = pytest.mark.devserver
 
@@ -281,7 +281,7 @@ async def test_the_documented_notification_snippets_run_as_written(
         assert code == 0, out + err
         # The worker starts and serves a run (a shadow run: it announces nothing to the documented URL).
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", "worker", env=environ,
+            sys.executable, "-m", "govflow", "worker", env=environ,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

@@ -9,13 +9,13 @@ import pytest
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.workers.client import control, rollout_status, start_rollout
+from govflow.workflows.rollout_models import Control
+from govflow.workflows.run_models import RunResult
 from tests.helpers import eventually, sor_fetch, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
-from workers.client import control, rollout_status, start_rollout
-from workflows.rollout_models import Control
-from workflows.run_models import RunResult
 
 pytestmark = pytest.mark.devserver
 

@@ -15,17 +15,17 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.workers.client import submit
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import RolloutInput
+from govflow.workflows.run_models import RunInput, RunResult
 from tests.conftest import free_port
 from tests.helpers import start_run, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from tests.workflows.rollouts import rollout_status, until
-from workers.client import submit
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import RolloutInput
-from workflows.run_models import RunInput, RunResult
 
 pytestmark = pytest.mark.devserver
 

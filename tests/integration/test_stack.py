@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from govflow.workers.settings import load_settings
+from govflow.workers.stack import LocalStack, StackError, StackInfo
 from tests.conftest import free_port
-from workers.settings import load_settings
-from workers.stack import LocalStack, StackError, StackInfo
 
 
 def _env(home: Path, temporal_port: int, ui_port: int) -> dict[str, str]:
@@ -28,7 +28,7 @@ def _env(home: Path, temporal_port: int, ui_port: int) -> dict[str, str]:
 
 def _govflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args],
+        [sys.executable, "-m", "govflow", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -117,7 +117,7 @@ def test_a_stale_pid_file_is_noticed_and_replaced(tmp_path: Path) -> None:
 
 
 def test_a_missing_temporal_binary_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("workers.stack.bin_path", lambda name: None)
+    monkeypatch.setattr("govflow.workers.stack.bin_path", lambda name: None)
     settings = load_settings(
         {"GOVFLOW_HOME": str(tmp_path), "GOVFLOW_TEMPORAL_PORT": str(free_port()),
          "GOVFLOW_TEMPORAL_UI_PORT": str(free_port())}

@@ -19,14 +19,14 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import RolloutInput
 from tests.conftest import free_port
 from tests.helpers import eventually, worker
-from workflows import search_attributes
-from workflows.payloads import data_converter
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import RolloutInput
 
 pytestmark = pytest.mark.devserver
 

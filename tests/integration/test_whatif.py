@@ -13,16 +13,16 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.evidence.events import ProposalMade, parse_event
-from policies import Policy, parse_policy
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.events import ProposalMade, parse_event
+from govflow.policies import Policy, parse_policy
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.whatif import WhatIfError, WhatIfReport, collect, render, whatif
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import RolloutInput
+from govflow.workflows.run_models import RunInput
 from tests.helpers import eventually, worker
-from workers.app import EXAMPLES, example_registry
-from workers.whatif import WhatIfError, WhatIfReport, collect, render, whatif
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import RolloutInput
-from workflows.run_models import RunInput
 
 TICKETS = [f"T{i:04d}" for i in range(1, 9)]
 EXAMPLE = (EXAMPLES / "support-triage.yaml").read_text()
@@ -177,7 +177,7 @@ async def test_whatif_refuses_bad_input_with_a_clear_message(
 async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
     environ: dict[str, Any] = {**os.environ, "GOVFLOW_DATABASE_URL": database_url}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", *args, env=environ,
+        sys.executable, "-m", "govflow", *args, env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
@@ -188,7 +188,7 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
 async def test_audit_says_when_the_running_rollout_runs_another_policy(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str
 ) -> None:
-    from workers.policy_cli import drift_line
+    from govflow.workers.policy_cli import drift_line
 
     env = time_skipping_env
     shipped = parse_policy(EXAMPLE)

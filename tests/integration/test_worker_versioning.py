@@ -12,16 +12,16 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.workers.deployments import set_current, versions
+from govflow.workers.worker import build_worker
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import RolloutInput
+from govflow.workflows.run_models import Review, RunResult
 from tests.helpers import eventually, start_run, wait_for
 from tests.integration.test_governed_run_e2e import cli_env, govflow
-from workers.deployments import set_current, versions
-from workers.worker import build_worker
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import RolloutInput
-from workflows.run_models import Review, RunResult
 
 pytestmark = pytest.mark.devserver
 

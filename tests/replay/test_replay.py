@@ -28,10 +28,10 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workers.worker import workflow_runner
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.payloads import data_converter
-from workflows.rollout import RolloutWorkflow
+from govflow.workers.worker import workflow_runner
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.rollout import RolloutWorkflow
 
 FOLDER = Path(__file__).parent / "histories"
 HISTORIES = sorted(p for p in FOLDER.glob("*.json") if p.name != "workflow-ids.json")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.evidence.events import GateEscalated, GateExpired, PolicyDecisionRecord, parse_event
-from policies import Action, AttemptOutcome, Policy, RunContext, load_policy
-from workflows import approvals
-from workflows.run_models import ExceptionDecision, Review
+from govflow.activities.evidence.events import GateEscalated, GateExpired, PolicyDecisionRecord, parse_event
+from govflow.policies import Action, AttemptOutcome, Policy, RunContext, load_policy
+from govflow.workflows import approvals
+from govflow.workflows.run_models import ExceptionDecision, Review
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

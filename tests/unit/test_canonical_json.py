@@ -6,7 +6,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.digest import _plain, canonical_json
+from govflow.policies.digest import _plain, canonical_json
 
 floats = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from workers.cli import escape_controls
+from govflow.workers.cli import escape_controls
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
 
 
 def govflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "govflow", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly() -> None:
     reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     writer = subprocess.run(
         # 3,000 files: ~150 kB of output, more than a pipe holds, so the writer does meet the closed pipe.
-        [sys.executable, "-m", "workers", "policy", "check", *[str(EXAMPLES / "support-triage.yaml")] * 3000],
+        [sys.executable, "-m", "govflow", "policy", "check", *[str(EXAMPLES / "support-triage.yaml")] * 3000],
         stdout=reader.stdin,
         stderr=subprocess.PIPE,
         text=True,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies import Action, canonical_json, digest, parse_policy, policy_digest
+from govflow.policies import Action, canonical_json, digest, parse_policy, policy_digest
 from tests.unit.policy_docs import BASE
 
 

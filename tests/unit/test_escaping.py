@@ -11,12 +11,12 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from markdown_it import MarkdownIt
 
-from activities.escaping import md_code, md_text, workflow_url
-from activities.notify_activities import NotifyActivities, render
-from activities.notify_models import AnnouncedAction, Announcement
-from activities.registry import Registry
-from workflows.details import run_details
-from workflows.run_models import RunInput
+from govflow.activities.escaping import md_code, md_text, workflow_url
+from govflow.activities.notify_activities import NotifyActivities, render
+from govflow.activities.notify_models import AnnouncedAction, Announcement
+from govflow.activities.registry import Registry
+from govflow.workflows.details import run_details
+from govflow.workflows.run_models import RunInput
 
 DECOY = "T0036/../../../namespaces/default/workflows/decoy"
 RUN_ID = f"run-support-triage-{DECOY}-1a2b3c4d"

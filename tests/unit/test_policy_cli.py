@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from policies import audit, load_policy, parse_policy
+from govflow.policies import audit, load_policy, parse_policy
 from tests.unit.policy_docs import BASE
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "policies" / "examples").glob("*.yaml"))
 
 
 def govflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "govflow", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_both_examples_exist() -> None:

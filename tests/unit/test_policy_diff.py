@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from policies import parse_policy
-from policies.diff import diff
-from workers.app import EXAMPLES
+from govflow.policies import parse_policy
+from govflow.policies.diff import diff
+from govflow.workers.app import EXAMPLES
 
 EXAMPLE = (EXAMPLES / "support-triage.yaml").read_text()
 
@@ -53,7 +53,7 @@ def test_a_removed_stop_rule_and_rollout_not_required_raise_exposure() -> None:
 
 def test_every_field_of_the_policy_model_is_judged() -> None:
     """Walked from the model's definition: a field added later fails here until FIELDS names it."""
-    from policies.diff import FIELDS, model_fields
+    from govflow.policies.diff import FIELDS, model_fields
 
     assert sorted(model_fields() - set(FIELDS)) == []
     assert sorted(set(FIELDS) - model_fields()) == []

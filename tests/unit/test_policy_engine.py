@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policies import (
+from govflow.policies import (
     Action,
     Allow,
     ApprovalAttempt,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policies import PolicyError, load_policy, parse_policy
+from govflow.policies import PolicyError, load_policy, parse_policy
 from tests.unit.policy_docs import BASE, broken
 
 CASES: list[tuple[str, str, str]] = [

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import (
+from govflow.policies import (
     Action,
     ApprovalAttempt,
     Deny,
@@ -19,7 +19,7 @@ from policies import (
     parse_policy,
     quorum_met,
 )
-from policies.model import WRITE_OPERATIONS
+from govflow.policies.model import WRITE_OPERATIONS
 from tests.unit.policy_docs import BASE
 
 POLICY = parse_policy(BASE)

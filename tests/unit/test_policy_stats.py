@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from policies import WindowCounts, evaluate_window, wilson_interval
-from policies.model import WindowRule
+from govflow.policies import WindowCounts, evaluate_window, wilson_interval
+from govflow.policies.model import WindowRule
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_mean_score_uses_a_normal_interval() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from policies.stats import (  # noqa: E402
+from govflow.policies.stats import (  # noqa: E402
     confidence_sequence,
     cusum_limit,
     evaluate_sequential,

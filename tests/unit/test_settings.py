@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.settings import SettingsError, load_settings
+from govflow.workers.settings import SettingsError, load_settings
 
 
 def test_defaults_point_at_the_local_stack() -> None:
@@ -60,7 +60,7 @@ def test_postgres_errors_are_transient_exactly_by_sqlstate_class() -> None:
     serialization failures retry; integrity (23xxx) and syntax/access (42xxx) do not."""
     import asyncpg
 
-    from activities.pgerrors import is_transient
+    from govflow.activities.pgerrors import is_transient
 
     transient = [
         asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 import govflow
-from activities.tasks import support_triage
-from policies.errors import GovflowError
+from govflow.activities.tasks import support_triage
+from govflow.policies.errors import GovflowError
 
 ROOT = Path(__file__).parents[2]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.rollout_activities import undo_plan
-from policies import load_policy
-from workers.app import EXAMPLES
+from govflow.activities.rollout_activities import undo_plan
+from govflow.policies import load_policy
+from govflow.workers.app import EXAMPLES
 
 INVOICES = load_policy(EXAMPLES / "invoice-matching.yaml")
 TRIAGE = load_policy(EXAMPLES / "support-triage.yaml")

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.service import RPCError
 
-from activities.registry import Registry
-from policies import parse_policy
+from govflow.activities.registry import Registry
+from govflow.policies import parse_policy
+from govflow.workers.app import example_registry
 from tests.workflows.rollouts import STARTED, window_policy_text
-from workers.app import example_registry
 
 
 @pytest.fixture

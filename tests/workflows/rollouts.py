@@ -11,17 +11,17 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore, RunRecord
-from activities.run_models import AdmitRequest, RunAdmission
-from tests.helpers import eventually
-from workers.app import EXAMPLES
-from workflows.rollout import RolloutWorkflow, bucket
-from workflows.rollout_models import (
+from govflow.activities.evidence import EvidenceStore, RunRecord
+from govflow.activities.run_models import AdmitRequest, RunAdmission
+from govflow.workers.app import EXAMPLES
+from govflow.workflows.rollout import RolloutWorkflow, bucket
+from govflow.workflows.rollout_models import (
     ReportPoke,
     RolloutInput,
     RolloutStatus,
     RunReport,
 )
+from tests.helpers import eventually
 
 STARTED: list[WorkflowHandle[RolloutWorkflow, None]] = []
 

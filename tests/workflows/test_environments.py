@@ -11,10 +11,10 @@ from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 
 with workflow.unsafe.imports_passed_through():
-    from activities.evidence import EvidenceStore
-    from activities.rollout_activities import RolloutActivities
-    from activities.run_models import RecordRolloutBatch, RolloutRow
-    from workers.worker import build_worker
+    from govflow.activities.evidence import EvidenceStore
+    from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.activities.run_models import RecordRolloutBatch, RolloutRow
+    from govflow.workers.worker import build_worker
 
 
 class NoteInput(BaseModel):

@@ -15,13 +15,17 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore
-from activities.models import LocalBaselineModel, ModelError, ModelRequest, parse_output
-from activities.models.base import Message
-from activities.registry import Registry
-from activities.tasks import support_triage
-from policies import parse_policy, signing_message
+from govflow.activities.connectors import SharedPool
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.models import LocalBaselineModel, ModelError, ModelRequest, parse_output
+from govflow.activities.models.base import Message
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.policies import parse_policy, signing_message
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workers.client import submit
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 from tests.helpers import (
     event_kinds,
     fixture_signature,
@@ -31,10 +35,6 @@ from tests.helpers import (
     wait_for,
     worker,
 )
-from workers.app import EXAMPLES, example_registry
-from workers.client import submit
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 
 
 async def test_an_action_waits_for_approval_and_is_written_once(

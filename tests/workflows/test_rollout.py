@@ -12,12 +12,22 @@ import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.connectors import WriteRequest
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.run_activities import RunActivities
-from activities.run_models import EvidenceItem, PlannedWrite, PublishAll, StartRun
-from policies import Action, parse_policy
+from govflow.activities.connectors import WriteRequest
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.activities.run_activities import RunActivities
+from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll, StartRun
+from govflow.policies import Action, parse_policy
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow, bucket
+from govflow.workflows.rollout_models import (
+    Control,
+    LeaseRequest,
+    RollbackRequest,
+    RolloutInput,
+)
+from govflow.workflows.run_models import Review, RunInput
 from tests.helpers import event_kinds, eventually, keep_history, sor_fetch, wait_for, worker
 from tests.workflows.rollouts import (
     STARTED,
@@ -28,16 +38,6 @@ from tests.workflows.rollouts import (
     start_rollout,
     until,
 )
-from workers.app import EXAMPLES, example_registry
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow, bucket
-from workflows.rollout_models import (
-    Control,
-    LeaseRequest,
-    RollbackRequest,
-    RolloutInput,
-)
-from workflows.run_models import Review, RunInput
 
 
 async def test_stages_progress_only_when_minimums_and_gates_pass(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.tasks import support_triage
+from govflow.activities.connectors import SharedPool
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.workers.app import EXAMPLES
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import Review
 from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
-from workers.app import EXAMPLES
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import Review
 
 
 async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_duplicates_nothing(
@@ -24,8 +24,8 @@ async def test_a_workflow_task_that_dies_after_evidence_committed_loses_and_dupl
     whose input history holds: the retry schedules the write and the chain is whole."""
     from temporalio.worker import Worker
 
+    from govflow.workers.worker import build_worker
     from tests.workflows import crash_points
-    from workers.worker import build_worker
 
     env = time_skipping_env
     crash_points.CRASHES[:] = ["govflow.publish_all"]
@@ -93,8 +93,8 @@ async def test_a_rewound_tail_and_a_consistent_rehash_are_caught_by_the_temporal
     """A superuser who bypasses the triggers can remove a run's tail and rewind its head, or rewrite a
     row and rehash everything after it: the database alone then verifies. The chain head the run's
     workflow returned to Temporal does not move."""
-    from activities.evidence.chain import event_hash
-    from workers.verify_cli import anchor_problem
+    from govflow.activities.evidence.chain import event_hash
+    from govflow.workers.verify_cli import anchor_problem
 
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):
@@ -146,8 +146,8 @@ async def test_the_run_row_names_the_policy_the_run_decided_under_not_the_append
 
     from temporalio.testing import ActivityEnvironment
 
-    from activities.run_activities import RunActivities
-    from activities.run_models import EvidenceItem, RecordEvidence, StartRun
+    from govflow.activities.run_activities import RunActivities
+    from govflow.activities.run_models import EvidenceItem, RecordEvidence, StartRun
 
     at = datetime.now(UTC)
     loaded_by_the_run = "a" * 64  # not the digest of the policy this worker holds
@@ -177,8 +177,8 @@ async def test_a_real_divergence_fails_the_append_and_the_chain_says_so(
     from temporalio.exceptions import ApplicationError
     from temporalio.testing import ActivityEnvironment
 
-    from activities.run_activities import RunActivities
-    from activities.run_models import EvidenceItem, RecordEvidence
+    from govflow.activities.run_activities import RunActivities
+    from govflow.activities.run_models import EvidenceItem, RecordEvidence
 
     at = datetime.now(UTC)
     await store.append_event("run", "run-diverged", 1, "note", at, {"n": 1})

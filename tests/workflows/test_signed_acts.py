@@ -11,15 +11,15 @@ import uuid
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evidence import EvidenceStore
-from policies import Policy, parse_policy, signing_message
+from govflow.activities.evidence import EvidenceStore
+from govflow.policies import Policy, parse_policy, signing_message
+from govflow.workers.app import EXAMPLES, example_registry
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import Control, control_message
+from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, exception_message, submit_message
 from tests.helpers import event_kinds, fixture_signature, wait_for, worker
 from tests.workflows.rollouts import start_rollout, until
-from workers.app import EXAMPLES, example_registry
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Control, control_message
-from workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, exception_message, submit_message
 
 # priya signs with erik's fixture key, bob with dana's, omar with farah's.
 PUBLIC = {

@@ -12,14 +12,14 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.connectors import SharedPool
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from activities.tasks import support_triage
+from govflow.activities.connectors import SharedPool
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.activities.tasks import support_triage
+from govflow.workers.app import EXAMPLES
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.run_models import RunInput, RunResult
 from tests.helpers import wait_for, worker
-from workers.app import EXAMPLES
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.run_models import RunInput, RunResult
 
 
 class ProposesADict(support_triage.SupportTriage):

@@ -22,21 +22,21 @@ from temporalio.common import RawValue
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities import names
-from activities.evidence import EvidenceStore
-from activities.registry import Registry
-from policies import AttemptOutcome
-from policies.standing import GrantTerms
+from govflow.activities import names
+from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
+from govflow.policies import AttemptOutcome
+from govflow.policies.standing import GrantTerms
+from govflow.workers.client import grant_act, grant_status, propose_grant, revoke_grant
+from govflow.workers.worker import WORKFLOWS, untrusted_handler_problems
+from govflow.workflows import handlers
+from govflow.workflows.governed_run import GovernedRunWorkflow
+from govflow.workflows.rollout import RolloutWorkflow
+from govflow.workflows.rollout_models import Control, ReportPoke
+from govflow.workflows.run_models import Review, RunInput
+from govflow.workflows.standing import GrantAct, StandingGrantWorkflow
 from tests.helpers import event_kinds, eventually, sor_fetch, start_run, wait_for, worker
 from tests.workflows.rollouts import admit_runs, finish_runs, rollout_status, start_rollout, until
-from workers.client import grant_act, grant_status, propose_grant, revoke_grant
-from workers.worker import WORKFLOWS, untrusted_handler_problems
-from workflows import handlers
-from workflows.governed_run import GovernedRunWorkflow
-from workflows.rollout import RolloutWorkflow
-from workflows.rollout_models import Control, ReportPoke
-from workflows.run_models import Review, RunInput
-from workflows.standing import GrantAct, StandingGrantWorkflow
 
 # What the Temporal UI's "Send a Signal" box and a careless script can send.
 HOSTILE: list[tuple[str, list[Any]]] = [
