@@ -34,8 +34,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.common import bench_databases
 from govflow.activities.evidence import EvidenceStore
-from govflow.workers.app import example_registry
-from govflow.workers.client import submit
+from govflow.client import submit
+from govflow.examples.support_triage import example_registry
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow

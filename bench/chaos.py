@@ -56,10 +56,10 @@ from temporalio.service import RPCError
 
 from bench.chaos_checks import TRIGGER_SQL, check, detectors_see_planted_failures
 from govflow.activities.evidence import EvidenceStore
-from govflow.workers.app import SOR_DATABASE, ensure_example_sor
-from govflow.workers.client import submit
-from govflow.workers.settings import Settings, load_settings
-from govflow.workers.stack import LocalStack, with_database
+from govflow.client import submit
+from govflow.examples.support_triage import SOR_DATABASE, ensure_example_sor
+from govflow.stack.local import LocalStack
+from govflow.workers.settings import Settings, load_settings, with_database
 from govflow.workers.temporal import connect
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import ExceptionDecision, Review, RunInput, RunResult

@@ -11,7 +11,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.workers.evidence_cli import anchor_problem
+from govflow.export.bundle import anchor_problem
 from govflow.workflows.run_models import RunResult
 
 TRIGGER_SQL = """

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 
 from govflow.activities.evidence import migrate
-from govflow.activities.tasks import support_triage
-from govflow.workers.stack import with_database
+from govflow.examples import support_triage
+from govflow.workers.settings import with_database
 
 
 @dataclass

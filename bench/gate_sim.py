@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import load_policy
 from govflow.policies.model import WindowRule
 from govflow.policies.stats import (
@@ -43,7 +44,6 @@ from govflow.policies.stats import (
     evaluate_window,
     observe,
 )
-from govflow.workers.app import EXAMPLES
 
 HORIZON = 10_000
 WARMUP = 500

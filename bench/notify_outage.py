@@ -30,8 +30,8 @@ from bench.approval_latency import approve_and_time, park
 from bench.common import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import parse_policy
-from govflow.workers.app import EXAMPLES, example_registry
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter

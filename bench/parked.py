@@ -24,9 +24,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.common import bench_databases
 from govflow.activities.evidence import EvidenceStore
+from govflow.client import submit
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Policy, parse_policy
-from govflow.workers.app import EXAMPLES, example_registry
-from govflow.workers.client import submit
 from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.payloads import data_converter

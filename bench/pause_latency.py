@@ -30,7 +30,7 @@ from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import BreachDetected, parse_event
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
+from govflow.examples import support_triage
 from govflow.policies import Policy, parse_policy
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes

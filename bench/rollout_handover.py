@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.common import bench_databases
 from govflow.activities.evidence import EvidenceStore
-from govflow.workers.app import example_registry
+from govflow.examples.support_triage import example_registry
 from govflow.workers.temporal import query_current
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes

@@ -30,7 +30,7 @@ from bench.bare import BareActivities, BareRunWorkflow
 from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_policy
 from govflow.activities.evidence import EvidenceStore
-from govflow.workers.app import example_registry
+from govflow.examples.support_triage import example_registry
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes as sa
 from govflow.workflows.payloads import data_converter

@@ -20,7 +20,7 @@ import asyncpg
 from bench.common import evidence_database
 from bench.evidence_append import T0, batches
 from govflow.activities.evidence import EvidenceStore, RunRecord
-from govflow.workers.verify_cli import _verify_runs
+from govflow.export.verify import _verify_runs
 
 
 async def main_async(args: argparse.Namespace) -> None:

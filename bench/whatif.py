@@ -31,9 +31,9 @@ from govflow.activities.evidence.events import (
     RunStarted,
 )
 from govflow.activities.run_models import ProposeResult
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, RunContext, load_policy, parse_policy, policy_digest
-from govflow.workers.app import EXAMPLES
-from govflow.workers.whatif import collect, whatif
+from govflow.whatif import collect, whatif
 from govflow.workflows import approvals
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -38,7 +38,7 @@ from govflow.activities.models import (
 from govflow.activities.registry import Registry
 from govflow.activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
 from govflow.policies import Action, Policy, load_policy, parse_policy
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, with_database
 
 __all__ = [
     "IDEMPOTENCY_DDL",
@@ -73,4 +73,5 @@ __all__ = [
     "load_policy",
     "parse_output",
     "parse_policy",
+    "with_database",
 ]

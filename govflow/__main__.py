@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from govflow.workers.cli import run
+from govflow.cli import run
 
 run()

@@ -25,9 +25,6 @@ SPLIT_PENDING = {
     "govflow/examples/invoice_matching.py": 527,
     "policies/loader.py": 416,
     "policies/model.py": 516,
-    "workers/cli.py": 426,
-    "workers/run_cli.py": 417,
-    "workers/whatif.py": 490,
     "workflows/rollout.py": 455,
 }
 """Modules over the limit when the rule came (issue 28), each to be split into rooms: until then each may

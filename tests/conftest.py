@@ -21,9 +21,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore, migrate
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
-from govflow.workers.app import example_registry
-from govflow.workers.stack import with_database
+from govflow.examples import support_triage
+from govflow.examples.support_triage import example_registry
+from govflow.workers.settings import with_database
 from govflow.workers.temporal import register_search_attributes
 from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter

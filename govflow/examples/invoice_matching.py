@@ -48,7 +48,7 @@ from govflow import (
 )
 
 SYSTEM = "finance"
-POLICY = Path(__file__).resolve().parents[2] / "policies" / "examples" / "invoice-matching.yaml"
+POLICY = Path(__file__).resolve().parents[1] / "policies" / "examples" / "invoice-matching.yaml"
 SOR_DATABASE = "finance_sor"
 TOLERANCE = Decimal("0.02")
 """How far an invoice may bill above or below its purchase order before a person must look (2 %)."""

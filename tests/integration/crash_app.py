@@ -13,8 +13,8 @@ from pathlib import Path
 from govflow.activities.connectors import Connector, SharedPool, WriteRequest, WriteResult
 from govflow.activities.connectors.base import Record, RecordCheck
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
-from govflow.workers.app import EXAMPLES
+from govflow.examples import support_triage
+from govflow.examples.support_triage import EXAMPLES
 from govflow.workers.settings import Settings
 
 

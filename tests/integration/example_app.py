@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from govflow.activities.registry import Registry
-from govflow.workers.app import EXAMPLES, example_registry
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.workers.settings import Settings
 
 

@@ -28,8 +28,8 @@ from govflow.activities.models.base import Message
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
 from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, load_policy
-from govflow.workers.app import EXAMPLES
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
 
 TRIAGE = load_policy(EXAMPLES / "support-triage.yaml")

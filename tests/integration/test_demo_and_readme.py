@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from govflow.workers.cli import build_parser
-from govflow.workers.demo import QUERIES
+from govflow.cli import build_parser
+from govflow.demos.triage import QUERIES
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

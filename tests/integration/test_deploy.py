@@ -17,7 +17,7 @@ import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from govflow.workers.cli import build_parser
+from govflow.cli import build_parser
 from govflow.workers.settings import setting_names
 from govflow.workers.temporal import search_attribute_types
 from govflow.workflows.governed_run import GovernedRunWorkflow

@@ -15,8 +15,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.activities.tasks import support_triage
-from govflow.workers.client import submit
+from govflow.client import submit
+from govflow.examples import support_triage
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import Review, RunInput
 from tests.helpers import sor_fetch, wait_for, worker

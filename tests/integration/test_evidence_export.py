@@ -16,7 +16,7 @@ from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
 from govflow.activities.run_models import EvidenceItem, RecordEvidence, StartRun
 from govflow.activities.telemetry import Telemetry
-from govflow.workers.evidence_cli import bundle, markdown, show
+from govflow.export.bundle import bundle, markdown, show
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import Review
 from tests.helpers import start_run, wait_for, worker

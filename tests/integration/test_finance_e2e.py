@@ -33,9 +33,9 @@ from govflow import (
 )
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.checkpoint import public_text
+from govflow.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
 from govflow.examples import invoice_matching as im
 from govflow.policies import signing_message
-from govflow.workers.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
 from govflow.workflows.rollout_models import Control, control_message
 from govflow.workflows.run_models import (
     ExceptionDecision,

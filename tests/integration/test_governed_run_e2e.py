@@ -158,7 +158,7 @@ def _pem_keys_dir(folder: Path, people: dict[str, str]) -> Path:
 async def test_the_cli_signs_each_persons_acts_and_refuses_what_no_worker_serves(
     dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, database_url: str, tmp_path: Path
 ) -> None:
-    from govflow.workers.app import example_registry
+    from govflow.examples.support_triage import example_registry
     from tests.workflows.test_signed_acts import PRIVATE, signed_policy
 
     env = dev_server_env

@@ -20,10 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
+from govflow.examples.support_triage import EXAMPLES, example_registry
+from govflow.export.bundle import show
 from govflow.policies import PolicyError, parse_policy
 from govflow.policies.errors import GovflowError
-from govflow.workers.app import EXAMPLES, example_registry
-from govflow.workers.evidence_cli import show
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import Review, RunResult
 from tests.helpers import eventually, keep_history, start_run, wait_for, worker

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.workers.client import control, rollout_status, start_rollout
+from govflow.client import control, rollout_status, start_rollout
 from govflow.workflows.rollout_models import Control
 from govflow.workflows.run_models import RunResult
 from tests.helpers import eventually, sor_fetch, worker

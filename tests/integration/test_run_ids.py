@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.workers.client import submit
+from govflow.client import submit
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
 from govflow.workflows.rollout_models import RolloutInput

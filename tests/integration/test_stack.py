@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from govflow.stack.local import LocalStack, StackError, StackInfo
 from govflow.workers.settings import load_settings
-from govflow.workers.stack import LocalStack, StackError, StackInfo
 from tests.conftest import free_port
 
 
@@ -117,7 +117,7 @@ def test_a_stale_pid_file_is_noticed_and_replaced(tmp_path: Path) -> None:
 
 
 def test_a_missing_temporal_binary_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("govflow.workers.stack.bin_path", lambda name: None)
+    monkeypatch.setattr("govflow.stack.local.bin_path", lambda name: None)
     settings = load_settings(
         {"GOVFLOW_HOME": str(tmp_path), "GOVFLOW_TEMPORAL_PORT": str(free_port()),
          "GOVFLOW_TEMPORAL_UI_PORT": str(free_port())}

@@ -16,10 +16,10 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
 from govflow.activities.run_models import GrantClaim, PlannedWrite, PublishAll
+from govflow.client import grant_act, grant_status, propose_grant, revoke_grant
+from govflow.export.bundle import bundle, markdown, show
 from govflow.policies import Action
 from govflow.policies.standing import GrantTerms
-from govflow.workers.client import grant_act, grant_status, propose_grant, revoke_grant
-from govflow.workers.evidence_cli import bundle, markdown, show
 from govflow.workflows.run_models import RunResult
 from govflow.workflows.standing import GrantAct
 from tests.helpers import eventually, keep_history, result_on_a_new_worker, start_run, wait_for, worker, worker_process
@@ -32,7 +32,7 @@ BUG_TICKETS = [f"T{i:04d}" for i in range(1, 31, 5)]  # "App crash": category bu
 
 @pytest.fixture
 async def triage(thirty_tickets: str) -> Any:
-    from govflow.workers.app import example_registry
+    from govflow.examples.support_triage import example_registry
 
     registry = example_registry(thirty_tickets)
     yield registry
@@ -85,9 +85,9 @@ async def test_fifty_runs_racing_for_a_cap_of_ten(
     assert (await store.verify("grant", grant_id)).ok
     # What-if replays each standing approval by the grant's terms: the same policy changes nothing; one
     # that forbids grants on the rule names exactly the ten runs the grant approved.
+    from govflow.examples.support_triage import EXAMPLES
     from govflow.policies import parse_policy
-    from govflow.workers.app import EXAMPLES
-    from govflow.workers.whatif import collect, whatif
+    from govflow.whatif import collect, whatif
 
     evidence = await collect(store, "support-triage", None, None, 1_000_000)
     assert whatif(triage.get("support-triage", "1").policy, evidence, "support-triage", None).changes == []

@@ -15,9 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import ProposalMade, parse_event
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Policy, parse_policy
-from govflow.workers.app import EXAMPLES, example_registry
-from govflow.workers.whatif import WhatIfError, WhatIfReport, collect, render, whatif
+from govflow.whatif import WhatIfError, WhatIfReport, collect, render, whatif
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
 from govflow.workflows.rollout_models import RolloutInput
@@ -188,7 +188,7 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
 async def test_audit_says_when_the_running_rollout_runs_another_policy(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str
 ) -> None:
-    from govflow.workers.policy_cli import drift_line
+    from govflow.cli.policy import drift_line
 
     env = time_skipping_env
     shipped = parse_policy(EXAMPLE)

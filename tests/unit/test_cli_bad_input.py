@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from govflow.workers.cli import escape_controls
+from govflow.cli import escape_controls
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import PolicyError, parse_policy
 from govflow.policies.audit import audit
-from govflow.workers.app import EXAMPLES
 
 TEXT = (EXAMPLES / "support-triage.yaml").read_text()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import parse_policy
 from govflow.policies.diff import diff
-from govflow.workers.app import EXAMPLES
 
 EXAMPLE = (EXAMPLES / "support-triage.yaml").read_text()
 

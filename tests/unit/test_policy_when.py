@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, NeedsApproval, Policy, PolicyError, RunContext, audit, decide, parse_policy
-from govflow.workers.app import EXAMPLES
 
 INVOICES = (EXAMPLES / "invoice-matching.yaml").read_text()
 LARGE_WHEN = "when: {amount: {gt: 10000}}"

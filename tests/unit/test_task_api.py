@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 import govflow
-from govflow.activities.tasks import support_triage
+from govflow.examples import support_triage
 from govflow.policies.errors import GovflowError
 
 ROOT = Path(__file__).parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from govflow.activities.rollout_activities import undo_plan
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import load_policy
-from govflow.workers.app import EXAMPLES
 
 INVOICES = load_policy(EXAMPLES / "invoice-matching.yaml")
 TRIAGE = load_policy(EXAMPLES / "support-triage.yaml")

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from govflow.activities.evidence.events import ApprovalAttemptRecord, PolicyDecisionRecord, RunRecord
+from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, NeedsApproval, RunContext, decide, decision_rule, parse_policy
-from govflow.workers.app import EXAMPLES
-from govflow.workers.whatif import PastAction, redecide
+from govflow.whatif import PastAction, redecide
 
 POLICY = parse_policy((EXAMPLES / "support-triage.yaml").read_text())
 PEOPLE = [p.id for p in POLICY.reviewers.people]

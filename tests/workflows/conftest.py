@@ -9,8 +9,8 @@ import pytest
 from temporalio.service import RPCError
 
 from govflow.activities.registry import Registry
+from govflow.examples.support_triage import example_registry
 from govflow.policies import parse_policy
-from govflow.workers.app import example_registry
 from tests.workflows.rollouts import STARTED, window_policy_text
 
 

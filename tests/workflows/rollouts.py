@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore, RunRecord
 from govflow.activities.run_models import AdmitRequest, RunAdmission
-from govflow.workers.app import EXAMPLES
+from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.rollout import RolloutWorkflow, bucket
 from govflow.workflows.rollout_models import (
     ReportPoke,

@@ -20,10 +20,10 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.models import LocalBaselineModel, ModelError, ModelRequest, parse_output
 from govflow.activities.models.base import Message
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
+from govflow.client import submit
+from govflow.examples import support_triage
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import parse_policy, signing_message
-from govflow.workers.app import EXAMPLES, example_registry
-from govflow.workers.client import submit
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 from tests.helpers import (

@@ -17,8 +17,8 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
 from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll, StartRun
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Action, parse_policy
-from govflow.workers.app import EXAMPLES, example_registry
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow, bucket
 from govflow.workflows.rollout_models import (

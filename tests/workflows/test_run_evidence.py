@@ -8,8 +8,8 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
-from govflow.workers.app import EXAMPLES
+from govflow.examples import support_triage
+from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import Review
 from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
@@ -94,7 +94,7 @@ async def test_a_rewound_tail_and_a_consistent_rehash_are_caught_by_the_temporal
     row and rehash everything after it: the database alone then verifies. The chain head the run's
     workflow returned to Temporal does not move."""
     from govflow.activities.evidence.chain import event_hash
-    from govflow.workers.verify_cli import anchor_problem
+    from govflow.export.verify import anchor_problem
 
     env = time_skipping_env
     async with worker(env.client, task_queue, store, registry):

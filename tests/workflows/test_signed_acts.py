@@ -12,8 +12,8 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Policy, parse_policy, signing_message
-from govflow.workers.app import EXAMPLES, example_registry
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
 from govflow.workflows.rollout_models import Control, control_message

@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.activities.tasks import support_triage
-from govflow.workers.app import EXAMPLES
+from govflow.examples import support_triage
+from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import RunInput, RunResult
 from tests.helpers import wait_for, worker

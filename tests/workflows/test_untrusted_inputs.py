@@ -25,9 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities import names
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
+from govflow.client import grant_act, grant_status, propose_grant, revoke_grant
 from govflow.policies import AttemptOutcome
 from govflow.policies.standing import GrantTerms
-from govflow.workers.client import grant_act, grant_status, propose_grant, revoke_grant
 from govflow.workers.worker import WORKFLOWS, untrusted_handler_problems
 from govflow.workflows import handlers
 from govflow.workflows.governed_run import GovernedRunWorkflow

@@ -29,11 +29,12 @@ from temporalio.client import Client
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.checkpoint import public_text
 from govflow.activities.registry import Registry
+from govflow.client import admit, resolve, review, run_status, running_rollout, start_rollout
+from govflow.demos.triage import Driver, ui_link
+from govflow.examples import invoice_matching
+from govflow.examples.support_triage import Knob
+from govflow.keys import load_signing_key, new_key
 from govflow.policies import signing_message
-from govflow.workers.app import Knob, finance_example
-from govflow.workers.client import admit, resolve, review, run_status, running_rollout, start_rollout
-from govflow.workers.demo import Driver, ui_link
-from govflow.workers.keys import load_signing_key, new_key
 from govflow.workers.settings import Settings
 from govflow.workflows.rollout_models import RolloutStatus
 from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunResult, RunStatus, exception_message
@@ -64,7 +65,7 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
     from govflow.workers.worker import build_worker
 
     logging.getLogger("temporalio").setLevel(logging.ERROR)
-    example = finance_example()
+    example = invoice_matching
     keys = example.demo_keys_dir(settings)
     ensure_demo_keys(keys, example.DEMO_PEOPLE)
 

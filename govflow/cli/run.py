@@ -1,4 +1,4 @@
-"""`govflow run submit`, `govflow runs list|show`, `govflow approvals list`, `govflow approve|reject`."""
+"""`govflow run submit` and `govflow runs list|show`: start governed runs and see where they stand."""
 
 from __future__ import annotations
 
@@ -17,34 +17,25 @@ from temporalio.service import RPCError
 
 from govflow.activities.common import UNKNOWN_TASK_ATTEMPTS
 from govflow.activities.names import ErrorType
-from govflow.policies import AttemptOutcome, signing_message
+from govflow.cli.common import Subparsers, print_json
+from govflow.client import (
+    admit,
+    run_status,
+    running_rollout,
+    submit,
+)
+from govflow.keys import key_for, sign
 from govflow.policies.errors import GovflowError
-from govflow.workers import grant_cli
-from govflow.workers.client import admit, resolve, review, run_status, running_rollout, submit
-from govflow.workers.keys import key_for, sign
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
 from govflow.workflows import search_attributes as sa
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_models import (
-    ExceptionDecision,
-    ReviewRequest,
     RunInput,
     RunResult,
     RunStatus,
-    exception_message,
     submit_message,
 )
-
-EXIT_REFUSED = 3
-"""`govflow approve|reject` exit code when the vote was refused (0 means accepted)."""
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-# --- submit ------------------------------------------------------------------------------------------
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
@@ -87,13 +78,13 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
         await _confirm_served(client, run_id)
         if not args.wait:
             if args.json:
-                _print_json({"run_id": run_id})
+                print_json({"run_id": run_id})
             else:
                 print(f"submitted {run_id}")
             return 0
         result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
         if args.json:
-            _print_json(result.model_dump(mode="json"))
+            print_json(result.model_dump(mode="json"))
         else:
             print(f"{run_id}: {result.outcome} {result.reason}".rstrip())
         return 0
@@ -142,10 +133,7 @@ async def _confirm_served(client: Client, run_id: str, within: float = 10.0) -> 
     print(f"note: no worker has taken {run_id} on yet (is `govflow worker` running?)", file=sys.stderr)
 
 
-# --- listing ----------------------------------------------------------------------------------------
-
-
-async def _runs(client: Client, query: str) -> list[dict[str, Any]]:
+async def list_runs(client: Client, query: str) -> list[dict[str, Any]]:
     out = []
     async for wf in client.list_workflows(query):
         attrs = wf.typed_search_attributes
@@ -173,9 +161,9 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
         query += f" AND GovflowTask = '{args.task}'"
 
     async def go() -> int:
-        runs = await _runs(await connect(settings), query)
+        runs = await list_runs(await connect(settings), query)
         if args.json:
-            _print_json(runs)
+            print_json(runs)
             return 0
         for r in runs:
             waiting = " awaiting approval" if r["awaiting_approval"] else ""
@@ -187,7 +175,7 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-async def _status(client: Client, run_id: str) -> tuple[RunStatus | None, RunResult | None, str]:
+async def run_state(client: Client, run_id: str) -> tuple[RunStatus | None, RunResult | None, str]:
     handle = client.get_workflow_handle(run_id)
     try:
         desc = await handle.describe()
@@ -204,9 +192,9 @@ async def _status(client: Client, run_id: str) -> tuple[RunStatus | None, RunRes
 
 def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
-        status, result, state = await _status(await connect(settings), args.run_id)
+        status, result, state = await run_state(await connect(settings), args.run_id)
         if args.json:
-            _print_json(
+            print_json(
                 {
                     "run_id": args.run_id,
                     "execution": state,
@@ -235,123 +223,7 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
-    query = "WorkflowType = 'GovernedRun' AND ExecutionStatus = 'Running' AND GovflowAwaitingApproval = true"
-
-    async def go() -> int:
-        client = await connect(settings)
-        rows: list[dict[str, Any]] = []
-        for run in await _runs(client, query):
-            status = await run_status(client, run["run_id"])
-            for pending in status.pending:
-                for gate in pending.gates:
-                    if gate.status != "open":
-                        continue
-                    if args.reviewer and (args.reviewer not in gate.eligible or args.reviewer in gate.approved_by):
-                        continue
-                    rows.append(
-                        {
-                            "run_id": status.run_id,
-                            "task": status.task,
-                            "item": status.item_key,
-                            "requester": status.requester,
-                            "action_id": pending.action_id,
-                            "target": pending.target,
-                            "record_id": pending.record_id,
-                            "fields": pending.fields,
-                            "digest": pending.digest,
-                            "rule": gate.rule,
-                            "quorum": gate.quorum,
-                            "approved_by": gate.approved_by,
-                            "eligible": gate.eligible,
-                            "signature_required": gate.signature_required,
-                            "expires_at": gate.expires_at.isoformat(),
-                        }
-                    )
-        if args.json:
-            _print_json(rows)
-            return 0
-        if not rows:
-            print("nothing waits for approval" + (f" by {args.reviewer}" if args.reviewer else ""))
-        for r in rows:
-            others = ", ".join(r["approved_by"]) or "nobody yet"
-            signed = " (signature required)" if r["signature_required"] else ""
-            print(
-                f"{r['run_id']}  {r['action_id']}: {r['target']} {r['record_id'] or ''} "
-                f"{json.dumps(r['fields'])}\n    rule {r['rule']}: {len(r['approved_by'])}/{r['quorum']} "
-                f"approved ({others}){signed}; expires {r['expires_at']}; digest {r['digest']}"
-            )
-        return 0
-
-    return asyncio.run(go())
-
-
-# --- voting -------------------------------------------------------------------------------------------
-
-
-def _answer(outcome: AttemptOutcome) -> int:
-    """Say the run's verdict on a person's act: exit 0 accepted, EXIT_REFUSED refused."""
-    if outcome.accepted:
-        print(f"accepted: {outcome.reason}")
-        return 0
-    print(f"refused ({outcome.code}): {outcome.reason}", file=sys.stderr)
-    return EXIT_REFUSED
-
-
-def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:
-    verdict = args.verdict
-
-    async def go() -> int:
-        client = await connect(settings)
-        status, _, state = await _status(client, args.run_id)
-        if status is None or state != "running":
-            raise GovflowError(f"run {args.run_id} is {state}: there is nothing to {verdict}")
-        pending = status.pending
-        if args.action:
-            pending = [p for p in pending if p.action_id == args.action]
-        if not pending:
-            raise GovflowError(f"run {args.run_id} has no action waiting for approval" + (
-                f" with id {args.action}" if args.action else ""))  # fmt: skip
-        if len(pending) > 1:
-            ids = ", ".join(p.action_id for p in pending)
-            raise GovflowError(f"run {args.run_id} has several actions waiting ({ids}): choose one with --action")
-        action = pending[0]
-        key = key_for(args.reviewer, args.key, settings.keys_dir)
-        signature = sign(key, signing_message(args.run_id, action.digest, verdict))
-        request = ReviewRequest(
-            reviewer=args.reviewer,
-            action_digest=action.digest,
-            action_id=action.action_id,
-            reason=args.reason,
-            signature=signature,
-            verdict=verdict,
-        )
-        print(
-            f"{verdict} {action.action_id}: {action.target} {action.record_id or ''} "
-            f"{json.dumps(action.fields)} (digest {action.digest[:16]}...)"
-        )
-        return _answer(await review(client, args.run_id, request))
-
-    return asyncio.run(go())
-
-
-def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
-    async def go() -> int:
-        client = await connect(settings)
-        status, _, state = await _status(client, args.run_id)
-        if status is None or state != "running" or status.exception is None:
-            raise GovflowError(f"run {args.run_id} has no exception waiting for a decision")
-        key = key_for(args.reviewer, args.key, settings.keys_dir)
-        signature = sign(key, exception_message(args.run_id, args.decision, status.exception_expires_at))
-        decision = ExceptionDecision(
-            reviewer=args.reviewer, decision=args.decision, reason=args.reason, signature=signature
-        )
-        return _answer(await resolve(client, args.run_id, decision))
-
-    return asyncio.run(go())
-
-
-def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="submit governed runs")
     run_sub = run.add_subparsers(dest="action", required=True, metavar="ACTION")
     s = run_sub.add_parser("submit", help="start one item through a governed task")
@@ -384,34 +256,3 @@ def add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_runs_show)
-
-    approvals = sub.add_parser("approvals", help="what waits for approval")
-    ap_sub = approvals.add_subparsers(dest="action", required=True, metavar="ACTION")
-    apl = ap_sub.add_parser("list", help="actions waiting, with digest, who approved, expiry")
-    who = apl.add_mutually_exclusive_group()
-    who.add_argument("--as", dest="reviewer", help="only what this reviewer may still approve")
-    who.add_argument("--all", action="store_true", help="everything that waits, for every reviewer (a lead's view)")
-    apl.add_argument("--json", action="store_true", help="one JSON array: run, action, digest, rule, who, expiry")
-    apl.set_defaults(func=cmd_approvals_list)
-    grant_cli.add_parsers(ap_sub, _answer)
-
-    for verdict in ("approve", "reject"):
-        v = sub.add_parser(verdict, help=f"{verdict} a waiting action (exit 0 accepted, {EXIT_REFUSED} refused)")
-        v.add_argument("run_id", metavar="RUN_ID")
-        v.add_argument("--as", dest="reviewer", required=True, help="your reviewer id in the policy")
-        v.add_argument("--action", help="the action id, when several wait")
-        v.add_argument("--reason", default="")
-        v.add_argument(
-            "--key", help="Ed25519 private key to sign with (PEM or base64; default: GOVFLOW_KEYS_DIR/<reviewer>.pem)"
-        )
-        v.set_defaults(func=cmd_vote, verdict=verdict)
-
-    r = sub.add_parser(
-        "resolve", help=f"decide a run's exception: retry or discard (exit 0 accepted, {EXIT_REFUSED} refused)"
-    )
-    r.add_argument("run_id", metavar="RUN_ID")
-    r.add_argument("--as", dest="reviewer", required=True, help="your id in the policy")
-    r.add_argument("--decision", choices=["retry", "discard"], required=True)
-    r.add_argument("--reason", default="")
-    r.add_argument("--key", help="Ed25519 private key to sign with (default: GOVFLOW_KEYS_DIR/<you>.pem)")
-    r.set_defaults(func=cmd_resolve)

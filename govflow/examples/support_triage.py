@@ -1,7 +1,9 @@
 """Example task: support-ticket triage over a Postgres system of record.
 
 The model reads a ticket and its customer's CRM contact, drafts a reply, and
-may flag the contact as a churn risk. Policy: ``policies/examples/support-triage.yaml``.
+may flag the contact as a churn risk. Policy: ``policies/examples/support-triage.yaml``. Written
+against the public ``govflow`` API only, as a team's own task is; ``support_app`` is what a worker
+serves of it (``govflow worker --app govflow.examples.support_triage:support_app``).
 """
 
 from __future__ import annotations
@@ -9,16 +11,38 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import yaml
 from pydantic import BaseModel, Field
 
-from govflow.activities.connectors import IDEMPOTENCY_DDL, PostgresTableConnector, ScopedConnectors, SharedPool, Table
-from govflow.activities.models import LocalBaselineModel, ModelClient, ModelRequest, parse_output
-from govflow.activities.models.base import Message
-from govflow.activities.tasks.contract import ContradictoryInput, IncompleteInput, Proposal, Task
-from govflow.policies import Action
+from govflow import (
+    IDEMPOTENCY_DDL,
+    Action,
+    ContradictoryInput,
+    IncompleteInput,
+    LocalBaselineModel,
+    Message,
+    ModelClient,
+    ModelRequest,
+    Policy,
+    PostgresTableConnector,
+    Proposal,
+    Registry,
+    ScopedConnectors,
+    Settings,
+    SharedPool,
+    Table,
+    Task,
+    parse_output,
+    parse_policy,
+    with_database,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
+"""The example policies (``policies/examples/``, installed as ``govflow/policies/examples``)."""
 
 
 class TicketItem(BaseModel):
@@ -220,3 +244,105 @@ def connectors(pool: SharedPool) -> dict[str, PostgresTableConnector]:
         "crm": PostgresTableConnector("crm", pool, {"contact": Table(name="contact")}),
         "ticketing": PostgresTableConnector("ticketing", pool, {"ticket": Table(name="ticket")}),
     }
+
+
+# --- the example app: the task, its policy, its system of record ------------------------------------
+
+SOR_DATABASE = "support_sor"
+
+
+def example_registry(
+    sor_dsn: str, *, degraded: float = 0.0, policy: Policy | Path = EXAMPLES / "support-triage.yaml"
+) -> Registry:
+    """The support-triage example: one line registers the task with its policy (a file, or a loaded one)."""
+    registry = Registry()
+    registry.register(
+        SupportTriage(),
+        policy=policy,
+        connectors=connectors(SharedPool(sor_dsn)),
+        model=baseline_model(degraded),
+    )
+    return registry
+
+
+async def ensure_example_sor(database_url: str, tickets: int = 300) -> str:
+    """Create and seed the example's system-of-record database next to the evidence one."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
+            await conn.execute(f'CREATE DATABASE "{SOR_DATABASE}"')
+    finally:
+        await conn.close()
+    sor = with_database(database_url, SOR_DATABASE)
+    conn = await asyncpg.connect(sor)
+    try:
+        await seed(conn, tickets)
+    finally:
+        await conn.close()
+    return sor
+
+
+# --- the demo's version of the example ------------------------------------------------------------
+
+DEMO_TASK = "support-triage"
+DEMO_VERSION = "demo"
+
+
+class SupportTriageDemo(SupportTriage):
+    """The support-triage task under the demo's policy (same grants, short stages)."""
+
+    version = DEMO_VERSION
+
+
+def demo_policy() -> Policy:
+    """support-triage.yaml with stages and windows sized for a two-minute demo."""
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
+    doc["rollout"] = {
+        "stages": [
+            {"name": "shadow", "live_fraction": 0.0, "min_runs": 20},
+            {"name": "canary", "live_fraction": 0.5, "min_runs": 500, "gate": "auto+approval", "promoters": ["omar"]},
+            {"name": "full", "live_fraction": 1.0},
+        ]
+    }
+
+    # Sized for two minutes: a demo-scale promise (false pauses at most 1 % per 1,000 runs, wrong
+    # promotions at most 5 %), so the shadow gate clears after ~60 clean runs and a bad model pauses
+    # within ~25; the statistics are the production ones (method cusum), only the tolerances differ.
+    def demo_scale() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML alias
+        return {"false_pauses": {"at_most": 0.01, "per_runs": 1000}, "wrong_promotions": 0.05}
+
+    doc["quality"]["window"] = [
+        {"name": "pass-rate", "metric": "pass_rate", "threshold": 0.8, "window": 20, "min_sample": 10, **demo_scale()},
+        {"name": "override-rate", "metric": "override_rate", "threshold": 0.2, "window": 20, "min_sample": 10,
+         **demo_scale()},
+        {"name": "error-rate", "metric": "error_rate", "threshold": 0.3, "window": 40, "min_sample": 10,
+         **demo_scale()},
+    ]  # fmt: skip
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="support-triage.yaml (demo stages)")
+
+
+class Knob:
+    """The share of the model's answers that go bad; the demo turns it up mid-run."""
+
+    def __init__(self) -> None:
+        self.degraded = 0.0
+
+    def __call__(self) -> float:
+        return self.degraded
+
+
+def register_demo(registry: Registry, sor_dsn: str, knob: Knob | None = None) -> None:
+    registry.register(
+        SupportTriageDemo(),
+        policy=demo_policy(),
+        connectors=connectors(SharedPool(sor_dsn)),
+        model=baseline_model(knob or 0.0),
+    )
+
+
+def support_app(settings: Settings, database_url: str) -> Registry:
+    """The support-triage example, version 1 (its real policy) and ``demo`` (what `govflow demo` rolls out)."""
+    sor = with_database(database_url, SOR_DATABASE)
+    registry = example_registry(sor, policy=(settings.policy_dir or EXAMPLES) / "support-triage.yaml")
+    register_demo(registry, sor)
+    return registry

@@ -1,32 +1,50 @@
-"""`govflow evidence verify|checkpoint`: prove the evidence is what was written, with or without a signed
-checkpoint kept outside the database."""
+"""`govflow evidence show|export|verify|checkpoint`: the evidence, for auditors (the work is govflow/export)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.service import RPCError, RPCStatusCode
+from typing import Any
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence import checkpoint as cp
 from govflow.activities.evidence.chain import VerifyReport
-from govflow.activities.evidence.events import RunStarted, parse_event
+from govflow.cli.common import Subparsers
+from govflow.export.bundle import checkpoint_problems, stream_of, take_checkpoint
+from govflow.export.verify import CONNECT_S, Anchor, check_anchor
+from govflow.keys import load_public_key, load_signing_key
 from govflow.policies.errors import GovflowError
-from govflow.workers.evidence_cli import checkpoint_problems, stream_of, take_checkpoint
-from govflow.workers.keys import load_public_key, load_signing_key
+from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
-from govflow.workers.stack import database_url
 from govflow.workers.temporal import connect
-from govflow.workflows.run_models import RunResult
 
-_RPC = timedelta(seconds=10)
-_CONNECT_S = 10.0
+
+def cmd_evidence_show(settings: Settings, args: argparse.Namespace) -> int:
+    from govflow.export.bundle import show, stream_of
+
+    stream = stream_of(args.id, args.rollout)
+
+    async def go() -> list[str]:
+        async with EvidenceStore.open(database_url(settings)) as store:
+            return await show(store, stream, args.id)
+
+    print("\n".join(asyncio.run(go())))
+    return 0
+
+
+def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
+    from govflow.export.bundle import bundle, stream_of, write_export
+
+    stream = stream_of(args.id, args.rollout)
+
+    async def go() -> dict[str, Any]:
+        async with EvidenceStore.open(database_url(settings)) as store:
+            return await bundle(store, stream, args.id)
+
+    json_path, md_path = write_export(asyncio.run(go()), Path(args.out))
+    print(f"wrote {json_path} (bundle) and {md_path} (report)")
+    return 0
 
 
 def cmd_evidence_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,72 +131,9 @@ def _rollout_report(rollout_id: str, report: VerifyReport, runs: list[tuple[str,
     return 1
 
 
-Anchored = Literal["matches", "differs", "unfinished", "absent", "offline"]
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A run's chain against its anchor in Temporal: the chain head its workflow returned when it finished.
-
-    ``matches``; ``differs`` (a rewound tail, a consistent rehash, a chain that says finished while
-    Temporal says otherwise: the chain was rewritten); ``unfinished`` (the run is still running: its rows
-    so far are all there is to check); ``absent`` (Temporal no longer holds the execution, or it ended
-    without a result); ``offline`` (Temporal not asked, or not reachable).
-    """
-
-    status: Anchored
-    detail: str
-
-
-async def check_anchor(store: EvidenceStore, client: Client, run_id: str) -> Anchor:
-    """Never waits for a run to finish: it asks Temporal how the execution the chain names stands."""
-    events = await store.events("run", run_id)
-    started = parse_event("run_started", events[0]["payload"]) if events else None
-    execution = started.temporal_run_id if isinstance(started, RunStarted) else ""
-    finished = any(e["kind"] == "run_finished" for e in events)
-    handle = client.get_workflow_handle(run_id, run_id=execution or None, result_type=RunResult)
-    which = f"execution {execution}" if execution else "its newest execution"
-    try:
-        described = await handle.describe(rpc_timeout=_RPC)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return Anchor("absent", f"Temporal no longer holds run {run_id} ({which}): no anchor to check")
-        return Anchor("offline", f"Temporal did not answer for run {run_id}: {exc}")
-    if described.status == WorkflowExecutionStatus.RUNNING:
-        if finished:
-            return Anchor("differs", f"the chain says run {run_id} finished; Temporal says {which} is still running")
-        return Anchor("unfinished", f"run {run_id} has not finished: its {len(events)} rows so far verify; "
-                      "no anchor until it finishes")  # fmt: skip
-    if described.status != WorkflowExecutionStatus.COMPLETED:
-        status = described.status.name.lower() if described.status else "closed"
-        return Anchor("absent", f"run {run_id} ({which}) ended {status} without a result: no anchor")
-    try:
-        result: RunResult = await handle.result(rpc_timeout=_RPC)
-    except (RPCError, WorkflowFailureError) as exc:
-        return Anchor("absent", f"no anchor in Temporal for {run_id}: {exc}")
-    if result.chain_head is None:
-        return Anchor("absent", f"run {run_id} finished before its result carried a chain head: no anchor")
-    if len(events) != result.evidence_rows:
-        return Anchor("differs", f"Temporal recorded {result.evidence_rows} rows for the run; the database "
-                      f"holds {len(events)}")  # fmt: skip
-    at = events[result.evidence_rows - 1] if result.evidence_rows else None
-    if at is None or at["hash"] != result.chain_head:
-        found = at["hash"][:12] if at else "nothing"
-        return Anchor("differs", f"row {result.evidence_rows} should carry the hash Temporal recorded "
-                      f"({result.chain_head[:12]}); the database has {found}: the chain was rewritten")  # fmt: skip
-    return Anchor("matches", "matches the chain head Temporal recorded")
-
-
-async def anchor_problem(store: EvidenceStore, client: Client, run_id: str) -> str | None:
-    """Why a run's chain does not match its anchor in Temporal (or has none); None when it matches or the
-    run is still running."""
-    anchor = await check_anchor(store, client, run_id)
-    return None if anchor.status in ("matches", "unfinished") else anchor.detail
-
-
 async def _anchor(settings: Settings, store: EvidenceStore, run_id: str, strict: bool) -> Anchor:
     try:
-        client = await asyncio.wait_for(connect(settings), timeout=_CONNECT_S)
+        client = await asyncio.wait_for(connect(settings), timeout=CONNECT_S)
     except (GovflowError, TimeoutError) as exc:
         if strict:
             raise GovflowError(f"--anchor: {exc}" if str(exc) else "--anchor: Temporal did not answer") from None
@@ -229,3 +184,48 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def register(sub: Subparsers) -> None:
+    evidence = sub.add_parser("evidence", help="evidence for auditors")
+    ev_sub = evidence.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = ev_sub.add_parser("verify", help="recompute a hash chain; name the first bad row")
+    verify.add_argument("id", metavar="RUN_ID", nargs="?", help="a run id (or a rollout id with --rollout)")
+    verify.add_argument("--rollout", action="store_true", help="verify a rollout's chain")
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="check every stream of a signed checkpoint (`govflow evidence checkpoint`): each checkpointed row "
+        "still there with its hash, each chain verifying",
+    )
+    verify.add_argument(
+        "--public-key", metavar="KEY", help="with --checkpoint: the signer's public key (base64, or a key file)"
+    )
+    verify.add_argument(
+        "--anchor",
+        action="store_true",
+        help="require the Temporal anchor: fail when Temporal cannot be reached or no longer holds the run "
+        "(by default the anchor is checked whenever Temporal answers)",
+    )
+    verify.add_argument(
+        "--offline",
+        action="store_true",
+        help="the database alone: skip the Temporal anchor (a run's chain is otherwise checked against the chain "
+        "head its workflow recorded, which catches a rewound tail or a consistent rehash)",
+    )
+    verify.set_defaults(func=cmd_evidence_verify)
+    checkpoint = ev_sub.add_parser(
+        "checkpoint", help="sign every stream's head with an Ed25519 key; keep the file outside the database"
+    )
+    checkpoint.add_argument("--key", required=True, help="Ed25519 private key file to sign with (`govflow keys new`)")
+    checkpoint.add_argument("--out", required=True, metavar="FILE", help="the checkpoint file to write")
+    checkpoint.set_defaults(func=cmd_evidence_checkpoint)
+    show = ev_sub.add_parser("show", help="a readable timeline: read, proposed, decided, approved, written")
+    show.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout)")
+    show.add_argument("--rollout", action="store_true", help="show a rollout's events")
+    show.set_defaults(func=cmd_evidence_show)
+    exp = ev_sub.add_parser("export", help="a JSON bundle and a Markdown report an auditor reads without govflow")
+    exp.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout: with all its runs)")
+    exp.add_argument("--rollout", action="store_true", help="export a rollout and every run it admitted")
+    exp.add_argument("--out", default="evidence-export", help="folder to write into (default: evidence-export)")
+    exp.set_defaults(func=cmd_evidence_export)

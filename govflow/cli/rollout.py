@@ -10,10 +10,10 @@ from datetime import datetime
 
 from temporalio.service import RPCError
 
+from govflow.cli.common import EXIT_REFUSED, Subparsers
+from govflow.client import control, rollout_id, rollout_status, running_rollout, start_rollout
+from govflow.keys import key_for, sign
 from govflow.policies.errors import GovflowError
-from govflow.workers.client import control, rollout_id, rollout_status, running_rollout, start_rollout
-from govflow.workers.keys import key_for, sign
-from govflow.workers.run_cli import EXIT_REFUSED
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
 from govflow.workflows.rollout_models import (
@@ -97,7 +97,7 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def add_rollout_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     rollout = sub.add_parser("rollout", help="stages, gates, pause and rollback of a task's rollout")
     rsub = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
 

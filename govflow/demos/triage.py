@@ -29,11 +29,11 @@ from temporalio.service import RPCError
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
+from govflow.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
+from govflow.examples.support_triage import DEMO_TASK, DEMO_VERSION, Knob, register_demo
+from govflow.keys import sign
 from govflow.policies import signing_message
 from govflow.policies.errors import GovflowError
-from govflow.workers.app import DEMO_TASK, DEMO_VERSION, Knob, register_demo
-from govflow.workers.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
-from govflow.workers.keys import sign
 from govflow.workers.settings import Settings
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout_models import RolloutStatus

@@ -13,6 +13,8 @@ from temporalio.client import Client
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RolloutStarted, parse_event
+from govflow.cli.common import Subparsers
+from govflow.client import running_rollout
 from govflow.policies import (
     Action,
     NeedsApproval,
@@ -28,11 +30,10 @@ from govflow.policies.audit import AuditLine, blocking
 from govflow.policies.diff import diff
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
-from govflow.workers.client import running_rollout
+from govflow.stack.local import database_url
+from govflow.whatif import WhatIfReport, collect, render, whatif
 from govflow.workers.settings import Settings
-from govflow.workers.stack import database_url
 from govflow.workers.temporal import connect
-from govflow.workers.whatif import WhatIfReport, collect, render, whatif
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -148,7 +149,7 @@ def cmd_whatif(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     policy = sub.add_parser("policy", help="check, explain and audit policy files")
     psub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = psub.add_parser("check", help="validate policy files; list every error")

@@ -24,8 +24,8 @@ import asyncpg
 
 from govflow.activities.evidence import migrate
 from govflow.policies.errors import GovflowError
-from govflow.workers.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from govflow.workers.settings import Settings
+from govflow.stack.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
+from govflow.workers.settings import Settings, with_database
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
@@ -379,13 +379,6 @@ async def _ensure_database(admin_url: str, name: str) -> str:
     finally:
         await conn.close()
     return with_database(admin_url, name)
-
-
-def with_database(url: str, name: str) -> str:
-    """Swap the database in a ``postgresql://user@host/db?query`` URL."""
-    head, sep, query = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}{sep}{query}"
 
 
 def database_url(settings: Settings) -> str:
