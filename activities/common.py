@@ -18,11 +18,7 @@ from govflow.activities.evidence.store import AppendResult, FenceHold
 from govflow.activities.names import ErrorType
 from govflow.activities.pgerrors import is_transient
 from govflow.activities.registry import Registration, Registry, UnknownTask
-from govflow.activities.run_models import (
-    EvidenceItem,
-    RunSetup,
-    StartRun,
-)
+from govflow.activities.run_messages import EvidenceItem, RunSetup, StartRun
 from govflow.activities.telemetry import Telemetry
 
 REDACTED = "[redacted]"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
 from govflow.activities.common import GovflowActivities, evidence_failure
-from govflow.activities.run_models import EvidenceItem
+from govflow.activities.run_messages import EvidenceItem
 from govflow.policies.standing import GrantTerms
 
 

@@ -27,7 +27,7 @@ from govflow.activities.evidence.events import (
     NotificationFailed,
     NotificationRequested,
 )
-from govflow.activities.notify_models import Abandon, Announcement, DeliveryAttempt, DeliveryResult
+from govflow.activities.notify_messages import Abandon, Announcement, DeliveryAttempt, DeliveryResult
 from govflow.activities.secrets import MissingSecret, read_secret
 from govflow.policies.model import Notification
 

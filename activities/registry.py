@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govflow.activities.connectors.base import Connector
-from govflow.activities.models.base import ModelClient
-from govflow.activities.run_models import compress_text
+from govflow.activities.connectors.connector import Connector
+from govflow.activities.models.chat import ModelClient
+from govflow.activities.run_messages import compress_text
 from govflow.activities.secrets import MissingSecret, read_secret
 from govflow.activities.tasks.contract import Task
 from govflow.policies import Policy, canonical_json, load_policy, policy_digest

@@ -12,10 +12,10 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from govflow.activities.common import GovflowActivities
-from govflow.activities.connectors.base import ConnectorError, WriteRequest
+from govflow.activities.connectors.connector import ConnectorError, WriteRequest
 from govflow.activities.connectors.guard import ScopedConnectors, ScopeViolation
 from govflow.activities.evidence.events import RunFinished, UnreadableEvent
-from govflow.activities.run_models import (
+from govflow.activities.rollout_messages import (
     DataRollback,
     FenceRequest,
     OutcomeAnswer,
@@ -23,10 +23,9 @@ from govflow.activities.run_models import (
     PolicyRequest,
     RecordRolloutBatch,
     RecordRolloutEvidence,
-    RestoredRecord,
     RolloutRow,
-    RunSetup,
 )
+from govflow.activities.run_messages import RestoredRecord, RunSetup
 from govflow.policies import Policy
 
 _CLOSING_POLLS, _CLOSING_POLL_S = 25, 0.2

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from govflow.activities.common import GovflowActivities, evidence_failure, fail
-from govflow.activities.connectors.base import ConnectorError, WriteRequest, WriteResult
+from govflow.activities.connectors.connector import ConnectorError, WriteRequest, WriteResult
 from govflow.activities.connectors.guard import ScopedConnectors, ScopeViolation
 from govflow.activities.evidence.events import (
     Event,
@@ -24,20 +24,18 @@ from govflow.activities.evidence.events import (
     TouchedRecord,
 )
 from govflow.activities.evidence.store import FenceHold
-from govflow.activities.models.base import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
+from govflow.activities.models.chat import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from govflow.activities.names import ADMIT_RUN, LEASE, REPORT, ErrorType
-from govflow.activities.run_models import (
+from govflow.activities.rollout_messages import AdmitRequest, ControlAnswer, LeaseRequest, RunAdmission, rollout_id_for
+from govflow.activities.run_messages import (
     GATHER_FAILURES,
     AdmitInput,
-    AdmitRequest,
     Appended,
-    ControlAnswer,
     EvidenceItem,
     GatherFailure,
     GatherInput,
     GatherResult,
     GrantClaim,
-    LeaseRequest,
     OpenRun,
     ProposeInput,
     ProposeResult,
@@ -45,11 +43,9 @@ from govflow.activities.run_models import (
     PublishedAll,
     PublishRefusal,
     RecordEvidence,
-    RunAdmission,
     RunOpened,
     StartRun,
     Written,
-    rollout_id_for,
 )
 from govflow.activities.tasks.contract import Proposal, TaskInputError, TaskMistake, task_mistake, wrong_type
 from govflow.policies import Action, signed_act_problem

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import bench_databases
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.client import submit
 from govflow.examples.support_triage import example_registry
@@ -40,7 +40,7 @@ from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.payloads import data_converter
-from govflow.workflows.run_models import Review, RunInput, RunResult
+from govflow.workflows.run_api import Review, RunInput, RunResult
 
 BIN = Path(sys.executable).parent
 

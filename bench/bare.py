@@ -15,7 +15,7 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from govflow.activities.connectors import WriteRequest
     from govflow.activities.registry import Registry
-    from govflow.activities.run_models import ProposeResult
+    from govflow.activities.run_messages import ProposeResult
     from govflow.policies import Action
 
 

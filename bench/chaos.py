@@ -62,7 +62,7 @@ from govflow.stack.local import LocalStack
 from govflow.workers.settings import Settings, load_settings, with_database
 from govflow.workers.temporal import connect
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import ExceptionDecision, Review, RunInput, RunResult
+from govflow.workflows.run_api import ExceptionDecision, Review, RunInput, RunResult
 
 REVIEWERS = ("alice", "bob", "chen")
 RPC = timedelta(seconds=5)

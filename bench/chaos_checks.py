@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.export.bundle import anchor_problem
-from govflow.workflows.run_models import RunResult
+from govflow.workflows.run_api import RunResult
 
 TRIGGER_SQL = """
 CREATE TABLE IF NOT EXISTS chaos_row_changes (

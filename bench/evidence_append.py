@@ -19,7 +19,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from bench.common import evidence_database
+from bench.harness import evidence_database
 from govflow.activities.evidence import (
     ApprovalAttemptRecord,
     EvidenceEvent,

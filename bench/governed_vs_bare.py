@@ -38,7 +38,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bench.bare import BareActivities, BareLeanRunWorkflow, BareRunWorkflow
-from bench.common import bench_databases
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.client import submit
 from govflow.examples.support_triage import EXAMPLES, example_registry
@@ -47,7 +47,7 @@ from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.payloads import data_converter
-from govflow.workflows.run_models import RunInput
+from govflow.workflows.run_api import RunInput
 
 BIN = Path(sys.executable).parent
 

@@ -27,7 +27,7 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from bench.approval_latency import approve_and_time, park
-from bench.common import bench_databases
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.examples.support_triage import EXAMPLES, example_registry

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import bench_databases
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.client import submit
 from govflow.examples.support_triage import EXAMPLES, example_registry
@@ -30,7 +30,7 @@ from govflow.policies import Policy, parse_policy
 from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.payloads import data_converter
-from govflow.workflows.run_models import Review, RunInput
+from govflow.workflows.run_api import Review, RunInput
 
 BIN = Path(sys.executable).parent
 MIB = 1024 * 1024

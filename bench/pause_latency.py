@@ -24,8 +24,8 @@ from pathlib import Path
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_text
+from bench.harness import bench_databases
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import BreachDetected, parse_event
@@ -37,8 +37,8 @@ from govflow.workflows import search_attributes
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.payloads import data_converter
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import Control, RolloutInput
-from govflow.workflows.run_models import RunInput
+from govflow.workflows.rollout_api import Control, RolloutInput
+from govflow.workflows.run_api import RunInput
 
 BIN = Path(sys.executable).parent
 

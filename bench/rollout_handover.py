@@ -25,7 +25,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import bench_databases
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.examples.support_triage import example_registry
 from govflow.workers.temporal import query_current
@@ -33,7 +33,7 @@ from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import RolloutInput, RolloutStatus, RunReport
+from govflow.workflows.rollout_api import RolloutInput, RolloutStatus, RunReport
 
 BIN = Path(sys.executable).parent
 

@@ -17,8 +17,8 @@ import time
 
 import asyncpg
 
-from bench.common import evidence_database
 from bench.evidence_append import T0, batches
+from bench.harness import evidence_database
 from govflow.activities.evidence import EvidenceStore, RunRecord
 from govflow.export.verify import _verify_runs
 

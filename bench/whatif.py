@@ -17,7 +17,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench.common import evidence_database
+from bench.harness import evidence_database
 from govflow.activities.connectors.guard import ReadLog
 from govflow.activities.evidence import EvidenceEvent, EvidenceStore, RunRecord
 from govflow.activities.evidence.events import (
@@ -30,7 +30,7 @@ from govflow.activities.evidence.events import (
     RunReport,
     RunStarted,
 )
-from govflow.activities.run_models import ProposeResult
+from govflow.activities.run_messages import ProposeResult
 from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, RunContext, load_policy, parse_policy, policy_digest
 from govflow.whatif import collect, whatif

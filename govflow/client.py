@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from govflow.activities.run_models import rollout_id_for
+from govflow.activities.rollout_messages import rollout_id_for
 from govflow.policies import AttemptOutcome
 from govflow.policies.standing import GrantTerms
 from govflow.workers.settings import Settings, load_settings
@@ -23,7 +23,7 @@ from govflow.workers.temporal import connect, query_current
 from govflow.workflows import search_attributes as sa
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import (
+from govflow.workflows.rollout_api import (
     Admission,
     Control,
     ControlAnswer,
@@ -31,8 +31,8 @@ from govflow.workflows.rollout_models import (
     RolloutInput,
     RolloutStatus,
 )
-from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, RunStatus
-from govflow.workflows.standing import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
+from govflow.workflows.run_api import ExceptionDecision, ReviewRequest, RunInput, RunStatus
+from govflow.workflows.standing_grant import GrantAct, GrantInput, GrantStatus, StandingGrantWorkflow
 
 # The handlers take ``*args`` (anyone can send anything), so their types say nothing of the payload.
 _REVIEW: Any = GovernedRunWorkflow.review
@@ -54,7 +54,7 @@ async def submit(client: Client, task_queue: str, inp: RunInput, *, run_id: str 
         task_queue=task_queue,
         search_attributes=TypedSearchAttributes(sa.run_start(inp.task, inp.stage, inp.mode)),
         # GovflowAwaitingApproval is set by the run once it waits for a reviewer: the attributes
-        # a run starts with cost it CPU between dev server and worker (bench.search_attributes: 1.2 ms with
+        # a run starts with cost it CPU between dev server and worker (bench.attribute_cost: 1.2 ms with
         # the task alone, 2.2 ms with all four); `GovflowAwaitingApproval = true` finds the runs that wait.
         # No static summary or details (user metadata): on the dev server they cost a run ~3 ms of CPU
         # between server and worker (bench.governed_vs_bare, with and without), a tenth of a governed run.

@@ -19,10 +19,10 @@ from temporalio.worker import Worker
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.chain import Stream
 from govflow.activities.registry import Registry
-from govflow.keys import load_signing_key, sign
+from govflow.signing import load_signing_key, sign
 from govflow.workers.worker import build_worker
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import RunInput, RunResult, RunStatus
+from govflow.workflows.run_api import RunInput, RunResult, RunStatus
 
 T = TypeVar("T")
 

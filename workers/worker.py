@@ -24,7 +24,7 @@ from govflow.workflows import handlers
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.notify import NotifyWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.standing import StandingGrantWorkflow
+from govflow.workflows.standing_grant import StandingGrantWorkflow
 from govflow.workflows.versioned import VERSIONED
 
 WORKFLOWS: tuple[type, ...] = (GovernedRunWorkflow, RolloutWorkflow, NotifyWorkflow, StandingGrantWorkflow)

@@ -24,7 +24,7 @@ from govflow.activities.evidence.events import (
     QualityCheckFailed,
     QualityScoreRecord,
 )
-from govflow.activities.run_models import ProposeResult
+from govflow.activities.run_messages import ProposeResult
 from govflow.policies import (
     Action,
     ApprovalAttempt,
@@ -43,7 +43,7 @@ from govflow.policies import (
 )
 from govflow.policies.stats import CheckResult
 from govflow.workflows.inputs import Read, field_text
-from govflow.workflows.run_models import (
+from govflow.workflows.run_api import (
     ExceptionDecision,
     GateView,
     PendingAction,

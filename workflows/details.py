@@ -13,8 +13,8 @@ from govflow.activities.escaping import md_code, md_text, shell_command
 from govflow.policies import WindowVerdict
 from govflow.policies.model import Stage
 from govflow.workflows.approvals import ActionState
-from govflow.workflows.rollout_models import RolloutState
-from govflow.workflows.run_models import RunInput
+from govflow.workflows.rollout_api import RolloutState
+from govflow.workflows.run_api import RunInput
 
 
 def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exception: str | None,

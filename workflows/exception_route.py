@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.workflows import approvals
     from govflow.workflows.inputs import read
     from govflow.workflows.ledger import RunLedger
-    from govflow.workflows.run_models import ExceptionDecision
+    from govflow.workflows.run_api import ExceptionDecision
 
 _DECISION_EXAMPLE = '{"reviewer": "alice", "decision": "retry"}'
 

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from govflow.activities import run_models as rm
+    from govflow.activities import run_messages as rm
     from govflow.activities.evidence import events as ev
     from govflow.activities.names import ErrorType
     from govflow.activities.run_activities import RunActivities

@@ -21,8 +21,9 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from govflow.activities import names
-    from govflow.activities import run_models as rm
+    from govflow.activities import run_messages as rm
     from govflow.activities.evidence import events as ev
+    from govflow.activities.rollout_messages import RunAdmission
     from govflow.activities.run_activities import RunActivities
     from govflow.policies import AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
     from govflow.workflows import approvals, handlers, publishing
@@ -33,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from govflow.workflows.gathering import Gathering, gather_request
     from govflow.workflows.ledger import RETRY, RunLedger
     from govflow.workflows.reviewers import Announcer, Votes, claim_standing
-    from govflow.workflows.rollout_models import ReportPoke
-    from govflow.workflows.run_models import ActionOutcome, Outcome, RunInput, RunResult, RunStatus, submit_message
+    from govflow.workflows.rollout_api import ReportPoke
+    from govflow.workflows.run_api import ActionOutcome, Outcome, RunInput, RunResult, RunStatus, submit_message
     from govflow.workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)
@@ -175,7 +176,7 @@ class GovernedRunWorkflow:
             requested=inp.mode, rollout_id=inp.rollout_id, stage=inp.stage,
         )  # fmt: skip
 
-    def _admit(self, inp: RunInput, admission: rm.RunAdmission) -> str:
+    def _admit(self, inp: RunInput, admission: RunAdmission) -> str:
         """Run as the rollout admitted the run (the input's stage and mode are only a request). Returns why
         the run is refused when a live run needs a rollout (the policy's ``rollout.required``) and none runs."""
         s = self._s

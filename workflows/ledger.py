@@ -18,21 +18,23 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from govflow.activities.evidence.events import DataConflict, DataRestored, Event, RunReport, ScopeRefused
     from govflow.activities.rollout_activities import RolloutActivities
-    from govflow.activities.run_activities import RunActivities
-    from govflow.activities.run_models import (
+    from govflow.activities.rollout_messages import (
         DataRollback,
-        EvidenceItem,
         FenceRequest,
+        RecordRolloutBatch,
+        RecordRolloutEvidence,
+        RolloutRow,
+    )
+    from govflow.activities.run_activities import RunActivities
+    from govflow.activities.run_messages import (
+        EvidenceItem,
         PlannedWrite,
         PublishAll,
         PublishedAll,
         RecordEvidence,
-        RecordRolloutBatch,
-        RecordRolloutEvidence,
-        RolloutRow,
         StartRun,
     )
-    from govflow.workflows.rollout_models import RolloutState
+    from govflow.workflows.rollout_api import RolloutState
 
 LOCAL = timedelta(seconds=30)
 # A write is one short transaction; a worker that dies mid-write is retried after this.

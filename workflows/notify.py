@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from govflow.activities import names
     from govflow.activities.notify_activities import NotifyActivities
-    from govflow.activities.notify_models import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
+    from govflow.activities.notify_messages import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
     from govflow.policies import Policy
     from govflow.policies.model import Notification
     from govflow.workflows.approvals import ActionState, GateState

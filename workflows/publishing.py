@@ -10,10 +10,10 @@ from typing import Any
 from govflow.activities.connectors.guard import ReadLog
 from govflow.activities.evidence.events import ActionStatus, RunFinished, RunReport, TouchedRecord
 from govflow.activities.evidence.records import Mode
-from govflow.activities.run_models import Written
+from govflow.activities.run_messages import Written
 from govflow.policies import Action
 from govflow.workflows.approvals import ActionState
-from govflow.workflows.run_models import ActionOutcome, Outcome
+from govflow.workflows.run_api import ActionOutcome, Outcome
 
 Slot = ActionOutcome | ActionState
 """One action at publish time, in the proposal's order: its outcome already, or a live write to make."""

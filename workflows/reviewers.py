@@ -14,9 +14,9 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from govflow.activities import run_models as rm
+    from govflow.activities import run_messages as rm
     from govflow.activities.evidence import events as ev
-    from govflow.activities.notify_models import Transition
+    from govflow.activities.notify_messages import Transition
     from govflow.activities.run_activities import RunActivities
     from govflow.policies import AttemptOutcome, Policy
     from govflow.workflows import approvals, notify
@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.workflows.inputs import read
     from govflow.workflows.ledger import RETRY, RunLedger
     from govflow.workflows.notify import NotifyWorkflow
-    from govflow.workflows.run_models import Review, ReviewRequest, RunInput
+    from govflow.workflows.run_api import Review, ReviewRequest, RunInput
     from govflow.workflows.run_state import RunState
 
 _ACTIVITY = timedelta(seconds=60)

@@ -17,9 +17,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from govflow.activities import names
-    from govflow.activities import run_models as rm
     from govflow.activities.evidence import events as ev
     from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.activities.rollout_messages import AdmitRequest, OutcomeRequest, PolicyRequest, RunAdmission
     from govflow.policies import Policy, WindowVerdict, policy_from_json
     from govflow.policies.model import Stage
     from govflow.workflows import handlers
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.workflows.details import rollout_details
     from govflow.workflows.inputs import Read, field_text, read
     from govflow.workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
-    from govflow.workflows.rollout_models import (
+    from govflow.workflows.rollout_api import (
         Admission,
         Breach,
         Control,
@@ -96,7 +96,7 @@ class RolloutWorkflow:
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity_method(
             RolloutActivities.load_policy,
-            rm.PolicyRequest(task=inp.task, task_version=inp.task_version),
+            PolicyRequest(task=inp.task, task_version=inp.task_version),
             start_to_close_timeout=LOCAL,
             retry_policy=RETRY,
         )
@@ -224,15 +224,15 @@ class RolloutWorkflow:
         return Admission(stage=stage.name, mode="live" if live else "shadow", live_fraction=stage.live_fraction)
 
     @handlers.update(name=names.ADMIT_RUN, description="A run asks how it may run (sent by the govflow worker)")
-    async def admit_run(self, *args: Any) -> rm.RunAdmission:
+    async def admit_run(self, *args: Any) -> RunAdmission:
         await workflow.wait_condition(lambda: self._ready)
-        got = read(rm.AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
+        got = read(AdmitRequest, args, '{"run_id": "...", "item_key": "...", "requested": "live"}')
         stage = self._stage
         if got.value is None:
-            return rm.RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode="shadow",
+            return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode="shadow",
                                 reason=f"unreadable admission request: {got.problem}")  # fmt: skip
         mode = rules.admit(self._state, stage, got.value)
-        return rm.RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
+        return RunAdmission(rollout_id=workflow.info().workflow_id, stage=stage.name, mode=mode)
 
     @handlers.update(name=names.LEASE, description="A live run asks for publish authority right before it writes")
     async def lease(self, *args: Any) -> ControlAnswer:
@@ -280,7 +280,7 @@ class RolloutWorkflow:
         if not self._to_count:
             return
         batch = list(self._to_count)
-        request = rm.OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch)
+        request = OutcomeRequest(rollout_id=workflow.info().workflow_id, run_ids=batch)
         if self._local:
             answers = await workflow.execute_local_activity_method(
                 RolloutActivities.read_run_outcomes, request, start_to_close_timeout=_READ, retry_policy=EVIDENCE_RETRY

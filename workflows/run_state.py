@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from govflow.activities.connectors.guard import ReadLog
 from govflow.policies import Policy
 from govflow.workflows.approvals import ActionState
-from govflow.workflows.run_models import Outcome, RunInput
+from govflow.workflows.run_api import Outcome, RunInput
 
 
 @dataclass

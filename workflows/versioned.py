@@ -21,7 +21,7 @@ from govflow.workflows import handlers
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.notify import NotifyWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.standing import StandingGrantWorkflow
+from govflow.workflows.standing_grant import StandingGrantWorkflow
 
 
 def _versioned(cls: type) -> type:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from govflow.activities.connectors.base import Connector, ConnectorError, Record, WriteRequest, WriteResult
+from govflow.activities.connectors.connector import Connector, ConnectorError, Record, WriteRequest, WriteResult
 from govflow.activities.connectors.guard import ReadLog, ScopedConnectors, ScopeRefusal, ScopeViolation
 from govflow.activities.connectors.http import HttpJsonConnector
 from govflow.activities.connectors.postgres import IDEMPOTENCY_DDL, PostgresTableConnector, SharedPool, Table

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from govflow.activities.connectors.base import Connector, ConnectorError, Record, Scalar, WriteRequest, WriteResult
+from govflow.activities.connectors.connector import Connector, ConnectorError, Record, Scalar, WriteRequest, WriteResult
 from govflow.policies import Policy, check_scope, record_images
 from govflow.policies.errors import GovflowError
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from govflow.activities.connectors.base import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
+from govflow.activities.connectors.connector import ConnectorError, Record, RecordCheck, WriteRequest, WriteResult
 
 _METHOD = {"update": "PATCH", "reply": "PATCH", "pay": "PATCH", "create": "PUT", "delete": "DELETE"}
 

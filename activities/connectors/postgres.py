@@ -16,7 +16,14 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict
 
-from govflow.activities.connectors.base import ConnectorError, Record, RecordCheck, Scalar, WriteRequest, WriteResult
+from govflow.activities.connectors.connector import (
+    ConnectorError,
+    Record,
+    RecordCheck,
+    Scalar,
+    WriteRequest,
+    WriteResult,
+)
 from govflow.activities.pgerrors import is_transient
 
 IDEMPOTENCY_DDL = """

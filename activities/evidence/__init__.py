@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from govflow.activities.evidence.chain import ChainProblem, EvidenceEvent, VerifyReport, verify_rows
-from govflow.activities.evidence.errors import (
-    EvidenceConflictError,
-    EvidenceError,
-    EvidenceGapError,
-    MigrationError,
-)
 from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     PolicyDecisionRecord,
     QualityScoreRecord,
     RunRecord,
     TouchedRecord,
+)
+from govflow.activities.evidence.failures import (
+    EvidenceConflictError,
+    EvidenceError,
+    EvidenceGapError,
+    MigrationError,
 )
 from govflow.activities.evidence.migrate import MigrationReport, migrate
 from govflow.activities.evidence.store import AppendResult, EvidenceStore, create_pool

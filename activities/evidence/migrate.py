@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from govflow.activities.evidence.errors import MigrationError
+from govflow.activities.evidence.failures import MigrationError
 from govflow.activities.evidence.sql import Migration, migrations
 
 # pg_advisory_lock key: any constant that other applications are unlikely to use.

@@ -19,8 +19,8 @@ from govflow.activities.evidence.chain import (
     VerifyReport,
     verify_rows,
 )
-from govflow.activities.evidence.errors import EvidenceConflictError, EvidenceError, EvidenceGapError
 from govflow.activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
+from govflow.activities.evidence.failures import EvidenceConflictError, EvidenceError, EvidenceGapError
 from govflow.activities.evidence.sql import queries
 from govflow.policies.standing import matches
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from govflow.activities.models.base import (
+from govflow.activities.models.baseline import LocalBaselineModel
+from govflow.activities.models.chat import (
     InvalidModelOutput,
     Message,
     ModelClient,
@@ -11,7 +12,6 @@ from govflow.activities.models.base import (
     ModelResponse,
     parse_output,
 )
-from govflow.activities.models.baseline import LocalBaselineModel
 from govflow.activities.models.openai import OpenAIChatClient
 
 __all__ = [

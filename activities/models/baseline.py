@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from govflow.activities.models.base import ModelRequest, ModelResponse
+from govflow.activities.models.chat import ModelRequest, ModelResponse
 
 
 class LocalBaselineModel:

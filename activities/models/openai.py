@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from govflow.activities.models.base import ModelError, ModelRequest, ModelResponse
+from govflow.activities.models.chat import ModelError, ModelRequest, ModelResponse
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 

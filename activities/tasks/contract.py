@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origi
 from pydantic import BaseModel, Field
 
 from govflow.activities.connectors.guard import ScopedConnectors
-from govflow.activities.models.base import ModelClient
+from govflow.activities.models.chat import ModelClient
 from govflow.policies.actions import Action
 from govflow.policies.errors import GovflowError
 

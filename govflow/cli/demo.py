@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 from govflow.cli.stack import cmd_stack_up
 from govflow.stack.local import LocalStack, database_url
 from govflow.workers.settings import Settings

@@ -10,11 +10,11 @@ from typing import Any
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence import checkpoint as cp
 from govflow.activities.evidence.chain import VerifyReport
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 from govflow.export.bundle import checkpoint_problems, stream_of, take_checkpoint
 from govflow.export.verify import CONNECT_S, Anchor, check_anchor
-from govflow.keys import load_public_key, load_signing_key
 from govflow.policies.errors import GovflowError
+from govflow.signing import load_public_key, load_signing_key
 from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect

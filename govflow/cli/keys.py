@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    from govflow.keys import new_key
+    from govflow.signing import new_key
 
     public = new_key(Path(args.path))
     print(f"wrote {args.path}; public key (for the policy's reviewers/operators, or --public-key):")

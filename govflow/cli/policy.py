@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RolloutStarted, parse_event
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 from govflow.client import running_rollout
 from govflow.policies import (
     Action,

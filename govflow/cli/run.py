@@ -17,20 +17,20 @@ from temporalio.service import RPCError
 
 from govflow.activities.common import UNKNOWN_TASK_ATTEMPTS
 from govflow.activities.names import ErrorType
-from govflow.cli.common import Subparsers, print_json
+from govflow.cli.answers import Subparsers, print_json
 from govflow.client import (
     admit,
     run_status,
     running_rollout,
     submit,
 )
-from govflow.keys import key_for, sign
 from govflow.policies.errors import GovflowError
+from govflow.signing import key_for, sign
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
 from govflow.workflows import search_attributes as sa
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import (
+from govflow.workflows.run_api import (
     RunInput,
     RunResult,
     RunStatus,

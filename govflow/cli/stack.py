@@ -9,7 +9,7 @@ import asyncio
 import asyncpg
 
 from govflow.activities.evidence import migrate
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 from govflow.stack.local import LocalStack, database_url
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect

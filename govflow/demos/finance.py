@@ -33,11 +33,11 @@ from govflow.client import admit, resolve, review, run_status, running_rollout, 
 from govflow.demos.triage import Driver, ui_link
 from govflow.examples import invoice_matching
 from govflow.examples.support_triage import Knob
-from govflow.keys import load_signing_key, new_key
 from govflow.policies import signing_message
+from govflow.signing import load_signing_key, new_key
 from govflow.workers.settings import Settings
-from govflow.workflows.rollout_models import RolloutStatus
-from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunResult, RunStatus, exception_message
+from govflow.workflows.rollout_api import RolloutStatus
+from govflow.workflows.run_api import ExceptionDecision, ReviewRequest, RunResult, RunStatus, exception_message
 
 TASK = "invoice-matching"
 REQUESTER = "gus"

@@ -31,13 +31,13 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.client import admit, rollout_id, rollout_status, running_rollout, start_rollout, submit
 from govflow.examples.support_triage import DEMO_TASK, DEMO_VERSION, Knob, register_demo
-from govflow.keys import sign
 from govflow.policies import signing_message
 from govflow.policies.errors import GovflowError
+from govflow.signing import sign
 from govflow.workers.settings import Settings
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.rollout_models import RolloutStatus
-from govflow.workflows.run_models import Review, RunInput, RunResult, RunStatus, submit_message
+from govflow.workflows.rollout_api import RolloutStatus
+from govflow.workflows.run_api import Review, RunInput, RunResult, RunStatus, submit_message
 
 TASK, VERSION = DEMO_TASK, DEMO_VERSION
 REQUESTER = "priya"

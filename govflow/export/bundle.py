@@ -18,30 +18,11 @@ from govflow.activities.evidence import checkpoint as cp
 from govflow.activities.evidence.chain import GENESIS, Stream
 from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
-    BreachDetected,
-    ContextRead,
     Event,
-    GrantAct,
-    GrantActivated,
-    GrantEnded,
-    GrantProposed,
-    ModelCall,
-    NotificationAbandoned,
-    NotificationDelivered,
-    NotificationFailed,
-    NotificationRequested,
-    OperatorAct,
-    OtherEvent,
-    PolicyDecisionRecord,
-    ProposalMade,
-    QualityCheckFailed,
-    QualityScoreRecord,
-    RolloutStarted,
     RunFinished,
-    RunStarted,
-    StageChanged,
     TouchedRecord,
-    UnreadableEvent,
+    changes,
+    describe,
     parse_event,
 )
 from govflow.policies.errors import GovflowError
@@ -55,104 +36,6 @@ Sequence numbers start at 1 and have no gaps. Any edit, deletion or reordering b
 
 class EvidenceNotFound(GovflowError):
     """No evidence under that id."""
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    before, after = before or {}, after or {}
-    keys = [k for k in after if before.get(k) != after.get(k)]
-    return "; ".join(f"{k}: {_short(before.get(k), 30)} -> {_short(after.get(k), 40)}" for k in keys) or "no change"
-
-
-def describe(kind: str, payload: Any) -> str:
-    """One line for one stored event, in words."""
-    match parse_event(kind, payload):
-        case RunStarted() as e:
-            return (
-                f"started {e.task} v{e.task_version} for item {e.item_key}, requested by {e.requester}; "
-                f"mode {e.mode}, stage {e.stage}, policy {str(e.policy_digest)[:12]}"
-            )
-        case ContextRead() as e:
-            return "read " + ", ".join(f"{r.system}/{r.resource} {r.record_id}" for r in e.reads)
-        case ModelCall() as e:
-            return (
-                f"model {e.model} answered in {e.latency_ms:.1f} ms ({e.prompt_tokens} + {e.completion_tokens} tokens)"
-            )
-        case ProposalMade() as e:
-            listed = "; ".join(
-                f"{a.action_id}: {a.operation} {a.system}/{a.resource} {a.record_id or ''} "
-                f"{_short(a.fields, 50)}".replace("  ", " ")
-                for a in e.actions
-            )
-            return f"proposed {len(e.actions)} action(s): {listed}"
-        case QualityScoreRecord() as e:
-            return f"score {e.metric} = {e.score} ({'passed' if e.passed else 'failed'})"
-        case QualityCheckFailed() as e:
-            return f"quality check {e.check} failed: {e.reason}"
-        case PolicyDecisionRecord() as e:
-            who = "; ".join(", ".join(g.eligible) for g in e.gates)
-            return f"decided {e.action_id}: {e.decision} ({e.reason})" + (f"; eligible: {who}" if who else "")
-        case ApprovalAttemptRecord() as e:
-            signed = ", signed" if e.signed else ""
-            verdict = "accepted" if e.accepted else "REFUSED"
-            return f"{e.reviewer} voted {e.verdict} on {e.action_id} via {e.via}{signed}: {verdict} ({e.reason})"
-        case TouchedRecord() as e:
-            verb = "wrote" if e.mode == "live" else "would write (shadow)"
-            return (
-                f"{verb} {e.system}/{e.resource} {e.record_id} ({e.operation}): "
-                f"{_changes(e.before_image, e.after_image)}"
-            )
-        case RunFinished() as e:
-            actions = ", ".join(f"{a.action_id} {a.status}" for a in e.actions)
-            why = f" - {e.reason}" if e.reason else ""
-            return f"finished: {e.outcome}" + (f" [{actions}]" if actions else "") + why
-        case RolloutStarted() as e:
-            return f"rollout of {e.task} v{e.task_version} started at stage {e.stage}, policy {e.policy_digest[:12]}"
-        case BreachDetected() as e:
-            figures = "; ".join(
-                f"{v.rule} {v.estimate:.2f} over {v.n} runs (needs {v.threshold})"
-                + (
-                    f", evidence of a drop {v.statistic:.1f} of {v.limit:.1f}"
-                    if v.limit is not None and v.statistic is not None
-                    else ""
-                )
-                for v in e.verdicts
-                if v.estimate is not None
-            )
-            return f"BREACH at stage {e.stage} -> {e.action}: {figures}"
-        case StageChanged() as e:
-            return f"{e.kind.replace('_', ' ')} from {e.from_stage} to {e.to}: {e.reason}"
-        case OperatorAct() as e:
-            refused = "" if e.accepted else " (refused)"
-            return f"{e.kind.replace('_', ' ')} by {e.operator} via {e.via}{refused}: {e.reason}"
-        case NotificationRequested() as e:
-            return f"announce to {e.target} that run {e.run_id} is {e.transition}: {', '.join(e.actions)} ({e.url})"
-        case NotificationDelivered() as e:
-            return f"delivered to {e.target} on attempt {e.attempt} (HTTP {e.status})"
-        case NotificationFailed() as e:
-            retry = f"; next attempt in {e.retry_in_s:.0f} s" if e.retry_in_s is not None else ""
-            return f"attempt {e.attempt} to {e.target} FAILED: {e.detail}{retry}"
-        case NotificationAbandoned() as e:
-            return f"GAVE UP announcing to {e.target} after {e.attempts} attempts: {e.detail}"
-        case GrantProposed() as e:
-            return (f"{e.proposed_by} proposed a standing approval for rule {e.rule} of {e.task} v{e.task_version}: "
-                    f"match {_short(e.match, 60)}, at most {e.max_uses} uses, until {e.expires_at.isoformat()}; "
-                    f"needs {e.quorum} granter(s)")  # fmt: skip
-        case GrantAct() as e:
-            signed = ", signed" if e.signed else ""
-            return f"{e.person} {e.act}{signed}: {'accepted' if e.accepted else 'REFUSED'} ({e.reason})"
-        case GrantActivated() as e:
-            return f"active: granted by {', '.join(e.granted_by)}"
-        case GrantEnded() as e:
-            return f"ended: {e.status}" + (f" by {e.by}" if e.by else "") + (f": {e.reason}" if e.reason else "")
-        case UnreadableEvent() as e:
-            return f"UNREADABLE {kind}: {e.problem}; payload {_short(e.raw, 80)}"
-        case e:
-            return f"{kind.replace('_', ' ')}: {_short(e.payload() if not isinstance(e, OtherEvent) else payload, 100)}"
 
 
 E = TypeVar("E", bound=Event)
@@ -311,7 +194,7 @@ def _md_run(run: dict[str, Any], level: str = "##") -> list[str]:
     if writes:
         lines += ["Records touched:", "", "| record | mode | before -> after |", "|---|---|---|"]
         for w in writes:
-            change = _changes(w.before_image, w.after_image).replace("|", "/")
+            change = changes(w.before_image, w.after_image).replace("|", "/")
             lines.append(f"| {w.system}/{w.resource} {w.record_id} | {w.mode} | {change} |")
         lines.append("")
     return [*lines, "Timeline:", "", *_md_events(run["events"]), ""]

@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RunStarted, parse_event
-from govflow.workflows.run_models import RunResult
+from govflow.workflows.run_api import RunResult
 
 RPC = timedelta(seconds=10)
 

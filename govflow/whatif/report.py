@@ -40,7 +40,7 @@ from govflow.policies import (
 from govflow.policies.standing import standing_problem
 from govflow.whatif.collect import Evidence, PastAction, standing_votes, without_cyclic_gc
 from govflow.workflows import rollout_rules as rules
-from govflow.workflows.rollout_models import RolloutState
+from govflow.workflows.rollout_api import RolloutState
 
 GROUPS = (
     "newly denied",

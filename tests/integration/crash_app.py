@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 from govflow.activities.connectors import Connector, SharedPool, WriteRequest, WriteResult
-from govflow.activities.connectors.base import Record, RecordCheck
+from govflow.activities.connectors.connector import Record, RecordCheck
 from govflow.activities.registry import Registry
 from govflow.examples import support_triage
 from govflow.examples.support_triage import EXAMPLES

@@ -24,10 +24,10 @@ from govflow.activities.connectors import (
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RunFinished
 from govflow.activities.models import ModelError, ModelRequest, OpenAIChatClient
-from govflow.activities.models.base import Message
+from govflow.activities.models.chat import Message
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
-from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll
+from govflow.activities.run_messages import EvidenceItem, PlannedWrite, PublishAll
 from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import Action, load_policy
 from tests.local_servers import ChatCompletionsApi, RecordsApi, serve
@@ -304,7 +304,7 @@ async def test_evidence_the_database_rejects_fails_at_once_instead_of_retrying_f
 ) -> None:
     """SQLSTATE decides (activities/pgerrors.py): a row Postgres refuses (22P05: a NUL in JSON text) is
     final, where before it was retried forever inside the run's evidence lock."""
-    from govflow.activities.run_models import EvidenceItem, RecordEvidence
+    from govflow.activities.run_messages import EvidenceItem, RecordEvidence
 
     rec = RecordEvidence(
         run_id="r-nul", task="support-triage", task_version="1", seq=1, at=_T0,

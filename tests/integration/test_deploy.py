@@ -21,7 +21,7 @@ from govflow.cli import build_parser
 from govflow.workers.settings import setting_names
 from govflow.workers.temporal import search_attribute_types
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import RunInput, RunResult
+from govflow.workflows.run_api import RunInput, RunResult
 from tests.conftest import free_port
 from tests.helpers import eventually
 from tests.integration.test_governed_run_e2e import cli_env

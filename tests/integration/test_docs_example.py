@@ -18,7 +18,7 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.client import submit
 from govflow.examples import support_triage
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import Review, RunInput
+from govflow.workflows.run_api import Review, RunInput
 from tests.helpers import sor_fetch, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env
 

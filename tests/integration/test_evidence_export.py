@@ -14,11 +14,11 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import QualityScoreRecord, RunFinished, RunStarted, ScopeRefused
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
-from govflow.activities.run_models import EvidenceItem, RecordEvidence, StartRun
+from govflow.activities.run_messages import EvidenceItem, RecordEvidence, StartRun
 from govflow.activities.telemetry import Telemetry
 from govflow.export.bundle import bundle, markdown, show
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import Review
+from govflow.workflows.run_api import Review
 from tests.helpers import start_run, wait_for, worker
 
 

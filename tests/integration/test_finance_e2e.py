@@ -36,8 +36,8 @@ from govflow.activities.evidence.checkpoint import public_text
 from govflow.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
 from govflow.examples import invoice_matching as im
 from govflow.policies import signing_message
-from govflow.workflows.rollout_models import Control, control_message
-from govflow.workflows.run_models import (
+from govflow.workflows.rollout_api import Control, control_message
+from govflow.workflows.run_api import (
     ExceptionDecision,
     ReviewRequest,
     RunInput,
@@ -219,7 +219,7 @@ async def test_duplicates_contradictions_and_missing_receipts_wait_for_a_person(
 
 
 def exception_message_for(run_id: str, decision: str, status: RunStatus) -> bytes:
-    from govflow.workflows.run_models import exception_message
+    from govflow.workflows.run_api import exception_message
 
     return exception_message(run_id, decision, status.exception_expires_at)
 

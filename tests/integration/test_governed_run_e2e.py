@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import Review, RunResult
+from govflow.workflows.run_api import Review, RunResult
 from tests.helpers import event_kinds, result_on_a_new_worker, sor_fetch, start_run, wait_for, worker, worker_process
 
 pytestmark = pytest.mark.devserver

@@ -25,7 +25,7 @@ from govflow.export.bundle import show
 from govflow.policies import PolicyError, parse_policy
 from govflow.policies.errors import GovflowError
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import Review, RunResult
+from govflow.workflows.run_api import Review, RunResult
 from tests.helpers import eventually, keep_history, start_run, wait_for, worker
 from tests.local_servers import WebhookReceiver, serve
 

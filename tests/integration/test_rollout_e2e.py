@@ -12,8 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.client import control, rollout_status, start_rollout
-from govflow.workflows.rollout_models import Control
-from govflow.workflows.run_models import RunResult
+from govflow.workflows.rollout_api import Control
+from govflow.workflows.run_api import RunResult
 from tests.helpers import eventually, sor_fetch, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 

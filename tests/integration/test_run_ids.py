@@ -20,12 +20,12 @@ from govflow.activities.registry import Registry
 from govflow.client import submit
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import RolloutInput
-from govflow.workflows.run_models import RunInput, RunResult
+from govflow.workflows.rollout_api import RolloutInput
+from govflow.workflows.run_api import RunInput, RunResult
 from tests.conftest import free_port
 from tests.helpers import start_run, wait_for, worker
 from tests.integration.test_governed_run_e2e import cli_env, govflow
-from tests.workflows.rollouts import rollout_status, until
+from tests.workflows.rollout_helpers import rollout_status, until
 
 pytestmark = pytest.mark.devserver
 

@@ -15,13 +15,13 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
-from govflow.activities.run_models import GrantClaim, PlannedWrite, PublishAll
+from govflow.activities.run_messages import GrantClaim, PlannedWrite, PublishAll
 from govflow.client import grant_act, grant_status, propose_grant, revoke_grant
 from govflow.export.bundle import bundle, markdown, show
 from govflow.policies import Action
 from govflow.policies.standing import GrantTerms
-from govflow.workflows.run_models import RunResult
-from govflow.workflows.standing import GrantAct
+from govflow.workflows.run_api import RunResult
+from govflow.workflows.standing_grant import GrantAct
 from tests.helpers import eventually, keep_history, result_on_a_new_worker, start_run, wait_for, worker, worker_process
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 

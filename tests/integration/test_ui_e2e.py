@@ -24,7 +24,7 @@ from govflow.activities.registry import Registry
 from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import RolloutInput
+from govflow.workflows.rollout_api import RolloutInput
 from tests.conftest import free_port
 from tests.helpers import eventually, worker
 

@@ -20,8 +20,8 @@ from govflow.policies import Policy, parse_policy
 from govflow.whatif import WhatIfError, WhatIfReport, collect, render, whatif
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import RolloutInput
-from govflow.workflows.run_models import RunInput
+from govflow.workflows.rollout_api import RolloutInput
+from govflow.workflows.run_api import RunInput
 from tests.helpers import eventually, worker
 
 TICKETS = [f"T{i:04d}" for i in range(1, 9)]

@@ -18,8 +18,8 @@ from govflow.workers.deployments import set_current, versions
 from govflow.workers.worker import build_worker
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import RolloutInput
-from govflow.workflows.run_models import Review, RunResult
+from govflow.workflows.rollout_api import RolloutInput
+from govflow.workflows.run_api import Review, RunResult
 from tests.helpers import eventually, start_run, wait_for
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 

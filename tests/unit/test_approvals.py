@@ -10,7 +10,7 @@ import pytest
 from govflow.activities.evidence.events import GateEscalated, GateExpired, PolicyDecisionRecord, parse_event
 from govflow.policies import Action, AttemptOutcome, Policy, RunContext, load_policy
 from govflow.workflows import approvals
-from govflow.workflows.run_models import ExceptionDecision, Review
+from govflow.workflows.run_api import ExceptionDecision, Review
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -13,10 +13,10 @@ from markdown_it import MarkdownIt
 
 from govflow.activities.escaping import md_code, md_text, workflow_url
 from govflow.activities.notify_activities import NotifyActivities, render
-from govflow.activities.notify_models import AnnouncedAction, Announcement
+from govflow.activities.notify_messages import AnnouncedAction, Announcement
 from govflow.activities.registry import Registry
 from govflow.workflows.details import run_details
-from govflow.workflows.run_models import RunInput
+from govflow.workflows.run_api import RunInput
 
 DECOY = "T0036/../../../namespaces/default/workflows/decoy"
 RUN_ID = f"run-support-triage-{DECOY}-1a2b3c4d"

@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 from govflow.activities.registry import Registry
 from govflow.examples.support_triage import example_registry
 from govflow.policies import parse_policy
-from tests.workflows.rollouts import STARTED, window_policy_text
+from tests.workflows.rollout_helpers import STARTED, window_policy_text
 
 
 @pytest.fixture

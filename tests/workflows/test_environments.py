@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 with workflow.unsafe.imports_passed_through():
     from govflow.activities.evidence import EvidenceStore
     from govflow.activities.rollout_activities import RolloutActivities
-    from govflow.activities.run_models import RecordRolloutBatch, RolloutRow
+    from govflow.activities.rollout_messages import RecordRolloutBatch, RolloutRow
     from govflow.workers.worker import build_worker
 
 

@@ -18,14 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.models import LocalBaselineModel, ModelError, ModelRequest, parse_output
-from govflow.activities.models.base import Message
+from govflow.activities.models.chat import Message
 from govflow.activities.registry import Registry
 from govflow.client import submit
 from govflow.examples import support_triage
 from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import parse_policy, signing_message
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
+from govflow.workflows.run_api import ExceptionDecision, Review, ReviewRequest, RunInput, RunResult
 from tests.helpers import (
     event_kinds,
     fixture_signature,

@@ -16,20 +16,20 @@ from govflow.activities.connectors import WriteRequest
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.activities.run_activities import RunActivities
-from govflow.activities.run_models import EvidenceItem, PlannedWrite, PublishAll, StartRun
+from govflow.activities.run_messages import EvidenceItem, PlannedWrite, PublishAll, StartRun
 from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Action, parse_policy
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow, bucket
-from govflow.workflows.rollout_models import (
+from govflow.workflows.rollout_api import (
     Control,
     LeaseRequest,
     RollbackRequest,
     RolloutInput,
 )
-from govflow.workflows.run_models import Review, RunInput
+from govflow.workflows.run_api import Review, RunInput
 from tests.helpers import event_kinds, eventually, keep_history, sor_fetch, wait_for, worker
-from tests.workflows.rollouts import (
+from tests.workflows.rollout_helpers import (
     STARTED,
     admit_runs,
     finish_runs,

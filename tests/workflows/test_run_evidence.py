@@ -11,7 +11,7 @@ from govflow.activities.registry import Registry
 from govflow.examples import support_triage
 from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import Review
+from govflow.workflows.run_api import Review
 from tests.helpers import event_kinds, sor_fetch, start_run, wait_for, worker
 
 
@@ -147,7 +147,7 @@ async def test_the_run_row_names_the_policy_the_run_decided_under_not_the_append
     from temporalio.testing import ActivityEnvironment
 
     from govflow.activities.run_activities import RunActivities
-    from govflow.activities.run_models import EvidenceItem, RecordEvidence, StartRun
+    from govflow.activities.run_messages import EvidenceItem, RecordEvidence, StartRun
 
     at = datetime.now(UTC)
     loaded_by_the_run = "a" * 64  # not the digest of the policy this worker holds
@@ -178,7 +178,7 @@ async def test_a_real_divergence_fails_the_append_and_the_chain_says_so(
     from temporalio.testing import ActivityEnvironment
 
     from govflow.activities.run_activities import RunActivities
-    from govflow.activities.run_models import EvidenceItem, RecordEvidence
+    from govflow.activities.run_messages import EvidenceItem, RecordEvidence
 
     at = datetime.now(UTC)
     await store.append_event("run", "run-diverged", 1, "note", at, {"n": 1})

@@ -16,10 +16,10 @@ from govflow.examples.support_triage import EXAMPLES, example_registry
 from govflow.policies import Policy, parse_policy, signing_message
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import Control, control_message
-from govflow.workflows.run_models import ExceptionDecision, ReviewRequest, RunInput, exception_message, submit_message
+from govflow.workflows.rollout_api import Control, control_message
+from govflow.workflows.run_api import ExceptionDecision, ReviewRequest, RunInput, exception_message, submit_message
 from tests.helpers import event_kinds, fixture_signature, wait_for, worker
-from tests.workflows.rollouts import start_rollout, until
+from tests.workflows.rollout_helpers import start_rollout, until
 
 # priya signs with erik's fixture key, bob with dana's, omar with farah's.
 PUBLIC = {

@@ -18,7 +18,7 @@ from govflow.activities.registry import Registry
 from govflow.examples import support_triage
 from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_models import RunInput, RunResult
+from govflow.workflows.run_api import RunInput, RunResult
 from tests.helpers import wait_for, worker
 
 

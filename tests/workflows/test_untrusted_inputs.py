@@ -32,11 +32,11 @@ from govflow.workers.worker import WORKFLOWS, untrusted_handler_problems
 from govflow.workflows import handlers
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.rollout import RolloutWorkflow
-from govflow.workflows.rollout_models import Control, ReportPoke
-from govflow.workflows.run_models import Review, RunInput
-from govflow.workflows.standing import GrantAct, StandingGrantWorkflow
+from govflow.workflows.rollout_api import Control, ReportPoke
+from govflow.workflows.run_api import Review, RunInput
+from govflow.workflows.standing_grant import GrantAct, StandingGrantWorkflow
 from tests.helpers import event_kinds, eventually, sor_fetch, start_run, wait_for, worker
-from tests.workflows.rollouts import admit_runs, finish_runs, rollout_status, start_rollout, until
+from tests.workflows.rollout_helpers import admit_runs, finish_runs, rollout_status, start_rollout, until
 
 # What the Temporal UI's "Send a Signal" box and a careless script can send.
 HOSTILE: list[tuple[str, list[Any]]] = [

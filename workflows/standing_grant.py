@@ -18,10 +18,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from govflow.activities import names
-    from govflow.activities import run_models as rm
+    from govflow.activities import run_messages as rm
     from govflow.activities.evidence import events as ev
     from govflow.activities.grant_activities import GrantActivities, GrantRecord
     from govflow.activities.rollout_activities import RolloutActivities
+    from govflow.activities.rollout_messages import PolicyRequest
     from govflow.policies import AttemptOutcome, Policy, policy_from_json
     from govflow.policies.standing import GrantTerms, judge_grant, may_revoke, quorum, terms_problem
     from govflow.workflows import handlers
@@ -76,7 +77,7 @@ class StandingGrantWorkflow:
     async def run(self, inp: GrantInput) -> str:
         setup = await workflow.execute_local_activity_method(
             RolloutActivities.load_policy,
-            rm.PolicyRequest(task=inp.terms.task, task_version=inp.terms.task_version),
+            PolicyRequest(task=inp.terms.task, task_version=inp.terms.task_version),
             start_to_close_timeout=LOCAL,
             retry_policy=RETRY,
         )

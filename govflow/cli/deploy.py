@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 
-from govflow.cli.common import Subparsers
+from govflow.cli.answers import Subparsers
 from govflow.policies.errors import GovflowError
 from govflow.stack.local import database_url
 from govflow.workers.settings import Settings

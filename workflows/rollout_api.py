@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.activities.evidence.records import Mode, RunReport
-from govflow.activities.run_models import ControlAnswer, LeaseRequest
+from govflow.activities.rollout_messages import ControlAnswer, LeaseRequest
 from govflow.policies import WindowCounts, WindowVerdict, act_message
 from govflow.workflows.inputs import Note, PersonName, Token
 

@@ -12,10 +12,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore, RunRecord
-from govflow.activities.run_models import AdmitRequest, RunAdmission
+from govflow.activities.rollout_messages import AdmitRequest, RunAdmission
 from govflow.examples.support_triage import EXAMPLES
 from govflow.workflows.rollout import RolloutWorkflow, bucket
-from govflow.workflows.rollout_models import (
+from govflow.workflows.rollout_api import (
     ReportPoke,
     RolloutInput,
     RolloutStatus,

@@ -1,4 +1,4 @@
-"""Inputs and results of the governed-run activities; the workflow passes them through."""
+"""What a governed run's activities take and return: its opening, gathers, proposals, evidence and writes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from govflow.activities.connectors.guard import ReadLog
 from govflow.activities.evidence.events import DataRestoration, Event, RunReport, RunStarted
 from govflow.activities.evidence.records import Mode
-from govflow.activities.models.base import ModelResponse
+from govflow.activities.models.chat import ModelResponse
 from govflow.activities.names import ErrorType
+from govflow.activities.rollout_messages import RunAdmission
 from govflow.policies import Action
 
 
@@ -50,21 +51,6 @@ class RunSetup(_Model):
 
     def policy_text(self) -> str:
         return decompress_text(self.policy_zlib) if self.policy_zlib else self.policy_json
-
-
-class PolicyRequest(_Model):
-    task: str
-    task_version: str
-
-
-class RecordRolloutEvidence(_Model):
-    rollout_id: str
-    task: str
-    task_version: str
-    seq: int
-    at: datetime
-    kind: str
-    payload: dict[str, Any]
 
 
 class GatherInput(_Model):
@@ -169,30 +155,6 @@ class Appended(_Model):
     head: str
 
 
-class AdmitRequest(_Model):
-    """A run asking its rollout how it may run: the rollout records the admission."""
-
-    run_id: str
-    item_key: str
-    requested: Mode
-
-
-class RunAdmission(_Model):
-    """How a run runs: the rollout's answer, or that no rollout of its task version runs."""
-
-    rollout_id: str | None
-    stage: str
-    mode: Mode
-    reason: str = ""
-    fence_generation: int | None = Field(
-        default=None, description="No rollout ran: the generation of the version's fence, read before asking."
-    )
-
-    def lacks_rollout(self, requested: Mode, rollout_required: bool) -> bool:
-        """A live run the policy's ``rollout.required`` refuses: no rollout runs to admit it."""
-        return self.rollout_id is None and requested == "live" and rollout_required
-
-
 class AdmitInput(_Model):
     run_id: str
     task: str
@@ -201,40 +163,6 @@ class AdmitInput(_Model):
     requested: Mode
     rollout_id: str | None = Field(default=None, description="Named by the run's input; else the version's own.")
     stage: str = "manual"
-
-
-class OutcomeRequest(_Model):
-    rollout_id: str
-    run_ids: list[str]
-
-
-class OutcomeAnswer(_Model):
-    """A run's outcome as its evidence records it, or why it cannot be counted."""
-
-    run_id: str
-    report: RunReport | None = None
-    refused: str = ""
-    released: str = Field(default="", description="The run ended without a report (Temporal says so): free its slot.")
-
-
-class RolloutRow(_Model):
-    kind: str
-    payload: dict[str, Any]
-    at: datetime
-
-    @classmethod
-    def of(cls, event: Event, at: datetime) -> RolloutRow:
-        return cls(kind=event.kind, payload=event.payload(), at=at)
-
-
-class RecordRolloutBatch(_Model):
-    """Rollout events appended at ``seq``, ``seq + 1``, ... in one commit."""
-
-    rollout_id: str
-    task: str
-    task_version: str
-    seq: int
-    rows: list[RolloutRow]
 
 
 class RecordEvidence(_Model):
@@ -247,43 +175,8 @@ class RecordEvidence(_Model):
     start: StartRun | None = Field(default=None, description="With the first rows: register the run too.")
 
 
-class DataRollback(_Model):
-    rollout_id: str
-    task: str
-    task_version: str
-    since: datetime | None = None
-
-
 RestoredRecord = DataRestoration
 """The data rollback activity's answer per live write; recorded as ``data_restored`` or ``data_conflict``."""
-
-
-class FenceRequest(_Model):
-    rollout_id: str
-    paused: bool
-    epoch: int | None = Field(default=None, description="The rollout's stop epoch; None: leave it.")
-
-
-class LeaseRequest(_Model):
-    """A live run asking its rollout for publish authority, right before it writes."""
-
-    run_id: str
-    stage: str
-
-
-class ControlAnswer(_Model):
-    """The rollout's answer to a lease or an operator's command."""
-
-    accepted: bool
-    reason: str
-    stage: str
-    paused: bool
-    epoch: int = Field(default=0, description="A granted lease: the rollout's stop epoch it holds in.")
-
-
-def rollout_id_for(task: str, version: str) -> str:
-    """The one rollout of a task version: its workflow id."""
-    return f"rollout-{task}-v{version}"
 
 
 class GrantClaim(_Model):
@@ -314,7 +207,6 @@ class OpenRun(_Model):
     )
 
 
-# The gather failures a run handles (a scope refusal; input a person decides on); any other fails the gather.
 GATHER_FAILURES = frozenset(
     {ErrorType.SCOPE_VIOLATION, ErrorType.INCOMPLETE_INPUT, ErrorType.CONTRADICTORY_INPUT, ErrorType.TASK_ERROR}
 )

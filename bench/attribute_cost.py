@@ -8,7 +8,7 @@ Postgres. Prints, per side and for the rate, the mean of the paired differences 
 error. The attributes are the ones ``govflow.client.submit`` sets: t(ask), s(tage), m(ode),
 a(waiting approval, false).
 
-    .venv/bin/python -m bench.search_attributes [--items 150] [--rounds 6] [--with tsm] [--against ""]
+    .venv/bin/python -m bench.attribute_cost [--items 150] [--rounds 6] [--with tsm] [--against ""]
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from bench.bare import BareActivities, BareRunWorkflow
-from bench.common import bench_databases
 from bench.governed_vs_bare import no_approval_policy
+from bench.harness import bench_databases
 from govflow.activities.evidence import EvidenceStore
 from govflow.examples.support_triage import example_registry
 from govflow.workers.worker import build_worker

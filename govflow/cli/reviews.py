@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.cli.common import EXIT_REFUSED, Subparsers, answer, print_json
+from govflow.cli.answers import EXIT_REFUSED, Subparsers, answer, print_json
 from govflow.cli.run import list_runs, run_state
 from govflow.client import (
     grant_act,
@@ -21,20 +21,20 @@ from govflow.client import (
     revoke_grant,
     run_status,
 )
-from govflow.keys import key_for, sign
 from govflow.policies import signing_message
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
 from govflow.policies.standing import GrantTerms, grant_message
+from govflow.signing import key_for, sign
 from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
-from govflow.workflows.run_models import (
+from govflow.workflows.run_api import (
     ExceptionDecision,
     ReviewRequest,
     exception_message,
 )
-from govflow.workflows.standing import GrantAct
+from govflow.workflows.standing_grant import GrantAct
 
 
 def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,13 +10,13 @@ from datetime import datetime
 
 from temporalio.service import RPCError
 
-from govflow.cli.common import EXIT_REFUSED, Subparsers
+from govflow.cli.answers import EXIT_REFUSED, Subparsers
 from govflow.client import control, rollout_id, rollout_status, running_rollout, start_rollout
-from govflow.keys import key_for, sign
 from govflow.policies.errors import GovflowError
+from govflow.signing import key_for, sign
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
-from govflow.workflows.rollout_models import (
+from govflow.workflows.rollout_api import (
     Control,
     RollbackRequest,
     control_message,
