@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 from govflow.examples.support_triage import EXAMPLES
 from govflow.policies import load_policy
-from govflow.policies.model import WindowRule
+from govflow.policies.gates import WindowRule
 from govflow.policies.stats import (
     WindowCounts,
     confidence_sequence,

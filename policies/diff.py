@@ -16,7 +16,8 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 
 from govflow.policies.durations import format_duration
-from govflow.policies.model import ActionRule, Grant, Policy, Stage, WindowRule
+from govflow.policies.gates import Stage, WindowRule
+from govflow.policies.model import ActionRule, Grant, Policy
 
 Exposure = Literal["raises", "lowers", "neutral"]
 

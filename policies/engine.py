@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
 from govflow.policies.digest import canonical_json
-from govflow.policies.model import WRITE_OPERATIONS, ActionRule, Compare, Escalation, Policy, SignedAct
+from govflow.policies.model import ActionRule, Compare, Escalation, Policy, SignedAct
 from govflow.policies.scope import check_scope, record_images
+from govflow.policies.terms import WRITE_OPERATIONS
 
 
 class _Frozen(BaseModel):

@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from govflow.policies.model import WRITE_OPERATIONS, Grant, Policy
+from govflow.policies.model import Grant, Policy
+from govflow.policies.terms import WRITE_OPERATIONS
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from govflow.policies.model import Policy, ScoreCheck, WindowRule
+from govflow.policies.gates import ScoreCheck, WindowRule
+from govflow.policies.model import Policy
 
 Status = Literal["pass", "breach", "inconclusive"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from govflow.activities.escaping import md_code, md_text, shell_command
 from govflow.policies import WindowVerdict
-from govflow.policies.model import Stage
+from govflow.policies.gates import Stage
 from govflow.workflows.approvals import ActionState
 from govflow.workflows.rollout_api import RolloutState
 from govflow.workflows.run_api import RunInput

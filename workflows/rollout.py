@@ -21,35 +21,33 @@ with workflow.unsafe.imports_passed_through():
     from govflow.activities.rollout_activities import RolloutActivities
     from govflow.activities.rollout_messages import AdmitRequest, OutcomeRequest, PolicyRequest, RunAdmission
     from govflow.policies import Policy, WindowVerdict, policy_from_json
-    from govflow.policies.model import Stage
+    from govflow.policies.gates import Stage
     from govflow.workflows import handlers
     from govflow.workflows import rollout_rules as rules
     from govflow.workflows import search_attributes as sa
     from govflow.workflows.closing import settle
     from govflow.workflows.details import rollout_details
-    from govflow.workflows.inputs import Read, field_text, read
+    from govflow.workflows.inputs import field_text, read
     from govflow.workflows.ledger import EVIDENCE_RETRY, LOCAL, RETRY, RolloutLedger
     from govflow.workflows.rollout_api import (
         Admission,
         Breach,
-        Control,
         ControlAnswer,
         LeaseRequest,
         ReportPoke,
-        RollbackRequest,
         RolloutInput,
         RolloutState,
         RolloutStatus,
         RunReport,
     )
+    from govflow.workflows.rollout_controls import OperatorControls
     from govflow.workflows.rollout_rules import bucket
 
-_CONTROL_EXAMPLE = '{"operator": "omar", "reason": "..."}'
 _READ = timedelta(seconds=60)
 
 
 @workflow.defn(name=names.ROLLOUT)
-class RolloutWorkflow:
+class RolloutWorkflow(OperatorControls):
     """Operators: signal ``pause`` / ``rollback`` (anyone) or ``resume`` / ``promote`` (named
     promoters), each with ``{"operator": "<you>", "reason": "..."}``."""
 
@@ -304,99 +302,6 @@ class RolloutWorkflow:
     def _count(self, report: RunReport) -> None:
         if rules.count(self.policy, self._state, report, sequential=self._sequential):
             self._dirty = True
-
-    # --- operators ------------------------------------------------------------------------------------------
-
-    def _answer(self, accepted: bool, reason: str) -> ControlAnswer:
-        return ControlAnswer(accepted=accepted, reason=reason, stage=self._stage.name, paused=self._state.paused)
-
-    async def _pause(self, control: Control, via: str, raw: str = "") -> ControlAnswer:
-        await workflow.wait_condition(lambda: self._ready)
-        if not self._state.paused:
-            self._state.paused = True
-            self._state.control_seq += 1
-            self._state.pause_reason = f"paused by {control.operator}: {control.reason}".rstrip(": ")
-            self._show()
-        await self._ledger.set_fence(True)
-        await self._record(
-            ev.Paused(operator=control.operator, reason=control.reason, via=via, payload_sent=raw or None)
-        )
-        return self._answer(True, self._state.pause_reason)
-
-    async def _unreadable(self, command: str, got: Read[Any], args: Any, via: str) -> ControlAnswer:
-        """Fail toward safety: an unreadable pause or rollback pauses; an unreadable resume or promote
-        is refused. Either way the attempt is recorded with its raw payload."""
-        who = field_text(args, "operator") or "(unknown)"
-        if command in ("pause", "rollback"):
-            control = Control.model_construct(
-                operator=f"{who} (unverified)", reason=f"unreadable {command}: {got.problem}"
-            )
-            return await self._pause(control, via, raw=got.raw)
-        await workflow.wait_condition(lambda: self._ready)
-        answer = self._answer(False, f"unreadable {command}: {got.problem}")
-        refused = ev.Resumed if command == "resume" else ev.PromotionRefused
-        await self._record(refused(operator=who, accepted=False, reason=answer.reason, via=via, payload_sent=got.raw))
-        return answer
-
-    async def _resume(self, control: Control, via: str) -> ControlAnswer:
-        await workflow.wait_condition(lambda: self._ready)
-        if refusal := rules.control_refusal(self.policy, self._state, "resume", control, self._ledger.rollout_id):
-            answer = self._answer(False, refusal)
-        else:
-            self._state.paused = False
-            self._state.control_seq += 1
-            self._state.pause_reason = ""
-            reason = f"resumed by {control.operator}"
-            if self._fresh_window:
-                # A fresh window: the runs that tripped the pause would only trip it again at once.
-                self._state.window = []
-                self._state.gates = {}
-                reason += "; the quality window starts afresh"
-            self._dirty = True
-            answer = self._answer(True, reason)
-        await self._record(
-            ev.Resumed(operator=control.operator, accepted=answer.accepted, reason=answer.reason, via=via)
-        )
-        if answer.accepted:
-            await self._ledger.set_fence(False)  # after the resume is recorded: writes never precede it
-        self._show()
-        return answer
-
-    async def _promote(self, control: Control, via: str) -> ControlAnswer:
-        await workflow.wait_condition(lambda: self._ready)
-        if refusal := rules.control_refusal(self.policy, self._state, "promote", control, self._ledger.rollout_id):
-            answer = self._answer(False, refusal)
-        else:
-            await self._move(self._state.stage_index + 1, "promoted", f"promoted by {control.operator}")
-            answer = self._answer(True, f"promoted to {self._stage.name} by {control.operator}")
-        if not answer.accepted:
-            await self._record(ev.PromotionRefused(operator=control.operator, reason=answer.reason, via=via))
-        return answer
-
-    async def _rollback(self, request: RollbackRequest, via: str) -> ControlAnswer:
-        await workflow.wait_condition(lambda: self._ready)
-        target = 0 if request.to == "shadow" else max(0, self._state.stage_index - 1)
-        await self._move(target, "rollback", f"rolled back by {request.operator}: {request.reason}".rstrip(": "))
-        if not request.data:
-            return self._answer(True, f"rolled back to {self._stage.name}")
-        restored, conflicts = await self._ledger.restore_data(request.since)
-        return self._answer(
-            True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"
-        )
-
-    async def _control(self, command: str, args: Any, via: str) -> ControlAnswer:
-        """Every operator command, from a signal (the Temporal UI) or an update (the CLI): read, then act."""
-        await workflow.wait_condition(lambda: self._ready)
-        if command == "rollback":
-            got_rollback = read(RollbackRequest, args, '{"operator": "alice", "to": "previous", "reason": "..."}')
-            if got_rollback.value is not None:
-                return await self._rollback(got_rollback.value, via)
-            return await self._unreadable(command, got_rollback, args, via)
-        got = read(Control, args, _CONTROL_EXAMPLE)
-        if got.value is None:
-            return await self._unreadable(command, got, args, via)
-        act = {"pause": self._pause, "resume": self._resume, "promote": self._promote}[command]
-        return await act(got.value, via)
 
     # Handlers take ``*args``: anyone can send anything (see workflows/inputs.py). None of them raises.
 

@@ -12,7 +12,7 @@ from typing import Literal
 from govflow.activities.evidence.records import Mode
 from govflow.activities.rollout_messages import AdmitRequest
 from govflow.policies import Policy, WindowCounts, WindowVerdict, evaluate_window, signed_act_problem
-from govflow.policies.model import Stage, WindowRule
+from govflow.policies.gates import Stage, WindowRule
 from govflow.policies.stats import cusum_limit, evaluate_sequential, observe
 from govflow.workflows.rollout_api import (
     AdmittedRun,

@@ -17,7 +17,8 @@ from govflow.activities.evidence.failures import (
     MigrationError,
 )
 from govflow.activities.evidence.migrate import MigrationReport, migrate
-from govflow.activities.evidence.store import AppendResult, EvidenceStore, create_pool
+from govflow.activities.evidence.pool import create_pool
+from govflow.activities.evidence.store import AppendResult, EvidenceStore
 
 __all__ = [
     "AppendResult",

@@ -20,33 +20,10 @@ from govflow.activities.evidence.chain import (
     verify_rows,
 )
 from govflow.activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
-from govflow.activities.evidence.failures import EvidenceConflictError, EvidenceError, EvidenceGapError
+from govflow.activities.evidence.failures import EvidenceConflictError, EvidenceGapError
+from govflow.activities.evidence.pool import create_pool
 from govflow.activities.evidence.sql import queries
 from govflow.policies.standing import matches
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text")
-
-
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """The store holds no session state across checkouts (no advisory locks, LISTEN, SET or open
-    cursors; every transaction is closed by its context manager), so the pool's reset query per
-    checkout is a round trip with nothing to do."""
-
-
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections read and write JSON as Python values."""
-    try:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_reset
-        )
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise EvidenceError(f"cannot connect to the evidence database at {dsn}: {exc}") from exc
-    assert pool is not None
-    return pool
-
 
 _CONFLICT = "GF001"
 """SQLSTATE of govflow_append refusing a batch whose seqs hold other events (migration 0009)."""

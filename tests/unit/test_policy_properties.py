@@ -19,7 +19,7 @@ from govflow.policies import (
     parse_policy,
     quorum_met,
 )
-from govflow.policies.model import WRITE_OPERATIONS
+from govflow.policies.terms import WRITE_OPERATIONS
 from tests.unit.policy_docs import BASE
 
 POLICY = parse_policy(BASE)

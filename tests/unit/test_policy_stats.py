@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from govflow.policies import WindowCounts, evaluate_window, wilson_interval
-from govflow.policies.model import WindowRule
+from govflow.policies.gates import WindowRule
 
 
 @pytest.mark.parametrize(
