@@ -22,6 +22,8 @@ class UnknownTask(GovflowError):
 
 @dataclass
 class Registration:
+    """One task version as a worker serves it: the task, its policy (and digest), connectors and model."""
+
     task: Task[Any, Any, Any]
     policy: Policy
     connectors: dict[str, Connector]
@@ -57,6 +59,8 @@ class Registration:
 
 
 class Registry:
+    """What a worker serves: task versions, each registered with its policy, connectors and model."""
+
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], Registration] = {}
 
@@ -88,6 +92,7 @@ class Registry:
         self._by_key.update(other._by_key)
 
     def get(self, task: str, version: str) -> Registration:
+        """The registration of ``task`` version ``version``; an error naming what is served when there is none."""
         reg = self._by_key.get((task, version))
         if reg is None:
             known = ", ".join(f"{n} v{v}" for n, v in sorted(self._by_key)) or "none"

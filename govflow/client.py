@@ -116,6 +116,7 @@ async def admit(client: Client, rollout: str, item_key: str) -> Admission:
 
 
 async def rollout_status(client: Client, rollout: str) -> RolloutStatus:
+    """The rollout's stage, window figures, pause and last breach (from the execution that is current)."""
     handle = client.get_workflow_handle(rollout)
     return await query_current(handle, RolloutWorkflow.status, result_type=RolloutStatus)
 
@@ -159,6 +160,7 @@ async def propose_grant(client: Client, task_queue: str, terms: GrantTerms, prop
 
 
 async def grant_status(client: Client, grant_id: str) -> GrantStatus:
+    """The standing approval's terms, status, uses, and who granted or revoked it."""
     status: GrantStatus = await client.get_workflow_handle(grant_id).query(StandingGrantWorkflow.status)
     return status
 

@@ -34,9 +34,11 @@ class Action(BaseModel):
 
     @property
     def target(self) -> str:
+        """``system.resource.operation``: what a grant or an action rule names."""
         return f"{self.system}.{self.resource}.{self.operation}"
 
     def digest(self) -> str:
+        """The sha256 of the action's canonical JSON: what an approval binds to."""
         return digest(self.model_dump(mode="json"))
 
 

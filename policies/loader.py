@@ -22,6 +22,8 @@ from govflow.policies.model import Policy
 
 
 class PolicyIssue(BaseModel):
+    """One problem in a policy file: the file, the path in the document, its line, and what is wrong."""
+
     source: str
     path: str
     line: int | None
@@ -118,6 +120,7 @@ def _line_for(lines: dict[PathT, int], path: PathT) -> int | None:
 
 
 def format_path(path: Iterable[str | int]) -> str:
+    """A document path as people write it: ``actions[0].approval.quorum``."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

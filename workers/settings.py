@@ -96,18 +96,22 @@ class Settings(BaseModel):
 
     @property
     def embedded_temporal(self) -> bool:
+        """No Temporal address is set: the local stack's dev server."""
         return self.temporal_address is None
 
     @property
     def embedded_database(self) -> bool:
+        """No database URL is set: the local stack's embedded Postgres."""
         return self.database_url is None
 
     @property
     def target_temporal_address(self) -> str:
+        """Where to connect: the address set, else the local dev server's."""
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     @property
     def ui_url(self) -> str | None:
+        """The Temporal UI, for links: the URL set, else the local dev server's (None for a cluster without one)."""
         if self.temporal_ui_url:
             return self.temporal_ui_url
         return f"http://127.0.0.1:{self.temporal_ui_port}" if self.embedded_temporal else None

@@ -24,6 +24,9 @@ class ConnectorError(GovflowError):
 
 
 class WriteRequest(BaseModel):
+    """One write a connector makes: the record, the operation, its fields, and the idempotency key that makes a retry a
+    no-op."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     resource: str
@@ -34,6 +37,8 @@ class WriteRequest(BaseModel):
 
 
 class WriteResult(BaseModel):
+    """What a write did: the record before and after it (the evidence keeps both)."""
+
     model_config = ConfigDict(frozen=True)
 
     before: Record | None
@@ -50,6 +55,9 @@ class Connector(Protocol):
 
     system: str
 
-    async def read(self, resource: str, record_id: str) -> Record | None: ...
+    async def read(self, resource: str, record_id: str) -> Record | None:
+        """The record ``record_id`` of ``resource``, or None when there is none."""
 
-    async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult: ...
+    async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
+        """Make ``request`` once per idempotency key; ``check`` sees the record as it is right before the write (the
+        scope guard) and refuses by raising."""

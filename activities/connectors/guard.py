@@ -24,6 +24,8 @@ class ScopeViolation(GovflowError):
 
 
 class ScopeRefusal(BaseModel):
+    """A read or write the policy's grants do not allow: what was asked, and which grant refused it and why."""
+
     model_config = ConfigDict(frozen=True)
 
     system: str

@@ -18,6 +18,9 @@ _METHOD = {"update": "PATCH", "reply": "PATCH", "pay": "PATCH", "create": "PUT",
 
 
 class HttpJsonConnector:
+    """A system of record behind an HTTP JSON API: a record is ``/{resource}/{record_id}``, read with ``GET``
+    and written with ``PATCH``, ``PUT`` or ``DELETE``, the idempotency key in an ``Idempotency-Key`` header."""
+
     def __init__(self, system: str, client: httpx.AsyncClient) -> None:
         self.system = system
         self._client = client
@@ -35,6 +38,7 @@ class HttpJsonConnector:
         return response
 
     async def read(self, resource: str, record_id: str) -> Record | None:
+        """The record as the API returns it, or None on 404."""
         url = self._url(resource, record_id)
         response = await self._call("GET", url)
         if response.status_code == 404:
@@ -44,6 +48,7 @@ class HttpJsonConnector:
         return _object(self.system, url, response)
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
+        """Check the record as it is now, then write it once under the request's idempotency key."""
         url = self._url(request.resource, request.record_id)
         # The server cannot run our check inside its write, so check the current
         # record first; a record that moved out of scope in between is the

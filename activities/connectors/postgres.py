@@ -50,6 +50,7 @@ class SharedPool:
         self._lock: asyncio.Lock | None = None
 
     async def get(self) -> asyncpg.Pool:
+        """The pool, opened on first use (one per process, shared by every connector on it)."""
         if self._pool is None:
             if self._lock is None:
                 self._lock = asyncio.Lock()
@@ -63,12 +64,15 @@ class SharedPool:
         return self._pool
 
     async def close(self) -> None:
+        """Close the pool, if it was opened."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
 
 class Table(BaseModel):
+    """How a resource maps to a table: the table's name and its key column."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -96,6 +100,7 @@ class PostgresTableConnector:
         self._columns: dict[str, dict[str, str]] = {}
 
     async def aclose(self) -> None:
+        """Close the connector's shared pool."""
         await self._shared.close()
 
     def _table(self, resource: str) -> Table:
@@ -147,6 +152,7 @@ class PostgresTableConnector:
         return {str(r[table.key]): r for r in found if r is not None}
 
     async def read(self, resource: str, record_id: str) -> Record | None:
+        """The row ``record_id`` of the resource's table, or None."""
         table = self._table(resource)
         try:
             pool = await self._shared.get()
@@ -175,6 +181,7 @@ class PostgresTableConnector:
         return WriteResult(before=_decode(done["before"]), after=_decode(done["after"]), replayed=True)
 
     async def write(self, request: WriteRequest, check: RecordCheck) -> WriteResult:
+        """Lock the row, check it, write it and record the idempotency key, in one transaction."""
         table = self._table(request.resource)
         try:
             pool = await self._shared.get()

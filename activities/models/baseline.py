@@ -16,6 +16,7 @@ class LocalBaselineModel:
         self.model = name
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        """The responder's answer, timed, as a model response (no tokens are spent)."""
         started = time.perf_counter()
         text = self._responder(request)
         prompt = sum(len(m.content.split()) for m in request.messages)

@@ -10,6 +10,8 @@ from govflow.policies.errors import GovflowError
 
 
 class Message(BaseModel):
+    """One message of a chat: its role and its text."""
+
     model_config = ConfigDict(frozen=True)
 
     role: Literal["system", "user", "assistant"]
@@ -17,6 +19,8 @@ class Message(BaseModel):
 
 
 class ModelRequest(BaseModel):
+    """What a task asks the model: the messages, and how to answer."""
+
     model_config = ConfigDict(frozen=True)
 
     messages: list[Message]
@@ -49,7 +53,10 @@ class InvalidModelOutput(GovflowError):
 
 
 class ModelClient(Protocol):
-    async def complete(self, request: ModelRequest) -> ModelResponse: ...
+    """A model: anything that completes a request (a remote API, a local baseline)."""
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """The model's answer to ``request``, with its latency and tokens."""
 
 
 T = TypeVar("T", bound=BaseModel)

@@ -43,6 +43,7 @@ class OpenAIChatClient:
         """Requests sent by the last ``complete`` call (for tests and metrics)."""
 
     async def aclose(self) -> None:
+        """Close the HTTP client."""
         await self._client.aclose()
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
@@ -54,6 +55,8 @@ class OpenAIChatClient:
         return float(min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s))
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        """One chat completion, retried on 429 and 5xx; what still fails is a ModelError (retryable if the
+        endpoint kept answering 429 or 5xx)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump() for m in request.messages],

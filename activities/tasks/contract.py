@@ -43,10 +43,14 @@ class TaskInputError(GovflowError):
 
 
 class IncompleteInput(TaskInputError):
+    """The item lacks what the task needs to decide: a person decides (the exception route)."""
+
     kind = "incomplete_input"
 
 
 class ContradictoryInput(TaskInputError):
+    """The item contradicts itself or its records: a person decides (the exception route)."""
+
     kind = "contradictory_input"
 
 
@@ -93,6 +97,7 @@ class Task(ABC, Generic[ItemT, ContextT, ProposalT]):
 
     @property
     def key(self) -> tuple[str, str]:
+        """The task's (name, version): one registration, one rollout."""
         return (self.name, self.version)
 
 
@@ -104,10 +109,12 @@ class TaskMistake(Exception):
 
 
 def task_mistake(task: Task[Any, Any, Any], step: str, exc: BaseException) -> str:
+    """How a task's own bug reads on the exception route: which task, which step, what it raised."""
     return f"task {task.name} v{task.version}: {step} raised {type(exc).__name__}: {exc}"
 
 
 def wrong_type(task: Task[Any, Any, Any], step: str, got: object, declared: type) -> str:
+    """How a step that returned the wrong type reads on the exception route."""
     return (
         f"task {task.name} v{task.version}: {step} returned a {type(got).__name__}, not the "
         f"{declared.__name__} its types declare"
