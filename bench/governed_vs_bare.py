@@ -14,8 +14,8 @@ second, which an odd number of rounds does not cancel. Prints the ratio
 governed/bare per size as min / median / max over the rounds, and what one run of
 each kind is made of in Temporal (activities, workflow tasks, history events): a
 governed run opens, gathers and proposes in one activity and publishes every write
-in another (one activity opens, gathers and proposes), where the bare workflow, written as a plain workflow is,
-makes one activity per step; the ratio is what a user's throughput becomes.
+in another, where the bare workflow, written as a plain workflow is, makes one activity per
+step; the ratio is what a user's throughput becomes.
 ``--bare lean`` runs a bare workflow made of as many activities as a governed run
 (gather and propose in one, every write in another), so that the ratio is what the
 governance itself costs.
