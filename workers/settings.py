@@ -77,6 +77,25 @@ class Settings(BaseModel):
         default=None, min_length=1, description="Worker Versioning: this worker's build id within its deployment."
     )
 
+    console_port: int = Field(default=8280, ge=1, le=65535, description="The reviewer console's port.")
+    console_host: str = Field(
+        default="127.0.0.1", min_length=1, description="The address the console listens on (0.0.0.0 in a container)."
+    )
+    console_origin: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/\s]+$",
+        description="The reviewer console's public origin (scheme://host[:port], as browsers reach it, e.g. behind "
+        "a reverse proxy); a passkey is bound to its host. Unset: http://localhost:<GOVFLOW_CONSOLE_PORT>.",
+    )
+    console_session_minutes: int = Field(
+        default=60, ge=1, le=24 * 60, description="How long a reviewer's console session lasts after sign-in."
+    )
+
+    @property
+    def console_url(self) -> str:
+        """The console's origin as browsers reach it."""
+        return self.console_origin or f"http://localhost:{self.console_port}"
+
     @model_validator(mode="after")
     def _deployment_pair(self) -> Settings:
         if (self.deployment_name is None) != (self.build_id is None):

@@ -35,6 +35,7 @@ from govflow.activities.evidence.notify_events import (
     NotificationRequested,
 )
 from govflow.activities.evidence.records import RunRecord, RunReport
+from govflow.activities.evidence.reviewer_events import EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, ReviewerEvent
 from govflow.activities.evidence.rollout_events import (
     BreachDetected,
     DataConflict,
@@ -86,7 +87,7 @@ EVENTS: dict[str, type[Event]] = {
         EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
-        GrantEnded, RunStartRefused, RunReleased,
+        GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -141,6 +142,7 @@ __all__ = [
     "DataConflict",
     "DataRestoration",
     "DataRestored",
+    "EnrollmentIssued",
     "Event",
     "EvidenceDiverged",
     "ExceptionDecided",
@@ -163,6 +165,8 @@ __all__ = [
     "NotificationRequested",
     "OperatorAct",
     "OtherEvent",
+    "PasskeyEnrolled",
+    "PasskeyRevoked",
     "Paused",
     "PolicyDecisionRecord",
     "ProjectedEvent",
@@ -174,6 +178,7 @@ __all__ = [
     "QualityScoreRecord",
     "ReportRefused",
     "Resumed",
+    "ReviewerEvent",
     "RolledBack",
     "RolloutEvent",
     "RolloutStarted",

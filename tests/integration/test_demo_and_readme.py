@@ -25,12 +25,13 @@ README = ROOT / "README.md"
 # README commands this test runs after the demo (they read, or only pause what is paused).
 RUNS = (
     "policy", "stack status", "runs", "evidence", "rollout status", "rollout pause", "approvals list", "temporal setup",
-    "db migrate", "approvals grants",
+    "db migrate", "approvals grants", "reviewers enroll", "reviewers list",
 )  # fmt: skip
 # The rest change state a later command depends on, or never return; each still has to parse.
 PARSES_ONLY = (
     "worker", "run submit", "approve", "reject", "rollout start", "rollout resume", "rollout promote",
     "rollout rollback", "stack up", "stack down", "demo", "approvals grant", "approvals revoke", "deployments",
+    "console", "reviewers revoke",
 )  # fmt: skip
 
 

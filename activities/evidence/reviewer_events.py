@@ -1,0 +1,51 @@
+"""A reviewer's passkeys (one chain per reviewer: stream ``reviewer``, the reviewer's id): each enrollment
+link issued, each passkey enrolled, each revoked; each with its line for `evidence show`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from govflow.activities.evidence.chain import Stream
+from govflow.activities.evidence.event import Event
+
+
+class ReviewerEvent(Event):
+    stream: ClassVar[Stream] = "reviewer"
+
+
+class EnrollmentIssued(ReviewerEvent):
+    kind: ClassVar[str] = "enrollment_issued"
+
+    reviewer: str
+    issued_by: str
+    expires_at: datetime
+
+    def describe(self) -> str:
+        return (
+            f"{self.issued_by} issued {self.reviewer} a one-time enrollment link, until {self.expires_at.isoformat()}"
+        )
+
+
+class PasskeyEnrolled(ReviewerEvent):
+    kind: ClassVar[str] = "passkey_enrolled"
+
+    reviewer: str
+    credential_id: str
+    origin: str
+
+    def describe(self) -> str:
+        return f"{self.reviewer} enrolled passkey {self.credential_id[:16]}… at {self.origin}"
+
+
+class PasskeyRevoked(ReviewerEvent):
+    kind: ClassVar[str] = "passkey_revoked"
+
+    reviewer: str
+    credential_ids: list[str]
+    revoked_by: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.revoked_by} revoked {len(self.credential_ids)} passkey(s) of {self.reviewer}{why}"

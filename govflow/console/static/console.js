@@ -1,0 +1,33 @@
+// The passkey ceremonies: ask the console for options, let the browser create or use the passkey, send
+// the answer back. The console verifies it; this script decides nothing.
+"use strict";
+
+async function ceremony(base, kind) {
+  const status = document.getElementById("status");
+  status.textContent = "";
+  try {
+    const asked = await fetch(base + "/options", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: "{}", credentials: "same-origin",
+    });
+    const options = await asked.json();
+    if (!asked.ok) throw new Error(options.error);
+    const publicKey = kind === "create"
+      ? PublicKeyCredential.parseCreationOptionsFromJSON(options)
+      : PublicKeyCredential.parseRequestOptionsFromJSON(options);
+    const credential = await navigator.credentials[kind]({publicKey});
+    const sent = await fetch(base + "/verify", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(credential.toJSON()), credentials: "same-origin",
+    });
+    const answer = await sent.json();
+    if (!sent.ok) throw new Error(answer.error);
+    window.location.assign(answer.redirect);
+  } catch (error) {
+    status.textContent = error.message;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const button = document.getElementById("passkey");
+  if (button) button.addEventListener("click", () => ceremony(button.dataset.base, button.dataset.kind));
+});

@@ -1,0 +1,169 @@
+"""The reviewer console in real Chromium: a passkey enrolled through a one-time link and used to sign in,
+through the DevTools virtual authenticator; sessions, CSRF and origins refused as they must be.
+
+Served on ``localhost`` (a passkey's relying-party id cannot be an IP address), by uvicorn in the test's
+own event loop, over a fresh evidence database. Chromium is Debian's (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import uvicorn
+
+from govflow.activities.evidence import EvidenceStore
+from govflow.console import create_app
+from govflow.workers.settings import load_settings
+from tests.conftest import free_port
+from tests.integration.test_ui_e2e import ARGS, CHROMIUM
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (.ci/run installs it)")
+
+
+class Served:
+    def __init__(self, origin: str, environ: dict[str, str], database_url: str) -> None:
+        self.origin, self.environ, self.database_url = origin, environ, database_url
+
+    def govflow(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "govflow", *args], env=self.environ, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    def enroll(self, reviewer: str) -> str:
+        done = self.govflow("reviewers", "enroll", reviewer, "--as", "omar", "--valid", "10m")
+        assert done.returncode == 0, done.stdout + done.stderr
+        link = done.stdout.splitlines()[0]
+        assert link.startswith(f"{self.origin}/enroll/"), done.stdout
+        return link
+
+
+@pytest.fixture
+async def console(database_url: str) -> AsyncIterator[Served]:
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    environ.update(GOVFLOW_DATABASE_URL=database_url, GOVFLOW_CONSOLE_PORT=str(port), GOVFLOW_CONSOLE_ORIGIN=origin,
+                   GOVFLOW_TEMPORAL_ADDRESS="127.0.0.1:1")  # fmt: skip
+    settings = load_settings(environ)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, database_url), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the console did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield Served(origin, environ, database_url)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _authenticator(page: Any) -> None:
+    """A platform authenticator that verifies its user (DevTools' virtual one), for this page."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                     "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}},
+    )  # fmt: skip
+
+
+async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    link = console.enroll("alice")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page()
+        await _authenticator(page)
+
+        # Enroll through the one-time link: the passkey is made, and alice is signed in.
+        await page.goto(link)
+        await page.get_by_role("heading", name="Enroll a passkey for alice").wait_for()
+        await page.get_by_role("button", name="Create my passkey").click()
+        await page.get_by_role("heading", name="Welcome, alice").wait_for()
+        headers = (await page.request.get(console.origin + "/")).headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "unsafe-inline" not in headers["content-security-policy"]
+        cookie = next(c for c in await page.context.cookies() if c["name"] == "govflow_session")
+        assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Lax")
+
+        # The link was for one passkey, once.
+        again = await browser.new_page()
+        answer = await again.goto(link)
+        assert answer is not None
+        assert answer.status == 410
+        assert "used already" in await again.content()
+
+        # A state-changing request without the CSRF token, or from another origin, is refused.
+        no_token = await page.request.post(console.origin + "/signout", headers={"Origin": console.origin},
+                                           form={"csrf": "forged"})  # fmt: skip
+        assert no_token.status == 403
+        assert "CSRF token is missing or wrong" in await no_token.text()
+        other_origin = await page.request.post(console.origin + "/signout", headers={"Origin": "https://evil.example"})
+        assert other_origin.status == 403
+        assert "another origin" in await other_origin.text()
+        assert (await page.request.get(console.origin + "/", max_redirects=0)).status == 200  # still signed in
+
+        # Sign out, sign in again with the passkey.
+        await page.get_by_role("button", name="Sign out").click()
+        await page.get_by_role("heading", name="Sign in").wait_for()
+        await page.get_by_role("button", name="Sign in with a passkey").click()
+        await page.get_by_role("heading", name="Welcome, alice").wait_for()
+        csrf = await page.locator("input[name=csrf]").get_attribute("value")
+        assert csrf
+
+        # An expired session signs nobody in, and its CSRF token no longer opens anything.
+        conn = await asyncpg.connect(console.database_url)
+        try:
+            await conn.execute("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
+        finally:
+            await conn.close()
+        expired = await page.request.get(console.origin + "/", max_redirects=0)
+        assert (expired.status, expired.headers["location"]) == (303, "/signin")
+        late = await page.request.post(console.origin + "/signout", headers={"Origin": console.origin},
+                                       form={"csrf": csrf})  # fmt: skip
+        assert late.status == 403
+        assert "not signed in" in await late.text()
+
+        # A revoked passkey cannot sign in.
+        revoked = console.govflow("reviewers", "revoke", "alice", "--as", "omar", "--reason", "left the team")
+        assert revoked.returncode == 0, revoked.stderr
+        await page.goto(console.origin + "/signin")
+        await page.get_by_role("button", name="Sign in with a passkey").click()
+        await page.get_by_text(re.compile("this passkey was revoked")).wait_for()
+        assert page.url.endswith("/signin")
+        await browser.close()
+
+    # Every step of alice's passkey is evidence, in a chain that verifies.
+    async with EvidenceStore.open(console.database_url) as store:
+        kinds = [e["kind"] for e in await store.events("reviewer", "alice")]
+        report = await store.verify("reviewer", "alice")
+    assert kinds == ["enrollment_issued", "passkey_enrolled", "passkey_revoked"]
+    assert report.ok
+
+
+async def test_enrollment_refuses_an_unknown_reviewer_and_a_forged_link(console: Served) -> None:
+    unknown = console.govflow("reviewers", "enroll", "mallory", "--as", "omar")
+    assert unknown.returncode == 1
+    assert "mallory is not a reviewer in any policy the workers serve" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page()
+        answer = await page.goto(console.origin + "/enroll/not-a-real-token")
+        assert answer is not None
+        assert answer.status == 410
+        assert "not one govflow issued" in await page.content()
+        await browser.close()
+    async with EvidenceStore.open(console.database_url) as store:
+        assert await store.events("reviewer", "mallory") == []
