@@ -10,12 +10,8 @@ so replicas behind a load balancer behave as one.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,102 +20,44 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.console.accounts import AccountError, Accounts, Session
-from govflow.console.passkeys import RelyingParty
-from govflow.workers.settings import Settings
-
-HERE = Path(__file__).parent
-SESSION_COOKIE = "govflow_session"
-CEREMONY_COOKIE = "govflow_ceremony"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+from govflow.console import review
+from govflow.console.accounts import AccountError
+from govflow.console.web import (
+    CEREMONY_COOKIE,
+    CSP,
+    HERE,
+    SESSION_COOKIE,
+    Console,
+    console_of,
+    json_body,
+    page,
+    refused,
 )
-MAX_JSON = 64 * 1024
-
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-class Console:
-    """What the routes share: the settings, the accounts, the relying party."""
-
-    def __init__(self, settings: Settings, store: EvidenceStore) -> None:
-        self.settings = settings
-        self.origin = settings.console_url
-        self.secure = self.origin.startswith("https://")
-        self.accounts = Accounts(store)
-        self.rp = RelyingParty(self.origin, self.accounts)
-        self.session_ttl = timedelta(minutes=settings.console_session_minutes)
-
-    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=self.secure, path="/")
-
-    async def session(self, request: Request) -> Session | None:
-        token = request.cookies.get(SESSION_COOKIE)
-        return await self.accounts.session(token) if token else None
-
-
-def _console(request: Request) -> Console:
-    console: Console = request.app.state.console
-    return console
-
-
-def _page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
-    return templates.TemplateResponse(request, name, context, status_code=status)
-
-
-def _refused(request: Request, message: str, status: int = 400) -> Response:
-    if request.headers.get("content-type", "").startswith("application/json") or request.url.path.endswith(
-        ("/options", "/verify")
-    ):
-        return JSONResponse({"error": message}, status_code=status)
-    return _page(request, "message.html", status=status, title="Refused", message=message)
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_JSON:
-        raise AccountError(f"the request is {len(body)} bytes; at most {MAX_JSON}")
-    try:
-        value = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise AccountError(f"the request is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise AccountError("the request must be a JSON object")
-    return value
-
+from govflow.workers.settings import Settings
 
 # --- pages ---------------------------------------------------------------------------------------------
 
 
-async def home(request: Request) -> Response:
-    session = await _console(request).session(request)
-    if session is None:
-        return RedirectResponse("/signin", status_code=303)
-    return _page(request, "home.html", session=session)
-
-
 async def signin_page(request: Request) -> Response:
-    return _page(request, "signin.html")
+    return page(request, "signin.html")
 
 
 async def enroll_page(request: Request) -> Response:
     token = request.path_params["token"]
     try:
-        reviewer = await _console(request).accounts.enrollment(token)
+        reviewer = await console_of(request).accounts.enrollment(token)
     except AccountError as exc:
-        return _refused(request, str(exc), status=410)
-    return _page(request, "enroll.html", reviewer=reviewer, token=token)
+        return refused(request, str(exc), status=410)
+    return page(request, "enroll.html", reviewer=reviewer, token=token)
 
 
 # --- ceremonies ----------------------------------------------------------------------------------------
 
 
 async def enroll_options(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     ceremony, options = await console.rp.enroll_options(request.path_params["token"])
     response = JSONResponse(options)
     console.set_cookie(response, CEREMONY_COOKIE, ceremony, max_age=300)
@@ -127,14 +65,14 @@ async def enroll_options(request: Request) -> Response:
 
 
 async def enroll_verify(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
-    reviewer, credential_id = await console.rp.enroll(request.path_params["token"], ceremony, await _json_body(request))
+    reviewer, credential_id = await console.rp.enroll(request.path_params["token"], ceremony, await json_body(request))
     return await _signed_in(console, reviewer, credential_id)
 
 
 async def signin_options(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     ceremony, options = await console.rp.signin_options()
     response = JSONResponse(options)
     console.set_cookie(response, CEREMONY_COOKIE, ceremony, max_age=300)
@@ -142,9 +80,9 @@ async def signin_options(request: Request) -> Response:
 
 
 async def signin_verify(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
-    reviewer, credential_id = await console.rp.signin(ceremony, await _json_body(request))
+    reviewer, credential_id = await console.rp.signin(ceremony, await json_body(request))
     return await _signed_in(console, reviewer, credential_id)
 
 
@@ -159,7 +97,7 @@ async def _signed_in(console: Console, reviewer: str, credential_id: str) -> Res
 async def signout(request: Request) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await _console(request).accounts.end_session(token)
+        await console_of(request).accounts.end_session(token)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -174,7 +112,7 @@ async def healthz(_: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     try:
-        await _console(request).accounts.store.pool.fetchval("SELECT 1 FROM console_sessions LIMIT 1")
+        await console_of(request).accounts.store.pool.fetchval("SELECT 1 FROM console_sessions LIMIT 1")
     except Exception as exc:  # not ready: say why, to the load balancer's log
         return PlainTextResponse(f"not ready: {type(exc).__name__}: {exc}", status_code=503)
     return PlainTextResponse("ready")
@@ -191,12 +129,12 @@ class Guard(BaseHTTPMiddleware):
     security headers on every response; turns an AccountError into a clear refusal."""
 
     async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        console = _console(request)
+        console = console_of(request)
         try:
             refusal = await self._refusal(request, console)
-            response = _refused(request, refusal, status=403) if refusal else await call_next(request)
+            response = refused(request, refusal, status=403) if refusal else await call_next(request)
         except AccountError as exc:
-            response = _refused(request, str(exc))
+            response = refused(request, str(exc))
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         # Not no-referrer: under it Chromium sends "Origin: null" with a form's POST, and the origin check
@@ -220,6 +158,7 @@ class Guard(BaseHTTPMiddleware):
         sent = request.headers.get("x-csrf-token")
         if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             form = await request.form()
+            request.state.form = form  # the body is read once: the route takes the form from here
             field = form.get("csrf")
             sent = field if isinstance(field, str) else None
         if not sent or not hmac.compare_digest(sent, session.csrf):
@@ -237,7 +176,10 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             yield
 
     routes = [
-        Route("/", home),
+        Route("/", review.inbox_page),
+        Route("/inbox/rows", review.inbox_rows),
+        Route("/runs/{run_id}/actions/{action_id}", review.action_view),
+        Route("/runs/{run_id}/actions/{action_id}", review.act, methods=["POST"]),
         Route("/signin", signin_page),
         Route("/signin/options", signin_options, methods=["POST"]),
         Route("/signin/verify", signin_verify, methods=["POST"]),

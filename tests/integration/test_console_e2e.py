@@ -13,17 +13,21 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import uvicorn
+from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
 from govflow.console import create_app
 from govflow.workers.settings import load_settings
 from tests.conftest import free_port
+from tests.helpers import sor_fetch, start_run, wait_for, worker
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (.ci/run installs it)")
@@ -45,14 +49,14 @@ class Served:
         return link
 
 
-@pytest.fixture
-async def console(database_url: str) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def _serving(database_url: str, **environ: str) -> AsyncIterator[Served]:
     port = free_port()
     origin = f"http://localhost:{port}"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
-    environ.update(GOVFLOW_DATABASE_URL=database_url, GOVFLOW_CONSOLE_PORT=str(port), GOVFLOW_CONSOLE_ORIGIN=origin,
-                   GOVFLOW_TEMPORAL_ADDRESS="127.0.0.1:1")  # fmt: skip
-    settings = load_settings(environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    env.update(GOVFLOW_DATABASE_URL=database_url, GOVFLOW_CONSOLE_PORT=str(port), GOVFLOW_CONSOLE_ORIGIN=origin,
+               **environ)  # fmt: skip
+    settings = load_settings(env)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, database_url), host="127.0.0.1", port=port,
                                            log_level="warning"))  # fmt: skip
     task = asyncio.create_task(server.serve())
@@ -60,10 +64,16 @@ async def console(database_url: str) -> AsyncIterator[Served]:
         assert not task.done(), "the console did not start"
         await asyncio.sleep(0.02)
     try:
-        yield Served(origin, environ, database_url)
+        yield Served(origin, env, database_url)
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def console(database_url: str) -> AsyncIterator[Served]:
+    async with _serving(database_url, GOVFLOW_TEMPORAL_ADDRESS="127.0.0.1:1") as served:
+        yield served
 
 
 async def _authenticator(page: Any) -> None:
@@ -89,7 +99,7 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
         await page.goto(link)
         await page.get_by_role("heading", name="Enroll a passkey for alice").wait_for()
         await page.get_by_role("button", name="Create my passkey").click()
-        await page.get_by_role("heading", name="Welcome, alice").wait_for()
+        await page.get_by_role("heading", name="Waiting for you").wait_for()
         headers = (await page.request.get(console.origin + "/")).headers
         assert "script-src 'self'" in headers["content-security-policy"]
         assert "unsafe-inline" not in headers["content-security-policy"]
@@ -117,7 +127,7 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
         await page.get_by_role("button", name="Sign out").click()
         await page.get_by_role("heading", name="Sign in").wait_for()
         await page.get_by_role("button", name="Sign in with a passkey").click()
-        await page.get_by_role("heading", name="Welcome, alice").wait_for()
+        await page.get_by_role("heading", name="Waiting for you").wait_for()
         csrf = await page.locator("input[name=csrf]").get_attribute("value")
         assert csrf
 
@@ -167,3 +177,83 @@ async def test_enrollment_refuses_an_unknown_reviewer_and_a_forged_link(console:
         await browser.close()
     async with EvidenceStore.open(console.database_url) as store:
         assert await store.events("reviewer", "mallory") == []
+
+
+@pytest.fixture
+async def live_console(database_url: str, dev_server_env: WorkflowEnvironment) -> AsyncIterator[Served]:
+    """The console over ``database_url`` (the tests' store) with Temporal: the dev server's."""
+    async with _serving(
+        database_url, GOVFLOW_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host
+    ) as served:
+        yield served
+
+
+async def _signed_in(browser: Any, console: Served, reviewer: str) -> Any:
+    page = await (await browser.new_context()).new_page()
+    await _authenticator(page)
+    await page.goto(console.enroll(reviewer))
+    await page.get_by_role("button", name="Create my passkey").click()
+    await page.get_by_role("heading", name="Waiting for you").wait_for()
+    return page
+
+
+@pytest.mark.devserver
+async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes(
+    live_console: Served,
+    dev_server_env: WorkflowEnvironment,
+    store: EvidenceStore,
+    registry: Registry,
+    sor_url: str,
+    task_queue: str,
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, registry):
+        handle = await start_run(client, task_queue, "T0001")  # requested by priya
+        (pending,) = (await wait_for(handle, lambda s: bool(s.pending))).pending
+        path = f"/runs/{handle.id}/actions/{pending.action_id}"
+        async with playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+            # priya requested the run and has no authority for its rule: nothing waits for her, and a
+            # hand-made POST is refused by the run, and recorded.
+            priya = await _signed_in(browser, live_console, "priya")
+            await priya.get_by_text("Nothing waits for you.").wait_for()
+            csrf = await priya.locator("input[name=csrf]").first.get_attribute("value")
+            forged = await priya.request.post(
+                live_console.origin + path, headers={"Origin": live_console.origin},
+                form={"csrf": csrf or "", "verdict": "approve", "action_digest": pending.digest, "reason": "mine"},
+            )  # fmt: skip
+            answer = await forged.text()
+            assert "Refused by the run" in answer
+            assert "not sent" not in answer  # it reached the run, which refused it
+
+            # alice sees it in her inbox, opens it: the ticket as read, the record now and the reply proposed.
+            alice = await _signed_in(browser, live_console, "alice")
+            # Her inbox in a tab of its own, never reloaded: a run that starts waiting shows within seconds.
+            inbox_tab = await alice.context.new_page()
+            await inbox_tab.goto(live_console.origin + "/")
+            await inbox_tab.get_by_role("cell", name="T0001").wait_for()
+            second = await start_run(client, task_queue, "T0002")
+            await inbox_tab.get_by_role("cell", name="T0002").wait_for(timeout=10_000)
+            await alice.get_by_role("link", name=pending.action_id).first.click()
+            await alice.get_by_text("The app shows an error and crashes when I export.").first.wait_for()
+            row = alice.locator("table.diff tr", has_text="reply_body")
+            assert "(empty)" in await row.inner_text()
+            assert "Thanks for writing" in await row.inner_text()
+            await alice.get_by_label("Reason").fill("reads well")
+            await alice.get_by_role("button", name="Approve").click()
+            await alice.get_by_text("Accepted by the run").wait_for()
+            result = await handle.result()
+            # The decided action leaves the open inbox, the other stays.
+            await inbox_tab.get_by_role("cell", name="T0001").wait_for(state="detached", timeout=10_000)
+            assert await inbox_tab.get_by_role("cell", name="T0002").count() == 1
+            await browser.close()
+        await second.terminate("test over")
+    assert result.outcome == "published"
+    rows = await sor_fetch(sor_url, "SELECT reply_body FROM ticket WHERE id = 'T0001'")
+    assert rows[0]["reply_body"].startswith("Thanks for writing")
+    attempts = await store.pool.fetch(
+        "SELECT reviewer, accepted FROM approval_attempts WHERE run_id = $1 ORDER BY seq", handle.id
+    )
+    assert [(a["reviewer"], a["accepted"]) for a in attempts] == [("priya", False), ("alice", True)]

@@ -27,7 +27,23 @@ async function ceremony(base, kind) {
   }
 }
 
+// The inbox keeps itself current: its rows again every second, so what arrives or leaves shows.
+async function refresh(table) {
+  try {
+    const answer = await fetch(table.dataset.refresh, {credentials: "same-origin"});
+    if (answer.ok) {
+      const rows = await answer.text();
+      const body = table.querySelector("tbody");
+      if (body.outerHTML.trim() !== rows.trim()) body.outerHTML = rows;
+    }
+  } finally {
+    setTimeout(() => refresh(table), 1000);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const button = document.getElementById("passkey");
   if (button) button.addEventListener("click", () => ceremony(button.dataset.base, button.dataset.kind));
+  const table = document.getElementById("inbox");
+  if (table) setTimeout(() => refresh(table), 1000);
 });
