@@ -20,6 +20,8 @@ from govflow.policies import AttemptOutcome
 from govflow.workflows.run_api import ReviewRequest
 
 MAX_REASON = 2000
+PAGE = 50
+"""Rows of the inbox a page shows (soonest expiry first); the counts are of everything that waits."""
 
 
 async def _session(request: Request) -> Session | None:
@@ -48,7 +50,8 @@ async def _inbox(request: Request, session: Session) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for w in every:
         counts[f"{w.task} · {w.rule}"] = counts.get(f"{w.task} · {w.rule}", 0) + 1
-    return {"waiting": shown, "total": len(every), "counts": counts, "task": task, "rule": rule}
+    return {"waiting": shown[:PAGE], "shown": len(shown), "total": len(every), "counts": counts, "task": task,
+            "rule": rule}  # fmt: skip
 
 
 async def action_view(request: Request) -> Response:

@@ -241,6 +241,18 @@ async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes
             row = alice.locator("table.diff tr", has_text="reply_body")
             assert "(empty)" in await row.inner_text()
             assert "Thanks for writing" in await row.inner_text()
+            # Bad input gets a clear message on the page, and nothing reaches the run.
+            alice_csrf = await alice.locator("input[name=csrf]").first.get_attribute("value")
+            for form, says in (
+                ({"verdict": "approve", "reason": "x" * 5000}, "the reason is at most 2000 characters"),
+                ({"verdict": "maybe", "reason": ""}, "choose approve or reject"),
+            ):
+                bad = await alice.request.post(
+                    live_console.origin + path, headers={"Origin": live_console.origin},
+                    form={"csrf": alice_csrf or "", "action_digest": pending.digest, **form},
+                )  # fmt: skip
+                assert bad.status == 400
+                assert f"not sent: {says}" in await bad.text()
             await alice.get_by_label("Reason").fill("reads well")
             await alice.get_by_role("button", name="Approve").click()
             await alice.get_by_text("Accepted by the run").wait_for()
