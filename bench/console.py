@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import socket
-import statistics
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ import httpx
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from bench.approval_latency import park
+from bench.approval_latency import park, spread
 from bench.harness import bench_databases
 from govflow import Registry, SharedPool, parse_policy
 from govflow.activities.evidence import EvidenceStore
@@ -52,12 +51,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"{ordered[0]:.0f} / {statistics.median(ordered):.0f} / {p95:.0f} / {ordered[-1]:.0f}"
 
 
 async def waiting_actions(evidence_url: str, n: int) -> None:
