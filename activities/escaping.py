@@ -26,6 +26,11 @@ def workflow_url(ui_url: str, namespace: str, workflow_id: str) -> str:
     return f"{ui_url.rstrip('/')}/namespaces/{url_segment(namespace)}/workflows/{url_segment(workflow_id)}"
 
 
+def console_url(origin: str, run_id: str, action_id: str) -> str:
+    """The reviewer console's page of one action."""
+    return f"{origin.rstrip('/')}/runs/{url_segment(run_id)}/actions/{url_segment(action_id)}"
+
+
 def shell_arg(text: str) -> str:
     """``text`` as one word of a POSIX shell command."""
     return shlex.quote(text)

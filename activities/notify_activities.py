@@ -19,7 +19,7 @@ import httpx
 from temporalio import activity
 
 from govflow.activities.common import GovflowActivities
-from govflow.activities.escaping import shell_command, slack_text, workflow_url
+from govflow.activities.escaping import console_url, shell_command, slack_text, workflow_url
 from govflow.activities.evidence.events import (
     Event,
     NotificationAbandoned,
@@ -39,12 +39,14 @@ def signature_header(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def render(announcement: Announcement, style: str, link: str | None) -> bytes:
-    """The body for a target: govflow's JSON, or a Slack-compatible incoming-webhook message."""
+def render(announcement: Announcement, style: str, link: str | None, console: str | None = None) -> bytes:
+    """The body for a target: govflow's JSON, or a Slack-compatible incoming-webhook message. ``console``:
+    the reviewer console's origin, when one serves reviewers (each action then links to its page there)."""
     a = announcement
     actions = [
         {**x.model_dump(mode="json"),
-         "approve": shell_command("govflow", "approve", a.run_id, "--as", "<you>", "--action", x.action_id)}
+         "approve": shell_command("govflow", "approve", a.run_id, "--as", "<you>", "--action", x.action_id),
+         "review": console_url(console, a.run_id, x.action_id) if console else None}
         for x in a.actions
     ]  # fmt: skip
     if style == "slack":
@@ -58,7 +60,7 @@ def render(announcement: Announcement, style: str, link: str | None) -> bytes:
             f"• `{slack_text(x['action_id'])}` {slack_text(x['target'])} ({x['risk']} risk, rule "
             f"{slack_text(x['rule'])}): {x['status']}; {len(x['approved_by'])}/{x['quorum']} approved; "
             f"may approve: {slack_text(', '.join(x['eligible']))}; until {x['expires_at']}\n"
-            f"  `{slack_text(x['approve'])}`"
+            f"  `{slack_text(x['approve'])}`" + (f" or <{x['review']}|review it in the console>" if x["review"] else "")
             for x in actions
         ]
         text = "\n".join([head, *lines, f"<{link}|Open the run in Temporal>" if link else ""]).strip()
@@ -75,9 +77,13 @@ def render(announcement: Announcement, style: str, link: str | None) -> bytes:
 class NotifyActivities(GovflowActivities):
     """Needs the Temporal UI's address (``ui_url``) for the deep link to the run; without it none is sent."""
 
-    def __init__(self, *args: Any, ui_url: str | None = None, namespace: str = "default", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, ui_url: str | None = None, namespace: str = "default", console: str | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self._ui_url = ui_url.rstrip("/") if ui_url else None
+        self._console = console
         self._namespace = namespace
 
     def _target(self, a: Announcement) -> Notification:
@@ -100,7 +106,7 @@ class NotifyActivities(GovflowActivities):
             delivered = any(r["kind"] == NotificationDelivered.kind for r in rows)
             return DeliveryResult(delivered=delivered, next_seq=recorded, detail="" if delivered else "recorded before")
         target = self._target(a)
-        body = render(a, target.format, self.link(a.run_id))
+        body = render(a, target.format, self.link(a.run_id), self._console)
         events: list[Event] = []
         if attempt.attempt == 1:
             events.append(

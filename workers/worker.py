@@ -47,6 +47,7 @@ def build_worker(
     passthrough: Sequence[str] = (),
     ui_url: str | None = None,
     deployment: WorkerDeploymentVersion | None = None,
+    console: str | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker for govflow's workflows and activities (plus any given, for tests). ``ui_url``: the
@@ -59,7 +60,7 @@ def build_worker(
     registry = registry or Registry()
     runs = RunActivities(registry, store, client)
     rollouts = RolloutActivities(registry, store, client)
-    notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace)
+    notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace, console=console)
     grants = GrantActivities(registry, store, client)
     return Worker(
         client,
@@ -108,9 +109,11 @@ async def run_worker(
     ui_url: str | None = None,
     deployment: WorkerDeploymentVersion | None = None,
     make_current: bool = False,
+    console: str | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM, then drain and stop; serve govflow_* metrics on ``metrics_port`` (0: off).
-    With ``deployment`` and ``make_current``, this build becomes its deployment's current version once it polls."""
+    With ``deployment`` and ``make_current``, this build becomes its deployment's current version once it polls.
+    ``console``: the reviewer console's origin, for the links in notifications."""
     if metrics_port:
         try:
             start_http_server(metrics_port)
@@ -124,7 +127,9 @@ async def run_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EvidenceStore.open(database_url) as store:
-        worker = build_worker(client, task_queue, store, registry, ui_url=ui_url, deployment=deployment)
+        worker = build_worker(
+            client, task_queue, store, registry, ui_url=ui_url, deployment=deployment, console=console
+        )
         async with worker:
             tasks = ", ".join(f"{r.task.name} v{r.task.version}" for r in registry) or "none"
             version = f" as {deployment.deployment_name} build {deployment.build_id}" if deployment else ""

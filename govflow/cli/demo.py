@@ -18,7 +18,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     cmd_stack_up(settings, args)
     stack = LocalStack(settings)
-    stopped = stack.stop_worker()  # the demo's own worker runs in this process until it hands over
+    stopped = stack.stop("worker")  # the demo's own worker runs in this process until it hands over
     if stopped:
         print(f"  stopped the background worker (pid {stopped}); the demo runs its own, then starts it again")
     reviewers = [r for group in args.auto_approve_as or [] for r in group.split(",") if r]
@@ -36,7 +36,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         code = asyncio.run(go())
     finally:
-        pid, log = stack.start_worker()
+        pid, log = stack.start("worker")
         print(f"  background worker: pid {pid}, task queue {settings.task_queue!r}, log {log}")
     return code
 

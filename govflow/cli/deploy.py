@@ -28,8 +28,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             registry = default_app(settings, db_url)
         client = await connect(settings, metrics_runtime(settings))
         deployment, make_current = worker_version(settings, args.deployment, args.build_id, args.make_current)
+        # Notifications link to the console where one serves reviewers: the local stack's, or a configured one.
+        console = settings.console_url if settings.console_origin or settings.embedded_temporal else None
         await run_worker(client, settings.task_queue, db_url, registry, settings.metrics_port, settings.ui_url,
-                         deployment=deployment, make_current=make_current)  # fmt: skip
+                         deployment=deployment, make_current=make_current, console=console)  # fmt: skip
 
     asyncio.run(go())
     return 0

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from govflow.workers.settings import Settings, with_database
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
+Background = Literal["worker", "console"]
 _START_TIMEOUT_S = 60.0
 
 
@@ -42,6 +43,7 @@ class StackInfo:
     namespace: str
     ui_url: str | None
     database_url: str
+    console_url: str | None = None
     started: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -51,6 +53,8 @@ class StackInfo:
             f"Web UI     {self.ui_url or '(remote cluster: use its own UI)'}",
             f"Database   {self.database_url}",
         ]
+        if self.console_url:
+            out.append(f"Console    {self.console_url} (reviewers: `govflow reviewers enroll NAME --as YOU`)")
         return out
 
 
@@ -261,6 +265,11 @@ class LocalStack:
         if report.applied:
             info.notes.append(f"applied migrations: {', '.join(report.applied)}")
         info.database_url = db_url
+        if self.running("console") is None:
+            self.start("console")
+        else:
+            info.notes.append("the reviewer console was already running")
+        info.console_url = s.console_url
         return info
 
     def restart_temporal(self, *, hard: bool = False) -> None:
@@ -295,9 +304,10 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop what ``up`` started; return what was stopped."""
         stopped: list[str] = []
-        worker = self.stop_worker()
-        if worker is not None:
-            stopped.append(f"worker (pid {worker})")
+        for name in ("worker", "console"):
+            pid = self.stop(name)
+            if pid is not None:
+                stopped.append(f"{name} (pid {pid})")
         pid = self._owned_pid("temporal", "start-dev")
         if pid is not None:
             terminate(pid)
@@ -305,7 +315,7 @@ class LocalStack:
         if self.settings.database_url is None and self._stop_postgres():
             stopped.append("Postgres")
         state = self._state()
-        for key in ("worker", "temporal", "postgres", "database_url"):
+        for key in ("worker", "console", "temporal", "postgres", "database_url"):
             state.pop(key, None)
         if self.state_file.exists():
             self._save(state)
@@ -316,12 +326,8 @@ class LocalStack:
         rows: list[tuple[str, str]] = []
         if s.embedded_temporal:
             pid = self._owned_pid("temporal", "start-dev")
-            rows.append(
-                (
-                    "temporal",
-                    f"running (pid {pid}) at {s.target_temporal_address}, UI {s.ui_url}" if pid else "stopped",
-                )
-            )
+            at = f"running (pid {pid}) at {s.target_temporal_address}, UI {s.ui_url}"
+            rows.append(("temporal", at if pid else "stopped"))
         else:
             rows.append(("temporal", f"external at {s.temporal_address}"))
         if s.embedded_database:
@@ -329,42 +335,39 @@ class LocalStack:
 
             pm = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
             running = pm is not None and pm.is_running()
-            rows.append(
-                (
-                    "postgres",
-                    f"running (pid {pm.pid}) at {self.database_url()}" if running and pm else "stopped",
-                )
-            )
+            at = f"running (pid {pm.pid}) at {self.database_url()}" if pm else ""
+            rows.append(("postgres", at if running else "stopped"))
         else:
             rows.append(("postgres", f"external at {s.database_url}"))
-        worker = self.worker_running()
-        rows.append(("worker", f"running (pid {worker})" if worker else "stopped"))
+        for name in ("worker", "console"):
+            pid = self.running(name)
+            where = f" at {s.console_url}" if name == "console" else ""
+            rows.append((name, f"running (pid {pid}){where}" if pid else "stopped"))
         return rows
 
-    def record_worker(self, pid: int) -> None:
-        state = self._state()
-        state["worker"] = {"pid": pid}
-        self._save(state)
+    # background processes: the console (`up` starts it) and a worker (the demo starts one) -------------
 
-    def worker_running(self) -> int | None:
-        """The pid of the background worker ``start_worker`` started, if it runs."""
-        return self._owned_pid("worker", "govflow")
+    def running(self, name: Background) -> int | None:
+        """The pid of the background ``govflow NAME`` this stack started, if it still runs."""
+        return self._owned_pid(name, name)
 
-    def start_worker(self) -> tuple[int, Path]:
-        """Start ``govflow worker`` in the background (the example app); returns its pid and log."""
+    def start(self, name: Background) -> tuple[int, Path]:
+        """Start ``govflow NAME`` in the background (the worker serves the example app); its pid and log."""
         govflow = bin_path("govflow")
-        argv = [str(govflow), "worker"] if govflow else [sys.executable, "-m", "govflow", "worker"]
-        log = self.home / "worker.log"
+        argv = [str(govflow), name] if govflow else [sys.executable, "-m", "govflow", name]
+        log = self.home / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.record_worker(proc.pid)
+        state = self._state()
+        state[name] = {"pid": proc.pid}
+        self._save(state)
         return proc.pid, log
 
-    def stop_worker(self) -> int | None:
-        """Stop the background worker, if it runs; returns its pid."""
-        pid = self.worker_running()
+    def stop(self, name: Background) -> int | None:
+        """Stop the background ``govflow NAME``, if it runs; returns its pid."""
+        pid = self.running(name)
         if pid is not None:
             terminate(pid)
         return pid

@@ -70,6 +70,7 @@ def _env(home: Path) -> dict[str, str]:
         GOVFLOW_HOME=str(home),
         GOVFLOW_TEMPORAL_PORT=str(free_port()),
         GOVFLOW_TEMPORAL_UI_PORT=str(free_port()),
+        GOVFLOW_CONSOLE_PORT=str(free_port()),
         GOVFLOW_METRICS_PORT=str(free_port()),
         GOVFLOW_SDK_METRICS_PORT=str(free_port()),
     )
@@ -123,7 +124,9 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         run_id = re.search(r"evidence show (run-\S+)", out).group(1)  # type: ignore[union-attr]
         rollout = "rollout-support-triage-vdemo"
         asyncio.run(_check_stack(env, database_url, rollout))
-        assert "running" in _govflow(env, "stack", "status").stdout.split("worker")[1]
+        status = _govflow(env, "stack", "status").stdout
+        assert "running" in status.split("worker")[1].split("\n")[0]
+        assert "running" in status.split("console")[1].split("\n")[0]
         # On the local stack the demo's worker is a version of govflow-local, at its code's build, and current.
         deployments = _govflow(env, "deployments")
         assert deployments.returncode == 0, deployments.stderr
@@ -166,7 +169,9 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         ):
             assert line in out, (line, out)
         assert "Traceback" not in demo.stderr
-        assert "running" in _govflow(env, "stack", "status").stdout.split("worker")[1]
+        status = _govflow(env, "stack", "status").stdout
+        assert "running" in status.split("worker")[1].split("\n")[0]
+        assert "running" in status.split("console")[1].split("\n")[0]
     finally:
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr

@@ -22,6 +22,7 @@ def _env(home: Path, temporal_port: int, ui_port: int) -> dict[str, str]:
         GOVFLOW_HOME=str(home),
         GOVFLOW_TEMPORAL_PORT=str(temporal_port),
         GOVFLOW_TEMPORAL_UI_PORT=str(ui_port),
+        GOVFLOW_CONSOLE_PORT=str(free_port()),
     )
     return env
 
@@ -61,6 +62,7 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         assert f"127.0.0.1:{env['GOVFLOW_TEMPORAL_PORT']}" in up.stdout
         assert f"http://127.0.0.1:{env['GOVFLOW_TEMPORAL_UI_PORT']}" in up.stdout
         assert "postgresql://" in up.stdout
+        assert f"Console    http://localhost:{env['GOVFLOW_CONSOLE_PORT']}" in up.stdout
 
         again = _govflow(env, "stack", "up")
         assert again.returncode == 0, again.stderr
@@ -70,6 +72,7 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         assert status.returncode == 0, status.stderr
         assert "temporal  running" in status.stdout
         assert "postgres  running" in status.stdout
+        assert "console   running" in status.stdout
 
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr
@@ -80,6 +83,7 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         status = _govflow(env, "stack", "status")
         assert "temporal  stopped" in status.stdout
         assert "postgres  stopped" in status.stdout
+        assert "console   stopped" in status.stdout
 
 
 def test_a_taken_port_gets_one_clear_line(tmp_path: Path) -> None:

@@ -66,6 +66,20 @@ def test_a_notification_links_to_its_run_and_its_command_approves_that_run() -> 
         assert f"<{link}|Open the run in Temporal>" in slack
 
 
+def test_a_notification_links_each_action_to_its_page_in_the_console() -> None:
+    for run_id in HOSTILE:
+        body = json.loads(render(_announcement(run_id), "json", None, "http://localhost:8280"))
+        review = urlsplit(body["actions"][0]["review"])
+        assert (review.scheme, review.netloc) == ("http", "localhost:8280")
+        _, runs, run, actions, action = review.path.split("/")
+        assert (runs, unquote(run), actions, action) == ("runs", run_id, "actions", "reply")
+        slack = json.loads(render(_announcement(run_id), "slack", None, "http://localhost:8280"))["text"]
+        assert (slack.count("<"), slack.count(">")) == (1, 1), slack  # the console link, and nothing else
+        assert f"<{body['actions'][0]['review']}|review it in the console>" in slack
+    without = json.loads(render(_announcement("r1"), "json", None))
+    assert without["actions"][0]["review"] is None
+
+
 def _html(markdown: str) -> str:
     return MarkdownIt("commonmark").enable("strikethrough").enable("table").render(markdown)
 
