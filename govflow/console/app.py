@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from govflow.activities.evidence import EvidenceStore
 from govflow.console import review
 from govflow.console.accounts import AccountError
+from govflow.console.metrics import CONTENT_TYPE_LATEST
 from govflow.console.web import (
     CEREMONY_COOKIE,
     CSP,
@@ -68,6 +69,7 @@ async def enroll_verify(request: Request) -> Response:
     console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
     reviewer, credential_id = await console.rp.enroll(request.path_params["token"], ceremony, await json_body(request))
+    console.metrics.signins.labels("enroll", "ok").inc()
     return await _signed_in(console, reviewer, credential_id)
 
 
@@ -83,7 +85,16 @@ async def signin_verify(request: Request) -> Response:
     console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
     reviewer, credential_id = await console.rp.signin(ceremony, await json_body(request))
+    console.metrics.signins.labels("signin", "ok").inc()
     return await _signed_in(console, reviewer, credential_id)
+
+
+def _ceremony(path: str) -> str:
+    return "enroll" if path.startswith("/enroll/") else "signin"
+
+
+async def metrics(request: Request) -> Response:
+    return Response(console_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _signed_in(console: Console, reviewer: str, credential_id: str) -> Response:
@@ -135,6 +146,9 @@ class Guard(BaseHTTPMiddleware):
             response = refused(request, refusal, status=403) if refusal else await call_next(request)
         except AccountError as exc:
             response = refused(request, str(exc))
+            if request.url.path.endswith("/verify"):
+                console.metrics.signins.labels(_ceremony(request.url.path), "refused").inc()
+        console.metrics.request(request.url.path, response.status_code)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         # Not no-referrer: under it Chromium sends "Origin: null" with a form's POST, and the origin check
@@ -189,6 +203,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         Route("/signout", signout, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(Guard)], lifespan=lifespan)

@@ -97,4 +97,5 @@ async def act(request: Request) -> Response:
         outcome = AttemptOutcome(accepted=False, code="closed", reason=str(exc.cause or exc))
     except RPCError as exc:
         outcome = AttemptOutcome(accepted=False, code="closed", reason=f"Temporal did not take the act: {exc.message}")
+    console_of(request).metrics.acts.labels(verdict, "accepted" if outcome.accepted else "refused").inc()
     return await _action(request, session, outcome)

@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.console.accounts import AccountError, Accounts, Session
+from govflow.console.metrics import ConsoleMetrics
 from govflow.console.passkeys import RelyingParty
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
@@ -42,6 +43,7 @@ class Console:
         self.rp = RelyingParty(self.origin, self.accounts)
         self.session_ttl = timedelta(minutes=settings.console_session_minutes)
         self.store = store
+        self.metrics = ConsoleMetrics()
         self._client: Client | None = None
 
     async def client(self) -> Client:

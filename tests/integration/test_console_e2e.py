@@ -151,6 +151,14 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
         await page.get_by_role("button", name="Sign in with a passkey").click()
         await page.get_by_text(re.compile("this passkey was revoked")).wait_for()
         assert page.url.endswith("/signin")
+        exposed = await (await page.request.get(console.origin + "/metrics")).text()
+        for line in (
+            'govflow_console_signins_total{ceremony="enroll",result="ok"} 1.0',
+            'govflow_console_signins_total{ceremony="signin",result="ok"} 1.0',
+            'govflow_console_signins_total{ceremony="signin",result="refused"} 1.0',
+            'govflow_console_requests_total{page="signout",status="403"} 3.0',
+        ):
+            assert line in exposed, exposed
         await browser.close()
 
     # Every step of alice's passkey is evidence, in a chain that verifies.
@@ -259,6 +267,9 @@ async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes
             result = await handle.result()
             # The decided action leaves the open inbox, the other stays.
             await inbox_tab.get_by_role("cell", name="T0001").wait_for(state="detached", timeout=10_000)
+            exposed = await (await alice.request.get(live_console.origin + "/metrics")).text()
+            assert 'govflow_console_acts_total{outcome="accepted",verdict="approve"} 1.0' in exposed
+            assert 'govflow_console_acts_total{outcome="refused",verdict="approve"} 1.0' in exposed
             assert await inbox_tab.get_by_role("cell", name="T0002").count() == 1
             await browser.close()
         await second.terminate("test over")
