@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.console import create_app
+from govflow.console.accounts import Accounts
 from govflow.workers.settings import load_settings
 from tests.conftest import free_port
 from tests.helpers import sor_fetch, start_run, wait_for, worker
@@ -182,6 +184,17 @@ async def test_enrollment_refuses_an_unknown_reviewer_and_a_forged_link(console:
         assert answer is not None
         assert answer.status == 410
         assert "not one govflow issued" in await page.content()
+        async with EvidenceStore.open(console.database_url) as store:  # a link already past its time
+            token, _ = await Accounts(store).issue_enrollment("bob", "omar", timedelta(seconds=-1))
+        answer = await page.goto(f"{console.origin}/enroll/{token}")
+        assert answer is not None
+        assert answer.status == 410
+        assert "this enrollment link has expired" in await page.content()
+        options = await page.request.post(
+            f"{console.origin}/enroll/{token}/options", headers={"Origin": console.origin}
+        )
+        assert options.status == 400
+        assert "expired" in (await options.json())["error"]
         await browser.close()
     async with EvidenceStore.open(console.database_url) as store:
         assert await store.events("reviewer", "mallory") == []
