@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from govflow.activities.connectors import with_database
 from govflow.activities.evidence import migrate
 from govflow.examples import support_triage
-from govflow.workers.settings import with_database
 
 
 @dataclass

@@ -23,6 +23,8 @@ from govflow.activities.connectors import (
     Table,
     WriteRequest,
     WriteResult,
+    ensure_database,
+    with_database,
 )
 from govflow.activities.models import (
     InvalidModelOutput,
@@ -38,7 +40,7 @@ from govflow.activities.models import (
 from govflow.activities.registry import Registry
 from govflow.activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
 from govflow.policies import Action, Policy, load_policy, parse_policy
-from govflow.workers.settings import Settings, with_database
+from govflow.workers.settings import Settings
 
 __all__ = [
     "IDEMPOTENCY_DDL",
@@ -70,6 +72,7 @@ __all__ = [
     "TaskInputError",
     "WriteRequest",
     "WriteResult",
+    "ensure_database",
     "load_policy",
     "parse_output",
     "parse_policy",

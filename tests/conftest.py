@@ -19,11 +19,11 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from govflow.activities.connectors import with_database
 from govflow.activities.evidence import EvidenceStore, migrate
 from govflow.activities.registry import Registry
 from govflow.examples import support_triage
 from govflow.examples.support_triage import example_registry
-from govflow.workers.settings import with_database
 from govflow.workers.temporal import register_search_attributes
 from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter

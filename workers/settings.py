@@ -177,10 +177,3 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             name = PREFIX + where.upper() if where else "settings"
             lines.append(f"{name}: {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(lines)) from None
-
-
-def with_database(url: str, name: str) -> str:
-    """Swap the database in a ``postgresql://user@host/db?query`` URL."""
-    head, sep, query = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}{sep}{query}"

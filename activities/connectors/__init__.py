@@ -5,7 +5,14 @@ from __future__ import annotations
 from govflow.activities.connectors.connector import Connector, ConnectorError, Record, WriteRequest, WriteResult
 from govflow.activities.connectors.guard import ReadLog, ScopedConnectors, ScopeRefusal, ScopeViolation
 from govflow.activities.connectors.http import HttpJsonConnector
-from govflow.activities.connectors.postgres import IDEMPOTENCY_DDL, PostgresTableConnector, SharedPool, Table
+from govflow.activities.connectors.postgres import (
+    IDEMPOTENCY_DDL,
+    PostgresTableConnector,
+    SharedPool,
+    Table,
+    ensure_database,
+    with_database,
+)
 
 __all__ = [
     "IDEMPOTENCY_DDL",
@@ -22,4 +29,6 @@ __all__ = [
     "Table",
     "WriteRequest",
     "WriteResult",
+    "ensure_database",
+    "with_database",
 ]

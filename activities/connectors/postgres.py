@@ -290,3 +290,21 @@ def _decode(value: Any) -> Record | None:
         return None
     decoded = json.loads(value) if isinstance(value, str) else value
     return decoded if isinstance(decoded, dict) else None
+
+
+def with_database(url: str, name: str) -> str:
+    """Swap the database in a ``postgresql://user@host/db?query`` URL."""
+    head, sep, query = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}{sep}{query}"
+
+
+async def ensure_database(url: str, name: str) -> str:
+    """Create the database ``name`` on the server of ``url`` unless it exists; returns its URL."""
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(url, name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,6 +33,7 @@ from govflow.console.web import (
     SESSION_COOKIE,
     Console,
     console_of,
+    form_of,
     json_body,
     page,
     refused,
@@ -59,34 +61,26 @@ async def enroll_page(request: Request) -> Response:
 
 async def enroll_options(request: Request) -> Response:
     console = console_of(request)
-    ceremony, options = await console.rp.enroll_options(request.path_params["token"])
-    response = JSONResponse(options)
-    console.set_cookie(response, CEREMONY_COOKIE, ceremony, max_age=300)
-    return response
+    return _options(console, *await console.rp.enroll_options(request.path_params["token"]))
 
 
 async def enroll_verify(request: Request) -> Response:
     console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
     reviewer, credential_id = await console.rp.enroll(request.path_params["token"], ceremony, await json_body(request))
-    console.metrics.signins.labels("enroll", "ok").inc()
-    return await _signed_in(console, reviewer, credential_id)
+    return await _signed_in(console, "enroll", reviewer, credential_id)
 
 
 async def signin_options(request: Request) -> Response:
     console = console_of(request)
-    ceremony, options = await console.rp.signin_options()
-    response = JSONResponse(options)
-    console.set_cookie(response, CEREMONY_COOKIE, ceremony, max_age=300)
-    return response
+    return _options(console, *await console.rp.signin_options())
 
 
 async def signin_verify(request: Request) -> Response:
     console = console_of(request)
     ceremony = request.cookies.get(CEREMONY_COOKIE, "")
     reviewer, credential_id = await console.rp.signin(ceremony, await json_body(request))
-    console.metrics.signins.labels("signin", "ok").inc()
-    return await _signed_in(console, reviewer, credential_id)
+    return await _signed_in(console, "signin", reviewer, credential_id)
 
 
 def _ceremony(path: str) -> str:
@@ -97,7 +91,15 @@ async def metrics(request: Request) -> Response:
     return Response(console_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _signed_in(console: Console, reviewer: str, credential_id: str) -> Response:
+def _options(console: Console, ceremony: str, options: dict[str, Any]) -> Response:
+    """The browser's options for a ceremony, and the cookie that binds its challenge to this browser."""
+    response = JSONResponse(options)
+    console.set_cookie(response, CEREMONY_COOKIE, ceremony, max_age=300)
+    return response
+
+
+async def _signed_in(console: Console, ceremony: str, reviewer: str, credential_id: str) -> Response:
+    console.metrics.signins.labels(ceremony, "ok").inc()
     token, _ = await console.accounts.start_session(reviewer, credential_id, console.session_ttl)
     response = JSONResponse({"reviewer": reviewer, "redirect": "/"})
     console.set_cookie(response, SESSION_COOKIE, token, max_age=int(console.session_ttl.total_seconds()))
@@ -171,9 +173,7 @@ class Guard(BaseHTTPMiddleware):
             return "refused: you are not signed in (or your session has ended): sign in again"
         sent = request.headers.get("x-csrf-token")
         if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            form = await request.form()
-            request.state.form = form  # the body is read once: the route takes the form from here
-            field = form.get("csrf")
+            field = (await form_of(request)).get("csrf")
             sent = field if isinstance(field, str) else None
         if not sent or not hmac.compare_digest(sent, session.csrf):
             return "refused: the form's CSRF token is missing or wrong: reload the page and try again"

@@ -15,7 +15,7 @@ from govflow.client import review as send_review
 from govflow.console.accounts import AccountError, Session
 from govflow.console.action import action_page
 from govflow.console.inbox import inbox
-from govflow.console.web import console_of, page
+from govflow.console.web import console_of, form_of, page
 from govflow.policies import AttemptOutcome
 from govflow.workflows.run_api import ReviewRequest
 
@@ -74,7 +74,7 @@ async def act(request: Request) -> Response:
     """Approve or reject, as the signed-in reviewer (the Guard has checked origin, session and CSRF)."""
     session = await _session(request)
     assert session is not None, "the Guard lets no act through without a session"
-    form = getattr(request.state, "form", None) or await request.form()
+    form = await form_of(request)
     verdict, reason, digest = form.get("verdict"), form.get("reason", ""), form.get("action_digest")
     problem = ""
     if verdict not in ("approve", "reject"):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
@@ -56,8 +57,20 @@ class Console:
         response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=self.secure, path="/")
 
     async def session(self, request: Request) -> Session | None:
-        token = request.cookies.get(SESSION_COOKIE)
-        return await self.accounts.session(token) if token else None
+        """The request's session, looked up once per request (the Guard and the route share it)."""
+        if not hasattr(request.state, "session"):
+            token = request.cookies.get(SESSION_COOKIE)
+            request.state.session = await self.accounts.session(token) if token else None
+        session: Session | None = request.state.session
+        return session
+
+
+async def form_of(request: Request) -> FormData:
+    """The request's form, read once (the body cannot be read twice: the Guard and the route share it)."""
+    if not hasattr(request.state, "form"):
+        request.state.form = await request.form()
+    form: FormData = request.state.form
+    return form
 
 
 def console_of(request: Request) -> Console:

@@ -36,6 +36,7 @@ from govflow import (
     SharedPool,
     Table,
     Task,
+    ensure_database,
     parse_output,
     parse_policy,
     with_database,
@@ -267,13 +268,7 @@ def example_registry(
 
 async def ensure_example_sor(database_url: str, tickets: int = 300) -> str:
     """Create and seed the example's system-of-record database next to the evidence one."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
-            await conn.execute(f'CREATE DATABASE "{SOR_DATABASE}"')
-    finally:
-        await conn.close()
-    sor = with_database(database_url, SOR_DATABASE)
+    sor = await ensure_database(database_url, SOR_DATABASE)
     conn = await asyncpg.connect(sor)
     try:
         await seed(conn, tickets)

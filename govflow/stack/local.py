@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import asyncpg
 
+from govflow.activities.connectors import ensure_database
 from govflow.activities.evidence import migrate
 from govflow.policies.errors import GovflowError
 from govflow.stack.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from govflow.workers.settings import Settings, with_database
+from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
@@ -251,7 +252,7 @@ class LocalStack:
 
         if s.database_url is None:
             admin_url = await asyncio.to_thread(self._start_postgres, info)
-            db_url = await _ensure_database(admin_url, DATABASE)
+            db_url = await ensure_database(admin_url, DATABASE)
             state = self._state()
             state["database_url"] = db_url
             self._save(state)
@@ -371,17 +372,6 @@ class LocalStack:
         if pid is not None:
             terminate(pid)
         return pid
-
-
-async def _ensure_database(admin_url: str, name: str) -> str:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(admin_url, name)
 
 
 def database_url(settings: Settings) -> str:

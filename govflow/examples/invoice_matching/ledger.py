@@ -13,7 +13,7 @@ from govflow import (
     PostgresTableConnector,
     SharedPool,
     Table,
-    with_database,
+    ensure_database,
 )
 from govflow.examples.invoice_matching.task import SOR_DATABASE, SYSTEM
 
@@ -198,13 +198,7 @@ def connectors(pool: SharedPool) -> list[PostgresTableConnector]:
 async def ensure_sor(database_url: str, invoices: int = 300, *, fresh: bool = False) -> str:
     """Create and seed the finance database next to the evidence one (``database_url``); its URL.
     ``fresh``: start from a new ledger (what earlier runs wrote is dropped)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", SOR_DATABASE):
-            await conn.execute(f'CREATE DATABASE "{SOR_DATABASE}"')
-    finally:
-        await conn.close()
-    sor = with_database(database_url, SOR_DATABASE)
+    sor = await ensure_database(database_url, SOR_DATABASE)
     conn = await asyncpg.connect(sor)
     try:
         if fresh:
