@@ -80,11 +80,14 @@ class GovflowActivities:
         store: EvidenceStore,
         client: Client | None = None,
         telemetry: Telemetry | None = None,
+        console: str | None = None,
     ) -> None:
+        """``console``: the reviewer console's origin, where one serves reviewers (for links to its pages)."""
         self._registry = registry
         self._store = store
         self._client = client
         self._telemetry = telemetry or Telemetry.default()
+        self._console = console
 
     def _registration(self, task: str, version: str) -> Registration:
         try:
@@ -212,4 +215,4 @@ class GovflowActivities:
 
     def _setup(self, task: str, version: str) -> RunSetup:
         reg = self._registration(task, version)
-        return RunSetup(policy_zlib=reg.policy_zlib, policy_digest=reg.digest, next_seq=1)
+        return RunSetup(policy_zlib=reg.policy_zlib, policy_digest=reg.digest, next_seq=1, console=self._console)

@@ -31,6 +31,11 @@ def console_url(origin: str, run_id: str, action_id: str) -> str:
     return f"{origin.rstrip('/')}/runs/{url_segment(run_id)}/actions/{url_segment(action_id)}"
 
 
+def console_exception_url(origin: str, run_id: str) -> str:
+    """The reviewer console's page of the exception a run waits on."""
+    return f"{origin.rstrip('/')}/runs/{url_segment(run_id)}/exception"
+
+
 def shell_arg(text: str) -> str:
     """``text`` as one word of a POSIX shell command."""
     return shlex.quote(text)

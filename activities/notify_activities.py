@@ -78,12 +78,10 @@ class NotifyActivities(GovflowActivities):
     """Needs the Temporal UI's address (``ui_url``) for the deep link to the run; without it none is sent."""
 
     def __init__(
-        self, *args: Any, ui_url: str | None = None, namespace: str = "default", console: str | None = None,
-        **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self, *args: Any, ui_url: str | None = None, namespace: str = "default", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._ui_url = ui_url.rstrip("/") if ui_url else None
-        self._console = console
         self._namespace = namespace
 
     def _target(self, a: Announcement) -> Notification:

@@ -48,6 +48,9 @@ class RunSetup(_Model):
     policy_zlib: str = ""
     policy_digest: str
     next_seq: int
+    console: str | None = Field(
+        default=None, description="The reviewer console's origin, where one serves reviewers: the run's details link there."
+    )
 
     def policy_text(self) -> str:
         return decompress_text(self.policy_zlib) if self.policy_zlib else self.policy_json

@@ -21,7 +21,7 @@ from govflow.policies.actions import Action, RunContext
 from govflow.policies.digest import canonical_json
 from govflow.policies.model import ActionRule, Compare, Escalation, Policy, SignedAct
 from govflow.policies.scope import check_scope, record_images
-from govflow.policies.terms import WRITE_OPERATIONS
+from govflow.policies.terms import WRITE_OPERATIONS, Risk
 
 
 class _Frozen(BaseModel):
@@ -44,6 +44,7 @@ class Gate(_Frozen):
     on_expiry: Literal["reject"] | Escalation
     signature_required: bool
     escalated: bool = False
+    risk: Risk | None = Field(default=None, description="The rule's risk (gates recorded before it carried none).")
 
 
 class Allow(_Frozen):
@@ -187,6 +188,7 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
         expires_at=ctx.now + approval.expires_after,
         on_expiry=approval.on_expiry,
         signature_required=approval.signature_required or policy.signs("vote"),
+        risk=rule.risk,
     )
 
 

@@ -58,7 +58,7 @@ def build_worker(
     if problems:
         raise GovflowError("refusing to run workflows whose handlers take typed input: " + "; ".join(problems))
     registry = registry or Registry()
-    runs = RunActivities(registry, store, client)
+    runs = RunActivities(registry, store, client, console=console)
     rollouts = RolloutActivities(registry, store, client)
     notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace, console=console)
     grants = GrantActivities(registry, store, client)

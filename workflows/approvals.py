@@ -48,6 +48,7 @@ from govflow.workflows.run_api import (
     GateView,
     PendingAction,
     Review,
+    ReviewRequest,
     exception_message,
 )
 
@@ -218,7 +219,9 @@ def judge_vote(
 def vote_event(
     review: Review, verdict: Verdict, outcome: AttemptOutcome, state: ActionState | None, via: Via
 ) -> ApprovalAttemptRecord:
-    """The evidence of one vote, accepted or refused, with the reviewer's note and signature."""
+    """The evidence of one vote, accepted or refused, with the reviewer's note and signature; a vote that
+    names a console session came from the console (as the console says: #30's passkey acts prove it)."""
+    session = review.session if isinstance(review, ReviewRequest) else None
     return ApprovalAttemptRecord(
         action_id=state.action.action_id if state else review.action_id or "",
         action_digest=review.action_digest or (state.digest if state else ""),
@@ -227,9 +230,10 @@ def vote_event(
         accepted=outcome.accepted,
         reason=outcome.reason if outcome.accepted else f"{outcome.code}: {outcome.reason}",
         signed=review.signature is not None,
-        via=via,
+        via="console" if session else via,
         note=review.reason,
         signature=review.signature,
+        session=session,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from govflow.activities.escaping import md_code, md_text, shell_command
+from govflow.activities.escaping import console_exception_url, console_url, md_code, md_text, shell_command
 from govflow.policies import WindowVerdict
 from govflow.policies.gates import Stage
 from govflow.workflows.approvals import ActionState
@@ -18,7 +18,9 @@ from govflow.workflows.run_api import RunInput
 
 
 def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exception: str | None,
-                actions: Iterable[ActionState]) -> str:  # fmt: skip
+                actions: Iterable[ActionState], console: str | None = None) -> str:  # fmt: skip
+    """``console``: the reviewer console's origin; each open action and a waiting exception link to its page
+    there (the URL percent-encodes the ids, so none of them can break the link)."""
     actions = list(actions)
     lines = [
         f"**{md_text(inp.task)} v{md_text(inp.task_version)}** · item {md_code(inp.item_key)} · mode **{inp.mode}** · "
@@ -30,6 +32,8 @@ def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exc
     ]
     if exception:
         lines += ["", f"Exception: {md_text(exception)}", "Signal `resolve_exception` to retry or discard."]
+        if console:
+            lines.append(f"[Decide it in the reviewer console]({console_exception_url(console, run_id)})")
     if actions:
         # A line each, not a Markdown table: the Temporal UI's details renderer runs table cells together
         # (and shows no lists: hence the bullet characters).
@@ -43,9 +47,11 @@ def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exc
                     gate += (f" (may approve: {md_text(', '.join(g.gate.eligible))}{signed}; "
                              f"until {g.gate.expires_at.strftime('%Y-%m-%d %H:%M UTC')})")  # fmt: skip
                 gates.append(gate)
+            review = f" · [review it in the console]({console_url(console, run_id, s.action.action_id)})" if console else ""
             lines.append(
                 f"• **{md_text(s.action.action_id)}** {md_text(s.action.target)} {md_text(s.action.record_id or '')}: "
                 f"{s.decision}" + (f"; {'; '.join(gates)}" if gates else "") + f"; digest `{s.digest}`"
+                + (review if s.open else "")
             )
         if any(s.open for s in actions):
             lines += ["", 'Approve with Signal `approve`: `{"reviewer": "<you>", "action_digest": "<digest>"}`']

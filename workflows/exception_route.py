@@ -45,7 +45,8 @@ class ExceptionRoute:
             await self._ledger.record(ev.ExceptionRaised(problem=kind, detail=detail))
             return f"{kind} and no exception route handles it: {detail}"
         self.expires_at = expires = workflow.now() + route.expires_after
-        routed = ev.ExceptionRoute(reviewers=list(route.reviewers), roles=list(route.roles))
+        routed = ev.ExceptionRoute(reviewers=list(route.reviewers), roles=list(route.roles),
+                                   eligible=sorted(policy.eligible(route.reviewers, route.roles)))  # fmt: skip
         await self._ledger.record(ev.ExceptionRaised(problem=kind, detail=detail, expires_at=expires, route=routed))
         awaiting(True)
         with contextlib.suppress(TimeoutError):

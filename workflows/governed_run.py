@@ -99,6 +99,7 @@ class GovernedRunWorkflow:
             return self._refuse_start(opened.refused_start)
         setup = opened.setup
         s.policy = policy_from_json(setup.policy_text())
+        s.console = setup.console
         self._ledger.seq = setup.next_seq
         # A submit the policy needs signed is checked before admission: an unsigned run takes no slot.
         no_rollout = self._submit_problem(inp)
@@ -339,5 +340,6 @@ class GovernedRunWorkflow:
 
     def _show(self) -> None:
         s = self._s
-        details = run_details(self._run_id, s.inp, s.phase, s.outcome, self._exceptions.problem, s.actions.values())
+        details = run_details(self._run_id, s.inp, s.phase, s.outcome, self._exceptions.problem, s.actions.values(),
+                              console=s.console)  # fmt: skip
         workflow.set_current_details(details)

@@ -81,9 +81,14 @@ class Review(BaseModel):
 
 
 class ReviewRequest(Review):
-    """A vote sent as an Update (the CLI): the verdict is part of the payload."""
+    """A vote sent as an Update (the CLI, the console): the verdict is part of the payload."""
 
     verdict: Literal["approve", "reject"]
+    session: Token | None = Field(
+        default=None,
+        description="The reviewer console's session the act was sent from (recorded as the console says it; "
+        "the reviewer chain's signed_in row names it).",
+    )
 
 
 class ExceptionDecision(BaseModel):
@@ -95,6 +100,7 @@ class ExceptionDecision(BaseModel):
     decision: Literal["retry", "discard"]
     reason: Note = ""
     signature: Token | None = None
+    session: Token | None = Field(default=None, description="The console session it was sent from, if any.")
 
 
 class GateView(BaseModel):

@@ -42,6 +42,8 @@ class RunState:
     """The publish sent the rollout its report nudge."""
     fence_generation: int | None = None
     """Admitted while no rollout ran: the fence's generation then."""
+    console: str | None = None
+    """The reviewer console's origin, as the opening activity gave it: the details link to its pages."""
 
     @property
     def live(self) -> bool:

@@ -35,7 +35,13 @@ from govflow.activities.evidence.notify_events import (
     NotificationRequested,
 )
 from govflow.activities.evidence.records import RunRecord, RunReport
-from govflow.activities.evidence.reviewer_events import EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, ReviewerEvent
+from govflow.activities.evidence.reviewer_events import (
+    EnrollmentIssued,
+    PasskeyEnrolled,
+    PasskeyRevoked,
+    ReviewerEvent,
+    SignedIn,
+)
 from govflow.activities.evidence.rollout_events import (
     BreachDetected,
     DataConflict,
@@ -87,7 +93,7 @@ EVENTS: dict[str, type[Event]] = {
         EvidenceDiverged, RolloutStarted, BreachDetected, PromotionRequested, Promoted, RolledBack, Paused,
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
-        GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked,
+        GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, SignedIn,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -189,6 +195,7 @@ __all__ = [
     "RunStartRefused",
     "RunStarted",
     "ScopeRefused",
+    "SignedIn",
     "StageChanged",
     "TouchedRecord",
     "UnreadableEvent",

@@ -49,3 +49,21 @@ class PasskeyRevoked(ReviewerEvent):
     def describe(self) -> str:
         why = f": {self.reason}" if self.reason else ""
         return f"{self.revoked_by} revoked {len(self.credential_ids)} passkey(s) of {self.reviewer}{why}"
+
+
+class SignedIn(ReviewerEvent):
+    """A console session started with a passkey (enrolling signs in too): the session's id is what an act
+    sent from it names (``approval_attempt.session``)."""
+
+    kind: ClassVar[str] = "signed_in"
+
+    reviewer: str
+    credential_id: str
+    session: str
+    expires_at: datetime
+
+    def describe(self) -> str:
+        return (
+            f"{self.reviewer} signed in to the console with passkey {self.credential_id[:16]}…: session "
+            f"{self.session}, until {self.expires_at.isoformat()}"
+        )

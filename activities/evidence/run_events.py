@@ -144,6 +144,7 @@ class ExceptionRoute(BaseModel):
     model_config = ConfigDict(frozen=True)
     reviewers: list[str] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list)
+    eligible: list[str] = Field(default_factory=list, description="Everyone who may decide, roles resolved.")
 
 
 class ExceptionRaised(Event):
@@ -174,6 +175,7 @@ class ExceptionDecided(Event):
     signature: str | None = None
     accepted: bool
     why: str = ""
+    session: str | None = Field(default=None, description="The console session it was sent from, if any.")
 
 
 class ApprovalAttemptRecord(ProjectedEvent):
@@ -187,14 +189,18 @@ class ApprovalAttemptRecord(ProjectedEvent):
     accepted: bool
     reason: str
     signed: bool = False
-    via: Literal["signal", "update", "cli", "expiry", "grant"] = "signal"
+    via: Literal["signal", "update", "cli", "expiry", "grant", "console"] = "signal"
     note: str | None = Field(default=None, description="The reviewer's own reason, as sent.")
     signature: str | None = Field(default=None, description="The base64 Ed25519 signature, as sent.")
+    session: str | None = Field(
+        default=None, description="via console: the signed-in session it came from (the reviewer chain's signed_in)."
+    )
 
     def describe(self) -> str:
         signed = ", signed" if self.signed else ""
         verdict = "accepted" if self.accepted else "REFUSED"
-        vote = f"{self.reviewer} voted {self.verdict} on {self.action_id} via {self.via}{signed}"
+        via = f"console session {self.session}" if self.session else self.via
+        vote = f"{self.reviewer} voted {self.verdict} on {self.action_id} via {via}{signed}"
         return f"{vote}: {verdict} ({self.reason})"
 
 

@@ -17,7 +17,13 @@ import asyncpg
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.chain import EvidenceEvent
 from govflow.activities.evidence.failures import EvidenceConflictError
-from govflow.activities.evidence.reviewer_events import EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, ReviewerEvent
+from govflow.activities.evidence.reviewer_events import (
+    EnrollmentIssued,
+    PasskeyEnrolled,
+    PasskeyRevoked,
+    ReviewerEvent,
+    SignedIn,
+)
 from govflow.policies.errors import GovflowError
 
 Purpose = Literal["enroll", "signin"]
@@ -40,12 +46,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def session_id(token: str) -> str:
+    """A session's public id (what evidence names): the first 16 hex of its token's sha256."""
+    return sha256(token)[:16]
+
+
 @dataclass(frozen=True)
 class Session:
     reviewer: str
     credential_id: str
     csrf: str
     expires_at: datetime
+    id: str
 
 
 @dataclass(frozen=True)
@@ -192,13 +204,17 @@ class Accounts:
     # --- sessions -------------------------------------------------------------------------------------
 
     async def start_session(self, reviewer: str, credential_id: str, ttl: timedelta) -> tuple[str, Session]:
+        """A session for ``reviewer``, signed in with ``credential_id``: its token (for the cookie, returned
+        once, stored as its hash), and a signed_in row in the reviewer's chain naming the session's id."""
         token = new_secret()
-        session = Session(reviewer, credential_id, new_secret(), now() + ttl)
+        session = Session(reviewer, credential_id, new_secret(), now() + ttl, session_id(token))
         await self._pool.execute(
             "INSERT INTO console_sessions (token_sha256, reviewer, credential_id, csrf, created_at, expires_at) "
             "VALUES ($1, $2, $3, $4, now(), $5)",
             sha256(token), reviewer, credential_id, session.csrf, session.expires_at,
         )  # fmt: skip
+        await self.record(reviewer, SignedIn(reviewer=reviewer, credential_id=credential_id, session=session.id,
+                                             expires_at=session.expires_at))  # fmt: skip
         return token, session
 
     async def session(self, token: str) -> Session | None:
@@ -211,7 +227,8 @@ class Accounts:
         )
         if row is None:
             return None
-        return Session(str(row["reviewer"]), str(row["credential_id"]), str(row["csrf"]), row["expires_at"])
+        return Session(str(row["reviewer"]), str(row["credential_id"]), str(row["csrf"]), row["expires_at"],
+                       session_id(token))  # fmt: skip
 
     async def end_session(self, token: str) -> None:
         await self._pool.execute(

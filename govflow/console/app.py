@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.console import review
+from govflow.console import decide, review
 from govflow.console.accounts import AccountError
 from govflow.console.metrics import CONTENT_TYPE_LATEST
 from govflow.console.web import (
@@ -192,8 +192,12 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
     routes = [
         Route("/", review.inbox_page),
         Route("/inbox/rows", review.inbox_rows),
-        Route("/runs/{run_id}/actions/{action_id}", review.action_view),
-        Route("/runs/{run_id}/actions/{action_id}", review.act, methods=["POST"]),
+        Route("/act", review.bulk, methods=["POST"]),
+        # A run id may hold "/": it is the path up to the last two segments.
+        Route("/runs/{run_id:path}/actions/{action_id}", decide.action_view),
+        Route("/runs/{run_id:path}/actions/{action_id}", decide.act, methods=["POST"]),
+        Route("/runs/{run_id:path}/exception", decide.exception_view),
+        Route("/runs/{run_id:path}/exception", decide.resolve, methods=["POST"]),
         Route("/signin", signin_page),
         Route("/signin/options", signin_options, methods=["POST"]),
         Route("/signin/verify", signin_verify, methods=["POST"]),

@@ -1,7 +1,8 @@
 """What waits for a reviewer, read from the evidence's projections (never by asking thousands of workflows):
 each action a live, unfinished run holds for approval, still open (not rejected, not expired, quorum not
 met), that the reviewer may approve (eligible by person or role, escalations included; not the requester
-where duties are separated) and has not voted on; soonest expiry first.
+where duties are separated) and has not voted on; and each exception a run waits on that the reviewer
+may decide (retry or discard). Soonest expiry first.
 
 It is what the evidence says so far; the workflow's own verdict on an act is the truth, and the page
 shows that verdict, never a guess of the console's.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from govflow.activities.escaping import url_segment
 from govflow.activities.evidence import EvidenceStore
 from govflow.policies.engine import Gate
 
@@ -35,25 +37,48 @@ WHERE d.decision = 'needs_approval' AND r.mode = 'live'
                   AND f.kind = 'run_finished')
 """
 
+# An exception still waits when nothing after it ended it: an accepted decision, its expiry, the run's end.
+_EXCEPTIONS = """
+SELECT e.stream_id AS run_id, e.payload, r.task, r.task_version, r.item_key, r.requester
+FROM evidence_events e JOIN runs r ON r.run_id = e.stream_id
+WHERE e.stream = 'run' AND e.kind = 'exception_raised' AND jsonb_typeof(e.payload->'route') = 'object'
+  AND NOT EXISTS (SELECT 1 FROM evidence_events f WHERE f.stream = 'run' AND f.stream_id = e.stream_id
+                  AND f.seq > e.seq AND (f.kind IN ('exception_expired', 'run_finished')
+                       OR (f.kind = 'exception_decision' AND (f.payload->>'accepted')::boolean)))
+"""
+
+Kind = Literal["approval", "exception"]
+
 
 @dataclass(frozen=True)
 class Waiting:
+    kind: Kind
     run_id: str
-    action_id: str
-    action_digest: str
     task: str
     task_version: str
     item_key: str
     requester: str
     rule: str
-    approvals: int
-    quorum: int
+    """The approval's rule; for an exception, its problem (``incomplete_input``...)."""
     eligible: tuple[str, ...]
     expires_at: datetime
-    escalated: bool
+    action_id: str = ""
+    action_digest: str = ""
+    approvals: int = 0
+    quorum: int = 0
+    escalated: bool = False
+    risk: str = ""
+    """The rule's risk (low, medium, high); empty for exceptions and for gates recorded without one."""
+
+    @property
+    def path(self) -> str:
+        """The page of this action or exception in the console (each id one path segment)."""
+        if self.kind == "exception":
+            return f"/runs/{url_segment(self.run_id)}/exception"
+        return f"/runs/{url_segment(self.run_id)}/actions/{url_segment(self.action_id)}"
 
 
-def _waiting(row: Any, reviewer: str) -> Waiting | None:
+def _approval(row: Any, reviewer: str) -> Waiting | None:
     gates = [Gate.model_validate(g) for g in (row["gate"] or {}).get("gates", [])]
     if not gates or row["rejected"] or row["voted"]:
         return None
@@ -70,15 +95,33 @@ def _waiting(row: Any, reviewer: str) -> Waiting | None:
     if row["approvals"] >= gate.quorum:
         return None
     return Waiting(
-        run_id=row["run_id"], action_id=row["action_id"], action_digest=row["action_digest"], task=row["task"],
-        task_version=row["task_version"], item_key=row["item_key"], requester=row["requester"],
+        kind="approval", run_id=row["run_id"], action_id=row["action_id"], action_digest=row["action_digest"],
+        task=row["task"], task_version=row["task_version"], item_key=row["item_key"], requester=row["requester"],
         rule=row["rule"] or gate.rule, approvals=int(row["approvals"]), quorum=gate.quorum,
         eligible=tuple(sorted(eligible)), expires_at=expires_at, escalated=escalation is not None,
+        risk=gate.risk or "",
+    )  # fmt: skip
+
+
+def _exception(row: Any, reviewer: str) -> Waiting | None:
+    payload = row["payload"]
+    route = payload["route"]
+    # Rows from before the route named its people with roles resolved list the named reviewers only.
+    eligible = tuple(sorted(route.get("eligible") or route.get("reviewers") or []))
+    if reviewer not in eligible or not payload.get("expires_at"):
+        return None
+    return Waiting(
+        kind="exception", run_id=row["run_id"], task=row["task"], task_version=row["task_version"],
+        item_key=row["item_key"], requester=row["requester"], rule=str(payload.get("kind", "exception")),
+        eligible=eligible, expires_at=datetime.fromisoformat(payload["expires_at"]),
     )  # fmt: skip
 
 
 async def inbox(store: EvidenceStore, reviewer: str) -> list[Waiting]:
     """What waits for ``reviewer``, soonest expiry first."""
-    rows = await store.pool.fetch(_OPEN, reviewer)
-    found = [w for row in rows if (w := _waiting(row, reviewer)) is not None]
+    async with store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        approvals = await conn.fetch(_OPEN, reviewer)
+        exceptions = await conn.fetch(_EXCEPTIONS)
+    found = [w for row in approvals if (w := _approval(row, reviewer)) is not None]
+    found += [w for row in exceptions if (w := _exception(row, reviewer)) is not None]
     return sorted(found, key=lambda w: (w.expires_at, w.run_id, w.action_id))

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 from temporalio.client import Client
 
+from govflow.activities.escaping import url_segment
 from govflow.activities.evidence import EvidenceStore
 from govflow.console.accounts import AccountError, Accounts, Session
 from govflow.console.metrics import ConsoleMetrics
@@ -31,6 +32,9 @@ CSP = (
 MAX_JSON = 64 * 1024
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Ids in links are one path segment each: "/", "?", "#" and dot segments stay inside it (the router takes
+# a run id with "/" as it is).
+templates.env.filters["segment"] = url_segment
 
 
 class Console:

@@ -7,86 +7,22 @@ own event loop, over a fresh evidence database. Chromium is Debian's (.ci/run in
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.console import create_app
 from govflow.console.accounts import Accounts
-from govflow.workers.settings import load_settings
-from tests.conftest import free_port
 from tests.helpers import sor_fetch, start_run, wait_for, worker
+from tests.integration.console_kit import Served, authenticator, signed_in
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (.ci/run installs it)")
-
-
-class Served:
-    def __init__(self, origin: str, environ: dict[str, str], database_url: str) -> None:
-        self.origin, self.environ, self.database_url = origin, environ, database_url
-
-    def govflow(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "govflow", *args], env=self.environ, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
-
-    def enroll(self, reviewer: str) -> str:
-        done = self.govflow("reviewers", "enroll", reviewer, "--as", "omar", "--valid", "10m")
-        assert done.returncode == 0, done.stdout + done.stderr
-        link = done.stdout.splitlines()[0]
-        assert link.startswith(f"{self.origin}/enroll/"), done.stdout
-        return link
-
-
-@asynccontextmanager
-async def _serving(database_url: str, **environ: str) -> AsyncIterator[Served]:
-    port = free_port()
-    origin = f"http://localhost:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
-    env.update(GOVFLOW_DATABASE_URL=database_url, GOVFLOW_CONSOLE_PORT=str(port), GOVFLOW_CONSOLE_ORIGIN=origin,
-               **environ)  # fmt: skip
-    settings = load_settings(env)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, database_url), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the console did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield Served(origin, env, database_url)
-    finally:
-        server.should_exit = True
-        await task
-
-
-@pytest.fixture
-async def console(database_url: str) -> AsyncIterator[Served]:
-    async with _serving(database_url, GOVFLOW_TEMPORAL_ADDRESS="127.0.0.1:1") as served:
-        yield served
-
-
-async def _authenticator(page: Any) -> None:
-    """A platform authenticator that verifies its user (DevTools' virtual one), for this page."""
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("WebAuthn.enable")
-    await cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-                     "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}},
-    )  # fmt: skip
 
 
 async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) -> None:
@@ -95,7 +31,7 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = await browser.new_page()
-        await _authenticator(page)
+        await authenticator(page)
 
         # Enroll through the one-time link: the passkey is made, and alice is signed in.
         await page.goto(link)
@@ -130,7 +66,7 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
         await page.get_by_role("heading", name="Sign in").wait_for()
         await page.get_by_role("button", name="Sign in with a passkey").click()
         await page.get_by_role("heading", name="Waiting for you").wait_for()
-        csrf = await page.locator("input[name=csrf]").get_attribute("value")
+        csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
         assert csrf
 
         # An expired session signs nobody in, and its CSRF token no longer opens anything.
@@ -167,7 +103,7 @@ async def test_enroll_sign_in_and_the_refusals_a_session_needs(console: Served) 
     async with EvidenceStore.open(console.database_url) as store:
         kinds = [e["kind"] for e in await store.events("reviewer", "alice")]
         report = await store.verify("reviewer", "alice")
-    assert kinds == ["enrollment_issued", "passkey_enrolled", "passkey_revoked"]
+    assert kinds == ["enrollment_issued", "passkey_enrolled", "signed_in", "signed_in", "passkey_revoked"]
     assert report.ok
 
 
@@ -200,24 +136,6 @@ async def test_enrollment_refuses_an_unknown_reviewer_and_a_forged_link(console:
         assert await store.events("reviewer", "mallory") == []
 
 
-@pytest.fixture
-async def live_console(database_url: str, dev_server_env: WorkflowEnvironment) -> AsyncIterator[Served]:
-    """The console over ``database_url`` (the tests' store) with Temporal: the dev server's."""
-    async with _serving(
-        database_url, GOVFLOW_TEMPORAL_ADDRESS=dev_server_env.client.service_client.config.target_host
-    ) as served:
-        yield served
-
-
-async def _signed_in(browser: Any, console: Served, reviewer: str) -> Any:
-    page = await (await browser.new_context()).new_page()
-    await _authenticator(page)
-    await page.goto(console.enroll(reviewer))
-    await page.get_by_role("button", name="Create my passkey").click()
-    await page.get_by_role("heading", name="Waiting for you").wait_for()
-    return page
-
-
 @pytest.mark.devserver
 async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes(
     live_console: Served,
@@ -238,7 +156,7 @@ async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes
 
             # priya requested the run and has no authority for its rule: nothing waits for her, and a
             # hand-made POST is refused by the run, and recorded.
-            priya = await _signed_in(browser, live_console, "priya")
+            priya = await signed_in(browser, live_console, "priya")
             await priya.get_by_text("Nothing waits for you.").wait_for()
             csrf = await priya.locator("input[name=csrf]").first.get_attribute("value")
             forged = await priya.request.post(
@@ -250,13 +168,13 @@ async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes
             assert "not sent" not in answer  # it reached the run, which refused it
 
             # alice sees it in her inbox, opens it: the ticket as read, the record now and the reply proposed.
-            alice = await _signed_in(browser, live_console, "alice")
+            alice = await signed_in(browser, live_console, "alice")
             # Her inbox in a tab of its own, never reloaded: a run that starts waiting shows within seconds.
             inbox_tab = await alice.context.new_page()
             await inbox_tab.goto(live_console.origin + "/")
-            await inbox_tab.get_by_role("cell", name="T0001").wait_for()
+            await inbox_tab.get_by_role("cell", name="T0001", exact=True).wait_for()
             second = await start_run(client, task_queue, "T0002")
-            await inbox_tab.get_by_role("cell", name="T0002").wait_for(timeout=10_000)
+            await inbox_tab.get_by_role("cell", name="T0002", exact=True).wait_for(timeout=10_000)
             await alice.get_by_role("link", name=pending.action_id).first.click()
             await alice.get_by_text("The app shows an error and crashes when I export.").first.wait_for()
             row = alice.locator("table.diff tr", has_text="reply_body")
@@ -279,11 +197,11 @@ async def test_a_reviewer_sees_the_source_context_approves_and_the_run_publishes
             await alice.get_by_text("Accepted by the run").wait_for()
             result = await handle.result()
             # The decided action leaves the open inbox, the other stays.
-            await inbox_tab.get_by_role("cell", name="T0001").wait_for(state="detached", timeout=10_000)
+            await inbox_tab.get_by_role("cell", name="T0001", exact=True).wait_for(state="detached", timeout=10_000)
             exposed = await (await alice.request.get(live_console.origin + "/metrics")).text()
             assert 'govflow_console_acts_total{outcome="accepted",verdict="approve"} 1.0' in exposed
             assert 'govflow_console_acts_total{outcome="refused",verdict="approve"} 1.0' in exposed
-            assert await inbox_tab.get_by_role("cell", name="T0002").count() == 1
+            assert await inbox_tab.get_by_role("cell", name="T0002", exact=True).count() == 1
             await browser.close()
         await second.terminate("test over")
     assert result.outcome == "published"

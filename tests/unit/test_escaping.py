@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as html_lib
 import json
 import posixpath
+import re
 import shlex
 from datetime import UTC, datetime
 from urllib.parse import unquote, urljoin, urlsplit
@@ -106,3 +107,17 @@ def test_markdown_helpers_keep_the_text() -> None:
 
 def _escape(text: str) -> str:
     return html_lib.escape(text, quote=False).replace('"', "&quot;")
+
+
+def test_the_run_details_link_a_waiting_exception_to_its_console_page() -> None:
+    origin = "http://localhost:8280"
+    for text in HOSTILE:
+        inp = RunInput(task="support-triage", item_key=text, item={}, requester="priya")
+        html = _html(run_details(text, inp, "exception", None, f"incomplete_input: {text}", [], console=origin))
+        (href,) = re.findall(r'<a href="([^"]+)">', html)
+        path = urlsplit(html_lib.unescape(href)).path
+        assert posixpath.normpath(urlsplit(urljoin(html_lib.unescape(href), "")).path) == path, href
+        head, _, tail = path.removeprefix("/runs/").rpartition("/")
+        assert (unquote(head), tail) == (text, "exception"), href
+    plain = run_details("r1", RunInput(task="t", item_key="k", item={}, requester="p"), "x", None, "e: d", [])
+    assert "console" not in plain  # no console serves reviewers: no link

@@ -27,14 +27,20 @@ async function ceremony(base, kind) {
   }
 }
 
-// The inbox keeps itself current: its rows again every second, so what arrives or leaves shows.
+// The inbox keeps itself current: its rows again every second, so what arrives or leaves shows. What the
+// reviewer has selected stays selected (while it still waits).
 async function refresh(table) {
   try {
     const answer = await fetch(table.dataset.refresh, {credentials: "same-origin"});
     if (answer.ok) {
       const rows = await answer.text();
       const body = table.querySelector("tbody");
-      if (body.outerHTML.trim() !== rows.trim()) body.outerHTML = rows;
+      const picked = new Set([...body.querySelectorAll("input[name=pick]:checked")].map((box) => box.value));
+      const fresh = document.createElement("table");
+      fresh.innerHTML = rows;
+      const next = fresh.querySelector("tbody");
+      next.querySelectorAll("input[name=pick]").forEach((box) => { box.checked = picked.has(box.value); });
+      if (body.innerHTML.trim() !== next.innerHTML.trim()) body.replaceWith(next);
     }
   } finally {
     setTimeout(() => refresh(table), 1000);
@@ -46,4 +52,10 @@ document.addEventListener("DOMContentLoaded", () => {
   if (button) button.addEventListener("click", () => ceremony(button.dataset.base, button.dataset.kind));
   const table = document.getElementById("inbox");
   if (table) setTimeout(() => refresh(table), 1000);
+  const all = document.getElementById("pick-all");
+  if (all) {
+    all.addEventListener("change", () => {
+      table.querySelectorAll("input[name=pick]").forEach((box) => { box.checked = all.checked; });
+    });
+  }
 });

@@ -1,0 +1,129 @@
+"""One action's or exception's page, and the act on it: approve or reject an action, retry or discard an
+exception. An act goes to the workflow through the same Update any client uses (``govflow.client.review``
+and ``resolve``) as the signed-in reviewer, naming the session it came from; the page shows the workflow's
+verdict, accepted or refused with its reason, never a guess of the console's."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from govflow.client import resolve as send_resolve
+from govflow.client import review as send_review
+from govflow.console.accounts import AccountError, Session
+from govflow.console.action import action_page, exception_page
+from govflow.console.web import console_of, form_of, page
+from govflow.policies import AttemptOutcome
+from govflow.workflows.run_api import ExceptionDecision, ReviewRequest
+
+MAX_REASON = 2000
+
+
+def not_sent(problem: str) -> AttemptOutcome:
+    """What the page shows for an act the console did not send (bad input): nothing reached the run."""
+    return AttemptOutcome(accepted=False, code="closed", reason=f"not sent: {problem}")
+
+
+def reason_problem(reason: object) -> str:
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        return f"the reason is at most {MAX_REASON} characters"
+    return ""
+
+
+async def verdict_of(sent: Awaitable[AttemptOutcome]) -> AttemptOutcome:
+    """The run's verdict on an act, or why Temporal did not take it (the run finished, unreachable...)."""
+    try:
+        return await sent
+    except WorkflowUpdateFailedError as exc:
+        return AttemptOutcome(accepted=False, code="closed", reason=str(exc.cause or exc))
+    except RPCError as exc:
+        return AttemptOutcome(accepted=False, code="closed", reason=f"Temporal did not take the act: {exc.message}")
+
+
+async def review_one(request: Request, run_id: str, act: ReviewRequest) -> AttemptOutcome:
+    """Send one vote as the signed-in reviewer and count it by verdict and the run's answer."""
+    console = console_of(request)
+    client = await console.client()
+    outcome = await verdict_of(send_review(client, run_id, act))
+    console.metrics.acts.labels(act.verdict, "accepted" if outcome.accepted else "refused").inc()
+    return outcome
+
+
+async def _session(request: Request) -> Session | None:
+    return await console_of(request).session(request)
+
+
+async def action_view(request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return RedirectResponse("/signin", status_code=303)
+    return await _action(request, session, None)
+
+
+async def _action(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
+    run_id, action_id = request.path_params["run_id"], request.path_params["action_id"]
+    try:
+        shown = await action_page(console_of(request).store, run_id, action_id)
+    except AccountError as exc:
+        return page(request, "message.html", status=404, session=session, title="Not found", message=str(exc))
+    return page(request, "action.html", status=status, session=session, page=shown, verdict=verdict)
+
+
+async def act(request: Request) -> Response:
+    """Approve or reject, as the signed-in reviewer (the Guard has checked origin, session and CSRF)."""
+    session = await _session(request)
+    assert session is not None, "the Guard lets no act through without a session"
+    form = await form_of(request)
+    verdict, reason, digest = form.get("verdict"), form.get("reason", ""), form.get("action_digest")
+    problem = ""
+    if verdict not in ("approve", "reject"):
+        problem = "choose approve or reject"
+    elif reason_problem(reason):
+        problem = reason_problem(reason)
+    elif not isinstance(digest, str) or len(digest) != 64:
+        problem = "the form names no action digest: reload the page"
+    if problem:
+        return await _action(request, session, not_sent(problem), status=400)
+    assert isinstance(digest, str)
+    assert isinstance(reason, str)
+    sent = ReviewRequest(verdict=verdict, reviewer=session.reviewer, action_digest=digest, session=session.id,
+                         action_id=request.path_params["action_id"], reason=reason)  # fmt: skip
+    outcome = await review_one(request, request.path_params["run_id"], sent)
+    return await _action(request, session, outcome)
+
+
+async def exception_view(request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return RedirectResponse("/signin", status_code=303)
+    return await _exception(request, session, None)
+
+
+async def _exception(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
+    try:
+        shown = await exception_page(console_of(request).store, request.path_params["run_id"])
+    except AccountError as exc:
+        return page(request, "message.html", status=404, session=session, title="Not found", message=str(exc))
+    return page(request, "exception.html", status=status, session=session, page=shown, verdict=verdict)
+
+
+async def resolve(request: Request) -> Response:
+    """Retry or discard the run's exception, as the signed-in reviewer."""
+    session = await _session(request)
+    assert session is not None, "the Guard lets no act through without a session"
+    form = await form_of(request)
+    decision, reason = form.get("decision"), form.get("reason", "")
+    problem = "choose retry or discard" if decision not in ("retry", "discard") else reason_problem(reason)
+    if problem:
+        return await _exception(request, session, not_sent(problem), status=400)
+    assert isinstance(reason, str)
+    sent = ExceptionDecision(reviewer=session.reviewer, decision=decision, reason=reason, session=session.id)
+    console = console_of(request)
+    client = await console.client()
+    outcome = await verdict_of(send_resolve(client, request.path_params["run_id"], sent))
+    console.metrics.acts.labels(decision, "accepted" if outcome.accepted else "refused").inc()
+    return await _exception(request, session, outcome)
