@@ -77,9 +77,7 @@ def render(announcement: Announcement, style: str, link: str | None, console: st
 class NotifyActivities(GovflowActivities):
     """Needs the Temporal UI's address (``ui_url``) for the deep link to the run; without it none is sent."""
 
-    def __init__(
-        self, *args: Any, ui_url: str | None = None, namespace: str = "default", **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, ui_url: str | None = None, namespace: str = "default", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ui_url = ui_url.rstrip("/") if ui_url else None
         self._namespace = namespace

@@ -49,7 +49,8 @@ class RunSetup(_Model):
     policy_digest: str
     next_seq: int
     console: str | None = Field(
-        default=None, description="The reviewer console's origin, where one serves reviewers: the run's details link there."
+        default=None,
+        description="The reviewer console's origin, where one serves reviewers: the run's details link there.",
     )
 
     def policy_text(self) -> str:

@@ -47,10 +47,13 @@ def run_details(run_id: str, inp: RunInput, phase: str, outcome: str | None, exc
                     gate += (f" (may approve: {md_text(', '.join(g.gate.eligible))}{signed}; "
                              f"until {g.gate.expires_at.strftime('%Y-%m-%d %H:%M UTC')})")  # fmt: skip
                 gates.append(gate)
-            review = f" · [review it in the console]({console_url(console, run_id, s.action.action_id)})" if console else ""
+            link = console_url(console, run_id, s.action.action_id) if console else ""
+            review = f" · [review it in the console]({link})" if link else ""
             lines.append(
                 f"• **{md_text(s.action.action_id)}** {md_text(s.action.target)} {md_text(s.action.record_id or '')}: "
-                f"{s.decision}" + (f"; {'; '.join(gates)}" if gates else "") + f"; digest `{s.digest}`"
+                f"{s.decision}"
+                + (f"; {'; '.join(gates)}" if gates else "")
+                + f"; digest `{s.digest}`"
                 + (review if s.open else "")
             )
         if any(s.open for s in actions):
