@@ -164,7 +164,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 answer = await http.get("/", cookies={"govflow_session": alice})
                 took = (time.perf_counter() - started) * 1000
                 assert answer.status_code == 200, answer.text[:200]
-                assert f"{args.waiting} action(s) wait for alice" in answer.text, answer.text[:500]
+                assert f"{args.waiting} action(s) and exception(s) wait for alice" in answer.text, answer.text[:500]
                 if i >= 20:
                     inbox_ms.append(took)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import timedelta
 
 from govflow.cli.answers import Subparsers
 from govflow.cli.stack import cmd_stack_up
 from govflow.stack.local import LocalStack, database_url
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
+
+LINK_VALID = timedelta(hours=24)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -35,10 +38,47 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         code = asyncio.run(go())
+        links = asyncio.run(_enrollment_links(settings, args.task))
+        print(f"\nThe reviewer console: {settings.console_url} (what waits, with what the AI read; passkeys)")
+        print("  One-time enrollment links for the demo's reviewers (each enrolls one passkey, valid 24 h):")
+        for reviewer, link in links:
+            print(f"    {reviewer:<8} {link}")
     finally:
         pid, log = stack.start("worker")
         print(f"  background worker: pid {pid}, task queue {settings.task_queue!r}, log {log}")
     return code
+
+
+async def _enrollment_links(settings: Settings, task: str) -> list[tuple[str, str]]:
+    """A one-time console enrollment link (issued by "govflow demo") for everyone who may decide
+    something in the task's policy: its approval rules and its exception route."""
+    from govflow.activities.evidence import EvidenceStore
+    from govflow.console.accounts import Accounts
+    from govflow.examples import default_app
+
+    db_url = database_url(settings)
+    registry = default_app(settings, db_url)
+    try:
+        policy = next(reg.policy for reg in registry if reg.task.name == task)
+    finally:
+        await registry.aclose()
+    deciders: set[str] = set()
+    for rule in policy.actions:
+        if rule.approval is not None:
+            deciders |= policy.eligible(rule.approval.reviewers, rule.approval.roles)
+            if not isinstance(rule.approval.on_expiry, str):  # escalated to a role when it expires
+                deciders |= policy.members(rule.approval.on_expiry.to_role)
+    if policy.exceptions is not None:
+        deciders |= policy.eligible(policy.exceptions.reviewers, policy.exceptions.roles)
+    async with EvidenceStore.open(db_url) as store:
+        accounts = Accounts(store)
+        return [
+            (
+                who,
+                f"{settings.console_url}/enroll/{(await accounts.issue_enrollment(who, 'govflow demo', LINK_VALID))[0]}",
+            )
+            for who in sorted(deciders)
+        ]
 
 
 def register(sub: Subparsers) -> None:

@@ -66,6 +66,9 @@ class RunPage:
     model: str = ""
     scores: list[QualityScoreRecord] = field(default_factory=list)
     finished: RunFinished | None = None
+    checked: bool = False
+    """Whether the chain was verified (and earlier runs read) for this page: not on the answer to an act,
+    which shows the run's verdict as fast as it can; every page opened does both."""
     verifies: bool = False
     chain_problem: str = ""
     earlier: list[EarlierRun] = field(default_factory=list)
@@ -103,8 +106,9 @@ ORDER BY r.started_at DESC LIMIT 10
 """
 
 
-async def _run(store: EvidenceStore, page: RunPage) -> list[Any]:
-    """Fill what both pages show; returns the run's events (an AccountError when it has none)."""
+async def _run(store: EvidenceStore, page: RunPage, check: bool) -> list[Any]:
+    """Fill what both pages show (with ``check``, the chain verified and earlier runs); returns the run's
+    events (an AccountError when it has none)."""
     rows = await store.events("run", page.run_id)
     if not rows:
         raise AccountError(f"there is no run {page.run_id}")
@@ -119,6 +123,9 @@ async def _run(store: EvidenceStore, page: RunPage) -> list[Any]:
         page.model_text, page.model = call.text, call.model
     page.scores = [e for e in events if isinstance(e, QualityScoreRecord)]
     page.finished = next((e for e in events if isinstance(e, RunFinished)), None)
+    if not check:
+        return events
+    page.checked = True
     report = await store.verify("run", page.run_id)
     page.verifies = report.ok
     page.chain_problem = "" if report.ok else str(report.problems[0]) if report.problems else "does not verify"
@@ -133,10 +140,10 @@ async def _run(store: EvidenceStore, page: RunPage) -> list[Any]:
     return events
 
 
-async def action_page(store: EvidenceStore, run_id: str, action_id: str) -> ActionPage:
+async def action_page(store: EvidenceStore, run_id: str, action_id: str, check: bool = True) -> ActionPage:
     """The page of ``action_id`` in ``run_id``; an AccountError naming what is missing when there is none."""
     page = ActionPage(run_id=run_id)
-    events = await _run(store, page)
+    events = await _run(store, page, check)
     proposal = next((e for e in events if isinstance(e, ProposalMade)), None)
     action = next((a for a in (proposal.actions if proposal else []) if a.action_id == action_id), None)
     decision = next((e for e in events if isinstance(e, PolicyDecisionRecord) and e.action_id == action_id), None)
@@ -154,10 +161,10 @@ async def action_page(store: EvidenceStore, run_id: str, action_id: str) -> Acti
     return page
 
 
-async def exception_page(store: EvidenceStore, run_id: str) -> ExceptionPage:
+async def exception_page(store: EvidenceStore, run_id: str, check: bool = True) -> ExceptionPage:
     """The page of the exception ``run_id`` raised last; an AccountError when it raised none."""
     page = ExceptionPage(run_id=run_id)
-    events = await _run(store, page)
+    events = await _run(store, page, check)
     at = next((i for i in range(len(events) - 1, -1, -1) if isinstance(events[i], ExceptionRaised)), None)
     if at is None:
         raise AccountError(f"run {run_id} raised no exception")

@@ -53,6 +53,11 @@ async def review_one(request: Request, run_id: str, act: ReviewRequest) -> Attem
     return outcome
 
 
+def _not_found(request: Request, session: Session, exc: AccountError, verdict: AttemptOutcome | None) -> Response:
+    said = f" (and your act: {verdict.reason})" if verdict is not None and not verdict.accepted else ""
+    return page(request, "message.html", status=404, session=session, title="Not found", message=f"{exc}{said}")
+
+
 async def _session(request: Request) -> Session | None:
     return await console_of(request).session(request)
 
@@ -67,9 +72,9 @@ async def action_view(request: Request) -> Response:
 async def _action(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
     run_id, action_id = request.path_params["run_id"], request.path_params["action_id"]
     try:
-        shown = await action_page(console_of(request).store, run_id, action_id)
+        shown = await action_page(console_of(request).store, run_id, action_id, check=verdict is None)
     except AccountError as exc:
-        return page(request, "message.html", status=404, session=session, title="Not found", message=str(exc))
+        return _not_found(request, session, exc, verdict)
     return page(request, "action.html", status=status, session=session, page=shown, verdict=verdict)
 
 
@@ -105,9 +110,9 @@ async def exception_view(request: Request) -> Response:
 
 async def _exception(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
     try:
-        shown = await exception_page(console_of(request).store, request.path_params["run_id"])
+        shown = await exception_page(console_of(request).store, request.path_params["run_id"], check=verdict is None)
     except AccountError as exc:
-        return page(request, "message.html", status=404, session=session, title="Not found", message=str(exc))
+        return _not_found(request, session, exc, verdict)
     return page(request, "exception.html", status=status, session=session, page=shown, verdict=verdict)
 
 

@@ -85,7 +85,9 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
     deployment, make_current = worker_version(settings)
     async with (
         EvidenceStore.open(database_url) as store,
-        build_worker(client, settings.task_queue, store, registry, deployment=deployment),
+        build_worker(
+            client, settings.task_queue, store, registry, deployment=deployment, console=settings.console_url
+        ),  # fmt: skip,
     ):
         if deployment is not None and make_current:  # the local stack's: runs start on this build
             await set_current(client, deployment.deployment_name, deployment.build_id)

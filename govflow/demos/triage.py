@@ -241,7 +241,8 @@ async def run_demo(client: Client, settings: Settings, database_url: str, sor_ds
     began = time.monotonic()
     async with EvidenceStore.open(database_url) as store:
         deployment, make_current = worker_version(settings)
-        worker = build_worker(client, settings.task_queue, store, registry, deployment=deployment)
+        worker = build_worker(client, settings.task_queue, store, registry, deployment=deployment,
+                     console=settings.console_url)  # fmt: skip
         async with worker:
             if deployment is not None and make_current:  # the local stack's: runs start on this build
                 await set_current(client, deployment.deployment_name, deployment.build_id)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -74,3 +75,19 @@ async def signed_in(browser: Any, console: Served, reviewer: str) -> Any:
     await page.get_by_role("button", name="Create my passkey").click()
     await page.get_by_role("heading", name="Waiting for you").wait_for()
     return page
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+async def screenshot(page: Any, name: str, into: Path) -> Path:
+    """A full-page PNG of ``page`` in ``into``; with UPDATE_SCREENSHOTS=1, also the README's copy in
+    docs/screenshots (the reviewer's guide shows what this test saw)."""
+    shot = into / f"{name}.png"
+    await page.set_viewport_size({"width": 1100, "height": 800})
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / shot.name).write_bytes(shot.read_bytes())
+    return shot

@@ -15,7 +15,7 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.workers.worker import build_worker
 from tests.helpers import start_run, wait_for
-from tests.integration.console_kit import Served, signed_in
+from tests.integration.console_kit import Served, screenshot, signed_in
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 
 pytestmark = [
@@ -30,6 +30,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
     store: EvidenceStore,
     registry: Registry,
     task_queue: str,
+    tmp_path: Path,
 ) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     client, origin = dev_server_env.client, live_console.origin
@@ -51,6 +52,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
             bob = await signed_in(browser, live_console, "bob")
             await bob.get_by_role("link", name="exception").wait_for(timeout=10_000)
             assert await bob.get_by_role("cell", name="T0005", exact=True).count() == 1
+            await screenshot(bob, "console-inbox", tmp_path)
 
             # Filtered by risk: only the high-risk churn flag.
             await bob.goto(origin + "/?risk=high")
@@ -85,6 +87,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
             await bob.get_by_role("link", name="exception").click()
             await bob.get_by_role("heading", name="Exception: incomplete_input").wait_for()
             await bob.get_by_text("ticket T9999 does not exist").wait_for()
+            await screenshot(bob, "console-exception", tmp_path)
             await bob.get_by_label("Reason").fill("no such ticket: a typo upstream")
             await bob.get_by_role("button", name="Discard").click()
             await bob.get_by_text("Accepted by the run").wait_for()
@@ -99,6 +102,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
             assert await earlier.count() == 1
             assert f"{invoice.id}" in (row := await earlier.first.inner_text())
             assert "published" in row
+            await screenshot(bob, "console-action", tmp_path)
             await browser.close()
         for handle in (unhappy, again):
             await handle.terminate("test over")

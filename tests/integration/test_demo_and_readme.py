@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -120,6 +121,11 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         assert re.search(r"shadow +shadowed +\d+", out)
         assert re.search(r"approval attempts in the evidence: alice \d+ accepted", out)
         assert "Traceback" not in demo.stderr
+        # The console's address, and a link for each support lead that opens their enrollment page there.
+        links = dict(re.findall(r"^ +(\w+) +(http://localhost:\d+/enroll/\S+)$", out, re.MULTILINE))
+        assert sorted(links) == ["alice", "bob", "chen"], out
+        with urllib.request.urlopen(links["bob"], timeout=10) as page:
+            assert "Enroll a passkey for bob" in page.read().decode()
         database_url = re.search(r"Database +(\S+)", out).group(1)  # type: ignore[union-attr]
         run_id = re.search(r"evidence show (run-\S+)", out).group(1)  # type: ignore[union-attr]
         rollout = "rollout-support-triage-vdemo"
@@ -175,3 +181,10 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
     finally:
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr
+
+
+def test_every_image_the_readme_shows_exists() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert images, "the reviewer's guide shows the console"
+    for image in images:
+        assert (ROOT / image).is_file(), f"README shows {image}, which is not there"
