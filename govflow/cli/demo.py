@@ -70,15 +70,13 @@ async def _enrollment_links(settings: Settings, task: str) -> list[tuple[str, st
                 deciders |= policy.members(rule.approval.on_expiry.to_role)
     if policy.exceptions is not None:
         deciders |= policy.eligible(policy.exceptions.reviewers, policy.exceptions.roles)
+    links = []
     async with EvidenceStore.open(db_url) as store:
         accounts = Accounts(store)
-        return [
-            (
-                who,
-                f"{settings.console_url}/enroll/{(await accounts.issue_enrollment(who, 'govflow demo', LINK_VALID))[0]}",
-            )
-            for who in sorted(deciders)
-        ]
+        for who in sorted(deciders):
+            token, _ = await accounts.issue_enrollment(who, "govflow demo", LINK_VALID)
+            links.append((who, f"{settings.console_url}/enroll/{token}"))
+    return links
 
 
 def register(sub: Subparsers) -> None:
