@@ -1,18 +1,23 @@
 """The reviewer console under load: the inbox with 10,000 actions waiting, and 50 reviewers acting at once.
 
-    python -m bench.console [--waiting 10000] [--reviewers 50] [--acts 4] [--samples 200]
+    python -m bench.console [--waiting 10000] [--reviewers 50] [--acts 4] [--samples 200] [--workers 1]
 
 1. The inbox. ``--waiting`` actions wait for approval by ``alice`` (live runs, a ``policy_decision`` each,
    no ``run_finished``), written straight into the evidence projections the inbox reads (it reads nothing
    else). The console (`govflow console`, a process of its own) serves alice's inbox; its first page is
    fetched ``--samples`` times, one after the other (closed loop, one in flight), after 20 to warm up.
 2. Acts. ``--reviewers`` reviewers (support leads in a copy of the support-triage policy, each with a
-   console session) act at once, each on runs of its own parked at approval on the dev server with one
-   worker (`govflow worker`, a process of its own): each posts an approval and waits for the page with
-   the run's verdict before the next (closed loop, ``--reviewers`` in flight), ``--acts`` each. Every
-   verdict must be "accepted".
+   console session) act at once, each on runs of its own parked at approval on the dev server with
+   ``--workers`` workers (`govflow worker`, processes of their own): each posts an approval and waits for
+   the page with the run's verdict before the next (closed loop, ``--reviewers`` in flight), ``--acts``
+   each. A warm-up round first (one act each, not counted); then two rounds alternate the same acts
+   through the client API alone (the review Update, no console) with acts through the console, each
+   round's publishes drained before the next. Then one reviewer alone (closed loop, one in flight) for
+   the act's latency with nothing else in flight. Every verdict must be "accepted".
 
-Printed: min / median / p95 / max in ms, per part; targets p95 < 300 ms (inbox) and < 500 ms (act).
+Printed: min / median / p95 / max in ms, per part (targets p95 < 300 ms for the inbox and < 500 ms for an
+act), and the CPU each process group used while the console's acts ran (a share of one core), which
+shows what bounds the acts.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -120,6 +126,48 @@ def leads_app(settings: object, database_url: str) -> Registry:
     return registry
 
 
+def dev_server_pids() -> list[int]:
+    """The Temporal dev server's processes (the CLI's ``server start-dev``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"start-dev" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _postgres_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group of processes (postgres: every backend now)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group or (_postgres_pids() if name == "postgres" else []):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        out[name] = total
+    return out
+
+
 async def _process(environ: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "govflow", *args, env=environ,
@@ -145,7 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
                    BENCH_SOR_URL=dbs.sor_url)  # fmt: skip
     # The console and the worker in processes of their own, as they run in production.
     console = await _process(environ, "console")
-    worker = await _process(environ, "worker", "--app", "bench.console:leads_app")
+    workers = [await _process(environ, "worker", "--app", "bench.console:leads_app") for _ in range(args.workers)]
+    pids = {"console": [console.pid], "worker(s)": [w.pid for w in workers], "temporal dev server": dev_server_pids(),
+            "postgres": [], "this bench (client)": [os.getpid()]}  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=origin) as probe:
             for _ in range(300):
@@ -169,46 +219,65 @@ async def main_async(args: argparse.Namespace) -> None:
                     inbox_ms.append(took)
 
             tickets = list(dbs.tickets)
-            parked = await park(env, task_queue, tickets, args.reviewers * args.acts)
             leads = [f"lead{i:02d}" for i in range(args.reviewers)]
             sessions = {lead: await session_for(store, lead) for lead in leads}
+            csrfs = {lead: await store.pool.fetchval("SELECT csrf FROM console_sessions WHERE reviewer = $1", lead)
+                     for lead in leads}  # fmt: skip
+
+            async def console_act(lead: str, run_id: str, digest: str) -> float:
+                started = time.perf_counter()
+                answer = await http.post(
+                    f"/runs/{run_id}/actions/reply", cookies={"govflow_session": sessions[lead]},
+                    headers={"Origin": origin},
+                    data={"csrf": csrfs[lead], "verdict": "approve", "action_digest": digest, "reason": "bench"},
+                )  # fmt: skip
+                took = (time.perf_counter() - started) * 1000
+                assert "Accepted by the run" in answer.text, answer.text[:800]
+                return took
+
+            async def update_act(lead: str, run_id: str, digest: str) -> float:
+                started = time.perf_counter()
+                vote = ReviewRequest(verdict="approve", reviewer=lead, action_digest=digest, action_id="reply",
+                                     reason="bench")  # fmt: skip
+                outcome = await review(env.client, run_id, vote)
+                assert outcome.accepted, outcome
+                return (time.perf_counter() - started) * 1000
+
+            async def closed_loop(act: Any, runs: list[tuple[str, str]], in_flight: int, into: list[float]) -> None:
+                """``in_flight`` reviewers at once, each acting on its share of ``runs`` one after the other."""
+                share = len(runs) // in_flight
+
+                async def one(k: int) -> None:
+                    for run_id, digest in runs[k * share : (k + 1) * share]:
+                        into.append(await act(leads[k], run_id, digest))
+
+                await asyncio.gather(*(one(k) for k in range(in_flight)))
+                for run_id, _ in runs:  # their publishes drain before the next round starts
+                    await env.client.get_workflow_handle(run_id).result()
+
+            # Warm-up (not counted): one act per reviewer through the console (its Temporal client connects).
+            await closed_loop(console_act, await park(env, task_queue, tickets, args.reviewers), args.reviewers, [])
+            # Alternated rounds: the review Update alone (the client API, no console), then through the console.
             act_ms: list[float] = []
-
-            async def reviewer(k: int) -> None:
-                lead = leads[k]
-                csrf = await store.pool.fetchval("SELECT csrf FROM console_sessions WHERE reviewer = $1", lead)
-                for run_id, digest in parked[k * args.acts : (k + 1) * args.acts]:
-                    started = time.perf_counter()
-                    answer = await http.post(
-                        f"/runs/{run_id}/actions/reply", cookies={"govflow_session": sessions[lead]},
-                        headers={"Origin": origin},
-                        data={"csrf": csrf, "verdict": "approve", "action_digest": digest, "reason": "bench"},
-                    )  # fmt: skip
-                    act_ms.append((time.perf_counter() - started) * 1000)
-                    assert "Accepted by the run" in answer.text, answer.text[:800]
-
-            # The same acts through the client API (the review Update, no console), on runs of their own:
-            # what the run itself takes to answer, under the same load.
-            direct = await park(env, task_queue, tickets, args.reviewers * args.acts)
             direct_ms: list[float] = []
-
-            async def direct_reviewer(k: int) -> None:
-                for run_id, digest in direct[k * args.acts : (k + 1) * args.acts]:
-                    started = time.perf_counter()
-                    vote = ReviewRequest(verdict="approve", reviewer=leads[k], action_digest=digest, action_id="reply",
-                                         reason="bench")  # fmt: skip
-                    outcome = await review(env.client, run_id, vote)
-                    direct_ms.append((time.perf_counter() - started) * 1000)
-                    assert outcome.accepted, outcome
-
-            await asyncio.gather(*(direct_reviewer(k) for k in range(args.reviewers)))
-            for run_id, _ in direct:  # their publishes drain before the console's acts start
-                await env.client.get_workflow_handle(run_id).result()
-            started_all = time.perf_counter()
-            await asyncio.gather(*(reviewer(k) for k in range(args.reviewers)))
-            all_s = time.perf_counter() - started_all
+            busy: dict[str, float] = {}
+            all_s = 0.0
+            rounds = 2
+            per_round = args.reviewers * args.acts // rounds
+            for _ in range(rounds):
+                await closed_loop(update_act, await park(env, task_queue, tickets, per_round), args.reviewers,
+                                  direct_ms)  # fmt: skip
+                runs = await park(env, task_queue, tickets, per_round)
+                before, started_all = cpu_seconds(pids), time.perf_counter()
+                await closed_loop(console_act, runs, args.reviewers, act_ms)
+                all_s += time.perf_counter() - started_all
+                for name, used in cpu_seconds(pids).items():
+                    busy[name] = busy.get(name, 0.0) + used - before.get(name, 0.0)
+            # One reviewer at a time: the act's latency with nothing else in flight.
+            alone_ms: list[float] = []
+            await closed_loop(console_act, await park(env, task_queue, tickets, 20), 1, alone_ms)
     finally:
-        for proc in (console, worker):
+        for proc in (console, *workers):
             proc.terminate()
             await proc.wait()
         await env.shutdown()
@@ -220,7 +289,11 @@ async def main_async(args: argparse.Namespace) -> None:
         f"  act -> verdict shown, {args.reviewers} reviewers at once, {len(act_ms)} acts          {spread(act_ms)}"
         f"   (target p95 < 500; {all_s:.1f} s in all)"
     )
-    print(f"  the same acts through the client API (the Update alone)       {spread(direct_ms)}")  # fmt: skip
+    print(f"  the same acts through the client API (the Update alone)       {spread(direct_ms)}")
+    print(f"  act -> verdict shown, one reviewer at a time, {len(alone_ms)} acts          {spread(alone_ms)}")
+    print(f"  CPU while the console's acts ran ({all_s:.1f} s; {os.cpu_count()} cores), share of one core:")
+    for name, used in sorted(busy.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:<22} {used / all_s:6.0%}")
 
 
 def main() -> None:
@@ -229,6 +302,7 @@ def main() -> None:
     parser.add_argument("--reviewers", type=int, default=50)
     parser.add_argument("--acts", type=int, default=4)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (replicas of `govflow worker`)")
     asyncio.run(main_async(parser.parse_args()))
 
 
