@@ -17,19 +17,17 @@ from govflow.policies.engine import (
     Deny,
     Gate,
     NeedsApproval,
-    act_message,
     check_attempt,
     decide,
     decision_rule,
     escalate,
     quorum_met,
-    signed_act_problem,
-    signing_message,
 )
 from govflow.policies.errors import GovflowError
 from govflow.policies.loader import PolicyError, PolicyIssue, load_policy, parse_policy, policy_digest, policy_from_json
 from govflow.policies.model import Policy
 from govflow.policies.scope import ScopeResult, check_scope, record_images
+from govflow.policies.signing import act_message, signed_act_problem, signing_message
 from govflow.policies.stats import WindowCounts, WindowVerdict, evaluate_window, run_checks, wilson_interval
 
 __all__ = [

@@ -190,7 +190,8 @@ FIELDS: dict[str, Judge] = {
     "quality.window": "covered", "quality.window[].threshold": "covered", "quality.window[].method": "covered",
     "quality.window[].min_sample": "covered", "quality.window[].window": "covered",
     "stop_rules": "covered", "stop_rules[].when": "covered", "stop_rules[].action": "covered",
-    "identity.signed": "covered", "evidence.redact_fields": "covered",
+    "identity.signed": "covered", "evidence.redact_fields": "covered", "identity.passkey": "covered",
+    "identity.passkey_only": "covered", "identity.user_verification": "covered",
     "exceptions": "covered", "exceptions.handles": "covered", "exceptions.reviewers": "covered",
     "exceptions.roles": "covered", "exceptions.expires_after": "covered",
     # Authority: who someone is, what they may sign as, what a rule lets approvers delegate.
@@ -341,6 +342,16 @@ def diff(old: Policy, new: Policy) -> list[DiffLine]:
     a_sig, b_sig = set(old.identity.signed), set(new.identity.signed)
     for what, exposure in _sets("signed acts", a_sig, b_sig, "lowers"):
         out.append(DiffLine(section="identity", what=what, exposure=exposure))
+    a_id, b_id = old.identity, new.identity
+    for what, exposure in [
+        *_sets("acts a passkey may sign", a_id.passkey, b_id.passkey, "neutral"),
+        *_sets("acts only a passkey may sign", a_id.passkey_only, b_id.passkey_only, "lowers"),
+    ]:
+        out.append(DiffLine(section="identity", what=what, exposure=exposure))
+    if a_id.user_verification != b_id.user_verification:
+        looser: Exposure = "raises" if b_id.user_verification == "preferred" else "lowers"
+        uv = f"passkey user verification {a_id.user_verification} -> {b_id.user_verification}"
+        out.append(DiffLine(section="identity", what=uv, exposure=looser))
     if old.exceptions != new.exceptions:
         out.append(DiffLine(section="exceptions", what="exception route changed", exposure="neutral"))
     if old.evidence.redact_fields != new.evidence.redact_fields:

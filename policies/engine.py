@@ -6,21 +6,19 @@ and :class:`ApprovalAttempt`), so workflows can call them deterministically.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
-from govflow.policies.digest import canonical_json
-from govflow.policies.model import ActionRule, Compare, Escalation, Policy, SignedAct
+from govflow.policies.model import ActionRule, Compare, Escalation, Policy
 from govflow.policies.scope import check_scope, record_images
+from govflow.policies.signing import (
+    vote_signature_problem,
+)
 from govflow.policies.terms import WRITE_OPERATIONS, Risk
 
 
@@ -45,6 +43,7 @@ class Gate(_Frozen):
     signature_required: bool
     escalated: bool = False
     risk: Risk | None = Field(default=None, description="The rule's risk (gates recorded before it carried none).")
+    passkey: bool = Field(default=False, description="A passkey in the reviewer console may sign its approvals.")
 
 
 class Allow(_Frozen):
@@ -189,6 +188,7 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
         on_expiry=approval.on_expiry,
         signature_required=approval.signature_required or policy.signs("vote"),
         risk=rule.risk,
+        passkey=policy.passkey_signs("vote"),
     )
 
 
@@ -222,6 +222,8 @@ class ApprovalAttempt(_Frozen):
     at: datetime
     signature: str | None = Field(default=None, description="base64 Ed25519 signature")
     reason: str = ""
+    passkey: bool = Field(default=False, description="Signed with a passkey (checked before: passkey_problem).")
+    passkey_problem: str | None = Field(default=None, description="Why the passkey's assertion does not hold.")
 
 
 RefusalCode = Literal[
@@ -242,57 +244,6 @@ class AttemptOutcome(_Frozen):
     accepted: bool
     code: Literal["accepted"] | RefusalCode
     reason: str
-
-
-def signing_message(run_id: str, action_digest: str, verdict: str) -> bytes:
-    """The bytes a reviewer signs: bound to the run, the exact action and the verdict."""
-    return canonical_json(
-        {
-            "purpose": "govflow-approval-v1",
-            "run_id": run_id,
-            "action_digest": action_digest,
-            "verdict": verdict,
-        }
-    )
-
-
-def act_message(act: str, subject: str, **bound: str) -> bytes:
-    """The bytes a person signs for a human act other than a vote: the act, the run or rollout it
-    is for, and what pins it to one moment of it (so a signature cannot be replayed later)."""
-    return canonical_json({"purpose": f"govflow-{act}-v1", "subject": subject, **bound})
-
-
-def signed_act_problem(
-    policy: Policy, act: SignedAct, person_id: str, signature: str | None, message: bytes
-) -> str | None:
-    """Why ``act`` by ``person_id`` is refused for its signature, or None. Only where the policy
-    requires the act signed (``identity.signed``)."""
-    if not policy.signs(act):
-        return None
-    return signature_problem(policy, act, person_id, signature, message)
-
-
-def signature_problem(policy: Policy, act: str, person_id: str, signature: str | None, message: bytes) -> str | None:
-    """Why ``signature`` is not ``person_id``'s Ed25519 signature of ``message`` (an ``act``), or None."""
-    if not signature:
-        return (
-            f"the policy requires a signed {act}: sign it with {person_id}'s Ed25519 key "
-            "(the CLI's --key, or a key file in GOVFLOW_KEYS_DIR)"
-        )
-    person = policy.person(person_id)
-    if person is None:
-        return f"{person_id!r} is not in the policy's reviewers directory, so no signature can be checked"
-    if person.public_key is None:
-        return f"{person_id} has no public key in the policy, so no signature can be checked"
-    try:
-        raw = base64.b64decode(signature, validate=True)
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(person.public_key))
-        key.verify(raw, message)
-    except (binascii.Error, ValueError):
-        return "the signature is not valid base64 Ed25519"
-    except InvalidSignature:
-        return f"the signature does not verify with {person_id}'s public key for this {act}"
-    return None
 
 
 def _refuse(code: RefusalCode, reason: str) -> AttemptOutcome:
@@ -320,6 +271,8 @@ def check_attempt(
             "expired",
             f"the gate closed at {gate.expires_at.isoformat()}; the vote came at {attempt.at.isoformat()}",
         )
+    if attempt.passkey and attempt.passkey_problem:  # a passkey that does not hold is refused, whatever the verdict
+        return _refuse("signature_invalid", attempt.passkey_problem)
     if attempt.verdict == "reject":
         return AttemptOutcome(accepted=True, code="accepted", reason=f"{person.id} rejected {gate.action_id}")
     if attempt.action_digest != gate.action_digest:
@@ -342,27 +295,36 @@ def check_attempt(
     if person.id in set(approved_by):
         return _refuse("duplicate", f"{person.id} has already approved {gate.action_id}")
     if gate.signature_required:
-        if not attempt.signature:
-            return _refuse("signature_missing", f"rule {gate.rule} requires a signed approval")
-        problem = _signature_problem(person.public_key, attempt, run_id)
+        problem = _method_problem(policy, gate, attempt)
         if problem:
-            return _refuse("signature_invalid", problem)
+            return problem
+        if not attempt.passkey:
+            found = vote_signature_problem(
+                person.public_key, attempt.reviewer, attempt.signature, attempt.action_digest, attempt.verdict, run_id
+            )
+            if found:
+                return _refuse("signature_invalid", found)
     return AttemptOutcome(accepted=True, code="accepted", reason=f"{person.id} approved under rule {gate.rule}")
 
 
-def _signature_problem(public_key: str | None, attempt: ApprovalAttempt, run_id: str) -> str | None:
-    if public_key is None:
-        return f"{attempt.reviewer} has no public key in the policy, so no signature can be checked"
-    try:
-        signature = base64.b64decode(attempt.signature or "", validate=True)
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
-    except (binascii.Error, ValueError):
-        return "the signature is not valid base64 Ed25519"
-    message = signing_message(run_id, attempt.action_digest, attempt.verdict)
-    try:
-        key.verify(signature, message)
-    except InvalidSignature:
-        return f"the signature does not verify with {attempt.reviewer}'s public key for this action"
+def _method_problem(policy: Policy, gate: Gate, attempt: ApprovalAttempt) -> AttemptOutcome | None:
+    """A signed approval made the way the policy does not take for votes (identity.passkey, passkey_only)."""
+    by_passkey, by_key = policy.passkey_signs("vote"), policy.key_signs("vote")
+    if attempt.passkey and not by_passkey:
+        return _refuse("signature_invalid", f"rule {gate.rule}'s approvals are signed with Ed25519 keys, not passkeys")
+    if attempt.passkey:
+        return None
+    if attempt.signature and not by_key:
+        return _refuse(
+            "signature_missing",
+            f"rule {gate.rule} requires an approval signed with your passkey in the reviewer console "
+            "(identity.passkey_only: an Ed25519 key file does not do)",
+        )
+    if not attempt.signature:
+        how = "your passkey in the reviewer console, or an Ed25519 key (the CLI's --key)" if by_passkey else (
+            "an Ed25519 key (the CLI's --key)"
+        )  # fmt: skip
+        return _refuse("signature_missing", f"rule {gate.rule} requires a signed approval: sign it with {how}")
     return None
 
 

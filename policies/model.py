@@ -188,6 +188,25 @@ class Identity(Strict):
     """
 
     signed: tuple[SignedAct, ...] = Field(default=(), description="Acts refused unless signed.")
+    passkey: tuple[Literal["vote"], ...] = Field(
+        default=(),
+        description="Signed acts a reviewer may sign with a passkey in the reviewer console (a WebAuthn "
+        "assertion whose challenge is the act, checked by the run).",
+    )
+    passkey_only: tuple[Literal["vote"], ...] = Field(
+        default=(), description="Of those, the acts an Ed25519 key file may not sign: a passkey only."
+    )
+    user_verification: Literal["required", "preferred"] = Field(
+        default="required",
+        description="Whether a passkey's assertion must show the device verified its user (PIN, biometrics).",
+    )
+
+    @model_validator(mode="after")
+    def _only_among_passkey(self) -> Identity:
+        extra = [act for act in self.passkey_only if act not in self.passkey]
+        if extra:
+            raise ValueError(f"identity.passkey_only names {', '.join(extra)}, which identity.passkey does not")
+        return self
 
 
 class ExceptionRoute(Strict):
@@ -295,6 +314,14 @@ class Policy(Strict):
         """Whether the policy refuses ``act`` unless it is signed."""
         return act in self.identity.signed
 
+    def passkey_signs(self, act: str) -> bool:
+        """Whether a passkey (in the reviewer console) may sign ``act``."""
+        return act in self.identity.passkey
+
+    def key_signs(self, act: str) -> bool:
+        """Whether an Ed25519 key file may sign ``act`` (every signed act, unless identity.passkey_only)."""
+        return act not in self.identity.passkey_only
+
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.reviewers.people if p.id == person_id), None)
 
@@ -327,4 +354,8 @@ class Policy(Strict):
         for rule in doc["actions"]:
             if rule.get("approval") and rule["approval"].get("standing") is None:
                 rule["approval"].pop("standing", None)
+        identity = doc["identity"]
+        for key, unset in (("passkey", []), ("passkey_only", []), ("user_verification", "required")):
+            if identity.get(key) == unset:
+                identity.pop(key, None)
         return doc

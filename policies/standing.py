@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from govflow.policies.digest import canonical_json
-from govflow.policies.engine import AttemptOutcome, act_message, signature_problem
+from govflow.policies.engine import AttemptOutcome
 from govflow.policies.model import Policy
+from govflow.policies.signing import act_message, signature_problem
 
 LONGEST = timedelta(days=30)
 """The longest a standing approval may run."""

@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.grant_activities import GrantActivities
 from govflow.activities.notify_activities import NotifyActivities
+from govflow.activities.passkey_activities import PasskeyActivities
 from govflow.activities.registry import Registry
 from govflow.activities.rollout_activities import RolloutActivities
 from govflow.activities.run_activities import RunActivities
@@ -62,11 +63,12 @@ def build_worker(
     rollouts = RolloutActivities(registry, store, client)
     notices = NotifyActivities(registry, store, client, ui_url=ui_url, namespace=client.namespace, console=console)
     grants = GrantActivities(registry, store, client)
+    passkeys = PasskeyActivities(registry, store, client, console=console)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[VERSIONED.get(w, w) if deployment is not None else w for w in [*WORKFLOWS, *workflows]],
-        activities=[*runs.all(), *rollouts.all(), *notices.all(), *grants.all(), *extra_activities],
+        activities=[*runs.all(), *rollouts.all(), *notices.all(), *grants.all(), *passkeys.all(), *extra_activities],
         workflow_runner=workflow_runner(*passthrough),
         deployment_config=(
             WorkerDeploymentConfig(version=deployment, use_worker_versioning=True) if deployment is not None else None
@@ -94,6 +96,8 @@ def workflow_runner(*passthrough: str) -> SandboxedWorkflowRunner:
             "pydantic_core",
             "rfc8785",
             "yaml",
+            "webauthn",
+            "cbor2",
             "govflow",
             *passthrough,
         )

@@ -170,11 +170,13 @@ def judge_vote(
     live: bool,
     now: datetime,
     late: str = "",
+    passkey: str | bool | None = False,
 ) -> AttemptOutcome:
     """Judge one vote on ``state`` (the action it names, None if none) and apply it to the gates.
 
     ``live`` False: a shadow run writes nothing, so nothing in it is approved. ``late`` says what the
-    run was doing when a vote on an already decided action arrived (shown in the refusal).
+    run was doing when a vote on an already decided action arrived (shown in the refusal). ``passkey``:
+    False when the vote carries no passkey; else None when its assertion held, or why it does not.
     """
     gate_state = next((g for g in state.gates if g.status == "open"), None) if state and live else None
     if state is None:
@@ -199,6 +201,8 @@ def judge_vote(
         at=now,
         signature=review.signature,
         reason=review.reason,
+        passkey=passkey is not False,
+        passkey_problem=passkey if isinstance(passkey, str) else None,
     )
     # A gate open on several rules: the vote goes to the first open gate that accepts it.
     outcome = check_attempt(policy, gate_state.gate, attempt, run_id=run_id, approved_by=gate_state.approved_by)
@@ -217,7 +221,12 @@ def judge_vote(
 
 
 def vote_event(
-    review: Review, verdict: Verdict, outcome: AttemptOutcome, state: ActionState | None, via: Via
+    review: Review,
+    verdict: Verdict,
+    outcome: AttemptOutcome,
+    state: ActionState | None,
+    via: Via,
+    passkey: dict[str, Any] | None = None,
 ) -> ApprovalAttemptRecord:
     """The evidence of one vote, accepted or refused, with the reviewer's note and signature; a vote that
     names a console session came from the console (as the console says: #30's passkey acts prove it)."""
@@ -229,11 +238,12 @@ def vote_event(
         verdict=verdict,
         accepted=outcome.accepted,
         reason=outcome.reason if outcome.accepted else f"{outcome.code}: {outcome.reason}",
-        signed=review.signature is not None,
+        signed=review.signature is not None or passkey is not None,
         via="console" if session else via,
         note=review.reason,
         signature=review.signature,
         session=session,
+        passkey=passkey,
     )
 
 

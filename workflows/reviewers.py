@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.workflows.inputs import read
     from govflow.workflows.ledger import RETRY, RunLedger
     from govflow.workflows.notify import NotifyWorkflow
+    from govflow.workflows.passkey_votes import check_passkey
     from govflow.workflows.run_api import Review, ReviewRequest, RunInput
     from govflow.workflows.run_state import RunState
 
@@ -161,16 +162,26 @@ class Votes:
         s = self._s
         assert s.policy is not None
         state = approvals.find(s.actions, review)
+        passkey: str | bool | None = False
+        record: dict[str, Any] | None = None
+        proof = review.passkey if isinstance(review, ReviewRequest) else None
+        if proof is not None and state is not None and s.live and state.open:
+            digest = review.action_digest or state.digest
+            passkey, record = await check_passkey(
+                s.policy, self._run_id, review.reviewer, proof, digest, verdict, s.used_assertions
+            )
+            state = approvals.find(s.actions, review)  # as it is now, after the checks' activities
         judged = state is not None and s.live and state.open  # reaches a gate: a change, accepted or not
         late = s.phase in ("publishing", "finished")
         outcome = approvals.judge_vote(
             s.policy, state, review, verdict, run_id=self._run_id, live=s.live,
             now=workflow.now(), late=f"arrived after the run's decision, while {s.phase}" if late else "",
+            passkey=passkey if proof is not None and record is not None else False,
         )  # fmt: skip
         if judged:
             s.changes += 1
         self._show()
-        event = approvals.vote_event(review, verdict, outcome, state, via)
+        event = approvals.vote_event(review, verdict, outcome, state, via, record)
         if judged and not any(a.open for a in s.actions.values()) and self._ledger.idle:
             # The vote that closes the last gate: its row is committed with what follows at once (the
             # publish, or run_finished), one activity sooner than a commit of its own.

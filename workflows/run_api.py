@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.activities.evidence.records import Mode
 from govflow.policies import AttemptOutcome, act_message, digest
+from govflow.policies.passkeys import PasskeyProof
 from govflow.workflows.inputs import Note, PersonName, Token
 
 Outcome = Literal["published", "partial", "shadowed", "rejected", "refused", "exception"]
@@ -88,6 +89,9 @@ class ReviewRequest(Review):
         default=None,
         description="The reviewer console's session the act was sent from (recorded as the console says it; "
         "the reviewer chain's signed_in row names it).",
+    )
+    passkey: PasskeyProof | None = Field(
+        default=None, description="The reviewer's passkey signing this act (checked by the run, never trusted)."
     )
 
 

@@ -44,6 +44,8 @@ class RunState:
     """Admitted while no rollout ran: the fence's generation then."""
     console: str | None = None
     """The reviewer console's origin, as the opening activity gave it: the details link to its pages."""
+    used_assertions: set[str] = field(default_factory=set)
+    """The passkey assertions this run accepted: each signs an act once."""
 
     @property
     def live(self) -> bool:

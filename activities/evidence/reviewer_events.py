@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from govflow.activities.evidence.chain import Stream
 from govflow.activities.evidence.event import Event
 
@@ -33,6 +35,7 @@ class PasskeyEnrolled(ReviewerEvent):
     reviewer: str
     credential_id: str
     origin: str
+    public_key: str = Field(default="", description="The COSE public key, base64url: what checks its signatures.")
 
     def describe(self) -> str:
         return f"{self.reviewer} enrolled passkey {self.credential_id[:16]}… at {self.origin}"

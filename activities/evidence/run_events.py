@@ -195,6 +195,11 @@ class ApprovalAttemptRecord(ProjectedEvent):
     session: str | None = Field(
         default=None, description="via console: the signed-in session it came from (the reviewer chain's signed_in)."
     )
+    passkey: dict[str, Any] | None = Field(
+        default=None,
+        description="A passkey-signed vote: the proof as sent (the assertion, its nonce and acts), the credential "
+        "the run read, the counter, and whether user verification was required; evidence verify re-checks it.",
+    )
 
     def describe(self) -> str:
         signed = ", signed" if self.signed else ""

@@ -22,6 +22,7 @@ from govflow.activities.evidence.chain import (
 from govflow.activities.evidence.events import Event, ProjectedEvent, RunRecord, UnreadableEvent, parse_event
 from govflow.activities.evidence.failures import EvidenceConflictError, EvidenceGapError
 from govflow.activities.evidence.pool import create_pool
+from govflow.activities.evidence.signatures import enrolled_from, passkey_problems
 from govflow.activities.evidence.sql import queries
 from govflow.policies.standing import matches
 
@@ -362,7 +363,8 @@ class EvidenceStore:
         return by_stream, heads
 
     async def verify(self, stream: Stream, stream_id: str) -> VerifyReport:
-        """Recompute a stream's chain and, for a run, check its projections and run row."""
+        """Recompute a stream's chain and, for a run, check its projections, its run row and the passkey
+        signatures of its accepted votes (activities/evidence/signatures.py)."""
         q = self._q
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             rows = await conn.fetch(q["stream_events"], stream, stream_id)
@@ -379,6 +381,7 @@ class EvidenceStore:
                         problem=f"{bad['tbl']} row {bad['seq']} {bad['problem']}",
                     )
                 )
+            extra += await passkey_problems(stream_id, [dict(r) for r in rows], enrolled_from(self._pool))
             run = await conn.fetchrow(q["get_run"], stream_id)
             first = rows[0]
             if run is None:

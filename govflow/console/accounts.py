@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
+from webauthn.helpers import bytes_to_base64url
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.chain import EvidenceEvent
@@ -152,7 +153,9 @@ class Accounts:
                 "VALUES ($1, $2, $3, $4, now())",
                 credential_id, reviewer, public_key, sign_count,
             )  # fmt: skip
-        await self.record(reviewer, PasskeyEnrolled(reviewer=reviewer, credential_id=credential_id, origin=origin))
+        enrolled = PasskeyEnrolled(reviewer=reviewer, credential_id=credential_id, origin=origin,
+                                   public_key=bytes_to_base64url(public_key))  # fmt: skip
+        await self.record(reviewer, enrolled)
         return str(reviewer)
 
     async def credential(self, credential_id: str) -> Credential:
