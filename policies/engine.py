@@ -321,9 +321,10 @@ def _method_problem(policy: Policy, gate: Gate, attempt: ApprovalAttempt) -> Att
             "(identity.passkey_only: an Ed25519 key file does not do)",
         )
     if not attempt.signature:
-        how = "your passkey in the reviewer console, or an Ed25519 key (the CLI's --key)" if by_passkey else (
-            "an Ed25519 key (the CLI's --key)"
-        )  # fmt: skip
+        how = {
+            (True, True): "your passkey in the reviewer console, or an Ed25519 key (the CLI's --key)",
+            (True, False): "your passkey in the reviewer console (identity.passkey_only)",
+        }.get((by_passkey, by_key), "an Ed25519 key (the CLI's --key)")
         return _refuse("signature_missing", f"rule {gate.rule} requires a signed approval: sign it with {how}")
     return None
 

@@ -13,7 +13,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from govflow.activities.passkey_activities import CounterClaim, CredentialRequest, PasskeyActivities
     from govflow.policies import Policy, signing_message
-    from govflow.policies.passkeys import PasskeyProof, check_assertion
+    from govflow.policies.passkeys import PasskeyProof, act_leaf, check_assertion
     from govflow.workflows.ledger import RETRY
 
 _ACTIVITY = timedelta(seconds=30)
@@ -26,14 +26,15 @@ async def check_passkey(
     of it: the proof as sent, the credential as read, the counter, whether user verification was required."""
     require_uv = policy.identity.user_verification == "required"
     record: dict[str, Any] = {"proof": proof.model_dump(mode="json"), "user_verification_required": require_uv}
-    if proof.fingerprint in used:
+    message = signing_message(run_id, action_digest, verdict)
+    use = f"{proof.fingerprint}:{act_leaf(message)}"  # one touch may sign several acts of a run, each once
+    if use in used:
         return "this assertion was used already in this run: a passkey signs an act once", record
     credential = await workflow.execute_activity_method(
         PasskeyActivities.passkey_credential, CredentialRequest(reviewer=reviewer, credential_id=proof.credential_id),
         start_to_close_timeout=_ACTIVITY, retry_policy=RETRY,
     )  # fmt: skip
     record["credential"] = credential.model_dump(mode="json")
-    message = signing_message(run_id, action_digest, verdict)
     checked = check_assertion(proof, credential, message, reviewer, require_uv)
     record["counter"] = checked.counter
     if checked.problem is not None:
@@ -50,5 +51,5 @@ async def check_passkey(
                 "a copied authenticator, or an assertion sent again",
                 record,
             )
-    used.add(proof.fingerprint)
+    used.add(use)
     return None, record

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from govflow.activities.evidence import EvidenceStore
-from govflow.console import decide, review
+from govflow.console import decide, review, signing
 from govflow.console.accounts import AccountError
 from govflow.console.metrics import CONTENT_TYPE_LATEST
 from govflow.console.web import (
@@ -193,6 +193,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         Route("/", review.inbox_page),
         Route("/inbox/rows", review.inbox_rows),
         Route("/act", review.bulk, methods=["POST"]),
+        Route("/act/challenge", signing.bulk_challenge, methods=["POST"]),
+        Route("/runs/{run_id:path}/actions/{action_id}/challenge", signing.act_challenge, methods=["POST"]),
         # A run id may hold "/": it is the path up to the last two segments.
         Route("/runs/{run_id:path}/actions/{action_id}", decide.action_view),
         Route("/runs/{run_id:path}/actions/{action_id}", decide.act, methods=["POST"]),

@@ -16,6 +16,7 @@ from govflow.client import resolve as send_resolve
 from govflow.client import review as send_review
 from govflow.console.accounts import AccountError, Session
 from govflow.console.action import action_page, exception_page
+from govflow.console.signing import proof_of
 from govflow.console.web import console_of, form_of, page
 from govflow.policies import AttemptOutcome
 from govflow.workflows.run_api import ExceptionDecision, ReviewRequest
@@ -91,12 +92,16 @@ async def act(request: Request) -> Response:
         problem = reason_problem(reason)
     elif not isinstance(digest, str) or len(digest) != 64:
         problem = "the form names no action digest: reload the page"
+    proof = proof_of(form)
+    if isinstance(proof, str):
+        problem = problem or proof
     if problem:
         return await _action(request, session, not_sent(problem), status=400)
     assert isinstance(digest, str)
     assert isinstance(reason, str)
+    assert not isinstance(proof, str)
     sent = ReviewRequest(verdict=verdict, reviewer=session.reviewer, action_digest=digest, session=session.id,
-                         action_id=request.path_params["action_id"], reason=reason)  # fmt: skip
+                         action_id=request.path_params["action_id"], reason=reason, passkey=proof)  # fmt: skip
     outcome = await review_one(request, request.path_params["run_id"], sent)
     return await _action(request, session, outcome)
 

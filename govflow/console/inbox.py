@@ -69,6 +69,8 @@ class Waiting:
     escalated: bool = False
     risk: str = ""
     """The rule's risk (low, medium, high); empty for exceptions and for gates recorded without one."""
+    passkey: bool = False
+    """Its approvals are signed, and a passkey may sign them: the console asks for one with the act."""
 
     @property
     def path(self) -> str:
@@ -99,7 +101,7 @@ def _approval(row: Any, reviewer: str) -> Waiting | None:
         task=row["task"], task_version=row["task_version"], item_key=row["item_key"], requester=row["requester"],
         rule=row["rule"] or gate.rule, approvals=int(row["approvals"]), quorum=gate.quorum,
         eligible=tuple(sorted(eligible)), expires_at=expires_at, escalated=escalation is not None,
-        risk=gate.risk or "",
+        risk=gate.risk or "", passkey=gate.signature_required and gate.passkey,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from govflow.console.accounts import Session
 from govflow.console.decide import not_sent, reason_problem, review_one
 from govflow.console.inbox import Waiting, inbox
+from govflow.console.signing import proof_of
 from govflow.console.web import console_of, form_of, page
 from govflow.policies import AttemptOutcome
 from govflow.workflows.run_api import ReviewRequest
@@ -104,8 +105,9 @@ async def bulk(request: Request) -> Response:
     form = await form_of(request)
     verdict, reason = form.get("verdict"), form.get("reason", "")
     picks = _picks(form.getlist("pick"))
+    proof = proof_of(form)
     problem = "choose approve or reject" if verdict not in ("approve", "reject") else reason_problem(reason)
-    problem = problem or (picks if isinstance(picks, str) else "")
+    problem = problem or (picks if isinstance(picks, str) else "") or (proof if isinstance(proof, str) else "")
     if not problem and isinstance(picks, list):
         # One rule a gesture: the rules as the evidence says, never as the form does.
         rows = await console_of(request).store.pool.fetch(
@@ -122,11 +124,13 @@ async def bulk(request: Request) -> Response:
                     problem=not_sent(problem).reason)  # fmt: skip
     assert isinstance(verdict, str)
     assert isinstance(reason, str)
+    assert not isinstance(proof, str)
     gate = asyncio.Semaphore(_IN_FLIGHT)
 
     async def one(p: Picked) -> Decided:
         sent = ReviewRequest(verdict=verdict, reviewer=session.reviewer, action_id=p.action_id,
-                             action_digest=p.action_digest, reason=reason, session=session.id)  # fmt: skip
+                             action_digest=p.action_digest, reason=reason, session=session.id,
+                             passkey=proof)  # fmt: skip
         async with gate:
             outcome = await review_one(request, p.run_id, sent)
         return Decided(p, items.get((p.run_id, p.action_id), "?"), outcome)

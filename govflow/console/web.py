@@ -88,7 +88,7 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Resp
 
 def refused(request: Request, message: str, status: int = 400) -> Response:
     if request.headers.get("content-type", "").startswith("application/json") or request.url.path.endswith(
-        ("/options", "/verify")
+        ("/options", "/verify", "/challenge")
     ):
         return JSONResponse({"error": message}, status_code=status)
     return page(request, "message.html", status=status, title="Refused", message=message)

@@ -47,7 +47,45 @@ async function refresh(table) {
   }
 }
 
+// A signed act: the console's options make the act itself the challenge; the device signs it once (one
+// touch for all the selected acts of a bulk decision); the proof goes with the form to the run, which
+// checks it. Nothing here decides anything.
+async function sign(form, event) {
+  const picked = [...form.querySelectorAll("input[name=pick]:checked")];
+  const needed = form.dataset.always === "1" || picked.some((box) => box.dataset.signed === "1");
+  if (!needed) return;
+  event.preventDefault();
+  const status = form.querySelector(".status");
+  status.textContent = "";
+  const verdict = event.submitter.value;
+  const csrf = form.querySelector("input[name=csrf]").value;
+  const body = form.id === "bulk"
+    ? {verdict, picks: picked.map((box) => JSON.parse(box.value))}
+    : {verdict, action_digest: form.querySelector("input[name=action_digest]").value};
+  try {
+    const asked = await fetch(form.dataset.challenge, {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(body),
+    });
+    const answer = await asked.json();
+    if (!asked.ok) throw new Error(answer.error);
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(answer.options);
+    const credential = await navigator.credentials.get({publicKey});
+    form.querySelector("input[name=passkey]").value = JSON.stringify(
+      {assertion: credential.toJSON(), nonce: answer.nonce, acts: answer.acts});
+    const chosen = form.querySelector("input[name=verdict][type=hidden]");
+    chosen.value = verdict;
+    chosen.disabled = false;
+    form.submit();
+  } catch (error) {
+    status.textContent = error.message;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-challenge]").forEach((form) => {
+    form.addEventListener("submit", (event) => sign(form, event));
+  });
   const button = document.getElementById("passkey");
   if (button) button.addEventListener("click", () => ceremony(button.dataset.base, button.dataset.kind));
   const table = document.getElementById("inbox");
