@@ -111,7 +111,9 @@ async def _run(store: EvidenceStore, page: RunPage, check: bool) -> list[Any]:
     events (an AccountError when it has none)."""
     rows = await store.events("run", page.run_id)
     if not rows:
-        raise AccountError(f"there is no run {page.run_id}")
+        raise AccountError(
+            f"there is no run {page.run_id} (or none of its evidence is written yet: reload in a moment)"
+        )
     events = [parse_event(e["kind"], e["payload"]) for e in rows]
     page.started = next((e for e in events if isinstance(e, RunStarted)), None)
     read = next((e for e in events if isinstance(e, ContextRead)), None)

@@ -57,23 +57,32 @@ async def serving(database_url: str, **environ: str) -> AsyncIterator[Served]:
         await task
 
 
-async def authenticator(page: Any) -> None:
-    """A platform authenticator that verifies its user (DevTools' virtual one), for this page."""
+async def authenticator(page: Any) -> tuple[Any, str]:
+    """A platform authenticator that verifies its user (DevTools' virtual one), for this page: the DevTools
+    session and the authenticator's id (to change how it behaves)."""
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("WebAuthn.enable")
-    await cdp.send(
+    added = await cdp.send(
         "WebAuthn.addVirtualAuthenticator",
         {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
                      "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}},
     )  # fmt: skip
+    return cdp, str(added["authenticatorId"])
 
 
-async def signed_in(browser: Any, console: Served, reviewer: str) -> Any:
+async def enrolled(browser: Any, console: Served, reviewer: str) -> tuple[Any, Any, str]:
+    """A page of a new browser context where ``reviewer`` enrolled a passkey and is signed in; the DevTools
+    session and the id of its virtual authenticator."""
     page = await (await browser.new_context()).new_page()
-    await authenticator(page)
+    cdp, authenticator_id = await authenticator(page)
     await page.goto(console.enroll(reviewer))
     await page.get_by_role("button", name="Create my passkey").click()
     await page.get_by_role("heading", name="Waiting for you").wait_for()
+    return page, cdp, authenticator_id
+
+
+async def signed_in(browser: Any, console: Served, reviewer: str) -> Any:
+    page, _, _ = await enrolled(browser, console, reviewer)
     return page
 
 
