@@ -1,21 +1,30 @@
 """Passkey-signed acts in real Chromium (the DevTools virtual authenticator), against the dev server: the
 console asks the device to sign the act itself, the run checks the assertion. A signed approval publishes;
 one touch signs a bulk decision of 20 actions, 20 acts in 20 runs' evidence, each verifying alone; an
-assertion made at another origin, or without user verification, is refused by the run and recorded."""
+assertion made at another origin, or without user verification, is refused by the run and recorded. Real
+assertions held back from the browser's forms and sent by hand, as whoever got hold of them would, are
+refused wherever they do not belong: another run, verdict or bulk list, forged, replayed, an older
+counter, a revoked passkey; and an act sent with no assertion at all."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.client import review
 from govflow.examples.support_triage import example_registry, seed
+from govflow.policies import AttemptOutcome
+from govflow.policies.passkeys import PasskeyProof
 from govflow.workers.worker import build_worker
+from govflow.workflows.run_api import ReviewRequest
 from tests.helpers import eventually, start_run, wait_for
 from tests.integration.console_kit import Served, enrolled, serving
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
@@ -125,3 +134,102 @@ async def test_passkey_signed_acts_in_the_console(
         assert (await store.verify("run", row["run_id"])).ok, row["run_id"]
     refused = [r for r in rows if not r["accepted"]]
     assert [r["run_id"] for r in refused] == [elsewhere.id, elsewhere.id]
+
+
+async def captured(page: Any, path: str, click: Any) -> dict[str, str]:
+    """The form the page posts to ``path`` when ``click`` runs, held back (never sent): an assertion the
+    browser made, to send by hand as an attacker with it would."""
+    seen: dict[str, str] = {}
+
+    async def hold(route: Any) -> None:
+        if route.request.method == "POST" and route.request.url.endswith(path):
+            seen.update((k, v[-1]) for k, v in parse_qs(route.request.post_data or "").items())
+            await route.abort()
+        else:
+            await route.continue_()
+
+    await page.route("**/*", hold)
+    await click()
+    await eventually(lambda: asyncio.sleep(0, seen), lambda s: "passkey" in s)
+    await page.unroute("**/*", hold)
+    return seen
+
+
+async def test_a_real_assertion_is_refused_wherever_it_does_not_belong(
+    live_console: Served,
+    dev_server_env: WorkflowEnvironment,
+    store: EvidenceStore,
+    sor_url: str,
+    task_queue: str,
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    client, origin = dev_server_env.client, live_console.origin
+    registry = example_registry(sor_url, policy=passkey_policy())
+    worker = build_worker(client, task_queue, store, registry, console=origin,
+                          workflow_failure_exception_types=[Exception])  # fmt: skip
+    async with worker, playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        bob, _, _ = await enrolled(browser, live_console, "bob")
+        alice, _, _ = await enrolled(browser, live_console, "alice")
+        runs = {t: await start_run(client, task_queue, t) for t in ("T0001", "T0002", "T0005", "T0006", "T0007")}
+        churn = await start_run(client, task_queue, "T0003")  # its churn flag needs two leads
+        digests = {}
+        for ticket, handle in [*runs.items(), ("T0003", churn)]:
+            status = await wait_for(handle, lambda s: bool(s.pending))
+            digests[ticket] = {p.action_id: p.digest for p in status.pending}
+            await decided(store, handle.id)
+
+        async def proof_for(page: Any, ticket: str, action: str = "reply", button: str = "Sign and approve") -> str:
+            handle = churn if ticket == "T0003" else runs[ticket]
+            path = f"/runs/{handle.id}/actions/{action}"
+            await page.goto(origin + path)
+            return (await captured(page, path, page.get_by_role("button", name=button).click))["passkey"]
+
+        async def send(ticket: str, passkey: str | None, reviewer: str = "bob", verdict: str = "approve",
+                       action: str = "reply") -> AttemptOutcome:  # fmt: skip
+            handle = churn if ticket == "T0003" else runs[ticket]
+            proof = PasskeyProof.model_validate_json(passkey) if passkey else None
+            vote = ReviewRequest(reviewer=reviewer, action_id=action, action_digest=digests[ticket][action],
+                                 verdict=verdict, passkey=proof)  # type: ignore[arg-type]  # fmt: skip
+            return await review(client, handle.id, vote)
+
+        early = await proof_for(bob, "T0001")  # made first: a lower counter than what follows
+        for_two = await proof_for(bob, "T0002")
+        rejecting = await proof_for(bob, "T0005", button="Sign and reject")
+        alices = await proof_for(alice, "T0006")
+        await bob.goto(origin + "/")
+        await bob.get_by_label("select T0006 reply").check()
+        await bob.get_by_label("select T0007 reply").check()
+        two_acts = (await captured(bob, "/act", bob.get_by_role("button", name="Approve selected").click))["passkey"]
+
+        refused = {
+            "another run": (await send("T0001", for_two), "signed other acts"),
+            "another verdict": (await send("T0005", rejecting), "signed other acts"),
+            "a bulk list without the act": (await send("T0005", two_acts), "signed other acts"),
+            "no assertion, from the console's own code": (await send("T0005", None), "with your passkey"),
+        }
+        forged = json.loads(for_two)
+        forged["assertion"]["response"]["signature"] = json.loads(alices)["assertion"]["response"]["signature"]
+        refused["a forged assertion"] = (await send("T0002", json.dumps(forged)), "does not")
+        assert (await send("T0002", for_two)).accepted  # bob's own, for this act: accepted
+        refused["a counter that goes back"] = (await send("T0001", early), "counter went back")
+
+        # The same assertion twice into one run (a two-lead rule, so the action stays open after the first).
+        flag = await proof_for(bob, "T0003", action="flag-churn")
+        assert (await send("T0003", flag, action="flag-churn")).accepted
+        refused["the same assertion again"] = (await send("T0003", flag, action="flag-churn"), "used already")
+
+        # alice's passkey, revoked after she signed.
+        revoked = live_console.govflow("reviewers", "revoke", "alice", "--as", "omar", "--reason", "left")
+        assert revoked.returncode == 0, revoked.stderr
+        refused["a revoked passkey"] = (await send("T0006", alices, reviewer="alice"), "revoked by omar (left)")
+        for name, (outcome, says) in refused.items():
+            assert not outcome.accepted, name
+            assert says in outcome.reason, (name, outcome.reason)
+        await browser.close()
+        assert (await runs["T0002"].result()).outcome == "published"
+        for ticket in ("T0001", "T0005", "T0006", "T0007"):
+            await runs[ticket].terminate("test over")
+        await churn.terminate("test over")
+    recorded = await store.pool.fetchval("SELECT count(*) FROM approval_attempts WHERE NOT accepted")
+    assert recorded == len(refused)
