@@ -130,6 +130,8 @@ def audit(policy: Policy) -> list[AuditLine]:
         )
     )
 
+    lines.append(_impersonation(policy))
+
     windows = {w.name: w for w in policy.quality.window}
     stops = [
         f"{s.when} ({windows[s.when].metric}, min sample {windows[s.when].min_sample}) -> {s.action}"
@@ -265,3 +267,31 @@ def audit(policy: Policy) -> list[AuditLine]:
 
 def blocking(lines: list[AuditLine]) -> bool:
     return any(line.status == "blocking" for line in lines)
+
+
+def _impersonation(policy: Policy) -> AuditLine:
+    """Whether whoever controls the reviewer console (or the Temporal API) can approve in a reviewer's name:
+    only an approval signed by the reviewer's own key or passkey, checked by the run, rules it out."""
+    question = "Can the reviewer console, or anyone who controls it, approve in a reviewer's name?"
+    gated = [r for r in policy.actions if r.approval is not None and r.deny is None]
+    unsigned = [r for r in gated if not (r.approval and r.approval.signature_required) and not policy.signs("vote")]
+    risky = [f"{r.risk}-risk rule {r.name}" for r in unsigned if r.risk in ("high", "medium")]
+    if risky:
+        return AuditLine(
+            question=question, status="gap",
+            detail=f"yes: approvals are unsigned for {', '.join(risky)}: a console, or anyone who can send Temporal "
+            "updates, can vote as any reviewer (sign votes: identity.signed [vote], identity.passkey [vote])",
+        )  # fmt: skip
+    if not gated:
+        return AuditLine(question=question, status="ok", detail="no rule waits for approval")
+    how = (
+        "a passkey only (identity.passkey_only): each approval is an assertion of the reviewer's own device over "
+        "that act, checked by the run"
+        if not policy.key_signs("vote")
+        else "the reviewer's passkey or Ed25519 key file, checked by the run; the console holds neither"
+        if policy.passkey_signs("vote")
+        else "the reviewer's Ed25519 key file, checked by the run; the console holds none"
+    )
+    low = [r.name for r in unsigned]
+    detail = f"no: every signed approval needs {how}" + (f"; unsigned low-risk rules: {', '.join(low)}" if low else "")
+    return AuditLine(question=question, status="ok", detail=detail)

@@ -202,7 +202,7 @@ class ApprovalAttemptRecord(ProjectedEvent):
     )
 
     def describe(self) -> str:
-        signed = ", signed" if self.signed else ""
+        signed = ", signed by passkey" if self.passkey else ", signed" if self.signed else ""
         verdict = "accepted" if self.accepted else "REFUSED"
         via = f"console session {self.session}" if self.session else self.via
         vote = f"{self.reviewer} voted {self.verdict} on {self.action_id} via {via}{signed}"

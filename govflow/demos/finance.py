@@ -30,6 +30,7 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.checkpoint import public_text
 from govflow.activities.registry import Registry
 from govflow.client import admit, resolve, review, run_status, running_rollout, start_rollout
+from govflow.demos.browser import console_reviewer, why_not
 from govflow.demos.triage import Driver, ui_link
 from govflow.examples import invoice_matching
 from govflow.examples.support_triage import Knob
@@ -119,7 +120,7 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
         await drive.stream(take(SHADOW_ITEMS), "1. shadow", stop=promoted)
         await drive.wait_for(lambda s: s.stage == "pilot", "pilot (its shadow gate)", seconds=90)
         print("  gate passed: promoted to pilot (50% live); every payment waits for signed approval")
-        await show.two_person_approval(invoices, cursor)
+        await show.two_person_approval(invoices, cursor, settings, store)
         await show.outside_the_pilot()
         await show.exceptions()
         await drive.stream(take(PILOT_ITEMS), "2. pilot")
@@ -196,9 +197,13 @@ class Showcase:
         outcome = await review(self.client, run_id, request)
         return f"{'accepted' if outcome.accepted else 'refused'} ({outcome.reason})"
 
-    async def two_person_approval(self, invoices: list[str], start: int) -> None:
+    async def two_person_approval(
+        self, invoices: list[str], start: int, settings: Settings, store: EvidenceStore
+    ) -> None:
         """A large invoice the pilot pays for real, keyed in by dana: she may not approve her own run.
-        It is taken out of ``invoices`` (those from ``start`` on are not yet streamed)."""
+        It is taken out of ``invoices`` (those from ``start`` on are not yet streamed). erik signs his
+        approval with a passkey in the reviewer console (where the machine has a browser to drive), farah
+        with her Ed25519 key file, as the CLI does."""
         key = None
         for candidate in invoices[start:]:
             if Decimal(self.example.routine_amount(int(candidate[4:]))) <= 10_000:
@@ -218,11 +223,20 @@ class Showcase:
         amount = Decimal(pending.fields["amount"])
         print(f"  {key}: a payment of {amount:,} {pending.fields['currency']} to {pending.fields['vendor_id']}, "
               f"keyed in by dana, needs {gate.quorum} signed approvals from {', '.join(gate.eligible)}")  # fmt: skip
-        for reviewer in ("dana", "erik", "farah"):
-            print(f"    {reviewer} signs an approval: {await self._vote(run_id, reviewer, pending.digest)}")
+        print(f"    dana signs an approval: {await self._vote(run_id, 'dana', pending.digest)}")
+        cannot = why_not(settings)
+        if cannot:
+            print(f"    ({cannot}: erik signs with his key file, not his passkey in the console)")
+            print(f"    erik signs an approval: {await self._vote(run_id, 'erik', pending.digest)}")
+        else:
+            async with console_reviewer(settings, store, "erik") as erik:
+                shown = await erik.approve(run_id, pending.action_id)
+            print(f"    erik signs an approval with his passkey, in the reviewer console: {shown}")
+        print(f"    farah signs an approval with her key file: {await self._vote(run_id, 'farah', pending.digest)}")
         result = await self._result(run_id)
         if result.outcome == "published":
             print(f"    -> published: PAY-{key} scheduled only after the second signed approval")
+            print(f"    evidence: .venv/bin/govflow evidence show {run_id}  (verify re-checks the passkey)")
         else:
             print(f"    -> {result.outcome}: {result.reason}")
 

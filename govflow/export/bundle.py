@@ -184,10 +184,13 @@ def _md_run(run: dict[str, Any], level: str = "##") -> list[str]:
     votes = [e for e in events if isinstance(e, ApprovalAttemptRecord)]
     writes = [e for e in events if isinstance(e, TouchedRecord)]
     if votes:
-        lines += ["Approvals:", "", "| reviewer | verdict | action | accepted | reason |", "|---|---|---|---|---|"]
+        lines += [
+            "Approvals:", "", "| reviewer | verdict | action | accepted | signed with | reason |",
+            "|---|---|---|---|---|---|",
+        ]  # fmt: skip
         for v in votes:
             lines.append(
-                f"| {v.reviewer} | {v.verdict} | {v.action_id} | {'yes' if v.accepted else 'no'} | "
+                f"| {v.reviewer} | {v.verdict} | {v.action_id} | {'yes' if v.accepted else 'no'} | {_signed_with(v)} | "
                 f"{v.reason.replace('|', '/')} |"
             )
         lines.append("")
@@ -198,6 +201,17 @@ def _md_run(run: dict[str, Any], level: str = "##") -> list[str]:
             lines.append(f"| {w.system}/{w.resource} {w.record_id} | {w.mode} | {change} |")
         lines.append("")
     return [*lines, "Timeline:", "", *_md_events(run["events"]), ""]
+
+
+def _signed_with(vote: ApprovalAttemptRecord) -> str:
+    """How a vote was signed: a passkey (its credential id, where it was made), an Ed25519 key, or not."""
+    if vote.passkey:
+        credential = vote.passkey.get("credential") or {}
+        where = ", ".join(credential.get("origins") or []) or "no origin"
+        return f"passkey `{str(credential.get('credential_id', ''))[:16]}…` ({where})"
+    if vote.signature:
+        return "Ed25519 key"
+    return "unsigned" + (f" (console session {vote.session})" if vote.session else "")
 
 
 def markdown(b: dict[str, Any]) -> str:

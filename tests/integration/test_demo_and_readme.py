@@ -163,8 +163,9 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         for line in (
             "gate passed: promoted to pilot",
             "dana signs an approval: refused (dana requested this run and cannot approve its actions",
-            "erik signs an approval: accepted (erik approved under rule large-payment)",
-            "farah signs an approval: accepted (farah approved under rule large-payment)",
+            "erik signs an approval with his passkey, in the reviewer console: Accepted by the run: erik approved "
+            "under rule large-payment",
+            "farah signs an approval with her key file: accepted (farah approved under rule large-payment)",
             "scheduled only after the second signed approval",
             "refused: schedule-payment: record is outside grant payments: its vendor_id is 'V011'",
             "waits on the exception route: incomplete_input: nothing has been received",
@@ -175,6 +176,13 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         ):
             assert line in out, (line, out)
         assert "Traceback" not in demo.stderr
+        # erik's passkey signature is in the evidence, and verify re-checks it.
+        paid = re.search(r"evidence: \.venv/bin/govflow evidence show (\S+)", out).group(1)  # type: ignore[union-attr]
+        shown = _govflow(env, "evidence", "show", paid)
+        erik = r"erik voted approve on schedule-payment via console session \w+, signed by passkey: accepted"
+        assert re.search(erik, shown.stdout), shown.stdout
+        verified = _govflow(env, "evidence", "verify", paid)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
         status = _govflow(env, "stack", "status").stdout
         assert "running" in status.split("worker")[1].split("\n")[0]
         assert "running" in status.split("console")[1].split("\n")[0]
