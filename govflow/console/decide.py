@@ -5,7 +5,7 @@ verdict, accepted or refused with its reason, never a guess of the console's."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -15,13 +15,15 @@ from temporalio.service import RPCError
 from govflow.client import resolve as send_resolve
 from govflow.client import review as send_review
 from govflow.console.accounts import AccountError, Session
-from govflow.console.action import action_page, exception_page
+from govflow.console.action import RunPage, action_page, exception_page
 from govflow.console.signing import proof_of
 from govflow.console.web import console_of, form_of, page
 from govflow.policies import AttemptOutcome
 from govflow.workflows.run_api import ExceptionDecision, ReviewRequest
 
 MAX_REASON = 2000
+Loader = Callable[[bool], Awaitable[RunPage]]
+"""A run's page, read with (True) or without (False) its chain verified and its earlier runs."""
 
 
 def not_sent(problem: str) -> AttemptOutcome:
@@ -63,20 +65,45 @@ async def _session(request: Request) -> Session | None:
     return await console_of(request).session(request)
 
 
-async def action_view(request: Request) -> Response:
-    session = await _session(request)
-    if session is None:
-        return RedirectResponse("/signin", status_code=303)
-    return await _action(request, session, None)
+async def _render(request: Request, session: Session, template: str, load: Loader, verdict: AttemptOutcome | None,
+                  status: int = 200) -> Response:  # fmt: skip
+    """A run's page (an action's or its exception's); the answer to an act shows it without re-verifying."""
+    try:
+        shown = await load(verdict is None)
+    except AccountError as exc:
+        return _not_found(request, session, exc, verdict)
+    return page(request, template, status=status, session=session, page=shown, verdict=verdict)
 
 
 async def _action(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
     run_id, action_id = request.path_params["run_id"], request.path_params["action_id"]
-    try:
-        shown = await action_page(console_of(request).store, run_id, action_id, check=verdict is None)
-    except AccountError as exc:
-        return _not_found(request, session, exc, verdict)
-    return page(request, "action.html", status=status, session=session, page=shown, verdict=verdict)
+
+    def load(check: bool) -> Awaitable[RunPage]:
+        return action_page(console_of(request).store, run_id, action_id, check=check)
+
+    return await _render(request, session, "action.html", load, verdict, status)
+
+
+async def _exception(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
+    def load(check: bool) -> Awaitable[RunPage]:
+        return exception_page(console_of(request).store, request.path_params["run_id"], check=check)
+
+    return await _render(request, session, "exception.html", load, verdict, status)
+
+
+async def action_view(request: Request) -> Response:
+    return await _view(request, _action)
+
+
+async def exception_view(request: Request) -> Response:
+    return await _view(request, _exception)
+
+
+async def _view(request: Request, render: Callable[[Request, Session, None], Awaitable[Response]]) -> Response:
+    session = await _session(request)
+    if session is None:
+        return RedirectResponse("/signin", status_code=303)
+    return await render(request, session, None)
 
 
 async def act(request: Request) -> Response:
@@ -104,21 +131,6 @@ async def act(request: Request) -> Response:
                          action_id=request.path_params["action_id"], reason=reason, passkey=proof)  # fmt: skip
     outcome = await review_one(request, request.path_params["run_id"], sent)
     return await _action(request, session, outcome)
-
-
-async def exception_view(request: Request) -> Response:
-    session = await _session(request)
-    if session is None:
-        return RedirectResponse("/signin", status_code=303)
-    return await _exception(request, session, None)
-
-
-async def _exception(request: Request, session: Session, verdict: AttemptOutcome | None, status: int = 200) -> Response:
-    try:
-        shown = await exception_page(console_of(request).store, request.path_params["run_id"], check=verdict is None)
-    except AccountError as exc:
-        return _not_found(request, session, exc, verdict)
-    return page(request, "exception.html", status=status, session=session, page=shown, verdict=verdict)
 
 
 async def resolve(request: Request) -> Response:

@@ -100,3 +100,11 @@ async def screenshot(page: Any, name: str, into: Path) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         (SCREENSHOTS / shot.name).write_bytes(shot.read_bytes())
     return shot
+
+
+def console_worker(client: Any, task_queue: str, store: Any, registry: Any, console: Served) -> Any:
+    """A worker whose runs link to ``console`` and check passkeys against its origin (bugs fail at once)."""
+    from govflow.workers.worker import build_worker
+
+    return build_worker(client, task_queue, store, registry, console=console.origin,
+                        workflow_failure_exception_types=[Exception])  # fmt: skip

@@ -13,9 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.workers.worker import build_worker
 from tests.helpers import start_run, wait_for
-from tests.integration.console_kit import Served, screenshot, signed_in
+from tests.integration.console_kit import Served, console_worker, screenshot, signed_in
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 
 pytestmark = [
@@ -34,8 +33,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
 ) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     client, origin = dev_server_env.client, live_console.origin
-    worker = build_worker(client, task_queue, store, registry, console=origin,
-                          workflow_failure_exception_types=[Exception])  # fmt: skip
+    worker = console_worker(client, task_queue, store, registry, live_console)
     async with worker:
         unhappy = await start_run(client, task_queue, "T0003")  # a reply (medium risk) and a churn flag (high)
         invoice = await start_run(client, task_queue, "T0005")  # a reply

@@ -23,10 +23,9 @@ from govflow.client import review
 from govflow.examples.support_triage import example_registry, seed
 from govflow.policies import AttemptOutcome
 from govflow.policies.passkeys import PasskeyProof
-from govflow.workers.worker import build_worker
 from govflow.workflows.run_api import ReviewRequest
 from tests.helpers import eventually, start_run, wait_for
-from tests.integration.console_kit import Served, enrolled, serving
+from tests.integration.console_kit import Served, console_worker, enrolled, serving
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 from tests.workflows.test_passkey_votes import passkey_policy
 
@@ -62,8 +61,7 @@ async def test_passkey_signed_acts_in_the_console(
     finally:
         await conn.close()
     registry = example_registry(sor_url, policy=passkey_policy())
-    worker = build_worker(client, task_queue, store, registry, console=origin,
-                          workflow_failure_exception_types=[Exception])  # fmt: skip
+    worker = console_worker(client, task_queue, store, registry, live_console)
     tickets = iter(ONE_REPLY)
     async with worker, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -165,8 +163,7 @@ async def test_a_real_assertion_is_refused_wherever_it_does_not_belong(
     playwright_api = pytest.importorskip("playwright.async_api")
     client, origin = dev_server_env.client, live_console.origin
     registry = example_registry(sor_url, policy=passkey_policy())
-    worker = build_worker(client, task_queue, store, registry, console=origin,
-                          workflow_failure_exception_types=[Exception])  # fmt: skip
+    worker = console_worker(client, task_queue, store, registry, live_console)
     async with worker, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         bob, _, _ = await enrolled(browser, live_console, "bob")

@@ -5,6 +5,9 @@ and records, everything else. ``evidence verify`` re-checks each accepted signat
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -206,3 +209,8 @@ async def test_evidence_verify_catches_an_edited_assertion_even_after_a_consiste
     (problem,) = report.problems
     assert problem.seq == target["seq"]
     assert f"approval_attempt {target['seq']}: bob's passkey signature does not verify" in problem.problem
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    done = subprocess.run([sys.executable, "-m", "govflow", "evidence", "verify", handle.id], capture_output=True,
+                          text=True, timeout=60, env={**environ, "GOVFLOW_DATABASE_URL": database_url})  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"approval_attempt {target['seq']}: bob's passkey signature does not verify" in done.stdout + done.stderr
