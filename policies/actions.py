@@ -53,3 +53,7 @@ class RunContext(BaseModel):
     record: dict[str, Any] | None = Field(
         default=None, description="The record's current values, for grants that filter records."
     )
+    reads: dict[str, tuple[dict[str, Any], ...]] = Field(
+        default_factory=dict,
+        description="The records the run read, by resource: for separation of duties from the data (not_by).",
+    )

@@ -131,6 +131,7 @@ def audit(policy: Policy) -> list[AuditLine]:
     )
 
     lines.append(_impersonation(policy))
+    lines.append(_duties_from_data(policy))
 
     windows = {w.name: w for w in policy.quality.window}
     stops = [
@@ -295,3 +296,19 @@ def _impersonation(policy: Policy) -> AuditLine:
     low = [r.name for r in unsigned]
     detail = f"no: every signed approval needs {how}" + (f"; unsigned low-risk rules: {', '.join(low)}" if low else "")
     return AuditLine(question=question, status="ok", detail=detail)
+
+
+def _duties_from_data(policy: Policy) -> AuditLine:
+    """Whether high-risk approvals keep out the people the records name (who ordered, who created), not
+    only the run's requester: the first segregation-of-duties test an auditor runs."""
+    question = "Do high-risk approvals keep out the people the records name (approval.not_by)?"
+    high = [r for r in policy.actions if r.risk == "high" and r.approval is not None]
+    drawn = [f"{r.name}: not by {', '.join(r.approval.not_by)}" for r in high if r.approval and r.approval.not_by]
+    missing = [r.name for r in high if r.approval is not None and not r.approval.not_by]
+    if missing:
+        return AuditLine(
+            question=question, status="gap",
+            detail=f"{', '.join(missing)} keep(s) out the requester only: name the record fields whose people may "
+            "not approve (e.g. purchase_order.requested_by)" + (f"; {'; '.join(drawn)}" if drawn else ""),
+        )  # fmt: skip
+    return AuditLine(question=question, status="ok", detail="; ".join(drawn) or "no high-risk approvals")

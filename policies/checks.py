@@ -69,6 +69,15 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
         if rule.approval is None:
             continue
         ap = rule.approval
+        for k, name in enumerate(ap.not_by):
+            resource = name.split(".", 1)[0]
+            readable = {g.resource for g in policy.grants if "read" in g.operations} | {m.resource}
+            if resource not in readable:
+                problems.append((
+                    (*at, "approval", "not_by", k),
+                    f"{name}: no grant lets a run read {resource} records, and the rule does not cover {resource} "
+                    f"(readable: {', '.join(sorted(r for r in readable if r)) or 'none'})",
+                ))  # fmt: skip
         known_people(ap.reviewers, (*at, "approval", "reviewers"))
         known_roles(ap.roles, (*at, "approval", "roles"))
         eligible = policy.eligible(ap.reviewers, ap.roles)

@@ -92,6 +92,7 @@ def _rule(old: ActionRule, new: ActionRule, policy_old: Policy, policy_new: Poli
             out.append((f"signature {'required' if on else 'no longer required'}", "lowers" if on else "raises"))
         if a.on_expiry != b.on_expiry:
             out.append((f"on expiry {a.on_expiry} -> {b.on_expiry}", "neutral"))
+        out += _sets("kept out by the data (not_by)", a.not_by, b.not_by, "lowers")
     if old.risk != new.risk:
         out.append((f"risk {old.risk} -> {new.risk}", "neutral"))
     return out
@@ -183,7 +184,7 @@ FIELDS: dict[str, Judge] = {
     "actions[].approval.quorum": "covered", "actions[].approval.separation_of_duties": "covered",
     "actions[].approval.expires_after": "covered", "actions[].approval.on_expiry": "covered",
     "actions[].approval.on_expiry.to_role": "covered", "actions[].approval.on_expiry.expires_after": "covered",
-    "actions[].approval.signature_required": "covered",
+    "actions[].approval.signature_required": "covered", "actions[].approval.not_by": "covered",
     "rollout.stages": "covered", "rollout.stages[].live_fraction": "covered", "rollout.stages[].min_runs": "covered",
     "rollout.stages[].min_duration": "covered", "rollout.stages[].gate": "covered",
     "rollout.stages[].promoters": "covered", "rollout.required": "covered",

@@ -44,6 +44,13 @@ class Gate(_Frozen):
     escalated: bool = False
     risk: Risk | None = Field(default=None, description="The rule's risk (gates recorded before it carried none).")
     passkey: bool = Field(default=False, description="A passkey in the reviewer console may sign its approvals.")
+    excluded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Who may not approve by the data (approval.not_by), with why: the field and its value.",
+    )
+    unchecked: tuple[str, ...] = Field(
+        default=(), description="not_by fields this run read no record for: nobody may approve until it is known."
+    )
 
 
 class Allow(_Frozen):
@@ -152,7 +159,9 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
     gates = tuple(make_gate(policy, rule, action, ctx, digest=bound) for rule in approving)
     if gates:
         need = "; ".join(f"{rule_label(g)} (rule {g.rule}, until {g.expires_at.isoformat()})" for g in gates)
-        return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}")
+        data = [f"not {p}: {why}" for g in gates for p, why in g.excluded.items()]
+        data += [f"{f} not read: nobody can be cleared" for g in gates for f in g.unchecked]
+        return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}" + "".join(f"; {d}" for d in data))
     if not matching and action.operation in WRITE_OPERATIONS:
         return Deny(
             rule="no-rule",
@@ -174,6 +183,7 @@ def rule_label(gate: Gate) -> str:
 def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext, *, digest: str | None = None) -> Gate:
     approval = rule.approval
     assert approval is not None
+    excluded, unchecked = not_by(approval.not_by, action, ctx)
     return Gate(
         rule=rule.name,
         action_id=action.action_id,
@@ -189,7 +199,30 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
         signature_required=approval.signature_required or policy.signs("vote"),
         risk=rule.risk,
         passkey=policy.passkey_signs("vote"),
+        excluded=excluded,
+        unchecked=unchecked,
     )
+
+
+def not_by(fields: Iterable[str], action: Action, ctx: RunContext) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Who the data excludes from approving (person -> the field and value that excludes them), and the
+    fields the run read no record for. A field is ``resource.field`` of the records the run read, or of
+    the action's own record (as the run read it, or as the action writes it)."""
+    excluded: dict[str, str] = {}
+    unchecked: list[str] = []
+    for name in fields:
+        resource, field = name.split(".", 1)
+        records = list(ctx.reads.get(resource, ()))
+        if action.resource == resource:
+            records += [r for r in (ctx.record, action.fields) if r]
+        if not any(field in r for r in records):
+            unchecked.append(name)
+            continue
+        for record in records:
+            person = record.get(field)
+            if isinstance(person, str) and person and person not in excluded:
+                excluded[person] = f"{name} is {person}"
+    return excluded, tuple(unchecked)
 
 
 def escalate(policy: Policy, gate: Gate, now: datetime) -> Gate | None:
@@ -291,6 +324,17 @@ def check_attempt(
         return _refuse(
             "separation_of_duties",
             f"{person.id} requested this run and cannot approve its actions (separation of duties)",
+        )
+    if person.id in gate.excluded:
+        return _refuse(
+            "separation_of_duties",
+            f"{person.id} may not approve under rule {gate.rule}: {gate.excluded[person.id]} (separation of duties)",
+        )
+    if gate.unchecked:
+        return _refuse(
+            "separation_of_duties",
+            f"rule {gate.rule} keeps {', '.join(gate.unchecked)} from approving, and this run read no such record: "
+            "nobody can be cleared to approve",
         )
     if person.id in set(approved_by):
         return _refuse("duplicate", f"{person.id} has already approved {gate.action_id}")

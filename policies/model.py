@@ -7,12 +7,13 @@ ships. See ``policies/examples/`` for two complete ones.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -132,6 +133,13 @@ class Escalation(Strict):
     expires_after: Duration
 
 
+RecordField = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max_length=120),
+]
+"""A field of a resource's records: ``resource.field``."""
+
+
 class Approval(Strict):
     reviewers: tuple[Name, ...] = Field(default=(), description="Named people who may approve.")
     roles: tuple[Name, ...] = Field(default=(), description="Roles whose members may approve.")
@@ -146,6 +154,11 @@ class Approval(Strict):
         default=None,
         description="May its approvers grant a bounded standing approval for a class of these actions? "
         "Unset: yes, unless the rule is high risk.",
+    )
+    not_by: tuple[RecordField, ...] = Field(
+        default=(),
+        description="Separation of duties from the data: fields (resource.field) of the records the run read, "
+        "or the action's own record, whose person may not approve, e.g. purchase_order.requested_by.",
     )
 
     @model_validator(mode="after")
@@ -354,6 +367,8 @@ class Policy(Strict):
         for rule in doc["actions"]:
             if rule.get("approval") and rule["approval"].get("standing") is None:
                 rule["approval"].pop("standing", None)
+            if rule.get("approval") and not rule["approval"].get("not_by"):
+                rule["approval"].pop("not_by", None)
         identity = doc["identity"]
         for key, unset in (("passkey", []), ("passkey_only", []), ("user_verification", "required")):
             if identity.get(key) == unset:

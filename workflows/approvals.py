@@ -111,9 +111,16 @@ def decide_proposal(
     record is the one the run read, for record filters."""
     checks = run_checks(policy, proposal.scores)
     made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
+    reads = list(reads)
     by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
+    by_resource: dict[str, tuple[dict[str, Any], ...]] = {}
+    for r in reads:
+        if r.values is not None:
+            by_resource[r.resource] = (*by_resource.get(r.resource, ()), dict(r.values))
     contexts = {
-        a.action_id: ctx.model_copy(update={"record": by_record.get((a.system, a.resource, a.record_id or ""))})
+        a.action_id: ctx.model_copy(
+            update={"record": by_record.get((a.system, a.resource, a.record_id or "")), "reads": by_resource}
+        )
         for a in proposal.actions
     }
     states, decisions = decide_actions(policy, policy_digest, proposal.actions, contexts)

@@ -94,6 +94,8 @@ def _approval(row: Any, reviewer: str) -> Waiting | None:
         return None
     if reviewer not in eligible or (gate.separation_of_duties and reviewer == row["requester"]):
         return None
+    if reviewer in gate.excluded:  # the data keeps them from it (approval.not_by)
+        return None
     if row["approvals"] >= gate.quorum:
         return None
     return Waiting(

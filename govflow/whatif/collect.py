@@ -47,6 +47,8 @@ class PastAction:
     votes: list[ApprovalAttemptRecord] = field(default_factory=list)
     granted: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     """The standing approvals among ``votes``: grant id -> (its rule, who granted it), from its own chain."""
+    reads: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    """Every record the run read, by resource (for separation of duties from the data)."""
 
 
 # --- reading the evidence ---------------------------------------------------------------------------------
@@ -179,13 +181,17 @@ def _past_actions(
             votes.setdefault(event.action_id, []).append(event)
         elif isinstance(event, RunFinished) and event.report is not None:
             outcomes[run.run_id] = (row["occurred_at"], event.report)
+    by_resource: dict[str, tuple[dict[str, Any], ...]] = {}
+    for (_, resource, _), values in reads.items():
+        if values is not None:
+            by_resource[resource] = (*by_resource.get(resource, ()), values)
     out = []
     for action_id, (at, old) in decided.items():
         action = proposed.get(action_id)
         if action is None:
             continue  # a decision without its proposal: not written by any govflow version
         record = reads.get((action.system, action.resource, action.record_id or ""))
-        out.append(PastAction(run, at, action, record, old, votes.get(action_id, [])))
+        out.append(PastAction(run, at, action, record, old, votes.get(action_id, []), reads=by_resource))
     return out
 
 

@@ -119,7 +119,8 @@ def _new_summary(decision: Decision) -> str:
 
 def redecide(candidate: Policy, past: PastAction) -> list[ActionChange]:
     """The candidate's decision on one past action, as the changes it makes (none: the same)."""
-    ctx = RunContext(run_id=past.run.run_id, requester=past.run.requester, now=past.decided_at, record=past.record)
+    ctx = RunContext(run_id=past.run.run_id, requester=past.run.requester, now=past.decided_at, record=past.record,
+                     reads=past.reads)  # fmt: skip
     new = decide(candidate, past.action, ctx, digest=past.old.action_digest)
     old_gates = past.old.gates
     before = _summary(past.old.decision, past.old.rule, old_gates)
@@ -166,6 +167,10 @@ def _gate_changes(
         out.append(change("reviewers lose authority", ", ".join(sorted(old_who - new_who))))
     if new_who - old_who:
         out.append(change("reviewers gain authority", ", ".join(sorted(new_who - old_who))))
+    excluded = {p: why for g in new for p, why in g.excluded.items()}
+    barred = sorted({v.reviewer for v in past.votes if v.reviewer in excluded})
+    if barred:
+        out.append(change("approved by someone the data excludes", "; ".join(f"{p}: {excluded[p]}" for p in barred)))
     # A standing approval approves the gate whole, by the grant's terms under the candidate: does the candidate
     # still decide the action by the grant's rule, allow grants there, and hold its granters to be a quorum?
     holding = False

@@ -353,3 +353,39 @@ async def test_the_task_proposes_through_an_openai_compatible_model(finance_url:
     facts = json.loads(api.requests[0]["body"]["messages"][-1]["content"])
     invoice = context.invoice
     assert (facts["invoice_amount"], facts["received_amount"]) == (invoice["amount"], invoice["amount"])
+
+
+async def test_whoever_ordered_it_may_not_approve_paying_for_it(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
+) -> None:
+    """approval.not_by: purchase_order.requested_by (the shipped policy): erik ordered the goods, so his
+    approval of the payment is refused, naming the field, and recorded; two others pay it."""
+    conn = await asyncpg.connect(finance_url)
+    try:
+        await conn.execute(
+            "UPDATE purchase_order SET requested_by = 'erik' WHERE id = (SELECT po_id FROM invoice WHERE id = $1)",
+            im.LARGE,
+        )
+    finally:
+        await conn.close()
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        run_id = await start(client, task_queue, im.LARGE)
+        handle = client.get_workflow_handle(run_id, result_type=RunResult)
+        pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
+        refused = await vote(client, run_id, "erik", pending.digest)
+        assert (refused.accepted, refused.code) == (False, "separation_of_duties")
+        assert "purchase_order.requested_by is erik" in refused.reason
+        for reviewer in ("dana", "farah"):
+            assert (await vote(client, run_id, reviewer, pending.digest)).accepted
+        assert (await handle.result()).outcome == "published"
+    decision = await store.pool.fetchrow(
+        "SELECT reason, gate FROM policy_decisions WHERE run_id = $1 AND action_id = 'schedule-payment'", run_id
+    )
+    assert decision["gate"]["gates"][0]["excluded"] == {"erik": "purchase_order.requested_by is erik"}
+    assert "not erik: purchase_order.requested_by is erik" in decision["reason"]
+    attempts = await store.pool.fetch(
+        "SELECT reviewer, accepted, reason FROM approval_attempts WHERE run_id = $1 ORDER BY seq", run_id
+    )
+    assert [(a["reviewer"], a["accepted"]) for a in attempts] == [("erik", False), ("dana", True), ("farah", True)]
+    assert "purchase_order.requested_by is erik" in attempts[0]["reason"]

@@ -221,7 +221,8 @@ def test_a_reject_reduces_exposure_and_is_accepted_from_any_known_reviewer(triag
 
 
 def test_payments_need_two_signed_finance_approvals(invoices: Policy) -> None:
-    gate = _gate(decide(invoices, PAYMENT, ctx(requester="gus")))
+    ordered = {"purchase_order": ({"id": "PO-0001", "requested_by": "finance-ops"},)}  # read, as a run reads it
+    gate = _gate(decide(invoices, PAYMENT, ctx(requester="gus").model_copy(update={"reads": ordered})))
     assert gate.signature_required
     assert gate.quorum == 2
     assert gate.expires_at == NOW + timedelta(hours=4)
