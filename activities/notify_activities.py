@@ -29,7 +29,7 @@ from govflow.activities.evidence.events import (
 )
 from govflow.activities.notify_messages import Abandon, Announcement, DeliveryAttempt, DeliveryResult
 from govflow.activities.secrets import MissingSecret, read_secret
-from govflow.policies.model import Notification
+from govflow.policies.notification import Notification
 
 TIMEOUT_S = 10.0
 

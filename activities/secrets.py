@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from govflow.policies.model import SecretRef
+from govflow.policies.notification import SecretRef
 
 
 class MissingSecret(Exception):

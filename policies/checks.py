@@ -78,6 +78,20 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
                     f"{name}: no grant lets a run read {resource} records, and the rule does not cover {resource} "
                     f"(readable: {', '.join(sorted(r for r in readable if r)) or 'none'})",
                 ))  # fmt: skip
+        if ap.limits is not None:
+            fields = {f for g in policy.grants if g.system == m.system and g.resource == m.resource for f in g.fields}
+            for key in ("field", "currency_field"):
+                name = getattr(ap.limits, key)
+                if fields and name not in fields:
+                    problems.append((
+                        (*at, "approval", "limits", key),
+                        f"{name!r} is not a field of {m.resource} any grant lets a run write "
+                        f"(fields: {', '.join(sorted(fields))})",
+                    ))  # fmt: skip
+            for who in ap.limits.up_to:
+                if who not in people and who not in roles:
+                    problems.append(((*at, "approval", "limits", "up_to", who),
+                                     f"{who!r} is neither a person nor a role of reviewers"))  # fmt: skip
         known_people(ap.reviewers, (*at, "approval", "reviewers"))
         known_roles(ap.roles, (*at, "approval", "roles"))
         eligible = policy.eligible(ap.reviewers, ap.roles)

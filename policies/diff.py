@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from govflow.policies.durations import format_duration
 from govflow.policies.gates import Stage, WindowRule
-from govflow.policies.model import ActionRule, Grant, Policy
+from govflow.policies.model import ActionRule, Grant, Limits, Policy
 
 Exposure = Literal["raises", "lowers", "neutral"]
 
@@ -93,8 +93,26 @@ def _rule(old: ActionRule, new: ActionRule, policy_old: Policy, policy_new: Poli
         if a.on_expiry != b.on_expiry:
             out.append((f"on expiry {a.on_expiry} -> {b.on_expiry}", "neutral"))
         out += _sets("kept out by the data (not_by)", a.not_by, b.not_by, "lowers")
+        out += _limits(a.limits, b.limits)
     if old.risk != new.risk:
         out.append((f"risk {old.risk} -> {new.risk}", "neutral"))
+    return out
+
+
+def _limits(old: Limits | None, new: Limits | None) -> list[tuple[str, Exposure]]:
+    """Limits added (lowers), removed (raises), or each person's or role's limit moved."""
+    if old == new:
+        return []
+    if old is None or new is None:
+        return [("limits added", "lowers")] if new is not None else [("limits removed", "raises")]
+    if (old.field, old.currency, old.currency_field) != (new.field, new.currency, new.currency_field):
+        return [(f"limits read {new.field} in {new.currency} (were {old.field} in {old.currency})", "neutral")]
+    out: list[tuple[str, Exposure]] = []
+    for who in sorted({*old.up_to, *new.up_to, "(default)"}):
+        a = old.default if who == "(default)" else old.up_to.get(who, old.default)
+        b = new.default if who == "(default)" else new.up_to.get(who, new.default)
+        if a != b:
+            out.append((f"limit of {who}: {a:,} -> {b:,} {new.currency}", "raises" if b > a else "lowers"))
     return out
 
 
@@ -185,6 +203,9 @@ FIELDS: dict[str, Judge] = {
     "actions[].approval.expires_after": "covered", "actions[].approval.on_expiry": "covered",
     "actions[].approval.on_expiry.to_role": "covered", "actions[].approval.on_expiry.expires_after": "covered",
     "actions[].approval.signature_required": "covered", "actions[].approval.not_by": "covered",
+    "actions[].approval.limits": "covered", "actions[].approval.limits.field": "covered",
+    "actions[].approval.limits.currency": "covered", "actions[].approval.limits.currency_field": "covered",
+    "actions[].approval.limits.up_to": "covered", "actions[].approval.limits.default": "covered",
     "rollout.stages": "covered", "rollout.stages[].live_fraction": "covered", "rollout.stages[].min_runs": "covered",
     "rollout.stages[].min_duration": "covered", "rollout.stages[].gate": "covered",
     "rollout.stages[].promoters": "covered", "rollout.required": "covered",

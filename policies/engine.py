@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
+from govflow.policies.authority import not_by, within_limits
 from govflow.policies.model import ActionRule, Compare, Escalation, Policy
 from govflow.policies.scope import check_scope, record_images
 from govflow.policies.signing import (
@@ -49,8 +50,14 @@ class Gate(_Frozen):
         description="Who may not approve by the data (approval.not_by), with why: the field and its value.",
     )
     unchecked: tuple[str, ...] = Field(
-        default=(), description="not_by fields this run read no record for: nobody may approve until it is known."
+        default=(),
+        description="What clears nobody to approve: a not_by field the run read no record of, an "
+        "amount the limits cannot read.",
     )
+    over_limit: dict[str, str] = Field(
+        default_factory=dict, description="Who the rule names but whose limit the amount is above, with why."
+    )
+    amount: str = Field(default="", description="The amount the limits were read against, with its currency.")
 
 
 class Allow(_Frozen):
@@ -160,6 +167,17 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
     if gates:
         need = "; ".join(f"{rule_label(g)} (rule {g.rule}, until {g.expires_at.isoformat()})" for g in gates)
         data = [f"not {p}: {why}" for g in gates for p, why in g.excluded.items()]
+        data += [f"over their limit: {', '.join(g.over_limit)} ({g.amount})" for g in gates if g.over_limit]
+        data += [
+            f"{g.amount} is above the limit of everyone rule {g.rule} names: it goes to "
+            f"{', '.join(g.roles) or ', '.join(g.eligible) or 'nobody'}"
+            for g in gates if g.escalated
+        ]  # fmt: skip
+        data += [
+            f"quorum {g.quorum} cannot be met: only {', '.join(g.eligible) or 'nobody'} may approve it"
+            for g in gates
+            if len(set(g.eligible) - set(g.excluded) - ({g.requester} if g.separation_of_duties else set())) < g.quorum
+        ]
         data += [f"{f} not read: nobody can be cleared" for g in gates for f in g.unchecked]
         return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}" + "".join(f"; {d}" for d in data))
     if not matching and action.operation in WRITE_OPERATIONS:
@@ -184,14 +202,18 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
     approval = rule.approval
     assert approval is not None
     excluded, unchecked = not_by(approval.not_by, action, ctx)
+    named = policy.eligible(approval.reviewers, approval.roles)
+    limited = within_limits(
+        policy, approval.limits, action, named, ctx.requester if approval.separation_of_duties else ""
+    )
     return Gate(
         rule=rule.name,
         action_id=action.action_id,
         action_digest=digest or action.digest(),
         requester=ctx.requester,
-        eligible=tuple(sorted(policy.eligible(approval.reviewers, approval.roles))),
-        reviewers=approval.reviewers,
-        roles=approval.roles,
+        eligible=tuple(sorted(limited.eligible)),
+        reviewers=approval.reviewers if not limited.escalated else (),
+        roles=approval.roles if not limited.escalated else limited.roles,
         quorum=approval.quorum,
         separation_of_duties=approval.separation_of_duties,
         expires_at=ctx.now + approval.expires_after,
@@ -200,29 +222,11 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
         risk=rule.risk,
         passkey=policy.passkey_signs("vote"),
         excluded=excluded,
-        unchecked=unchecked,
+        unchecked=(*unchecked, *limited.unchecked),
+        over_limit=limited.over_limit,
+        amount=limited.amount,
+        escalated=limited.escalated,
     )
-
-
-def not_by(fields: Iterable[str], action: Action, ctx: RunContext) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Who the data excludes from approving (person -> the field and value that excludes them), and the
-    fields the run read no record for. A field is ``resource.field`` of the records the run read, or of
-    the action's own record (as the run read it, or as the action writes it)."""
-    excluded: dict[str, str] = {}
-    unchecked: list[str] = []
-    for name in fields:
-        resource, field = name.split(".", 1)
-        records = list(ctx.reads.get(resource, ()))
-        if action.resource == resource:
-            records += [r for r in (ctx.record, action.fields) if r]
-        if not any(field in r for r in records):
-            unchecked.append(name)
-            continue
-        for record in records:
-            person = record.get(field)
-            if isinstance(person, str) and person and person not in excluded:
-                excluded[person] = f"{name} is {person}"
-    return excluded, tuple(unchecked)
 
 
 def escalate(policy: Policy, gate: Gate, now: datetime) -> Gate | None:
@@ -313,6 +317,10 @@ def check_attempt(
             "stale_digest",
             f"the vote is for action digest {attempt.action_digest[:12]}, but the action "
             f"waiting is {gate.action_digest[:12]}: review the current action",
+        )
+    if person.id in gate.over_limit and person.id not in gate.eligible:
+        return _refuse(
+            "no_authority", f"{person.id} may not approve this under rule {gate.rule}: {gate.over_limit[person.id]}"
         )
     if person.id not in gate.eligible:
         who = ", ".join(gate.eligible) or "nobody"

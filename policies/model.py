@@ -6,9 +6,10 @@ ships. See ``policies/examples/`` for two complete ones.
 
 from __future__ import annotations
 
-import urllib.parse
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from iso4217 import Currency
 from pydantic import (
     ConfigDict,
     Field,
@@ -20,6 +21,7 @@ from pydantic import (
 
 from govflow.policies.durations import Duration
 from govflow.policies.gates import Quality, Rollout, StopRule
+from govflow.policies.notification import Notification
 from govflow.policies.terms import WRITE_OPERATIONS, Name, Operation, Risk, Strict
 
 
@@ -140,6 +142,39 @@ RecordField = Annotated[
 """A field of a resource's records: ``resource.field``."""
 
 
+class Limits(Strict):
+    """A delegation-of-authority table for one rule: how much each person or role may approve, read from a
+    field of the action (``field``, in ``currency``). An approver above their limit is refused; when nobody
+    the rule names may approve the amount, the gate goes to whoever the table lets (the role that can)."""
+
+    field: Name = Field(description="The action's field holding the amount (a number or a decimal string).")
+    currency: str = Field(description="ISO 4217 code of the limits; the action's currency must be it.")
+    currency_field: Name = Field(default="currency", description="The action's field naming its currency.")
+    up_to: dict[Name, Decimal] = Field(min_length=1, description="Person or role -> the most they may approve.")
+    default: Decimal = Field(default=Decimal(0), description="What anyone else may approve.")
+
+    @field_validator("currency")
+    @classmethod
+    def _iso4217(cls, value: str) -> str:
+        try:
+            Currency(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD, GBP)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_negative(self) -> Limits:
+        negative = [k for k, v in self.up_to.items() if v < 0] + (["default"] if self.default < 0 else [])
+        if negative:
+            raise ValueError(f"a limit cannot be negative: {', '.join(negative)}")
+        return self
+
+    def of(self, person: Person) -> Decimal:
+        """The most ``person`` may approve: their own line, or their roles' highest, or the default."""
+        mine = [self.up_to[k] for k in (person.id, *person.roles) if k in self.up_to]
+        return max(mine, default=self.default)
+
+
 class Approval(Strict):
     reviewers: tuple[Name, ...] = Field(default=(), description="Named people who may approve.")
     roles: tuple[Name, ...] = Field(default=(), description="Roles whose members may approve.")
@@ -160,6 +195,7 @@ class Approval(Strict):
         description="Separation of duties from the data: fields (resource.field) of the records the run read, "
         "or the action's own record, whose person may not approve, e.g. purchase_order.requested_by.",
     )
+    limits: Limits | None = Field(default=None, description="How much each person or role may approve.")
 
     @model_validator(mode="after")
     def _someone(self) -> Approval:
@@ -241,66 +277,6 @@ class ExceptionRoute(Strict):
         return self
 
 
-class SecretRef(Strict):
-    """Where a webhook's signing secret is kept: an environment variable or a file, never the policy."""
-
-    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("name the secret by exactly one of env (a variable) or file (a path)")
-        return self
-
-
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-class Notification(Strict):
-    """Where pending approvals are announced: an HTTPS webhook, for the gates of some rules or roles.
-
-    One message when a run starts waiting, one when a gate escalates, one when the wait ends (approved,
-    rejected, expired); each signed with HMAC-SHA256 over the timestamp and the body.
-    """
-
-    name: Name
-    url: str = Field(description="https://..., or http:// only to localhost (a receiver on this machine).")
-    format: Literal["json", "slack"] = Field(
-        default="json", description="json: govflow's message; slack: a Slack-compatible incoming-webhook body."
-    )
-    secret: SecretRef
-    rules: tuple[Name, ...] = Field(default=(), description="Announce the gates of these action rules.")
-    roles: tuple[Name, ...] = Field(default=(), description="Announce the gates these roles may decide.")
-
-    @field_validator("secret", mode="before")
-    @classmethod
-    def _by_reference(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError("a webhook secret goes by reference, {env: NAME} or {file: PATH}, never in the policy")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        parts = urllib.parse.urlsplit(value)
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise ValueError(f"{value!r} is not a URL with a host")
-        if parts.scheme == "https" or (parts.scheme == "http" and host in _LOCAL_HOSTS):
-            return value
-        raise ValueError(f"webhook url {value!r} must be https (plain http only to localhost)")
-
-    @model_validator(mode="after")
-    def _announces_something(self) -> Notification:
-        if not self.rules and not self.roles:
-            raise ValueError(f"notification {self.name!r} names no rules and no roles to announce")
-        return self
-
-    def announces(self, rule: str, roles: tuple[str, ...]) -> bool:
-        return rule in self.rules or any(r in self.roles for r in roles)
-
-
 class Evidence(Strict):
     retention_days: int = Field(ge=1)
     redact_fields: tuple[str, ...] = ()
@@ -369,6 +345,8 @@ class Policy(Strict):
                 rule["approval"].pop("standing", None)
             if rule.get("approval") and not rule["approval"].get("not_by"):
                 rule["approval"].pop("not_by", None)
+            if rule.get("approval") and rule["approval"].get("limits") is None:
+                rule["approval"].pop("limits", None)
         identity = doc["identity"]
         for key, unset in (("passkey", []), ("passkey_only", []), ("user_verification", "required")):
             if identity.get(key) == unset:

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.activities.notify_activities import NotifyActivities
     from govflow.activities.notify_messages import Abandon, AnnouncedAction, Announcement, DeliveryAttempt, Transition
     from govflow.policies import Policy
-    from govflow.policies.model import Notification
+    from govflow.policies.notification import Notification
     from govflow.workflows.approvals import ActionState, GateState
 
 FIRST_WAIT_S = 1.0

@@ -51,6 +51,8 @@ GROUPS = (
     "quorum lowered",
     "reviewers lose authority",
     "reviewers gain authority",
+    "approved by someone the data excludes",
+    "approved above the approver's limit",
     "votes no longer count",
     "standing approval no longer holds",
     "signature newly required",
@@ -171,6 +173,10 @@ def _gate_changes(
     barred = sorted({v.reviewer for v in past.votes if v.reviewer in excluded})
     if barred:
         out.append(change("approved by someone the data excludes", "; ".join(f"{p}: {excluded[p]}" for p in barred)))
+    over = {p: why for g in new for p, why in g.over_limit.items() if p not in g.eligible}
+    above = sorted({v.reviewer for v in past.votes if v.reviewer in over})
+    if above:
+        out.append(change("approved above the approver's limit", "; ".join(f"{p} {over[p]}" for p in above)))
     # A standing approval approves the gate whole, by the grant's terms under the candidate: does the candidate
     # still decide the action by the grant's rule, allow grants there, and hold its granters to be a quorum?
     holding = False

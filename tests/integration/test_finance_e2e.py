@@ -36,6 +36,7 @@ from govflow.activities.evidence.checkpoint import public_text
 from govflow.client import admit, control, resolve, review, rollout_status, run_status, start_rollout, submit
 from govflow.examples import invoice_matching as im
 from govflow.policies import signing_message
+from govflow.whatif import collect, whatif
 from govflow.workflows.rollout_api import Control, control_message
 from govflow.workflows.run_api import (
     ExceptionDecision,
@@ -389,3 +390,54 @@ async def test_whoever_ordered_it_may_not_approve_paying_for_it(
     )
     assert [(a["reviewer"], a["accepted"]) for a in attempts] == [("erik", False), ("dana", True), ("farah", True)]
     assert "purchase_order.requested_by is erik" in attempts[0]["reason"]
+
+    # What-if, a tighter limit: finance approvers up to 20,000. The 48,250 payment dana approved is named.
+    doc = yaml.safe_load(im.POLICY.read_text())
+    doc["actions"][2]["approval"]["limits"]["up_to"]["finance-approver"] = 20000
+    tighter = parse_policy(yaml.safe_dump(doc, sort_keys=False))
+    report = whatif(tighter, await collect(store, TASK, None, None, 1000), TASK, None)
+    (above,) = report.by_group()["approved above the approver's limit"]
+    assert (above.run_id, above.action_id) == (run_id, "schedule-payment")
+    assert above.detail == "dana may approve up to 20,000.00 EUR; this is 48,250.00 EUR"
+
+
+async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the_role_that_can(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance_url: str, task_queue: str
+) -> None:
+    """approval.limits (the shipped policy: finance approvers up to 50,000, the controller up to 500,000),
+    with farah the controller only: a 120,000 payment goes to the controller; erik is refused naming his
+    limit, and farah's approval counts."""
+    doc = yaml.safe_load(im.POLICY.read_text())
+    doc["rollout"] = {"required": False, "stages": doc["rollout"]["stages"]}
+    next(p for p in doc["reviewers"]["people"] if p["id"] == "farah")["roles"] = ["controller"]
+    doc["actions"][2]["approval"]["quorum"] = 1
+    registry = Registry()
+    im.register(registry, finance_url, policy=parse_policy(yaml.safe_dump(doc, sort_keys=False)))
+    conn = await asyncpg.connect(finance_url)
+    try:  # the large invoice, its order and its receipt at 120,000
+        po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", im.LARGE)
+        await conn.execute("UPDATE invoice SET amount = 120000 WHERE id = $1", im.LARGE)
+        await conn.execute("UPDATE purchase_order SET amount = 120000 WHERE id = $1", po)
+        await conn.execute("UPDATE goods_receipt SET amount = 120000 WHERE po_id = $1", po)
+    finally:
+        await conn.close()
+    client = dev_server_env.client
+    try:
+        async with worker(client, task_queue, store, registry):
+            run_id = await start(client, task_queue, im.LARGE)
+            handle = client.get_workflow_handle(run_id, result_type=RunResult)
+            pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
+            (gate,) = pending.gates
+            assert (gate.rule, gate.eligible) == ("large-payment", ["farah"])
+            refused = await vote(client, run_id, "erik", pending.digest)
+            assert (refused.accepted, refused.code) == (False, "no_authority")
+            assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
+            assert (await vote(client, run_id, "farah", pending.digest)).accepted
+            assert (await handle.result()).outcome == "published"
+    finally:
+        await registry.aclose()
+    decision = await store.pool.fetchrow(
+        "SELECT reason, gate FROM policy_decisions WHERE run_id = $1 AND action_id = 'schedule-payment'", run_id
+    )
+    assert "it goes to controller" in decision["reason"]
+    assert decision["gate"]["gates"][0]["escalated"] is True

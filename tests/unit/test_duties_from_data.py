@@ -81,3 +81,96 @@ def test_policy_check_refuses_a_not_by_it_cannot_use(not_by: list[str], says: st
     assert issue.path.startswith("actions[1].approval.not_by"), issue
     assert issue.line is not None
     assert says in issue.message, issue
+
+
+def _large(amount: str, currency: str = "EUR", farah: list[str] | None = None):  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load(POLICY.read_text())
+    if farah is not None:  # farah's roles, for this test
+        next(p for p in doc["reviewers"]["people"] if p["id"] == "farah")["roles"] = farah
+    policy = parse_policy(yaml.safe_dump(doc, sort_keys=False))
+    action = PAYMENT.model_copy(update={"fields": {**PAYMENT.fields, "amount": amount, "currency": currency}})
+    reads = {"purchase_order": ({"id": "PO-0001", "requested_by": "finance-ops"},)}
+    decision = decide(policy, action, RunContext(run_id="run-1", requester="gus", now=NOW, reads=reads))
+    assert isinstance(decision, NeedsApproval)
+    gate = next(g for g in decision.gates if g.rule == "large-payment")  # an unreadable amount takes both rules
+    return policy, decision, gate
+
+
+def test_within_their_limits_the_rule_s_approvers_decide() -> None:
+    _, _decision, gate = _large("48250.00")
+    assert (gate.rule, gate.eligible, gate.over_limit, gate.escalated) == (
+        "large-payment",
+        ("dana", "erik", "farah"),
+        {},
+        False,
+    )
+    assert gate.amount == "48,250.00 EUR"
+
+
+def test_above_their_limits_only_those_within_theirs_may_approve() -> None:
+    _policy, decision, gate = _large("120000")  # farah is a finance approver and the controller
+    assert (gate.eligible, gate.escalated) == (("farah",), False)
+    assert "over their limit: dana, erik (120,000.00 EUR)" in decision.reason
+    assert "quorum 2 cannot be met: only farah may approve it" in decision.reason
+
+
+def test_above_the_limits_of_everyone_the_rule_names_the_gate_goes_to_the_role_that_can() -> None:
+    policy, decision, gate = _large("120000", farah=["controller"])
+    assert gate.escalated
+    assert (gate.eligible, gate.roles) == (("farah",), ("controller",))
+    assert gate.over_limit["erik"] == "may approve up to 50,000.00 EUR; this is 120,000.00 EUR"
+    assert "120,000.00 EUR is above the limit of everyone rule large-payment names: it goes to controller" in (
+        decision.reason
+    )
+    assert "quorum 2 cannot be met: only farah may approve it" in decision.reason
+    refused = _vote(policy, gate, "erik")
+    assert (refused.accepted, refused.code) == (False, "no_authority")
+    assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
+    assert _vote(policy, gate, "farah").accepted
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "says"),
+    [("120000", "USD", "the action is in USD, the limits in EUR"), ("lots", "EUR", "'lots', not an amount")],
+)
+def test_an_amount_the_limits_cannot_read_clears_nobody(amount: str, currency: str, says: str) -> None:
+    policy, _, gate = _large(amount, currency)
+    assert any(says in u for u in gate.unchecked), gate.unchecked
+    refused = _vote(policy, gate, "farah")
+    assert (refused.accepted, refused.code) == (False, "separation_of_duties")
+
+
+@pytest.mark.parametrize(
+    ("limits", "path", "says"),
+    [
+        ({"field": "total", "currency": "EUR", "up_to": {"controller": 1}}, "limits.field", "'total' is not a field"),
+        ({"field": "amount", "currency": "EUR", "up_to": {"controller": -5}}, "limits", "cannot be negative"),
+        ({"field": "amount", "currency": "EUX", "up_to": {"controller": 5}}, "limits.currency", "not an ISO 4217"),
+        (
+            {"field": "amount", "currency": "EUR", "up_to": {"auditors": 5}},
+            "limits.up_to",
+            "neither a person nor a role",
+        ),
+    ],
+)
+def test_policy_check_refuses_limits_it_cannot_use(limits: dict[str, object], path: str, says: str) -> None:
+    doc = yaml.safe_load(POLICY.read_text())
+    doc["actions"][2]["approval"]["limits"] = limits
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(yaml.safe_dump(doc, sort_keys=False))
+    (issue,) = caught.value.issues
+    assert issue.path.startswith(f"actions[2].approval.{path}"), issue
+    assert issue.line is not None, issue
+    assert says in issue.message, issue
+
+
+def test_policy_diff_says_who_may_approve_less() -> None:
+    from govflow.policies.diff import diff
+
+    old = parse_policy(POLICY.read_text())
+    doc = yaml.safe_load(POLICY.read_text())
+    doc["actions"][2]["approval"]["limits"]["up_to"]["finance-approver"] = 20000
+    doc["actions"][1]["approval"]["not_by"] = []
+    lines = {(d.what, d.exposure) for d in diff(old, parse_policy(yaml.safe_dump(doc, sort_keys=False)))}
+    assert ("limit of finance-approver: 50,000 -> 20,000 EUR", "lowers") in lines
+    assert ("kept out by the data (not_by) removed: purchase_order.requested_by", "raises") in lines

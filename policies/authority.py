@@ -1,0 +1,77 @@
+"""Authority that reads the data: who the records a run read keep from approving (``approval.not_by``), and
+how much each person may approve (``approval.limits``, a delegation-of-authority table). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from govflow.policies.actions import Action, RunContext
+from govflow.policies.model import Limits, Policy
+
+
+def not_by(fields: Iterable[str], action: Action, ctx: RunContext) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Who the data excludes from approving (person -> the field and value that excludes them), and the
+    fields the run read no record for. A field is ``resource.field`` of the records the run read, or of
+    the action's own record (as the run read it, or as the action writes it)."""
+    excluded: dict[str, str] = {}
+    unchecked: list[str] = []
+    for name in fields:
+        resource, field = name.split(".", 1)
+        records = list(ctx.reads.get(resource, ()))
+        if action.resource == resource:
+            records += [r for r in (ctx.record, action.fields) if r]
+        if not any(field in r for r in records):
+            unchecked.append(name)
+            continue
+        for record in records:
+            person = record.get(field)
+            if isinstance(person, str) and person and person not in excluded:
+                excluded[person] = f"{name} is {person}"
+    return excluded, tuple(unchecked)
+
+
+@dataclass(frozen=True)
+class Limited:
+    eligible: set[str]
+    roles: tuple[str, ...] = ()
+    """When the amount is above everyone the rule names: the roles whose limit covers it (the gate goes there)."""
+    over_limit: dict[str, str] = field(default_factory=dict)
+    unchecked: tuple[str, ...] = ()
+    amount: str = ""
+    escalated: bool = False
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return f"{value:,.2f} {currency}"
+
+
+def within_limits(policy: Policy, limits: Limits | None, action: Action, named: set[str], requester: str) -> Limited:
+    """Of ``named`` (who the rule names), those whose limit covers the action's amount; when nobody does,
+    everyone in the policy whose limit does (the requester aside), and their roles: the gate escalates."""
+    if limits is None:
+        return Limited(eligible=named)
+    raw, currency = action.fields.get(limits.field), action.fields.get(limits.currency_field, limits.currency)
+    try:
+        amount = Decimal(str(raw))
+        if not amount.is_finite():
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        return Limited(eligible=named, unchecked=(f"limits: the action's {limits.field} is {raw!r}, not an amount",))
+    if currency != limits.currency:
+        why = f"limits: the action is in {currency}, the limits in {limits.currency}"
+        return Limited(eligible=named, unchecked=(why,), amount=_money(amount, str(currency)))
+    people = {p.id: p for p in policy.reviewers.people}
+    can = {n for n in named if n in people and limits.of(people[n]) >= amount}
+    shown = _money(amount, limits.currency)
+    over = {
+        n: f"may approve up to {_money(limits.of(people[n]), limits.currency)}; this is {shown}"
+        for n in sorted(named - can) if n in people
+    }  # fmt: skip
+    if can:
+        return Limited(eligible=can, over_limit=over, amount=shown)
+    above = {p.id for p in policy.reviewers.people if limits.of(p) >= amount and p.id != requester}
+    role_ids = {r.id for r in policy.reviewers.roles}
+    roles = tuple(sorted(k for k, v in limits.up_to.items() if v >= amount and k in role_ids))
+    return Limited(eligible=above, roles=roles, over_limit=over, amount=shown, escalated=True)
