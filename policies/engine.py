@@ -157,6 +157,15 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
         if not scope.allowed:
             return Deny(rule="scope", reason=scope.reason)
 
+    if (
+        action.operation == "update"
+        and ctx.record is not None
+        and action.fields
+        and all(k in ctx.record and ctx.record[k] == v for k, v in action.fields.items())
+    ):
+        return Allow(
+            reason=f"{action.target} {action.record_id} changes nothing: the record holds these values already"
+        )
     matching = [r for r in policy.actions if rule_matches(r, action)]
     for rule in matching:
         if rule.deny is not None:

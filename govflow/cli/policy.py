@@ -58,7 +58,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'action'}: {e['msg']}" for e in exc.errors())
         raise GovflowError(f"--action is not a valid action: {problems}") from None
     record = json.loads(args.record) if args.record else None
-    ctx = RunContext(run_id="explain", requester=args.requester, now=datetime.now(UTC), record=record)
+    try:
+        reads = {k: tuple(v) for k, v in json.loads(args.reads).items()} if args.reads else {}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise GovflowError(f"--reads is not JSON of resource -> list of records: {exc}") from None
+    ctx = RunContext(run_id="explain", requester=args.requester, now=datetime.now(UTC), record=record, reads=reads)
     decision = decide(policy, action, ctx)
     print(f"action   {action.target} record {action.record_id} fields {json.dumps(action.fields)}")
     print(f"digest   {action.digest()}")
@@ -74,6 +78,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 f"separation of duties {sod}, signature {signature}, "
                 f"expires {gate.expires_at.isoformat()}, on expiry {expiry}"
             )
+            for person, why in [*gate.excluded.items(), *gate.over_limit.items()]:
+                print(f"not      {person}: {why}")
+            for what in gate.unchecked:
+                print(f"nobody   {what}")
     else:
         print(f"rule     {', '.join(decision.rules) if decision.kind == 'allow' else decision.rule}")
     return 0
@@ -165,6 +173,11 @@ def register(sub: Subparsers) -> None:
     )
     explain.add_argument("--requester", default="requester", help="who asks for the run")
     explain.add_argument("--record", help="the record's current values as JSON (for record filters)")
+    explain.add_argument(
+        "--reads",
+        help="the records the run read, by resource, as JSON (for approval.not_by), e.g. "
+        '\'{"purchase_order": [{"id": "PO-1", "requested_by": "dana"}]}\'',
+    )
     explain.set_defaults(func=cmd_explain, needs_settings=False)
     aud = psub.add_parser("audit", help="production-readiness report; exit 1 on a blocking gap")
     aud.add_argument("file", metavar="FILE")

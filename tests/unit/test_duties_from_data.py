@@ -174,3 +174,15 @@ def test_policy_diff_says_who_may_approve_less() -> None:
     lines = {(d.what, d.exposure) for d in diff(old, parse_policy(yaml.safe_dump(doc, sort_keys=False)))}
     assert ("limit of finance-approver: 50,000 -> 20,000 EUR", "lowers") in lines
     assert ("kept out by the data (not_by) removed: purchase_order.requested_by", "raises") in lines
+
+
+def test_an_update_that_changes_nothing_is_not_sent_for_approval() -> None:
+    policy = parse_policy(POLICY.read_text())
+    update = PAYMENT.model_copy(update={"operation": "update", "fields": {"amount": "480.00", "status": "scheduled"}})
+    same = {"amount": "480.00", "status": "scheduled", "vendor_id": "V001"}
+    decision = decide(policy, update, RunContext(run_id="run-1", requester="gus", now=NOW, record=same))
+    assert decision.kind == "allow"
+    assert "changes nothing" in decision.reason
+    moved = decide(policy, update, RunContext(run_id="run-1", requester="gus", now=NOW,
+                                              record={**same, "status": "new"}))  # fmt: skip
+    assert moved.kind == "needs_approval"

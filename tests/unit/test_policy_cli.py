@@ -158,3 +158,25 @@ def test_the_examples_are_what_the_issue_asked_for() -> None:
     assert large.approval.separation_of_duties
     assert pay.approval.expires_after.total_seconds() == 4 * 3600
     assert pay.approval.on_expiry == "reject"
+
+
+def test_explain_says_who_the_data_and_the_limits_keep_out() -> None:
+    action = (
+        '{"action_id": "schedule-payment", "system": "finance", "resource": "payment", "operation": "create", '
+        '"record_id": "PAY-1", "fields": {"amount": "120000", "currency": "EUR", "vendor_id": "V001"}}'
+    )
+    reads = '{"purchase_order": [{"id": "PO-1", "requested_by": "dana"}]}'
+    invoices = next(e for e in EXAMPLES if e.stem == "invoice-matching")
+    done = govflow("policy", "explain", str(invoices), "--requester", "gus", "--action", action, "--reads", reads)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in (
+        "gate     rule large-payment: 2 of [farah]",
+        "not      dana: purchase_order.requested_by is dana",
+        "not      dana: may approve up to 50,000.00 EUR; this is 120,000.00 EUR",
+        "not      erik: may approve up to 50,000.00 EUR; this is 120,000.00 EUR",
+        "quorum 2 cannot be met: only farah may approve it",
+    ):
+        assert line in done.stdout, (line, done.stdout)
+    bad = govflow("policy", "explain", str(invoices), "--action", action, "--reads", "[1]")
+    assert bad.returncode != 0
+    assert "--reads is not JSON of resource -> list of records" in bad.stderr
