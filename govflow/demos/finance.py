@@ -197,10 +197,26 @@ class Showcase:
         outcome = await review(self.client, run_id, request)
         return f"{'accepted' if outcome.accepted else 'refused'} ({outcome.reason})"
 
+    async def _ordered_by(self, invoice: str, person: str) -> str:
+        """Record ``person`` as who placed the invoice's purchase order (the story's data); its id."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.sor)
+        try:
+            order: str = await conn.fetchval(
+                "UPDATE purchase_order SET requested_by = $2 WHERE id = (SELECT po_id FROM invoice WHERE id = $1) "
+                "RETURNING id",
+                invoice, person,
+            )  # fmt: skip
+        finally:
+            await conn.close()
+        return order
+
     async def two_person_approval(
         self, invoices: list[str], start: int, settings: Settings, store: EvidenceStore
     ) -> None:
-        """A large invoice the pilot pays for real, keyed in by dana: she may not approve her own run.
+        """A large invoice the pilot pays for real, its goods ordered by dana: the purchase order keeps her
+        from approving the payment (approval.not_by: purchase_order.requested_by).
         It is taken out of ``invoices`` (those from ``start`` on are not yet streamed). erik signs his
         approval with a passkey in the reviewer console (where the machine has a browser to drive), farah
         with her Ed25519 key file, as the CLI does."""
@@ -215,14 +231,16 @@ class Showcase:
             print("  (no large invoice left that the pilot runs live: skipped the two-person approval)")
             return
         invoices.remove(key)
-        run_id = await self.drive.submit(key, requester="dana")
+        order = await self._ordered_by(key, "dana")  # dana ordered the goods: the data keeps her out
+        run_id = await self.drive.submit(key)
         self.runs["two-person approval"] = run_id
         status = await self._waiting(run_id, "an approval", lambda s: bool(s.pending))
         pending = next(p for p in status.pending if p.action_id == "schedule-payment")
         gate = pending.gates[0]
         amount = Decimal(pending.fields["amount"])
         print(f"  {key}: a payment of {amount:,} {pending.fields['currency']} to {pending.fields['vendor_id']}, "
-              f"keyed in by dana, needs {gate.quorum} signed approvals from {', '.join(gate.eligible)}")  # fmt: skip
+              f"its purchase order {order} placed by dana, needs {gate.quorum} signed approvals from "
+              f"{', '.join(gate.eligible)}, not by whoever ordered the goods")  # fmt: skip
         print(f"    dana signs an approval: {await self._vote(run_id, 'dana', pending.digest)}")
         cannot = why_not(settings)
         if cannot:

@@ -162,7 +162,8 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         out = demo.stdout
         for line in (
             "gate passed: promoted to pilot",
-            "dana signs an approval: refused (dana requested this run and cannot approve its actions",
+            "dana signs an approval: refused (dana may not approve under rule large-payment: "
+            "purchase_order.requested_by is dana (separation of duties))",
             "erik signs an approval with his passkey, in the reviewer console: Accepted by the run: erik approved "
             "under rule large-payment",
             "farah signs an approval with her key file: accepted (farah approved under rule large-payment)",
