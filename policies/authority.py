@@ -23,7 +23,7 @@ def not_by(fields: Iterable[str], action: Action, ctx: RunContext) -> tuple[dict
         if action.resource == resource:
             records += [r for r in (ctx.record, action.fields) if r]
         if not any(field in r for r in records):
-            unchecked.append(name)
+            unchecked.append(f"{name}: the run read no {resource} record with it")
             continue
         for record in records:
             person = record.get(field)

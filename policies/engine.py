@@ -6,16 +6,16 @@ and :class:`ApprovalAttempt`), so workflows can call them deterministically.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
 from govflow.policies.authority import not_by, within_limits
-from govflow.policies.model import ActionRule, Compare, Escalation, Policy
+from govflow.policies.matching import rule_matches
+from govflow.policies.model import ActionRule, Escalation, Policy
 from govflow.policies.scope import check_scope, record_images
 from govflow.policies.signing import (
     vote_signature_problem,
@@ -91,57 +91,6 @@ def decision_rule(decision: Allow | NeedsApproval | Deny) -> str | None:
     return decision.rule if isinstance(decision, Deny) else ",".join(decision.rules) or None
 
 
-def rule_matches(rule: ActionRule, action: Action) -> bool:
-    m = rule.match
-    if m.system != action.system:
-        return False
-    if m.resource is not None and m.resource != action.resource:
-        return False
-    if m.operations and action.operation not in m.operations:
-        return False
-    restricts = rule.approval is not None or rule.deny is not None
-    for name, condition in m.when.items():
-        if not isinstance(condition, Compare):
-            if name not in action.fields or action.fields[name] != condition:
-                return False
-            continue
-        holds = compares(condition, action.fields.get(name, _MISSING))
-        if holds is None:  # undecidable: apply a rule that restricts, never one that only permits
-            if not restricts:
-                return False
-        elif not holds:
-            return False
-    return True
-
-
-_MISSING = object()
-
-
-def compares(condition: Compare, value: Any) -> bool | None:
-    """Whether ``value`` meets ``condition``; None when it cannot be told (missing, or not a number
-    where a bound needs one)."""
-    if value is _MISSING:
-        return None
-    if condition.in_ is not None and value not in condition.in_:
-        return False
-    if condition.ne is not None and value == condition.ne:
-        return False
-    bounds = [(condition.gt, float.__gt__), (condition.gte, float.__ge__), (condition.lt, float.__lt__),
-              (condition.lte, float.__le__)]  # fmt: skip
-    if all(bound is None for bound, _ in bounds):
-        return True
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            number = float(value) if isinstance(value, str) and not isinstance(value, bool) else None
-        except ValueError:
-            number = None
-        if number is None or math.isnan(number):
-            return None
-    else:
-        number = float(value)
-    return all(op(number, float(bound)) for bound, op in bounds if bound is not None)
-
-
 def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | None = None) -> Decision:
     """Allow, NeedsApproval (the gates) or Deny (the rule and the reason).
 
@@ -166,7 +115,7 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
         return Allow(
             reason=f"{action.target} {action.record_id} changes nothing: the record holds these values already"
         )
-    matching = [r for r in policy.actions if rule_matches(r, action)]
+    matching = [r for r in policy.actions if rule_matches(r, action, ctx.record)]
     for rule in matching:
         if rule.deny is not None:
             return Deny(rule=rule.name, reason=rule.deny)
@@ -187,7 +136,7 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
             for g in gates
             if len(set(g.eligible) - set(g.excluded) - ({g.requester} if g.separation_of_duties else set())) < g.quorum
         ]
-        data += [f"{f} not read: nobody can be cleared" for g in gates for f in g.unchecked]
+        data += [f"nobody can be cleared ({u})" for g in gates for u in g.unchecked]
         return NeedsApproval(gates=gates, reason=f"{action.target} needs {need}" + "".join(f"; {d}" for d in data))
     if not matching and action.operation in WRITE_OPERATIONS:
         return Deny(
@@ -350,8 +299,7 @@ def check_attempt(
     if gate.unchecked:
         return _refuse(
             "separation_of_duties",
-            f"rule {gate.rule} keeps {', '.join(gate.unchecked)} from approving, and this run read no such record: "
-            "nobody can be cleared to approve",
+            f"rule {gate.rule} cannot clear anyone to approve: {'; '.join(gate.unchecked)}",
         )
     if person.id in set(approved_by):
         return _refuse("duplicate", f"{person.id} has already approved {gate.action_id}")

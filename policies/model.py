@@ -101,7 +101,7 @@ class Compare(Strict):
 
     Every given bound must hold. The ordering bounds need a number; a value that cannot be compared (the
     field is missing, or not a number) is undecidable, and an undecidable comparison applies a rule that
-    restricts (approval, deny) and never one that only permits (see ``policies.engine.rule_matches``).
+    restricts (approval, deny) and never one that only permits (see ``policies.matching.why``).
     """
 
     gt: float | None = None
@@ -120,14 +120,35 @@ class Compare(Strict):
         return self
 
 
+class Change(Strict):
+    """A test of what an update does to a field: the record as the run read it against the proposed value,
+    e.g. ``{rises_by: 20}``, ``{grows_by_pct: 10}``, ``{from: active, to: closed}``. Every given test must
+    hold; without a record to compare with (a create), it cannot be told (see ``Compare``)."""
+
+    rises_by: float | None = Field(default=None, description="The proposed value exceeds the current by more.")
+    falls_by: float | None = Field(default=None, description="The proposed value is below the current by more.")
+    grows_by_pct: float | None = Field(default=None, description="The proposed value grows by more than this %.")
+    from_: StrictBool | int | float | str | None = Field(default=None, alias="from")
+    to: StrictBool | int | float | str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _something(self) -> Change:
+        if all(v is None for v in (self.rises_by, self.falls_by, self.grows_by_pct, self.from_, self.to)):
+            raise ValueError("a change test needs at least one of rises_by, falls_by, grows_by_pct, from, to")
+        return self
+
+
 class Match(Strict):
     """Which actions a rule covers. ``when`` tests proposed field values: a plain value must be equal;
-    a comparison (``{gt: 10000}``) must hold."""
+    a comparison (``{gt: 10000}``) must hold. ``changes`` tests what an update does to the record."""
 
     system: Name
     resource: Name | None = None
     operations: tuple[Operation, ...] = ()
     when: dict[str, StrictBool | int | float | str | Compare] = Field(default_factory=dict)
+    changes: dict[str, Change] = Field(default_factory=dict)
 
 
 class Escalation(Strict):
@@ -347,6 +368,8 @@ class Policy(Strict):
                 rule["approval"].pop("not_by", None)
             if rule.get("approval") and rule["approval"].get("limits") is None:
                 rule["approval"].pop("limits", None)
+            if not rule["match"].get("changes"):
+                rule["match"].pop("changes", None)
         identity = doc["identity"]
         for key, unset in (("passkey", []), ("passkey_only", []), ("user_verification", "required")):
             if identity.get(key) == unset:

@@ -30,6 +30,7 @@ from govflow.policies.audit import AuditLine, blocking
 from govflow.policies.diff import diff
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
+from govflow.policies.matching import why
 from govflow.stack.local import database_url
 from govflow.whatif import WhatIfReport, collect, render, whatif
 from govflow.workers.settings import Settings
@@ -68,6 +69,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"digest   {action.digest()}")
     print(f"decision {decision.kind}")
     print(f"reason   {decision.reason}")
+    for rule in policy.actions:
+        tests = why(rule, action, record)
+        if all(holds for holds, _ in tests):
+            said = "; ".join(text for _, text in tests[1:] if "cannot be told" in text or ":" in text)
+            print(f"applies  rule {rule.name}" + (f": {said}" if said else ""))
     if isinstance(decision, NeedsApproval):
         for gate in decision.gates:
             sod = "on" if gate.separation_of_duties else "off"
@@ -78,8 +84,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 f"separation of duties {sod}, signature {signature}, "
                 f"expires {gate.expires_at.isoformat()}, on expiry {expiry}"
             )
-            for person, why in [*gate.excluded.items(), *gate.over_limit.items()]:
-                print(f"not      {person}: {why}")
+            for person, reason in [*gate.excluded.items(), *gate.over_limit.items()]:
+                print(f"not      {person}: {reason}")
             for what in gate.unchecked:
                 print(f"nobody   {what}")
     else:

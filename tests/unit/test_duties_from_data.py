@@ -59,10 +59,10 @@ def test_the_person_who_ordered_it_may_not_approve_paying_for_it() -> None:
 def test_a_field_the_run_never_read_clears_nobody() -> None:
     policy, decision = _gate({})
     (gate,) = decision.gates
-    assert gate.unchecked == ("purchase_order.requested_by",)
+    assert gate.unchecked == ("purchase_order.requested_by: the run read no purchase_order record with it",)
     refused = _vote(policy, gate, "farah")
     assert (refused.accepted, refused.code) == (False, "separation_of_duties")
-    assert "read no such record" in refused.reason
+    assert "cannot clear anyone to approve: purchase_order.requested_by: the run read no" in refused.reason
 
 
 @pytest.mark.parametrize(
