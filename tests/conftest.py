@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from govflow.activities.connectors import with_database
 from govflow.activities.evidence import EvidenceStore, migrate
 from govflow.activities.registry import Registry
-from govflow.examples import support_triage
+from govflow.examples import invoice_matching, support_triage
 from govflow.examples.support_triage import example_registry
 from govflow.workers.temporal import register_search_attributes
 from govflow.workflows import search_attributes
@@ -183,3 +183,14 @@ async def registry(sor_url: str) -> AsyncIterator[Registry]:
     built = example_registry(sor_url)
     yield built
     await built.aclose()
+
+
+@pytest.fixture
+async def finance_url(empty_database_url: str) -> str:
+    """A finance system of record (the invoice-matching example's ledger) with 30 routine invoices."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await invoice_matching.seed(conn, 30)
+    finally:
+        await conn.close()
+    return empty_database_url

@@ -63,16 +63,6 @@ def shipped(**rollout: Any) -> Any:
 
 
 @pytest.fixture
-async def finance_url(empty_database_url: str) -> str:
-    conn = await asyncpg.connect(empty_database_url)
-    try:
-        await im.seed(conn, 30)
-    finally:
-        await conn.close()
-    return empty_database_url
-
-
-@pytest.fixture
 async def finance(finance_url: str) -> AsyncIterator[Registry]:
     """Version 1 under the shipped policy, except that live runs by hand need no rollout."""
     registry = Registry()
@@ -356,11 +346,11 @@ async def test_the_task_proposes_through_an_openai_compatible_model(finance_url:
     assert (facts["invoice_amount"], facts["received_amount"]) == (invoice["amount"], invoice["amount"])
 
 
-async def test_whoever_ordered_it_may_not_approve_paying_for_it(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
-) -> None:
-    """approval.not_by: purchase_order.requested_by (the shipped policy): erik ordered the goods, so his
-    approval of the payment is refused, naming the field, and recorded; two others pay it."""
+async def the_orderer_is_refused(
+    client: Client, task_queue: str, store: EvidenceStore, registry: Registry, finance_url: str
+) -> str:
+    """erik placed the large invoice's purchase order: his approval of its payment is refused, naming the
+    field, and recorded; dana and farah pay it. The run's id."""
     conn = await asyncpg.connect(finance_url)
     try:
         await conn.execute(
@@ -369,8 +359,7 @@ async def test_whoever_ordered_it_may_not_approve_paying_for_it(
         )
     finally:
         await conn.close()
-    client = dev_server_env.client
-    async with worker(client, task_queue, store, finance):
+    async with worker(client, task_queue, store, registry):
         run_id = await start(client, task_queue, im.LARGE)
         handle = client.get_workflow_handle(run_id, result_type=RunResult)
         pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
@@ -390,6 +379,15 @@ async def test_whoever_ordered_it_may_not_approve_paying_for_it(
     )
     assert [(a["reviewer"], a["accepted"]) for a in attempts] == [("erik", False), ("dana", True), ("farah", True)]
     assert "purchase_order.requested_by is erik" in attempts[0]["reason"]
+    return run_id
+
+
+async def test_whoever_ordered_it_may_not_approve_paying_for_it(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str
+) -> None:
+    """approval.not_by: purchase_order.requested_by (the shipped policy): erik ordered the goods, so his
+    approval of the payment is refused, naming the field, and recorded; two others pay it."""
+    run_id = await the_orderer_is_refused(dev_server_env.client, task_queue, store, finance, finance_url)
 
     # What-if, a tighter limit: finance approvers up to 20,000. The 48,250 payment dana approved is named.
     doc = yaml.safe_load(im.POLICY.read_text())
@@ -401,12 +399,12 @@ async def test_whoever_ordered_it_may_not_approve_paying_for_it(
     assert above.detail == "dana may approve up to 20,000.00 EUR; this is 48,250.00 EUR"
 
 
-async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the_role_that_can(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance_url: str, task_queue: str
+async def the_controller_decides_above_the_limit(
+    client: Client, task_queue: str, store: EvidenceStore, finance_url: str
 ) -> None:
     """approval.limits (the shipped policy: finance approvers up to 50,000, the controller up to 500,000),
-    with farah the controller only: a 120,000 payment goes to the controller; erik is refused naming his
-    limit, and farah's approval counts."""
+    with farah the controller only: a 120,000 payment goes to the controller; dana and erik are refused
+    naming their limit, and farah's approval pays it."""
     doc = yaml.safe_load(im.POLICY.read_text())
     doc["rollout"] = {"required": False, "stages": doc["rollout"]["stages"]}
     next(p for p in doc["reviewers"]["people"] if p["id"] == "farah")["roles"] = ["controller"]
@@ -421,7 +419,6 @@ async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the
         await conn.execute("UPDATE goods_receipt SET amount = 120000 WHERE po_id = $1", po)
     finally:
         await conn.close()
-    client = dev_server_env.client
     try:
         async with worker(client, task_queue, store, registry):
             run_id = await start(client, task_queue, im.LARGE)
@@ -429,9 +426,10 @@ async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the
             pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
             (gate,) = pending.gates
             assert (gate.rule, gate.eligible) == ("large-payment", ["farah"])
-            refused = await vote(client, run_id, "erik", pending.digest)
-            assert (refused.accepted, refused.code) == (False, "no_authority")
-            assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
+            for reviewer in ("dana", "erik"):
+                refused = await vote(client, run_id, reviewer, pending.digest)
+                assert (refused.accepted, refused.code) == (False, "no_authority")
+                assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
             assert (await vote(client, run_id, "farah", pending.digest)).accepted
             assert (await handle.result()).outcome == "published"
     finally:
@@ -441,3 +439,9 @@ async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the
     )
     assert "it goes to controller" in decision["reason"]
     assert decision["gate"]["gates"][0]["escalated"] is True
+
+
+async def test_an_approver_above_their_limit_is_refused_and_the_gate_goes_to_the_role_that_can(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance_url: str, task_queue: str
+) -> None:
+    await the_controller_decides_above_the_limit(dev_server_env.client, task_queue, store, finance_url)
