@@ -63,6 +63,7 @@ class ErrorType(StrEnum):
 
     SCOPE_VIOLATION = "ScopeViolation"
     LEASE_REFUSED = "LeaseRefused"
+    WINDOW_LIMIT = "WindowLimit"
     INCOMPLETE_INPUT = "incomplete_input"
     CONTRADICTORY_INPUT = "contradictory_input"
     INVALID_ACTION = "InvalidAction"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from govflow.activities.evidence.events import (
     RunStartRefused,
     ScopeRefused,
     TouchedRecord,
+    WindowLimitRefused,
 )
 from govflow.activities.evidence.store import FenceHold
 from govflow.activities.models.chat import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
@@ -43,6 +45,8 @@ from govflow.activities.run_messages import (
     RecordEvidence,
     RunOpened,
     StartRun,
+    WindowCheck,
+    WindowTotal,
     Written,
 )
 from govflow.activities.tasks.contract import Proposal, TaskInputError, TaskMistake, task_mistake, wrong_type
@@ -237,6 +241,8 @@ class RunActivities(RolloutAuthority):
                         if hold is None:
                             hold = await self._hold_fence(inp, stack)
                         refuse_if_stopped(hold.stopped, w.grant)
+                        if w.window is not None:
+                            await self._hold_window(hold, w.window)
                         result = await io.write(action.system, request)
                     results[action.action_id] = result
             except ScopeViolation as exc:
@@ -244,9 +250,13 @@ class RunActivities(RolloutAuthority):
                 event: Event = ScopeRefused.model_validate(exc.refusal.model_dump())
                 refused = (PublishRefusal(action_id=current, reason=error.message), event)
             except ApplicationError as exc:
-                if exc.type != ErrorType.LEASE_REFUSED:
+                if exc.type == ErrorType.WINDOW_LIMIT:
+                    rule = next((w.window.rule for w in inp.writes if w.action.action_id == current and w.window), "")
+                    event = WindowLimitRefused(action_id=current, rule=rule, reason=exc.message)
+                elif exc.type == ErrorType.LEASE_REFUSED:
+                    event = LeaseRefused(rollout_id=inp.rollout_id, action_id=current, reason=exc.message)
+                else:
                     raise
-                event = LeaseRefused(rollout_id=inp.rollout_id, action_id=current, reason=exc.message)
                 refused = (PublishRefusal(action_id=current, reason=exc.message), event)
             except ConnectorError as exc:
                 raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
@@ -270,6 +280,29 @@ class RunActivities(RolloutAuthority):
             next_seq=inp.seq + len(items), head=head,
         )  # fmt: skip
 
+    @activity.defn(name="govflow.window_total")
+    async def window_total(self, query: WindowTotal) -> str:
+        """What a limits' window already holds for one group (a decimal, as text)."""
+        try:
+            return str(await self._store.pool.fetchval(_WINDOW, *_window_args(query)))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise evidence_failure(exc) from exc
+
+    @staticmethod
+    async def _hold_window(hold: FenceHold, check: WindowCheck) -> None:
+        """Count the window again inside the write's evidence transaction, under a lock on its group held to
+        its commit (the touched record commits there): of two runs racing, the second counts the first."""
+        group = f"window:{check.system}:{check.resource}:{check.by}:{check.value}"
+        await hold.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", group)
+        total = Decimal(str(await hold.conn.fetchval(_WINDOW, *_window_args(check)))) + Decimal(check.amount)
+        if total > Decimal(check.cap):
+            raise ApplicationError(
+                f"{check.by} {check.value} would hold {total:,.2f} {check.currency} in the window with this write, "
+                f"above the {Decimal(check.cap):,.2f} {check.currency} its approvers may approve under rule "
+                f"{check.rule}: it needs approval by someone whose limit covers the total",
+                type=ErrorType.WINDOW_LIMIT, non_retryable=True,
+            )  # fmt: skip
+
     @activity.defn(name="govflow.claim_grant")
     async def claim_grant(self, claim: GrantClaim) -> str | None:
         """A use of a live standing approval covering the action, or None (people decide). Retried, the same
@@ -285,7 +318,20 @@ class RunActivities(RolloutAuthority):
     def all(self) -> list[Any]:
         return [
             self.open_run, self.append_run_evidence, self.gather, self.propose, self.publish_all, self.claim_grant,
+            self.window_total,
         ]  # fmt: skip
+
+
+# The amounts written live to one group within a window (a field that is not a number counts nothing).
+_WINDOW = """
+SELECT coalesce(sum(CASE WHEN t.after_image->>$3 ~ '^-?[0-9]+(\\.[0-9]+)?$' THEN (t.after_image->>$3)::numeric END), 0)
+FROM touched_records t JOIN evidence_events e ON e.stream = 'run' AND e.stream_id = t.run_id AND e.seq = t.seq
+WHERE t.system = $1 AND t.resource = $2 AND t.mode = 'live' AND t.after_image->>$4 = $5 AND e.occurred_at >= $6
+"""
+
+
+def _window_args(q: WindowTotal) -> tuple[Any, ...]:
+    return (q.system, q.resource, q.amount_field, q.by, q.value, q.since)
 
 
 @dataclass(frozen=True)

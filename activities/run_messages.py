@@ -100,9 +100,33 @@ class EvidenceItem(_Model):
         return cls(kind=event.kind, payload=event.payload(), at=at)
 
 
+class WindowTotal(_Model):
+    """What a limits' window already holds for one group (``by`` = ``value``): the amounts in ``amount_field``
+    written live to ``system``/``resource`` since ``since``."""
+
+    system: str
+    resource: str
+    amount_field: str
+    by: str
+    value: str
+    since: datetime
+
+
+class WindowCheck(WindowTotal):
+    """The window checked again at the write, under a lock on its group, so two runs racing cannot both
+    stay under it: refused when the window with this write holds more than ``cap`` (the lowest limit
+    among who approved it, under ``rule``)."""
+
+    amount: str
+    cap: str
+    currency: str
+    rule: str
+
+
 class PlannedWrite(_Model):
     action: Action
     grant: str | None = Field(default=None, description="The standing approval the write relies on, if any.")
+    window: WindowCheck | None = Field(default=None, description="A limits' window to hold the write to.")
 
 
 class PublishAll(_Model):

@@ -57,3 +57,7 @@ class RunContext(BaseModel):
         default_factory=dict,
         description="The records the run read, by resource: for separation of duties from the data (not_by).",
     )
+    window_totals: dict[str, str] = Field(
+        default_factory=dict,
+        description="By rule: what was already written in its limits' window for this action's group (decimal).",
+    )

@@ -47,14 +47,17 @@ def _money(value: Decimal, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
 
-def within_limits(policy: Policy, limits: Limits | None, action: Action, named: set[str], requester: str) -> Limited:
-    """Of ``named`` (who the rule names), those whose limit covers the action's amount; when nobody does,
-    everyone in the policy whose limit does (the requester aside), and their roles: the gate escalates."""
+def within_limits(
+    policy: Policy, limits: Limits | None, action: Action, named: set[str], requester: str, prior: str = "0"
+) -> Limited:
+    """Of ``named`` (who the rule names), those whose limit covers the action's amount (with ``prior``, what
+    the limits' window already holds); when nobody does, everyone in the policy whose limit does (the
+    requester aside), and their roles: the gate escalates."""
     if limits is None:
         return Limited(eligible=named)
     raw, currency = action.fields.get(limits.field), action.fields.get(limits.currency_field, limits.currency)
     try:
-        amount = Decimal(str(raw))
+        amount = Decimal(str(raw)) + Decimal(prior)
         if not amount.is_finite():
             raise InvalidOperation
     except (InvalidOperation, ValueError):
@@ -65,6 +68,8 @@ def within_limits(policy: Policy, limits: Limits | None, action: Action, named: 
     people = {p.id: p for p in policy.reviewers.people}
     can = {n for n in named if n in people and limits.of(people[n]) >= amount}
     shown = _money(amount, limits.currency)
+    if limits.window is not None and Decimal(prior):
+        shown += f" with {_money(Decimal(prior), limits.currency)} already written in the window"
     over = {
         n: f"may approve up to {_money(limits.of(people[n]), limits.currency)}; this is {shown}"
         for n in sorted(named - can) if n in people

@@ -80,11 +80,13 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
                 ))  # fmt: skip
         if ap.limits is not None:
             fields = {f for g in policy.grants if g.system == m.system and g.resource == m.resource for f in g.fields}
-            for key in ("field", "currency_field"):
-                name = getattr(ap.limits, key)
+            keys = [("field", ap.limits.field), ("currency_field", ap.limits.currency_field)]
+            if ap.limits.window is not None:
+                keys.append(("window.by", ap.limits.window.by))
+            for key, name in keys:
                 if fields and name not in fields:
                     problems.append((
-                        (*at, "approval", "limits", key),
+                        (*at, "approval", "limits", *key.split(".")),
                         f"{name!r} is not a field of {m.resource} any grant lets a run write "
                         f"(fields: {', '.join(sorted(fields))})",
                     ))  # fmt: skip

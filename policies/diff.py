@@ -108,6 +108,13 @@ def _limits(old: Limits | None, new: Limits | None) -> list[tuple[str, Exposure]
     if (old.field, old.currency, old.currency_field) != (new.field, new.currency, new.currency_field):
         return [(f"limits read {new.field} in {new.currency} (were {old.field} in {old.currency})", "neutral")]
     out: list[tuple[str, Exposure]] = []
+    if old.window != new.window:
+
+        def shown(w: Any) -> str:
+            return f"by {w.by} over {format_duration(w.over)}" if w is not None else "none"
+
+        counts: Exposure = "lowers" if old.window is None else "raises" if new.window is None else "neutral"
+        out.append((f"limits' window {shown(old.window)} -> {shown(new.window)}", counts))
     for who in sorted({*old.up_to, *new.up_to, "(default)"}):
         a = old.default if who == "(default)" else old.up_to.get(who, old.default)
         b = new.default if who == "(default)" else new.up_to.get(who, new.default)
@@ -207,6 +214,8 @@ FIELDS: dict[str, Judge] = {
     "actions[].approval.limits": "covered", "actions[].approval.limits.field": "covered",
     "actions[].approval.limits.currency": "covered", "actions[].approval.limits.currency_field": "covered",
     "actions[].approval.limits.up_to": "covered", "actions[].approval.limits.default": "covered",
+    "actions[].approval.limits.window": "covered", "actions[].approval.limits.window.by": "covered",
+    "actions[].approval.limits.window.over": "covered",
     "rollout.stages": "covered", "rollout.stages[].live_fraction": "covered", "rollout.stages[].min_runs": "covered",
     "rollout.stages[].min_duration": "covered", "rollout.stages[].gate": "covered",
     "rollout.stages[].promoters": "covered", "rollout.required": "covered",

@@ -161,9 +161,9 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
     assert approval is not None
     excluded, unchecked = not_by(approval.not_by, action, ctx)
     named = policy.eligible(approval.reviewers, approval.roles)
-    limited = within_limits(
-        policy, approval.limits, action, named, ctx.requester if approval.separation_of_duties else ""
-    )
+    requester = ctx.requester if approval.separation_of_duties else ""
+    prior = ctx.window_totals.get(rule.name, "0")
+    limited = within_limits(policy, approval.limits, action, named, requester, prior)
     return Gate(
         rule=rule.name,
         action_id=action.action_id,

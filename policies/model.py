@@ -163,6 +163,14 @@ RecordField = Annotated[
 """A field of a resource's records: ``resource.field``."""
 
 
+class Window(Strict):
+    """Limits counted over a rolling window: the amounts already written for the same ``by`` value (the same
+    vendor, customer or record) within ``over`` count with the action's own."""
+
+    by: Name = Field(description="The action's field that names what the window groups by, e.g. vendor_id.")
+    over: Duration = Field(description="How far back the window reaches, e.g. 1d or 12h (rolling).")
+
+
 class Limits(Strict):
     """A delegation-of-authority table for one rule: how much each person or role may approve, read from a
     field of the action (``field``, in ``currency``). An approver above their limit is refused; when nobody
@@ -173,6 +181,7 @@ class Limits(Strict):
     currency_field: Name = Field(default="currency", description="The action's field naming its currency.")
     up_to: dict[Name, Decimal] = Field(min_length=1, description="Person or role -> the most they may approve.")
     default: Decimal = Field(default=Decimal(0), description="What anyone else may approve.")
+    window: Window | None = Field(default=None, description="Count what was written in a window, too.")
 
     @field_validator("currency")
     @classmethod
@@ -368,6 +377,8 @@ class Policy(Strict):
                 rule["approval"].pop("not_by", None)
             if rule.get("approval") and rule["approval"].get("limits") is None:
                 rule["approval"].pop("limits", None)
+            elif rule.get("approval") and rule["approval"]["limits"].get("window") is None:
+                rule["approval"]["limits"].pop("window", None)
             if not rule["match"].get("changes"):
                 rule["match"].pop("changes", None)
         identity = doc["identity"]

@@ -104,7 +104,12 @@ def score_events(policy: Policy, scores: Mapping[str, float], checks: Sequence[C
 
 
 def decide_proposal(
-    policy: Policy, policy_digest: str, proposal: ProposeResult, reads: Iterable[ReadLog], ctx: RunContext
+    policy: Policy,
+    policy_digest: str,
+    proposal: ProposeResult,
+    reads: Iterable[ReadLog],
+    ctx: RunContext,
+    totals: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, ActionState], bool, list[Event]]:
     """Score and decide a proposal: each action's state, whether every quality check passed, and the
     evidence (the proposal, its scores, a decision per action). ``ctx`` is the run's; each action's
@@ -119,7 +124,11 @@ def decide_proposal(
             by_resource[r.resource] = (*by_resource.get(r.resource, ()), dict(r.values))
     contexts = {
         a.action_id: ctx.model_copy(
-            update={"record": by_record.get((a.system, a.resource, a.record_id or "")), "reads": by_resource}
+            update={
+                "record": by_record.get((a.system, a.resource, a.record_id or "")),
+                "reads": by_resource,
+                "window_totals": dict((totals or {}).get(a.action_id, {})),
+            }
         )
         for a in proposal.actions
     }

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.activities.rollout_messages import RunAdmission
     from govflow.activities.run_activities import RunActivities
     from govflow.policies import AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from govflow.workflows import approvals, handlers, publishing
+    from govflow.workflows import approvals, handlers, publishing, windows
     from govflow.workflows import search_attributes as sa
     from govflow.workflows.approvals import ActionState, GateState
     from govflow.workflows.details import run_details
@@ -122,8 +122,10 @@ class GovernedRunWorkflow:
 
         s.scores = dict(proposal.scores)
         ctx = RunContext(run_id=self._run_id, requester=inp.requester, now=workflow.now())
+        records = {(r.system, r.resource, r.record_id): r.values for r in s.reads}
+        totals = await windows.prior_totals(self.policy, proposal.actions, records, ctx.now) if s.live else {}
         s.actions, s.checks_passed, events = approvals.decide_proposal(
-            self.policy, setup.policy_digest, proposal, s.reads, ctx
+            self.policy, setup.policy_digest, proposal, s.reads, ctx, totals
         )
         granted = await claim_standing(self.policy, s.inp, self._run_id, s.actions)
         if granted:
@@ -233,7 +235,11 @@ class GovernedRunWorkflow:
             done = [publishing.written(w) for w in writes]
             then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
             report = self._report("published", done) if s.inp.rollout_id else None
-        planned = [rm.PlannedWrite(action=w.action, grant=w.grant or None) for w in writes]
+        now = workflow.now()
+        planned = [
+            rm.PlannedWrite(action=w.action, grant=w.grant or None, window=windows.window_check(self.policy, w, now))
+            for w in writes
+        ]
         result = await self._ledger.publish_all(
             planned, rollout_id=s.inp.rollout_id, stage=s.inp.stage, then=then, report=report,
             fence_generation=s.fence_generation,

@@ -82,6 +82,7 @@ from govflow.activities.evidence.run_events import (
     RunStartRefused,
     ScopeRefused,
     TouchedRecord,
+    WindowLimitRefused,
 )
 
 EVENTS: dict[str, type[Event]] = {
@@ -94,6 +95,7 @@ EVENTS: dict[str, type[Event]] = {
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
         GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, SignedIn,
+        WindowLimitRefused,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -199,6 +201,7 @@ __all__ = [
     "StageChanged",
     "TouchedRecord",
     "UnreadableEvent",
+    "WindowLimitRefused",
     "canonical_kind",
     "changes",
     "describe",

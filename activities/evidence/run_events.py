@@ -257,6 +257,20 @@ class LeaseRefused(Event):
     reason: str
 
 
+class WindowLimitRefused(Event):
+    """A write refused at the last moment: its limits' window, counted under a lock, now holds more than the
+    people who approved it may approve (another run wrote to the same group first)."""
+
+    kind: ClassVar[str] = "window_limit_refused"
+
+    action_id: str
+    rule: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"refused to write {self.action_id} (rule {self.rule}): {self.reason}"
+
+
 class ActionStatus(BaseModel):
     model_config = ConfigDict(frozen=True)
     action_id: str

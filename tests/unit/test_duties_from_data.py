@@ -151,6 +151,26 @@ def test_an_amount_the_limits_cannot_read_clears_nobody(amount: str, currency: s
             "limits.up_to",
             "neither a person nor a role",
         ),
+        (
+            {
+                "field": "amount",
+                "currency": "EUR",
+                "up_to": {"controller": 5},
+                "window": {"by": "vendor_id", "over": "a day"},
+            },
+            "limits.window.over",
+            "is not a duration",
+        ),
+        (
+            {
+                "field": "amount",
+                "currency": "EUR",
+                "up_to": {"controller": 5},
+                "window": {"by": "vendor", "over": "1d"},
+            },
+            "limits.window.by",
+            "'vendor' is not a field",
+        ),
     ],
 )
 def test_policy_check_refuses_limits_it_cannot_use(limits: dict[str, object], path: str, says: str) -> None:

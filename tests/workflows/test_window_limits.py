@@ -1,0 +1,92 @@
+"""Limits counted over a window (approval.limits.window): two payments to one vendor in a day, each under
+the approvers' 50,000 limit, together above it. Decided one after the other, the second asks for the
+authority its total needs; approved at once and racing to publish, only one is written (the other is
+refused at the write, counted under a lock). On the time-skipping server, with the invoice example."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from govflow import Registry, parse_policy
+from govflow.activities.evidence import EvidenceStore
+from govflow.examples import invoice_matching as im
+from govflow.workflows.run_api import RunResult
+from tests.helpers import wait_for, worker
+from tests.integration.test_finance_e2e import payment_pending, start, vote
+
+CAP = Decimal(50_000)
+
+
+def windowed() -> Any:
+    doc = yaml.safe_load(im.POLICY.read_text())
+    doc["rollout"] = {"required": False, "stages": doc["rollout"]["stages"]}
+    doc["actions"][2]["approval"]["limits"]["window"] = {"by": "vendor_id", "over": "1d"}
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False))
+
+
+async def payable(ledger: str, invoice: str, vendor: str, amount: int) -> None:
+    """``invoice`` (a routine one) billed by ``vendor`` for ``amount``, ordered and received in full."""
+    conn = await asyncpg.connect(ledger)
+    try:
+        po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
+        await conn.execute("UPDATE invoice SET vendor_id = $2, amount = $3 WHERE id = $1", invoice, vendor, amount)
+        await conn.execute("UPDATE purchase_order SET vendor_id = $2, amount = $3 WHERE id = $1", po, vendor, amount)
+        await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
+        await conn.execute(
+            "INSERT INTO goods_receipt (id, po_id, amount, received_on) VALUES ($1, $2, $3, current_date)",
+            f"GR-{invoice}", po, amount,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def test_two_payments_to_one_vendor_never_both_stay_under_a_windowed_limit(
+    time_skipping_env: WorkflowEnvironment, store: EvidenceStore, finance_url: str, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    registry = Registry()
+    im.register(registry, finance_url, policy=windowed())
+    races = [("V001", "INV-0001", "INV-0002"), ("V002", "INV-0003", "INV-0004"), ("V003", "INV-0006", "INV-0007")]
+    for vendor, first, second in races:
+        await payable(finance_url, first, vendor, 30_000)
+        await payable(finance_url, second, vendor, 30_000)
+    await payable(finance_url, "INV-0008", "V001", 30_000)
+    try:
+        async with worker(client, task_queue, store, registry):
+            # Racing: both decided under an empty window, both approved at once; one write, one refusal.
+            for vendor, first, second in races:
+                runs = [await start(client, task_queue, invoice) for invoice in (first, second)]
+                digests = [payment_pending(await wait_for(client.get_workflow_handle(r), lambda s: bool(s.pending)))
+                           .digest for r in runs]  # fmt: skip
+                for run_id, digest in zip(runs, digests, strict=True):
+                    assert (await vote(client, run_id, "erik", digest)).accepted
+                await asyncio.gather(*(vote(client, r, "dana", d) for r, d in zip(runs, digests, strict=True)))
+                results = [await client.get_workflow_handle(r, result_type=RunResult).result() for r in runs]
+                assert sorted(r.outcome for r in results) == ["published", "refused"], results
+                (refused,) = [r for r in results if r.outcome == "refused"]
+                assert f"vendor_id {vendor} would hold 60,000.00 EUR in the window" in refused.reason
+                written = await store.pool.fetchval(
+                    "SELECT coalesce(sum((after_image->>'amount')::numeric), 0) FROM touched_records "
+                    "WHERE resource = 'payment' AND mode = 'live' AND after_image->>'vendor_id' = $1", vendor,
+                )  # fmt: skip
+                assert written <= CAP, (vendor, written)  # no breach
+
+            # One after the other: the third V001 payment is decided with the window's 30,000 counted, so
+            # only someone whose limit covers 60,000 may approve it.
+            run_id = await start(client, task_queue, "INV-0008")
+            pending = payment_pending(await wait_for(client.get_workflow_handle(run_id), lambda s: bool(s.pending)))
+            assert pending.gates[0].eligible == ["farah"]
+            refused_vote = await vote(client, run_id, "erik", pending.digest)
+            assert not refused_vote.accepted
+            assert "this is 60,000.00 EUR with 30,000.00 EUR already written in the window" in refused_vote.reason
+            await client.get_workflow_handle(run_id).terminate("test over")
+    finally:
+        await registry.aclose()
+    kinds = await store.pool.fetchval("SELECT count(*) FROM evidence_events WHERE kind = 'window_limit_refused'")
+    assert kinds == len(races)
