@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -144,3 +145,17 @@ async def result_on_a_new_worker(client: Client, environ: dict[str, str], run_id
     finally:
         worker.terminate()
         await worker.wait()
+
+
+@contextlib.asynccontextmanager
+async def ending() -> AsyncIterator[list[WorkflowHandle[Any, Any]]]:
+    """Runs appended to the yielded list are terminated when the block ends, if still running: a test that
+    fails midway leaves nothing waiting on the shared dev server (where `approvals list` would meet it)."""
+    handles: list[WorkflowHandle[Any, Any]] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("test ended")

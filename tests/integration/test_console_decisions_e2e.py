@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from tests.helpers import start_run, wait_for
+from tests.helpers import ending, eventually, start_run, wait_for
 from tests.integration.console_kit import Served, console_worker, screenshot, signed_in
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 
@@ -34,16 +34,21 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
     playwright_api = pytest.importorskip("playwright.async_api")
     client, origin = dev_server_env.client, live_console.origin
     worker = console_worker(client, task_queue, store, registry, live_console)
-    async with worker:
+    async with worker, ending() as runs:
         unhappy = await start_run(client, task_queue, "T0003")  # a reply (medium risk) and a churn flag (high)
         invoice = await start_run(client, task_queue, "T0005")  # a reply
         missing = await start_run(client, task_queue, "T9999")  # no such ticket: the exception route
+        runs += [unhappy, invoice, missing]
         await wait_for(unhappy, lambda s: len(s.pending) == 2)
         await wait_for(invoice, lambda s: bool(s.pending))
 
         # The Temporal UI's details link each open action to its page in the console.
-        metadata = await invoice.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-        assert f"[review it in the console]({origin}/runs/{invoice.id}/actions/reply)" in metadata.current_details
+        # (The details follow the run's phase: the action shows as waiting a moment before they say so.)
+        link = f"[review it in the console]({origin}/runs/{invoice.id}/actions/reply)"
+        await eventually(
+            lambda: invoice.query("__temporal_workflow_metadata", result_type=WorkflowMetadata),
+            lambda metadata: link in metadata.current_details,
+        )
 
         async with playwright_api.async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -93,6 +98,7 @@ async def test_bulk_decisions_an_exception_and_earlier_runs_in_the_console(
 
             # A second run of T0005: its page lists the first, published, one record written.
             again = await start_run(client, task_queue, "T0005")
+            runs.append(again)
             (pending,) = (await wait_for(again, lambda s: bool(s.pending))).pending
             await bob.goto(f"{origin}/runs/{again.id}/actions/{pending.action_id}")
             earlier = bob.locator("table.earlier tbody tr")

@@ -24,7 +24,7 @@ from govflow.examples.support_triage import example_registry, seed
 from govflow.policies import AttemptOutcome
 from govflow.policies.passkeys import PasskeyProof
 from govflow.workflows.run_api import ReviewRequest
-from tests.helpers import eventually, start_run, wait_for
+from tests.helpers import ending, eventually, start_run, wait_for
 from tests.integration.console_kit import Served, console_worker, enrolled, serving
 from tests.integration.test_ui_e2e import ARGS, CHROMIUM
 from tests.workflows.test_passkey_votes import passkey_policy
@@ -63,12 +63,13 @@ async def test_passkey_signed_acts_in_the_console(
     registry = example_registry(sor_url, policy=passkey_policy())
     worker = console_worker(client, task_queue, store, registry, live_console)
     tickets = iter(ONE_REPLY)
-    async with worker, playwright_api.async_playwright() as pw:
+    async with worker, ending() as started, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         bob, cdp, authenticator_id = await enrolled(browser, live_console, "bob")
 
         # One signed approval: the page says what the passkey signs; the run checks it and publishes.
         single = await start_run(client, task_queue, next(tickets))
+        started.append(single)
         (pending,) = (await wait_for(single, lambda s: bool(s.pending))).pending
         await decided(store, single.id)
         await bob.goto(f"{origin}/runs/{single.id}/actions/{pending.action_id}")
@@ -79,6 +80,7 @@ async def test_passkey_signed_acts_in_the_console(
 
         # Twenty actions of one rule, one touch: twenty acts, each its own run's.
         bulk = [await start_run(client, task_queue, next(tickets)) for _ in range(20)]
+        started += bulk
         for handle in bulk:
             await wait_for(handle, lambda s: bool(s.pending))
         await bob.goto(origin + "/?rule=reply-to-ticket")
@@ -95,6 +97,7 @@ async def test_passkey_signed_acts_in_the_console(
 
         # Signed at another origin (a second console on the same database): the run refuses it.
         elsewhere = await start_run(client, task_queue, next(tickets))
+        started.append(elsewhere)
         (pending,) = (await wait_for(elsewhere, lambda s: bool(s.pending))).pending
         await decided(store, elsewhere.id)
         async with serving(database_url, GOVFLOW_TEMPORAL_ADDRESS=client.service_client.config.target_host) as other:
@@ -164,12 +167,13 @@ async def test_a_real_assertion_is_refused_wherever_it_does_not_belong(
     client, origin = dev_server_env.client, live_console.origin
     registry = example_registry(sor_url, policy=passkey_policy())
     worker = console_worker(client, task_queue, store, registry, live_console)
-    async with worker, playwright_api.async_playwright() as pw:
+    async with worker, ending() as started, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         bob, _, _ = await enrolled(browser, live_console, "bob")
         alice, _, _ = await enrolled(browser, live_console, "alice")
         runs = {t: await start_run(client, task_queue, t) for t in ("T0001", "T0002", "T0005", "T0006", "T0007")}
         churn = await start_run(client, task_queue, "T0003")  # its churn flag needs two leads
+        started += [*runs.values(), churn]
         digests = {}
         for ticket, handle in [*runs.items(), ("T0003", churn)]:
             status = await wait_for(handle, lambda s: bool(s.pending))
