@@ -3,9 +3,10 @@ how much each person may approve (``approval.limits``, a delegation-of-authority
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from govflow.policies.actions import Action, RunContext
 from govflow.policies.model import Limits, Policy
@@ -30,6 +31,17 @@ def not_by(fields: Iterable[str], action: Action, ctx: RunContext) -> tuple[dict
             if isinstance(person, str) and person and person not in excluded:
                 excluded[person] = f"{name} is {person}"
     return excluded, tuple(unchecked)
+
+
+def reads_by_resource(
+    records: Mapping[tuple[str, str, str], Mapping[str, Any] | None],
+) -> dict[str, tuple[dict[str, Any], ...]]:
+    """The records a run read, by resource (``RunContext.reads``), from (system, resource, record id) -> values."""
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for (_, resource, _), values in records.items():
+        if values is not None:
+            out[resource] = (*out.get(resource, ()), dict(values))
+    return out
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from govflow.policies import (
     run_checks,
     signed_act_problem,
 )
+from govflow.policies.authority import reads_by_resource
 from govflow.policies.stats import CheckResult
 from govflow.workflows.inputs import Read, field_text
 from govflow.workflows.run_api import (
@@ -118,10 +119,7 @@ def decide_proposal(
     made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
     reads = list(reads)
     by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
-    by_resource: dict[str, tuple[dict[str, Any], ...]] = {}
-    for r in reads:
-        if r.values is not None:
-            by_resource[r.resource] = (*by_resource.get(r.resource, ()), dict(r.values))
+    by_resource = reads_by_resource(by_record)
     contexts = {
         a.action_id: ctx.model_copy(
             update={

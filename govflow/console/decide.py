@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from govflow.client import resolve as send_resolve
@@ -37,23 +37,23 @@ def reason_problem(reason: object) -> str:
     return ""
 
 
-async def verdict_of(sent: Awaitable[AttemptOutcome]) -> AttemptOutcome:
-    """The run's verdict on an act, or why Temporal did not take it (the run finished, unreachable...)."""
+async def _sent(request: Request, verdict: str, send: Callable[[Client], Awaitable[AttemptOutcome]]) -> AttemptOutcome:
+    """The run's verdict on an act ``send`` makes (or why Temporal did not take it: the run finished,
+    unreachable...), counted by verdict and the run's answer."""
+    console = console_of(request)
     try:
-        return await sent
+        outcome = await send(await console.client())
     except WorkflowUpdateFailedError as exc:
-        return AttemptOutcome(accepted=False, code="closed", reason=str(exc.cause or exc))
+        outcome = AttemptOutcome(accepted=False, code="closed", reason=str(exc.cause or exc))
     except RPCError as exc:
-        return AttemptOutcome(accepted=False, code="closed", reason=f"Temporal did not take the act: {exc.message}")
+        outcome = AttemptOutcome(accepted=False, code="closed", reason=f"Temporal did not take the act: {exc.message}")
+    console.metrics.acts.labels(verdict, "accepted" if outcome.accepted else "refused").inc()
+    return outcome
 
 
 async def review_one(request: Request, run_id: str, act: ReviewRequest) -> AttemptOutcome:
-    """Send one vote as the signed-in reviewer and count it by verdict and the run's answer."""
-    console = console_of(request)
-    client = await console.client()
-    outcome = await verdict_of(send_review(client, run_id, act))
-    console.metrics.acts.labels(act.verdict, "accepted" if outcome.accepted else "refused").inc()
-    return outcome
+    """Send one vote as the signed-in reviewer; the run's verdict."""
+    return await _sent(request, act.verdict, lambda client: send_review(client, run_id, act))
 
 
 def _not_found(request: Request, session: Session, exc: AccountError, verdict: AttemptOutcome | None) -> Response:
@@ -144,8 +144,6 @@ async def resolve(request: Request) -> Response:
         return await _exception(request, session, not_sent(problem), status=400)
     assert isinstance(reason, str)
     sent = ExceptionDecision(reviewer=session.reviewer, decision=decision, reason=reason, session=session.id)
-    console = console_of(request)
-    client = await console.client()
-    outcome = await verdict_of(send_resolve(client, request.path_params["run_id"], sent))
-    console.metrics.acts.labels(decision, "accepted" if outcome.accepted else "refused").inc()
+    run_id = request.path_params["run_id"]
+    outcome = await _sent(request, sent.decision, lambda client: send_resolve(client, run_id, sent))
     return await _exception(request, session, outcome)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from govflow.activities.escaping import url_segment
+from govflow.activities.escaping import console_exception_url, console_url
 from govflow.activities.evidence import EvidenceStore
 from govflow.policies.engine import Gate
 
@@ -76,8 +76,8 @@ class Waiting:
     def path(self) -> str:
         """The page of this action or exception in the console (each id one path segment)."""
         if self.kind == "exception":
-            return f"/runs/{url_segment(self.run_id)}/exception"
-        return f"/runs/{url_segment(self.run_id)}/actions/{url_segment(self.action_id)}"
+            return console_exception_url("", self.run_id)
+        return console_url("", self.run_id, self.action_id)
 
 
 def _approval(row: Any, reviewer: str) -> Waiting | None:

@@ -28,6 +28,7 @@ from govflow.activities.evidence.events import (
 from govflow.policies import (
     Action,
 )
+from govflow.policies.authority import reads_by_resource
 from govflow.policies.errors import GovflowError
 
 _BATCH = 2000
@@ -181,10 +182,7 @@ def _past_actions(
             votes.setdefault(event.action_id, []).append(event)
         elif isinstance(event, RunFinished) and event.report is not None:
             outcomes[run.run_id] = (row["occurred_at"], event.report)
-    by_resource: dict[str, tuple[dict[str, Any], ...]] = {}
-    for (_, resource, _), values in reads.items():
-        if values is not None:
-            by_resource[resource] = (*by_resource.get(resource, ()), values)
+    by_resource = reads_by_resource(reads)
     out = []
     for action_id, (at, old) in decided.items():
         action = proposed.get(action_id)
