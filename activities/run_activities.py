@@ -250,14 +250,17 @@ class RunActivities(RolloutAuthority):
                 event: Event = ScopeRefused.model_validate(exc.refusal.model_dump())
                 refused = (PublishRefusal(action_id=current, reason=error.message), event)
             except ApplicationError as exc:
+                refusal = PublishRefusal(action_id=current, reason=exc.message)
                 if exc.type == ErrorType.WINDOW_LIMIT:
                     rule = next((w.window.rule for w in inp.writes if w.action.action_id == current and w.window), "")
-                    event = WindowLimitRefused(action_id=current, rule=rule, reason=exc.message)
+                    prior = str(exc.details[0])
+                    event = WindowLimitRefused(action_id=current, rule=rule, reason=exc.message, prior=prior)
+                    refusal = refusal.model_copy(update={"window_rule": rule, "window_prior": prior})
                 elif exc.type == ErrorType.LEASE_REFUSED:
                     event = LeaseRefused(rollout_id=inp.rollout_id, action_id=current, reason=exc.message)
                 else:
                     raise
-                refused = (PublishRefusal(action_id=current, reason=exc.message), event)
+                refused = (refusal, event)
             except ConnectorError as exc:
                 raise fail(exc, ErrorType.CONNECTOR, retryable=exc.retryable) from exc
             except (OSError, asyncpg.PostgresError) as exc:  # the fence's own database (the evidence one)
@@ -294,13 +297,14 @@ class RunActivities(RolloutAuthority):
         its commit (the touched record commits there): of two runs racing, the second counts the first."""
         group = f"window:{check.system}:{check.resource}:{check.by}:{check.value}"
         await hold.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", group)
-        total = Decimal(str(await hold.conn.fetchval(_WINDOW, *_window_args(check)))) + Decimal(check.amount)
+        prior = Decimal(str(await hold.conn.fetchval(_WINDOW, *_window_args(check))))
+        total = prior + Decimal(check.amount)
         if total > Decimal(check.cap):
             raise ApplicationError(
                 f"{check.by} {check.value} would hold {total:,.2f} {check.currency} in the window with this write, "
                 f"above the {Decimal(check.cap):,.2f} {check.currency} its approvers may approve under rule "
                 f"{check.rule}: it needs approval by someone whose limit covers the total",
-                type=ErrorType.WINDOW_LIMIT, non_retryable=True,
+                str(prior), type=ErrorType.WINDOW_LIMIT, non_retryable=True,
             )  # fmt: skip
 
     @activity.defn(name="govflow.claim_grant")

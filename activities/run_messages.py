@@ -166,6 +166,8 @@ class PublishRefusal(_Model):
 
     action_id: str
     reason: str
+    window_rule: str = Field(default="", description="Refused by this rule's limits' window (its write waits).")
+    window_prior: str = Field(default="", description="What that window held without the write, counted at it.")
 
 
 class PublishedAll(_Model):

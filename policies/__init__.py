@@ -21,6 +21,7 @@ from govflow.policies.engine import (
     decide,
     decision_rule,
     escalate,
+    make_gate,
     quorum_met,
 )
 from govflow.policies.errors import GovflowError
@@ -59,6 +60,7 @@ __all__ = [
     "escalate",
     "evaluate_window",
     "load_policy",
+    "make_gate",
     "parse_policy",
     "policy_digest",
     "policy_from_json",

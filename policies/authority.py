@@ -52,6 +52,8 @@ class Limited:
     over_limit: dict[str, str] = field(default_factory=dict)
     unchecked: tuple[str, ...] = ()
     amount: str = ""
+    total: str = ""
+    """The amount the limits were held to (the action's, with the window's), a decimal."""
     escalated: bool = False
 
 
@@ -60,11 +62,18 @@ def _money(value: Decimal, currency: str) -> str:
 
 
 def within_limits(
-    policy: Policy, limits: Limits | None, action: Action, named: set[str], requester: str, prior: str = "0"
+    policy: Policy,
+    limits: Limits | None,
+    action: Action,
+    named: set[str],
+    requester: str,
+    prior: str = "0",
+    quorum: int = 1,
 ) -> Limited:
     """Of ``named`` (who the rule names), those whose limit covers the action's amount (with ``prior``, what
-    the limits' window already holds); when nobody does, everyone in the policy whose limit does (the
-    requester aside), and their roles: the gate escalates."""
+    the limits' window already holds); when fewer than ``quorum`` of them do (the requester aside), everyone
+    in the policy whose limit does, and their roles: the gate escalates (quorum and limits combine: each
+    approver within their own limit)."""
     if limits is None:
         return Limited(eligible=named)
     raw, currency = action.fields.get(limits.field), action.fields.get(limits.currency_field, limits.currency)
@@ -86,9 +95,28 @@ def within_limits(
         n: f"may approve up to {_money(limits.of(people[n]), limits.currency)}; this is {shown}"
         for n in sorted(named - can) if n in people
     }  # fmt: skip
-    if can:
-        return Limited(eligible=can, over_limit=over, amount=shown)
+    total = str(amount)
+    if len(can - {requester}) >= quorum:
+        return Limited(eligible=can, over_limit=over, amount=shown, total=total)
     above = {p.id for p in policy.reviewers.people if limits.of(p) >= amount and p.id != requester}
     role_ids = {r.id for r in policy.reviewers.roles}
     roles = tuple(sorted(k for k, v in limits.up_to.items() if v >= amount and k in role_ids))
-    return Limited(eligible=above, roles=roles, over_limit=over, amount=shown, escalated=True)
+    return Limited(eligible=above, roles=roles, over_limit=over, amount=shown, total=total, escalated=True)
+
+
+def covered(
+    policy: Policy, limits: Limits | None, people: Iterable[str], total: str
+) -> tuple[set[str], dict[str, str]]:
+    """Of ``people``, those whose limit covers ``total`` (a decimal; "" when the limits were not read), and
+    why each other may not: an expiry's escalation keeps to the limits as the first gate did."""
+    if limits is None or not total:
+        return set(people), {}
+    by_id = {p.id: p for p in policy.reviewers.people}
+    amount = Decimal(total)
+    can = {n for n in people if n in by_id and limits.of(by_id[n]) >= amount}
+    shown = _money(amount, limits.currency)
+    over = {
+        n: f"may approve up to {_money(limits.of(by_id[n]), limits.currency)}; this is {shown}"
+        for n in sorted(set(people) - can) if n in by_id
+    }  # fmt: skip
+    return can, over

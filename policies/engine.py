@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
-from govflow.policies.authority import not_by, within_limits
+from govflow.policies.authority import covered, not_by, within_limits
 from govflow.policies.matching import rule_matches
 from govflow.policies.model import ActionRule, Escalation, Policy
 from govflow.policies.scope import check_scope, record_images
@@ -58,6 +58,7 @@ class Gate(_Frozen):
         default_factory=dict, description="Who the rule names but whose limit the amount is above, with why."
     )
     amount: str = Field(default="", description="The amount the limits were read against, with its currency.")
+    total: str = Field(default="", description="That amount as a decimal (the action's, with its window's).")
 
 
 class Allow(_Frozen):
@@ -127,7 +128,8 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
         data = [f"not {p}: {why}" for g in gates for p, why in g.excluded.items()]
         data += [f"over their limit: {', '.join(g.over_limit)} ({g.amount})" for g in gates if g.over_limit]
         data += [
-            f"{g.amount} is above the limit of everyone rule {g.rule} names: it goes to "
+            f"{g.amount}: fewer than {g.quorum} of the people rule {g.rule} names may approve it within their "
+            f"limits: it goes to "
             f"{', '.join(g.roles) or ', '.join(g.eligible) or 'nobody'}"
             for g in gates if g.escalated
         ]  # fmt: skip
@@ -163,7 +165,7 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
     named = policy.eligible(approval.reviewers, approval.roles)
     requester = ctx.requester if approval.separation_of_duties else ""
     prior = ctx.window_totals.get(rule.name, "0")
-    limited = within_limits(policy, approval.limits, action, named, requester, prior)
+    limited = within_limits(policy, approval.limits, action, named, requester, prior, approval.quorum)
     return Gate(
         rule=rule.name,
         action_id=action.action_id,
@@ -183,6 +185,7 @@ def make_gate(policy: Policy, rule: ActionRule, action: Action, ctx: RunContext,
         unchecked=(*unchecked, *limited.unchecked),
         over_limit=limited.over_limit,
         amount=limited.amount,
+        total=limited.total,
         escalated=limited.escalated,
     )
 
@@ -193,9 +196,13 @@ def escalate(policy: Policy, gate: Gate, now: datetime) -> Gate | None:
         return None
     esc = gate.on_expiry
     assert isinstance(esc, Escalation)
+    rule = policy.rule(gate.rule)
+    limits = rule.approval.limits if rule is not None and rule.approval is not None else None
+    eligible, over = covered(policy, limits, policy.members(esc.to_role), gate.total)
     return gate.model_copy(
         update={
-            "eligible": tuple(sorted(policy.members(esc.to_role))),
+            "eligible": tuple(sorted(eligible)),
+            "over_limit": {**gate.over_limit, **over},
             "reviewers": (),
             "roles": (esc.to_role,),
             "expires_at": now + esc.expires_after,

@@ -118,7 +118,7 @@ FIXTURE_KEYS = Path(__file__).parent / "fixtures" / "keys"
 
 
 def fixture_key(name: str) -> Any:
-    """One of the test Ed25519 keys in tests/fixtures/keys (dana, erik, farah, gus), as the CLI loads it."""
+    """One of the test Ed25519 keys in tests/fixtures/keys (dana, erik, farah, hana, gus), as the CLI loads it."""
     return load_signing_key(str(FIXTURE_KEYS / f"{name}.key"))
 
 

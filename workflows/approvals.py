@@ -118,20 +118,25 @@ def decide_proposal(
     checks = run_checks(policy, proposal.scores)
     made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
     reads = list(reads)
-    by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
-    by_resource = reads_by_resource(by_record)
-    contexts = {
-        a.action_id: ctx.model_copy(
-            update={
-                "record": by_record.get((a.system, a.resource, a.record_id or "")),
-                "reads": by_resource,
-                "window_totals": dict((totals or {}).get(a.action_id, {})),
-            }
-        )
-        for a in proposal.actions
-    }
+    totals = totals or {}
+    contexts = {a.action_id: action_context(ctx, a, reads, totals.get(a.action_id)) for a in proposal.actions}
     states, decisions = decide_actions(policy, policy_digest, proposal.actions, contexts)
     return states, all(c.passed for c in checks), [made, *score_events(policy, proposal.scores, checks), *decisions]
+
+
+def action_context(
+    ctx: RunContext, action: Action, reads: Iterable[ReadLog], totals: Mapping[str, str] | None = None
+) -> RunContext:
+    """``ctx`` (the run's) for one action: the record it changes as the run read it, every record the run
+    read (for ``not_by``), and what its rules' limits windows already hold (``totals``, by rule)."""
+    by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
+    return ctx.model_copy(
+        update={
+            "record": by_record.get((action.system, action.resource, action.record_id or "")),
+            "reads": reads_by_resource(by_record),
+            "window_totals": dict(totals or {}),
+        }
+    )
 
 
 def decide_actions(
@@ -368,6 +373,7 @@ def pending(actions: Iterable[ActionState]) -> list[PendingAction]:
                     expires_at=g.gate.expires_at,
                     signature_required=g.gate.signature_required,
                     status=g.status,
+                    escalated=g.gate.escalated,
                 )
                 for g in s.gates
             ],

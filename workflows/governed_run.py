@@ -12,6 +12,7 @@ The rooms around it: its state (workflows/run_state.py), what is decided and how
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from govflow.activities.rollout_messages import RunAdmission
     from govflow.activities.run_activities import RunActivities
     from govflow.policies import AttemptOutcome, Policy, RunContext, policy_from_json, signed_act_problem
-    from govflow.workflows import approvals, handlers, publishing, windows
+    from govflow.workflows import approvals, handlers, publishing, regating, windows
     from govflow.workflows import search_attributes as sa
     from govflow.workflows.approvals import ActionState, GateState
     from govflow.workflows.details import run_details
@@ -220,37 +221,74 @@ class GovernedRunWorkflow:
 
     async def _publish(self) -> RunResult:
         """Every approved write in one activity (one lease, one hold of the fence, one commit); shadow writes
-        and outcomes that write nothing are recorded with run_finished."""
+        and outcomes that write nothing are recorded with run_finished. A write its limits' window refuses
+        (another run wrote to the group since it was approved) waits for the authority the new total needs,
+        then what is not yet written is published again."""
         s = self._s
         self._set_phase("publishing" if s.live else "recording shadow writes")
-        slots, shadowed = publishing.plan(self._run_id, s.actions.values(), s.reads, live=s.live)
-        self._ledger.defer(*shadowed)
-        writes = [t for t in slots if isinstance(t, ActionState)]
-        if not writes:
-            unwritten = [t for t in slots if isinstance(t, ActionOutcome)]
-            return await self._finish(publishing.outcome_of(s.inp.mode, unwritten), outcomes=unwritten)
-        then: list[rm.EvidenceItem] = []
-        report: ev.RunReport | None = None
-        if len(writes) == len(s.actions):  # every action is written: run_finished rides with the writes
-            done = [publishing.written(w) for w in writes]
-            then = [rm.EvidenceItem.of(self._finished("published", done, ""))]
-            report = self._report("published", done) if s.inp.rollout_id else None
-        now = workflow.now()
-        planned = [
-            rm.PlannedWrite(action=w.action, grant=w.grant or None, window=windows.window_check(self.policy, w, now))
-            for w in writes
-        ]
-        result = await self._ledger.publish_all(
-            planned, rollout_id=s.inp.rollout_id, stage=s.inp.stage, then=then, report=report,
-            fence_generation=s.fence_generation,
-        )  # fmt: skip
-        s.reported = result.reported
-        outcomes = publishing.published(slots, result.written)
-        if result.refused is not None:
-            s.refusal = result.refused.reason
-            return await self._finish("refused", outcomes=outcomes, reason=s.refusal)
-        s.finish_recorded = bool(then)
-        return await self._finish(publishing.outcome_of(s.inp.mode, outcomes), outcomes=outcomes)
+        done: dict[str, ActionOutcome] = {}  # written by an earlier publish of this run
+        while True:
+            pending = [a for a in s.actions.values() if a.action.action_id not in done]
+            slots, shadowed = publishing.plan(self._run_id, pending, s.reads, live=s.live)
+            self._ledger.defer(*shadowed)
+            writes = [t for t in slots if isinstance(t, ActionState)]
+            if not writes:
+                unwritten = [t for t in slots if isinstance(t, ActionOutcome)]
+                everything = self._in_order(done, unwritten)
+                return await self._finish(publishing.outcome_of(s.inp.mode, everything), outcomes=everything)
+            then: list[rm.EvidenceItem] = []
+            report: ev.RunReport | None = None
+            if len(writes) == len(pending):  # every action is written: run_finished rides with the writes
+                every = self._in_order(done, [publishing.written(w) for w in writes])
+                then = [rm.EvidenceItem.of(self._finished("published", every, ""))]
+                report = self._report("published", every) if s.inp.rollout_id else None
+            now = workflow.now()
+            check = windows.window_check
+            planned = [rm.PlannedWrite(action=w.action, grant=w.grant or None, window=check(self.policy, w, now))
+                       for w in writes]  # fmt: skip
+            result = await self._ledger.publish_all(
+                planned, rollout_id=s.inp.rollout_id, stage=s.inp.stage, then=then, report=report,
+                fence_generation=s.fence_generation,
+            )  # fmt: skip
+            s.reported = result.reported
+            outcomes = publishing.published(slots, result.written)
+            done.update((o.action_id, o) for o in outcomes if o.status == "written")
+            refused = result.refused
+            if refused is not None and refused.window_rule and await self._ask_again(refused, now):
+                continue
+            everything = self._in_order(done, outcomes)
+            if refused is not None:
+                s.refusal = refused.reason
+                return await self._finish("refused", outcomes=everything, reason=s.refusal)
+            s.finish_recorded = bool(then)
+            return await self._finish(publishing.outcome_of(s.inp.mode, everything), outcomes=everything)
+
+    def _in_order(self, *parts: Mapping[str, ActionOutcome] | Iterable[ActionOutcome]) -> list[ActionOutcome]:
+        """Outcomes from several publishes of this run, in the proposal's order."""
+        found: dict[str, ActionOutcome] = {}
+        for part in parts:
+            found.update(part if isinstance(part, Mapping) else {o.action_id: o for o in part})
+        return [found[a] for a in self._s.actions if a in found]
+
+    async def _ask_again(self, refused: rm.PublishRefusal, now: datetime) -> bool:
+        """The window refused a write its approvers' limits no longer cover: its gate asks again with the
+        window's new total, and the run waits for it (True). False: nothing to ask again (fail closed)."""
+        s = self._s
+        state = s.actions.get(refused.action_id)
+        if state is None:
+            return False
+        ctx = RunContext(run_id=self._run_id, requester=s.inp.requester, now=now)
+        events = regating.regate(self.policy, state, refused.window_rule, refused.window_prior,
+                                  approvals.action_context(ctx, state.action, s.reads), refused.reason)  # fmt: skip
+        if not events:
+            return False
+        s.changes += 1
+        self._show()
+        await self._ledger.record(*events)
+        await self._announcer.announce(self.policy, s.inp, s.actions, "escalated")
+        await self._await_approvals()
+        self._set_phase("publishing")
+        return True
 
     async def _finish(
         self, outcome: Outcome, *, outcomes: list[ActionOutcome] | None = None, reason: str | None = None

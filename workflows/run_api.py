@@ -115,6 +115,7 @@ class GateView(BaseModel):
     expires_at: datetime
     signature_required: bool
     status: Literal["open", "approved", "rejected", "expired"]
+    escalated: bool = Field(default=False, description="Gone to whoever may approve above the rule's people.")
 
 
 class PendingAction(BaseModel):

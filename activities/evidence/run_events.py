@@ -225,6 +225,8 @@ class GateEscalated(Event):
     to_roles: list[str]
     eligible: list[str]
     expires_at: datetime
+    reason: str = ""
+    """Why (empty: the gate expired): a limits' window that filled before the write, with its new total."""
 
 
 class TouchedRecord(ProjectedEvent):
@@ -266,6 +268,8 @@ class WindowLimitRefused(Event):
     action_id: str
     rule: str
     reason: str
+    prior: str = ""
+    """What the window held without the write, counted under the lock (the run asks again with it)."""
 
     def describe(self) -> str:
         return f"refused to write {self.action_id} (rule {self.rule}): {self.reason}"

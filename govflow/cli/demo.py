@@ -68,6 +68,8 @@ async def _enrollment_links(settings: Settings, task: str) -> list[tuple[str, st
             deciders |= policy.eligible(rule.approval.reviewers, rule.approval.roles)
             if not isinstance(rule.approval.on_expiry, str):  # escalated to a role when it expires
                 deciders |= policy.members(rule.approval.on_expiry.to_role)
+            for key in rule.approval.limits.up_to if rule.approval.limits else ():  # above the rule's people
+                deciders |= {key} if policy.person(key) else policy.members(key)
     if policy.exceptions is not None:
         deciders |= policy.eligible(policy.exceptions.reviewers, policy.exceptions.roles)
     links = []

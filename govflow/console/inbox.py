@@ -19,23 +19,30 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.policies.engine import Gate
 
 _OPEN = """
+WITH d AS (
+  SELECT d.*, (SELECT e.seq FROM evidence_events e WHERE e.stream = 'run' AND e.stream_id = d.run_id
+                 AND e.kind = 'gate_escalated' AND e.payload->>'action_id' = d.action_id
+                 ORDER BY e.seq DESC LIMIT 1) AS escalated_at
+  FROM policy_decisions d
+  WHERE d.decision = 'needs_approval'
+)
 SELECT d.run_id, d.action_id, d.action_digest, d.rule, d.gate, r.task, r.task_version, r.item_key, r.requester,
        (SELECT count(*) FROM approval_attempts a WHERE a.run_id = d.run_id AND a.action_id = d.action_id
-          AND a.accepted AND a.verdict = 'approve') AS approvals,
+          AND a.accepted AND a.verdict = 'approve' AND a.seq > coalesce(d.escalated_at, 0)) AS approvals,
        EXISTS (SELECT 1 FROM approval_attempts a WHERE a.run_id = d.run_id AND a.action_id = d.action_id
           AND a.accepted AND a.verdict = 'reject') AS rejected,
        EXISTS (SELECT 1 FROM approval_attempts a WHERE a.run_id = d.run_id AND a.action_id = d.action_id
-          AND a.accepted AND a.reviewer = $1) AS voted,
+          AND a.accepted AND a.reviewer = $1 AND a.seq > coalesce(d.escalated_at, 0)) AS voted,
        (SELECT e.payload FROM evidence_events e WHERE e.stream = 'run' AND e.stream_id = d.run_id
-          AND e.kind = 'gate_escalated' AND e.payload->>'action_id' = d.action_id ORDER BY e.seq DESC LIMIT 1)
-          AS escalation,
+          AND e.seq = d.escalated_at) AS escalation,
        EXISTS (SELECT 1 FROM evidence_events e WHERE e.stream = 'run' AND e.stream_id = d.run_id
           AND e.kind = 'gate_expired' AND e.payload->>'action_id' = d.action_id) AS expired
-FROM policy_decisions d JOIN runs r USING (run_id)
-WHERE d.decision = 'needs_approval' AND r.mode = 'live'
+FROM d JOIN runs r USING (run_id)
+WHERE r.mode = 'live'
   AND NOT EXISTS (SELECT 1 FROM evidence_events f WHERE f.stream = 'run' AND f.stream_id = d.run_id
                   AND f.kind = 'run_finished')
 """
+# A gate escalated (its expiry, or a window that filled meanwhile) is a fresh one: its people, its votes.
 
 # An exception still waits when nothing after it ended it: an accepted decision, its expiry, the run's end.
 _EXCEPTIONS = """
@@ -88,7 +95,7 @@ def _approval(row: Any, reviewer: str) -> Waiting | None:
     eligible, expires_at = set(gate.eligible), gate.expires_at
     escalation = row["escalation"]
     if escalation is not None:
-        eligible |= set(escalation.get("eligible", []))
+        eligible = set(escalation.get("eligible", []))
         expires_at = datetime.fromisoformat(escalation["expires_at"])
     elif row["expired"]:
         return None

@@ -8,7 +8,8 @@ has the receipt posted and retries; a duplicate is discarded. Then the model goe
 the rollout pauses itself.
 
 The demo plays the people: gus (accounts payable) submits, dana and erik (or ``--auto-approve-as``)
-approve routine payments, farah decides the exceptions. Their keys are made once, in
+approve routine payments, farah decides the exceptions, farah and hana (the controllers) approve a
+payment above the finance approvers' limit. Their keys are made once, in
 ``.govflow/demo-keys``; sign as them with ``GOVFLOW_KEYS_DIR=.govflow/demo-keys``.
 """
 
@@ -121,6 +122,7 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
         await drive.wait_for(lambda s: s.stage == "pilot", "pilot (its shadow gate)", seconds=90)
         print("  gate passed: promoted to pilot (50% live); every payment waits for signed approval")
         await show.two_person_approval(invoices, cursor, settings, store)
+        await show.above_the_limit(invoices, cursor)
         await show.outside_the_pilot()
         await show.exceptions()
         await drive.stream(take(PILOT_ITEMS), "2. pilot")
@@ -220,17 +222,9 @@ class Showcase:
         It is taken out of ``invoices`` (those from ``start`` on are not yet streamed). erik signs his
         approval with a passkey in the reviewer console (where the machine has a browser to drive), farah
         with her Ed25519 key file, as the CLI does."""
-        key = None
-        for candidate in invoices[start:]:
-            if Decimal(self.example.routine_amount(int(candidate[4:]))) <= 10_000:
-                continue
-            if (await admit(self.client, self.drive.rollout, candidate)).mode == "live":
-                key = candidate
-                break
+        key = await self._live_large(invoices, start, "the two-person approval")
         if key is None:
-            print("  (no large invoice left that the pilot runs live: skipped the two-person approval)")
             return
-        invoices.remove(key)
         order = await self._ordered_by(key, "dana")  # dana ordered the goods: the data keeps her out
         run_id = await self.drive.submit(key)
         self.runs["two-person approval"] = run_id
@@ -257,6 +251,56 @@ class Showcase:
             print(f"    evidence: .venv/bin/govflow evidence show {run_id}  (verify re-checks the passkey)")
         else:
             print(f"    -> {result.outcome}: {result.reason}")
+
+    async def above_the_limit(self, invoices: list[str], start: int) -> None:
+        """A payment above a finance approver's 50,000 limit (approval.limits): the gate goes to the
+        controllers, erik's approval is refused naming his limit, and farah's and hana's pay it."""
+        key = await self._live_large(invoices, start, "the escalation by limit")
+        if key is None:
+            return
+        amount = await self._priced(key, Decimal("64800.00"))
+        run_id = await self.drive.submit(key)
+        self.runs["escalation by limit"] = run_id
+        status = await self._waiting(run_id, "an approval", lambda s: bool(s.pending))
+        pending = next(p for p in status.pending if p.action_id == "schedule-payment")
+        gate = pending.gates[0]
+        print(f"  {key}: a payment of {amount:,} EUR, above a finance approver's 50,000 limit: it goes to "
+              f"{', '.join(gate.eligible)} (controllers, {gate.quorum} signed approvals)")  # fmt: skip
+        print(f"    erik signs an approval: {await self._vote(run_id, 'erik', pending.digest)}")
+        for controller in ("farah", "hana"):
+            print(f"    {controller} signs an approval: {await self._vote(run_id, controller, pending.digest)}")
+        result = await self._result(run_id)
+        print(f"    -> {result.outcome}" + (f": {result.reason}" if result.reason else f": PAY-{key} scheduled"))
+
+    async def _live_large(self, invoices: list[str], start: int, what: str) -> str | None:
+        """A not yet streamed invoice over 10,000 that the pilot runs live, taken out of ``invoices``."""
+        for candidate in invoices[start:]:
+            if Decimal(self.example.routine_amount(int(candidate[4:]))) <= 10_000:
+                continue
+            if (await admit(self.client, self.drive.rollout, candidate)).mode == "live":
+                invoices.remove(candidate)
+                return candidate
+        print(f"  (no large invoice left that the pilot runs live: skipped {what})")
+        return None
+
+    async def _priced(self, invoice: str, amount: Decimal) -> Decimal:
+        """The story's data: ``invoice``, its order and its receipt (one, in full) at ``amount``."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.sor)
+        try:
+            async with conn.transaction():
+                po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
+                await conn.execute("UPDATE invoice SET amount = $2 WHERE id = $1", invoice, amount)
+                await conn.execute("UPDATE purchase_order SET amount = $2 WHERE id = $1", po, amount)
+                await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
+                await conn.execute(
+                    "INSERT INTO goods_receipt (id, po_id, amount, received_on) VALUES ($1, $2, $3, current_date)",
+                    f"GR-{invoice}", po, amount,
+                )  # fmt: skip
+        finally:
+            await conn.close()
+        return amount
 
     async def outside_the_pilot(self) -> None:
         run_id = await self.drive.submit(self.example.OUTSIDE_PILOT)

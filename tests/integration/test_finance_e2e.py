@@ -402,13 +402,12 @@ async def test_whoever_ordered_it_may_not_approve_paying_for_it(
 async def the_controller_decides_above_the_limit(
     client: Client, task_queue: str, store: EvidenceStore, finance_url: str
 ) -> None:
-    """approval.limits (the shipped policy: finance approvers up to 50,000, the controller up to 500,000),
-    with farah the controller only: a 120,000 payment goes to the controller; dana and erik are refused
-    naming their limit, and farah's approval pays it."""
+    """approval.limits (the shipped policy: finance approvers up to 50,000, controllers up to 500,000;
+    two approvals): a 120,000 payment goes to the controllers (farah alone is within her limit among the
+    finance approvers, and two are needed); dana and erik are refused naming their limit, and the two
+    controllers' approvals pay it."""
     doc = yaml.safe_load(im.POLICY.read_text())
     doc["rollout"] = {"required": False, "stages": doc["rollout"]["stages"]}
-    next(p for p in doc["reviewers"]["people"] if p["id"] == "farah")["roles"] = ["controller"]
-    doc["actions"][2]["approval"]["quorum"] = 1
     registry = Registry()
     im.register(registry, finance_url, policy=parse_policy(yaml.safe_dump(doc, sort_keys=False)))
     conn = await asyncpg.connect(finance_url)
@@ -425,12 +424,13 @@ async def the_controller_decides_above_the_limit(
             handle = client.get_workflow_handle(run_id, result_type=RunResult)
             pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
             (gate,) = pending.gates
-            assert (gate.rule, gate.eligible) == ("large-payment", ["farah"])
+            assert (gate.rule, gate.eligible, gate.escalated) == ("large-payment", ["farah", "hana"], True)
             for reviewer in ("dana", "erik"):
                 refused = await vote(client, run_id, reviewer, pending.digest)
                 assert (refused.accepted, refused.code) == (False, "no_authority")
                 assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
-            assert (await vote(client, run_id, "farah", pending.digest)).accepted
+            for controller in ("farah", "hana"):
+                assert (await vote(client, run_id, controller, pending.digest)).accepted
             assert (await handle.result()).outcome == "published"
     finally:
         await registry.aclose()

@@ -107,26 +107,34 @@ def test_within_their_limits_the_rule_s_approvers_decide() -> None:
     assert gate.amount == "48,250.00 EUR"
 
 
-def test_above_their_limits_only_those_within_theirs_may_approve() -> None:
-    _policy, decision, gate = _large("120000")  # farah is a finance approver and the controller
-    assert (gate.eligible, gate.escalated) == (("farah",), False)
+def test_when_fewer_than_the_quorum_are_within_their_limits_the_gate_goes_to_the_role_that_can() -> None:
+    # farah is a finance approver and a controller: within her limit, but the rule asks for two approvers,
+    # each within their own limit (quorum and limits combine): the controllers, farah and hana.
+    policy, decision, gate = _large("120000")
+    assert (gate.eligible, gate.roles, gate.escalated) == (("farah", "hana"), ("controller",), True)
+    assert gate.over_limit == {
+        "dana": "may approve up to 50,000.00 EUR; this is 120,000.00 EUR",
+        "erik": "may approve up to 50,000.00 EUR; this is 120,000.00 EUR",
+    }
     assert "over their limit: dana, erik (120,000.00 EUR)" in decision.reason
-    assert "quorum 2 cannot be met: only farah may approve it" in decision.reason
-
-
-def test_above_the_limits_of_everyone_the_rule_names_the_gate_goes_to_the_role_that_can() -> None:
-    policy, decision, gate = _large("120000", farah=["controller"])
-    assert gate.escalated
-    assert (gate.eligible, gate.roles) == (("farah",), ("controller",))
-    assert gate.over_limit["erik"] == "may approve up to 50,000.00 EUR; this is 120,000.00 EUR"
-    assert "120,000.00 EUR is above the limit of everyone rule large-payment names: it goes to controller" in (
-        decision.reason
-    )
-    assert "quorum 2 cannot be met: only farah may approve it" in decision.reason
+    assert "it goes to controller" in decision.reason
+    assert "cannot be met" not in decision.reason
     refused = _vote(policy, gate, "erik")
     assert (refused.accepted, refused.code) == (False, "no_authority")
     assert "may approve up to 50,000.00 EUR; this is 120,000.00 EUR" in refused.reason
-    assert _vote(policy, gate, "farah").accepted
+    assert _vote(policy, gate, "hana").accepted
+
+
+def test_above_every_limit_a_quorum_nobody_can_meet_is_said() -> None:
+    policy, decision, gate = _large("600000", farah=["controller"])
+    assert gate.escalated
+    assert (gate.eligible, gate.roles) == ((), ())
+    assert (
+        "600,000.00 EUR: fewer than 2 of the people rule large-payment names may approve it within their limits: "
+        "it goes to nobody"
+    ) in decision.reason
+    assert "quorum 2 cannot be met: only nobody may approve it" in decision.reason
+    assert not _vote(policy, gate, "farah").accepted
 
 
 @pytest.mark.parametrize(

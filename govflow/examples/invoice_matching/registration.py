@@ -23,7 +23,7 @@ from govflow.examples.invoice_matching.task import POLICY, SOR_DATABASE, Invoice
 # --- the demo's version -------------------------------------------------------------------------------------
 
 DEMO_VERSION = "demo"
-DEMO_PEOPLE = ("dana", "erik", "farah", "gus")
+DEMO_PEOPLE = ("dana", "erik", "farah", "hana", "gus")
 
 
 class InvoiceMatchingDemo(InvoiceMatching):
