@@ -16,6 +16,7 @@ from govflow.policies import (
     PolicyError,
     RunContext,
     check_attempt,
+    escalate,
     parse_policy,
 )
 from govflow.policies.engine import decide
@@ -214,3 +215,26 @@ def test_an_update_that_changes_nothing_is_not_sent_for_approval() -> None:
     moved = decide(policy, update, RunContext(run_id="run-1", requester="gus", now=NOW,
                                               record={**same, "status": "new"}))  # fmt: skip
     assert moved.kind == "needs_approval"
+
+
+def test_an_expiry_that_escalates_keeps_to_the_limits() -> None:
+    # 48,250 is within the finance approvers' limit; on expiry it escalates to the ap-clerks' role, whose
+    # limit (the table's default, 0) covers nothing: nobody there may approve it, and why is said.
+    doc = yaml.safe_load(POLICY.read_text())
+    doc["actions"][2]["approval"]["on_expiry"] = {"to_role": "ap-clerk", "expires_after": "1h"}
+    doc["reviewers"]["people"].append({"id": "ivo", "name": "Ivo", "roles": ["ap-clerk"]})
+    doc["actions"][2]["approval"]["limits"]["up_to"]["ivo"] = 60000
+    policy = parse_policy(yaml.safe_dump(doc, sort_keys=False))
+    action = PAYMENT.model_copy(update={"fields": {**PAYMENT.fields, "amount": "48250.00"}})
+    reads = {"purchase_order": ({"id": "PO-0001", "requested_by": "finance-ops"},)}
+    decision = decide(policy, action, RunContext(run_id="run-1", requester="dana", now=NOW, reads=reads))
+    assert isinstance(decision, NeedsApproval)
+    (gate,) = decision.gates
+    assert gate.total == "48250.00"
+    later = escalate(policy, gate, NOW)
+    assert later is not None
+    assert (later.eligible, later.roles) == (("ivo",), ("ap-clerk",))  # gus: ap-clerk, limit 0
+    assert later.over_limit["gus"] == "may approve up to 0.00 EUR; this is 48,250.00 EUR"
+    refused = _vote(policy, later, "gus")
+    assert (refused.accepted, refused.code) == (False, "no_authority")
+    assert "may approve up to 0.00 EUR" in refused.reason
