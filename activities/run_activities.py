@@ -25,6 +25,7 @@ from govflow.activities.evidence.events import (
     TouchedRecord,
     WindowLimitRefused,
 )
+from govflow.activities.evidence.policy_ledger import record_policy_use
 from govflow.activities.evidence.store import FenceHold
 from govflow.activities.models.chat import InvalidModelOutput, ModelError, ModelRequest, ModelResponse
 from govflow.activities.names import REPORT, ErrorType
@@ -81,6 +82,7 @@ class RunActivities(RolloutAuthority):
         refused = await self._refuse_a_second_start(req.start)
         if refused:
             return RunOpened(setup=setup, refused_start=refused)
+        await self._record_policy(req.start)
         message = req.submit_message.encode()
         if signed_act_problem(policy, "submit", req.start.requester, req.submit_signature, message):
             return RunOpened(setup=setup)
@@ -105,6 +107,21 @@ class RunActivities(RolloutAuthority):
             # The run's propose activity asks again, with its own retries (not this admission's and reads').
             activity.logger.warning("run %s: the model failed while opening (%s)", req.gather.run_id, exc)
         return RunOpened(setup=setup, admission=admission, gathered=gathered, proposed=proposed)
+
+    async def _record_policy(self, start: StartRun) -> None:
+        """The policy version this run decides under, in its own chain (once per worker and task version):
+        `govflow policy show DIGEST` prints the text that decided."""
+        reg = self._registration(start.task, start.task_version)
+        key = (reg.digest, start.task, start.task_version)
+        recorded: set[tuple[str, str, str]] = self.__dict__.setdefault("_policies_recorded", set())
+        if key in recorded:
+            return
+        try:
+            await record_policy_use(self._store, reg.policy, reg.digest, reg.policy_json, task=start.task,
+                                    version=start.task_version, run_id=start.run_id, at=start.at)  # fmt: skip
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise evidence_failure(exc) from exc
+        recorded.add(key)
 
     async def _refuse_a_second_start(self, start: StartRun) -> str:
         """One run id, one run: a start under an id whose chain exists (a finished run's input replayed

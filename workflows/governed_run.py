@@ -111,7 +111,11 @@ class GovernedRunWorkflow:
             self._upsert_attributes(s.inp)
         # The run's row and its opening event go with the first evidence batch, in one commit.
         self._ledger.start = start.model_copy(update={"policy_digest": setup.policy_digest})
-        opening = ev.RunStarted(**start.model_dump(exclude={"at", "policy_digest"}), policy_digest=setup.policy_digest)
+        opening = ev.RunStarted(
+            **start.model_dump(exclude={"at", "policy_digest", "submit_signature", "submit_message"}),
+            policy_digest=setup.policy_digest,
+            submit_signature=inp.signature, submit_message=request.submit_message if inp.signature else "",
+        )  # fmt: skip
         self._ledger.defer(rm.EvidenceItem.of(opening, at=start.at))
         s.started = True  # input that arrived early is handled from here on
         if no_rollout:

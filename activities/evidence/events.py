@@ -34,6 +34,7 @@ from govflow.activities.evidence.notify_events import (
     NotificationFailed,
     NotificationRequested,
 )
+from govflow.activities.evidence.policy_events import PolicyRecorded, PolicyUsed
 from govflow.activities.evidence.records import RunRecord, RunReport
 from govflow.activities.evidence.reviewer_events import (
     EnrollmentIssued,
@@ -95,7 +96,7 @@ EVENTS: dict[str, type[Event]] = {
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
         GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, SignedIn,
-        WindowLimitRefused,
+        WindowLimitRefused, PolicyRecorded, PolicyUsed,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -177,6 +178,8 @@ __all__ = [
     "PasskeyRevoked",
     "Paused",
     "PolicyDecisionRecord",
+    "PolicyRecorded",
+    "PolicyUsed",
     "ProjectedEvent",
     "Promoted",
     "PromotionRefused",

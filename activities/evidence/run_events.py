@@ -29,6 +29,10 @@ class RunStarted(Event):
     temporal_run_id: str = Field(
         default="", description="The Temporal execution this chain belongs to: its anchor is read from that one."
     )
+    submit_signature: str | None = Field(
+        default=None, description="The requester's Ed25519 signature of submit_message (base64), as sent."
+    )
+    submit_message: str = Field(default="", description="What the requester signed (govflow-submit-v1), UTF-8.")
 
     def describe(self) -> str:
         return (

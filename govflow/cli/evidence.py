@@ -42,8 +42,15 @@ def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
         async with EvidenceStore.open(database_url(settings)) as store:
             return await bundle(store, stream, args.id)
 
-    json_path, md_path = write_export(asyncio.run(go()), Path(args.out))
-    print(f"wrote {json_path} (bundle) and {md_path} (report)")
+    key = load_signing_key(args.key) if args.key else None
+    json_path, md_path = write_export(asyncio.run(go()), Path(args.out), key)
+    print(f"wrote {json_path} (bundle) and {md_path} (report), and verify.py beside them")
+    if key is None:
+        print("  not signed (no --key): verify.py will say so; sign with the checkpoint key to seal the bundle")
+    else:
+        print(f"  sealed: a checkpoint of its chains and {json_path.stem}.sig.json, signed by key "
+              f"{cp.key_fingerprint(cp.public_text(key.public_key()))}; re-verify offline: "
+              f"cd {json_path.parent} && python verify.py")  # fmt: skip
     return 0
 
 
@@ -228,4 +235,9 @@ def register(sub: Subparsers) -> None:
     exp.add_argument("id", metavar="RUN_ID", help="a run id (or a rollout id with --rollout: with all its runs)")
     exp.add_argument("--rollout", action="store_true", help="export a rollout and every run it admitted")
     exp.add_argument("--out", default="evidence-export", help="folder to write into (default: evidence-export)")
+    exp.add_argument(
+        "--key", metavar="FILE",
+        help="the checkpoint key (Ed25519 private key file): seal the bundle with a checkpoint of its chains and "
+        "sign it as a whole, so verify.py catches an edit to any field",
+    )  # fmt: skip
     exp.set_defaults(func=cmd_evidence_export)

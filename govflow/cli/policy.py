@@ -1,4 +1,4 @@
-"""`govflow policy check | explain | audit | diff | whatif`."""
+"""`govflow policy check | explain | audit | diff | whatif` (and `show | history`: govflow/cli/policy_versions)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RolloutStarted, parse_event
+from govflow.cli import policy_versions
 from govflow.cli.answers import Subparsers
 from govflow.client import running_rollout
 from govflow.policies import (
@@ -204,6 +205,7 @@ def register(sub: Subparsers) -> None:
     window.add_argument("--runs", type=int, help="only the newest N runs")
     wi.add_argument("--out", help="also write whatif.json and whatif.md into this folder")
     wi.set_defaults(func=cmd_whatif)
+    policy_versions.register(psub)
 
 
 # --- what runs now ---------------------------------------------------------------------------------------
@@ -238,7 +240,8 @@ async def drift_line(client: Client, store: EvidenceStore, policy: Policy, task:
     if digest == mine:
         return AuditLine(question=question, status="ok", detail=f"yes: policy {mine[:12]} ({where})")
     return AuditLine(
-        question=question, status="gap",
-        detail=f"no: it runs policy {digest[:12]} ({where}), this file is {mine[:12]}; "
-        "deploy the file to the workers (and `govflow policy whatif` it first), or this is not what runs",
+        question=question, status="blocking",
+        detail=f"no: it runs policy {digest[:12]} ({where}), this file is {mine[:12]}: this audit is not of what "
+        f"decides. Read what runs with `govflow policy show {digest[:12]}` and audit that, or deploy this file to "
+        "the workers (`govflow policy whatif` it first)",
     )  # fmt: skip

@@ -34,6 +34,23 @@ and `prev_hash` is the previous event's `hash` (`{GENESIS[:8]}...`, 64 zeros, fo
 Sequence numbers start at 1 and have no gaps. Any edit, deletion or reordering breaks it."""
 
 
+HASH_COVERS = {
+    "event.hash": "sha256 of the RFC 8785 JSON of {stream, stream_id, seq, kind, occurred_at, payload, prev_hash}",
+    "not covered by event hashes": "recorded_at (when the database stored the row), summary (derived text), the "
+    "run header (a projection of run_started), verified/problems (this export's own check), policy_chains' "
+    "verified, how_to_verify, hash_covers, format: all covered by the bundle's signature (<file>.sig.json: "
+    "Ed25519 over the file's exact bytes)",
+    "checkpoint.signature": "Ed25519 over the RFC 8785 JSON of checkpoint {format, taken_at, heads}",
+    "policy digest": "sha256 of the policy's text (its canonical JSON) as policy_recorded holds it",
+    "submit signature": "Ed25519 over run_started.submit_message (RFC 8785 JSON: purpose govflow-submit-v1, "
+    "subject = run id, task, task_version, item_key, item_digest, requester, mode)",
+    "vote signature": "Ed25519 over the RFC 8785 JSON of "
+    "{purpose: govflow-approval-v1, run_id, action_digest, verdict}",
+    "clocks": "occurred_at is the workflow's clock when it decided (events of one workflow step share it); "
+    "recorded_at is the evidence database's clock at commit; a system of record stamps its own writes later",
+}
+
+
 class EvidenceNotFound(GovflowError):
     """No evidence under that id."""
 
@@ -155,9 +172,31 @@ async def bundle(store: EvidenceStore, stream: Stream, stream_id: str) -> dict[s
             "events": [_event_json(e) for e in events],
             "runs": [await _run_bundle(store, r) for r in run_ids],
         }
+    out["policy_chains"] = await _policy_chains(store, out)
     out["how_to_verify"] = HOW_TO_VERIFY
-    out["format"] = "govflow-evidence-bundle/1"
+    out["hash_covers"] = HASH_COVERS
+    out["format"] = "govflow-evidence-bundle/2"
     return out
+
+
+async def _policy_chains(store: EvidenceStore, b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chains of the policies the bundle's runs decided under (their texts, by digest)."""
+    digests = sorted({str(r["run"].get("policy_digest")) for r in [b, *b.get("runs", [])] if r.get("run")} - {"None"})
+    found = []
+    for digest in digests:
+        events = await store.events("policy", digest)
+        if events:
+            report = await store.verify("policy", digest)
+            found.append({"stream": "policy", "stream_id": digest, "verified": report.ok,
+                          "events": [_event_json(e) for e in events]})  # fmt: skip
+    return found
+
+
+def seal(b: dict[str, Any], key: Any, at: datetime | None = None) -> dict[str, Any]:
+    """``b`` with the checkpoint it is cut from: the head of each chain it holds, signed with ``key``."""
+    lasts = [(c, c["events"][-1]) for c in [b, *b.get("runs", []), *b.get("policy_chains", [])] if c.get("events")]
+    heads = [{"stream": c["stream"], "stream_id": c["stream_id"], "seq": e["seq"], "hash": e["hash"]} for c, e in lasts]
+    return {**b, "checkpoint": cp.sign(heads, key, at or datetime.now(UTC)).model_dump(mode="json")}
 
 
 def _md_events(events: list[dict[str, Any]]) -> list[str]:
@@ -247,11 +286,30 @@ def markdown(b: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_export(b: dict[str, Any], folder: Path) -> tuple[Path, Path]:
-    """Write ``<id>.json`` and ``<id>.md`` into ``folder``."""
+def write_export(b: dict[str, Any], folder: Path, key: Any = None) -> tuple[Path, Path]:
+    """Write ``<id>.json`` and ``<id>.md`` into ``folder``, with ``verify.py``; with ``key`` (the checkpoint
+    key), the bundle is sealed (``seal``) and signed as a whole: ``<id>.sig.json``."""
+    import base64
+    import hashlib
+    import shutil
+
+    from govflow.export import verify_bundle
+
     stream_id = b["stream_id"]
     folder.mkdir(parents=True, exist_ok=True)
+    if key is not None:
+        b = seal(b, key)
     json_path, md_path = folder / f"{stream_id}.json", folder / f"{stream_id}.md"
-    json_path.write_text(json.dumps(b, indent=2, default=str) + "\n")
+    raw = (json.dumps(b, indent=2, default=str) + "\n").encode()
+    json_path.write_bytes(raw)
     md_path.write_text(markdown(b))
+    shutil.copyfile(verify_bundle.__file__, folder / "verify.py")
+    if key is not None:
+        public = cp.public_text(key.public_key())
+        signature = {
+            "format": "govflow-bundle-signature/1", "file": json_path.name, "sha256": hashlib.sha256(raw).hexdigest(),
+            "public_key": public, "fingerprint": cp.key_fingerprint(public),
+            "signature": base64.b64encode(key.sign(raw)).decode(),
+        }  # fmt: skip
+        (folder / f"{stream_id}.sig.json").write_text(json.dumps(signature, indent=2) + "\n")
     return json_path, md_path

@@ -188,7 +188,9 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
 async def test_audit_says_when_the_running_rollout_runs_another_policy(
     time_skipping_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str
 ) -> None:
+    from govflow.activities.evidence.policy_ledger import policy_version
     from govflow.cli.policy import drift_line
+    from govflow.policies import policy_digest, policy_from_json
 
     env = time_skipping_env
     shipped = parse_policy(EXAMPLE)
@@ -213,8 +215,15 @@ async def test_audit_says_when_the_running_rollout_runs_another_policy(
             assert same.status == "ok"
             assert f"run {handle.id}, the newest it admitted" in same.detail
             drift = await drift_line(env.client, store, edited, "support-triage", "1")
-            assert drift.status == "gap"
+            assert drift.status == "blocking"
             assert drift.detail.startswith("no: it runs policy ")
+            running = policy_digest(shipped)
+            assert f"`govflow policy show {running[:12]}`" in drift.detail
+            # The text that runs is in the evidence, content-addressed: the digest is its sha256.
+            found = await policy_version(store, running[:12])
+            assert found.verified
+            assert policy_digest(policy_from_json(found.recorded.text)) == running
+            assert [(u.task, u.task_version, u.first_run) for u in found.uses] == [("support-triage", "1", handle.id)]
             await eventually(lambda: rollout.query(RolloutWorkflow.status), lambda s: s.runs_in_stage == 1)
         finally:
             await rollout.terminate("test over")

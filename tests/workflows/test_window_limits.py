@@ -79,8 +79,8 @@ async def test_two_payments_to_one_vendor_never_both_stay_under_a_windowed_limit
                 for run_id, digest in zip(runs, digests, strict=True):
                     assert (await vote(client, run_id, "erik", digest)).accepted
                 await asyncio.gather(*(vote(client, r, "dana", d) for r, d in zip(runs, digests, strict=True)))
-                ends = [await wait_for(h, lambda s: s.outcome is not None or s.phase == "awaiting approval"
-                                       and payment_pending(s).gates[0].escalated) for h in handles]  # fmt: skip
+                ends = [await wait_for(h, lambda s: s.outcome is not None or (s.phase == "awaiting approval"
+                                       and payment_pending(s).gates[0].escalated)) for h in handles]  # fmt: skip
                 assert sorted(str(e.outcome) for e in ends) == ["None", "published"], ends
                 (asked,) = [e for e in ends if e.outcome is None]
                 gate = payment_pending(asked).gates[0]
@@ -91,8 +91,9 @@ async def test_two_payments_to_one_vendor_never_both_stay_under_a_windowed_limit
                 (regated,) = [e["payload"] for e in await store.events("run", asked.run_id)
                               if e["kind"] == "gate_escalated"]  # fmt: skip
                 assert f"vendor_id {vendor} would hold 60,000.00 EUR in the window" in regated["reason"]
-                assert "60,000.00 EUR with 30,000.00 EUR already written in the window goes to controller" in (
-                    regated["reason"]
+                assert (
+                    "60,000.00 EUR with 30,000.00 EUR already written in the window goes to controller"
+                    in (regated["reason"])
                 )
                 waiting[vendor] = (asked.run_id, payment_pending(asked).digest)
 

@@ -1,0 +1,137 @@
+"""Evidence an auditor can take away (#32), over a finance run on the dev server: the policy that decided
+is retrievable by the digest the run records, the requester's submit signature is in run_started and
+verifies offline, and the exported bundle, copied to a folder with no database and no Temporal, verifies
+with its own verify.py, and fails on an edit to any field."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from temporalio.testing import WorkflowEnvironment
+
+from govflow import Registry
+from govflow.activities.evidence import EvidenceStore
+from govflow.policies import policy_digest
+from govflow.workflows.run_api import RunResult
+from tests.helpers import wait_for, worker
+from tests.integration.test_finance_e2e import finance, payment_pending, start, vote  # noqa: F401 (a fixture)
+from tests.integration.test_governed_run_e2e import cli_env, govflow
+
+pytestmark = pytest.mark.devserver
+
+KEYS = Path(__file__).parent.parent / "fixtures" / "keys"
+
+
+async def verify_py(folder: Path, *args: str) -> tuple[int, str]:
+    """The bundle's own verify.py, run as an auditor would: in its folder, isolated from this project."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", "verify.py", *args, cwd=folder, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_an_auditor_re_performs_a_payment_s_evidence_offline(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str,
+    database_url: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        run_id = await start(client, task_queue, "INV-0001")
+        handle = client.get_workflow_handle(run_id, result_type=RunResult)
+        pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
+        assert (await vote(client, run_id, "dana", pending.digest)).accepted
+        assert (await handle.result()).outcome == "published"
+    environ = cli_env(dev_server_env, database_url, task_queue)
+
+    # The policy that decided, by the digest in the run's evidence.
+    started = next(e["payload"] for e in await store.events("run", run_id) if e["kind"] == "run_started")
+    digest = started["policy_digest"]
+    assert digest == policy_digest(next(iter(finance)).policy)
+    code, out, err = await govflow(environ, "policy", "show", digest[:12])
+    assert code == 0, err
+    assert f"# policy invoice-matching v1, digest {digest}" in out
+    assert "verifies" in out
+    assert "# first used by invoice-matching v1 at " in out
+    assert "- purchase_order.requested_by" in out
+    code, text, _ = await govflow(environ, "policy", "show", digest, "--json")
+    assert hashlib.sha256(text.rstrip("\n").encode()).hexdigest() == digest  # the bytes the digest covers
+    code, out, err = await govflow(environ, "policy", "show", "0123456789ab")
+    assert code == 1
+    assert "no policy 0123456789ab in the evidence" in err
+    code, out, err = await govflow(environ, "policy", "history", "--task", "invoice-matching")
+    assert code == 0, err
+    assert f"v1        policy invoice-matching v1  {digest[:12]}" in out
+
+    # The submit's signature is in run_started and verifies with the requester's key, nothing of govflow.
+    gus = Ed25519PublicKey.from_public_bytes(
+        base64.b64decode(next(p for p in json.loads(text)["reviewers"]["people"] if p["id"] == "gus")["public_key"])
+    )
+    gus.verify(base64.b64decode(started["submit_signature"]), started["submit_message"].encode())
+    assert json.loads(started["submit_message"])["purpose"] == "govflow-submit-v1"
+
+    # The export: sealed with the checkpoint key, verified offline by its own verify.py.
+    out_dir = tmp_path / "export"
+    code, out, err = await govflow(environ, "evidence", "export", run_id, "--out", str(out_dir),
+                                   "--key", str(KEYS / "farah.key"))  # fmt: skip
+    assert code == 0, err
+    assert "sealed" in out
+    copy = tmp_path / "auditor"  # a copy with no database, no Temporal, no govflow beside it
+    shutil.copytree(out_dir, copy)
+    imported = {n.names[0].name.split(".")[0] for n in ast.walk(ast.parse((copy / "verify.py").read_text()))
+                if isinstance(n, ast.Import)} | {n.module.split(".")[0] for n in  # type: ignore[union-attr]
+                ast.walk(ast.parse((copy / "verify.py").read_text())) if isinstance(n, ast.ImportFrom) and n.module}  # fmt: skip
+    assert imported <= set(sys.stdlib_module_names) | {"cryptography", "__future__"}, imported
+    code, out = await verify_py(copy)
+    assert code == 0, out
+    assert "signed as a whole by key" in out
+    assert "1 policies: each text hashes to its digest" in out
+    assert "2 signed acts verify with the keys of the policy in force" in out  # gus's submit, dana's vote
+    assert "The bundle verifies." in out
+
+    bundle_path = copy / f"{run_id}.json"
+    pristine = bundle_path.read_bytes()
+    assert json.loads(pristine)["verified"] is True  # the run's chain and its row, as exported
+
+    def edited(change: Any) -> None:
+        data = json.loads(pristine)
+        change(data)
+        bundle_path.write_text(json.dumps(data, indent=2) + "\n")
+
+    edits = {
+        "the run header": lambda b: b["run"].update(requester="dana"),
+        "a summary": lambda b: b["events"][0].update(summary="started by nobody"),
+        "recorded_at": lambda b: b["events"][1].update(recorded_at="2020-01-01T00:00:00.000000+00:00"),
+        "the verification result": lambda b: b.update(verified=False),
+        "a payload": lambda b: b["events"][-1]["payload"].update(outcome="refused"),
+        "the policy text": lambda b: b["policy_chains"][0]["events"][0]["payload"].update(text="{}"),
+    }
+    for what, change in edits.items():
+        edited(change)
+        code, out = await verify_py(copy)
+        assert code == 1, (what, out)
+        assert "the bundle was edited" in out, (what, out)
+    # Re-signed by whoever edited it: the fingerprint differs from the key the auditor trusts.
+    bundle_path.write_bytes(pristine)
+    farah = json.loads((copy / f"{run_id}.sig.json").read_text())["public_key"]
+    code, out = await verify_py(copy, "--public-key", farah)
+    assert code == 0, out
+    gus_key = base64.b64encode(gus.public_bytes_raw()).decode()
+    code, out = await verify_py(copy, "--public-key", gus_key)
+    assert code == 1
+    assert "not by the key you trust" in out
+    # Without the seal, an edit the chains do not cover still fails: unsigned bundles do not verify.
+    (copy / f"{run_id}.sig.json").unlink()
+    code, out = await verify_py(copy)
+    assert (code, "the bundle is not signed" in out) == (1, True), out
