@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,9 +12,11 @@ Mode = Literal["shadow", "live"]
 
 
 class RunRecord(BaseModel):
-    """The row that opens a run (not an event: the runs table). ``run_started`` carries the same facts."""
+    """The row that opens a run (not an event: the runs table). ``run_started`` carries the same facts, and
+    these it alone holds: its Temporal execution and the submit's proof."""
 
     model_config = ConfigDict(frozen=True)
+    EVENT_ONLY: ClassVar[frozenset[str]] = frozenset({"temporal_run_id", "submit_signature", "submit_message"})
 
     run_id: str = Field(min_length=1)
     task: str

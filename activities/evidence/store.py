@@ -51,9 +51,6 @@ class AppendResult:
 E = TypeVar("E", bound=Event)
 
 
-_NOT_IN_THE_ROW = frozenset({"temporal_run_id", "submit_signature", "submit_message"})
-
-
 class EvidenceStore:
     """Appends evidence and verifies chains. Methods are safe to retry."""
 
@@ -393,7 +390,7 @@ class EvidenceStore:
                 as_recorded = RunRecord.model_validate(dict(run))
                 expected = as_recorded.model_dump(mode="json", exclude={"started_at"})
                 # The event also names its Temporal execution and carries the submit's proof; the row does not.
-                stated = {k: v for k, v in first["payload"].items() if k not in _NOT_IN_THE_ROW}
+                stated = {k: v for k, v in first["payload"].items() if k not in RunRecord.EVENT_ONLY}
                 if expected != stated or as_recorded.started_at != first["occurred_at"]:
                     extra.append(ChainProblem(seq=1, problem="runs row differs from its run_started event"))
         if not extra:

@@ -43,8 +43,8 @@ async def verify_py(folder: Path, *args: str) -> tuple[int, str]:
 
 
 async def test_an_auditor_re_performs_a_payment_s_evidence_offline(
-    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry, finance_url: str, task_queue: str,
-    database_url: str, tmp_path: Path,
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry,  # noqa: F811
+    finance_url: str, task_queue: str, database_url: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     client = dev_server_env.client
     async with worker(client, task_queue, store, finance):
@@ -89,9 +89,9 @@ async def test_an_auditor_re_performs_a_payment_s_evidence_offline(
     assert "sealed" in out
     copy = tmp_path / "auditor"  # a copy with no database, no Temporal, no govflow beside it
     shutil.copytree(out_dir, copy)
-    imported = {n.names[0].name.split(".")[0] for n in ast.walk(ast.parse((copy / "verify.py").read_text()))
-                if isinstance(n, ast.Import)} | {n.module.split(".")[0] for n in  # type: ignore[union-attr]
-                ast.walk(ast.parse((copy / "verify.py").read_text())) if isinstance(n, ast.ImportFrom) and n.module}  # fmt: skip
+    tree = list(ast.walk(ast.parse((copy / "verify.py").read_text())))
+    imported = {a.name.split(".")[0] for n in tree if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in tree if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= set(sys.stdlib_module_names) | {"cryptography", "__future__"}, imported
     code, out = await verify_py(copy)
     assert code == 0, out
