@@ -142,7 +142,7 @@ class PostgresTableConnector:
                 ]
                 values = [_as_text(v) for v in where.values()]
                 rows = await conn.fetch(
-                    f"SELECT * FROM {_ident(table.name)} WHERE {' AND '.join(conditions)} "
+                    f"SELECT * FROM {_ident(table.name)} WHERE {' AND '.join(conditions) or 'true'} "
                     f"ORDER BY {_ident(table.key)} LIMIT {int(limit)}",
                     *values,
                 )

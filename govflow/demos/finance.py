@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -36,6 +37,7 @@ from govflow.demos.triage import Driver, ui_link
 from govflow.examples import invoice_matching
 from govflow.examples.support_triage import Knob
 from govflow.policies import signing_message
+from govflow.reports import ApprovalsReport, approvals_report
 from govflow.signing import load_signing_key, new_key
 from govflow.workers.settings import Settings
 from govflow.workflows.rollout_api import RolloutStatus
@@ -137,8 +139,8 @@ async def run_finance_demo(client: Client, settings: Settings, database_url: str
         leases_at_pause = status.leases_granted
         await drive.stream(take(AFTER_PAUSE_ITEMS), "4. after the pause")
         after = await drive.status()
-        drive.tally.recorded = await store.approval_tally([r.run_id for r in drive.tally.results])
         show.paid = await show.ledger()
+        show.approvals = await approvals_report(store, TASK, since=show.began)
     await registry.aclose()
     summary(settings, drive, show, status, after.leases_granted - leases_at_pause, time.monotonic() - began)
     return 0
@@ -151,6 +153,8 @@ class Showcase:
         self.client, self.drive, self.sor, self.example = client, drive, sor, example
         self.runs: dict[str, str] = {}
         self.paid: tuple[int, Decimal] = (0, Decimal(0))
+        self.began = datetime.now(UTC)
+        self.approvals: ApprovalsReport | None = None
 
     async def routine(self) -> list[str]:
         """The routine invoices not yet matched (a demo run again picks up where the last one stopped)."""
@@ -364,11 +368,11 @@ def summary(settings: Settings, drive: Driver, show: Showcase, status: RolloutSt
         print(f"    ({caught} live refused: admitted live, then stopped by the pause before it paid)")
     paid, total = show.paid
     print(f"  payments scheduled in the finance ledger: {paid}, {total:,} EUR, each after signed approval")
-    if t.votes:
-        votes = ", ".join(f"{r} {n}" for r, n in sorted(t.votes.items()))
-        print(f"  signed approvals sent by the scripted reviewers: {votes}")
-        recorded = ", ".join(f"{who} {n} {'accepted' if ok else 'refused'}" for who, ok, n in t.recorded)
-        print(f"  approval attempts in the evidence: {recorded or 'none'}")
+    if show.approvals is not None:  # from the evidence, as `govflow report approvals` reads it
+        since = show.began.isoformat(timespec="seconds")
+        print(f"  approval decisions in the evidence (govflow report approvals --task {TASK} --since {since}):")
+        for line in show.approvals.lines()[1:]:
+            print(f"  {line}")
     if status.last_breach is not None:
         print(f"  PAUSED at stage {status.last_breach.stage}: {status.pause_reason}")
     print(f"  live payments leased after the pause: {leases_after} (every later invoice ran in shadow)")

@@ -10,11 +10,13 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +24,9 @@ from temporalio.testing import WorkflowEnvironment
 from govflow import Registry
 from govflow.activities.evidence import EvidenceStore
 from govflow.policies import policy_digest
+from govflow.reports import writes_report
 from govflow.workflows.run_api import RunResult
-from tests.helpers import wait_for, worker
+from tests.helpers import sor_fetch, wait_for, worker
 from tests.integration.test_finance_e2e import finance, payment_pending, start, vote  # noqa: F401 (a fixture)
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 
@@ -100,6 +103,19 @@ async def test_an_auditor_re_performs_a_payment_s_evidence_offline(
     assert "2 signed acts verify with the keys of the policy in force" in out  # gus's submit, dana's vote
     assert "The bundle verifies." in out
 
+    # The README's worked offline check, as written.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    snippet = re.search(r"A worked offline check.*?```python\n(.*?)```", readme, re.S)
+    assert snippet is not None, "README: the worked offline verification"
+    (copy / "check.py").write_text(snippet.group(1))
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", "check.py", f"{run_id}.json", cwd=copy, stdout=pipe, stderr=pipe
+    )
+    said, errors = await proc.communicate()
+    assert proc.returncode == 0, errors.decode()
+    assert said.decode().splitlines() == ["submit signed by gus govflow-submit-v1", "dana approve signed (accepted)"]
+
     bundle_path = copy / f"{run_id}.json"
     pristine = bundle_path.read_bytes()
     assert json.loads(pristine)["verified"] is True  # the run's chain and its row, as exported
@@ -135,3 +151,56 @@ async def test_an_auditor_re_performs_a_payment_s_evidence_offline(
     (copy / f"{run_id}.sig.json").unlink()
     code, out = await verify_py(copy)
     assert (code, "the bundle is not signed" in out) == (1, True), out
+
+
+async def test_the_population_reports_list_every_decision_and_reconcile_every_write(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, finance: Registry,  # noqa: F811
+    finance_url: str, task_queue: str, database_url: str,
+) -> None:  # fmt: skip
+    client = dev_server_env.client
+    async with worker(client, task_queue, store, finance):
+        runs = []
+        for invoice, approver in (("INV-0001", "dana"), ("INV-0002", "dana"), ("INV-0003", "erik")):
+            run_id = await start(client, task_queue, invoice)
+            handle = client.get_workflow_handle(run_id, result_type=RunResult)
+            pending = payment_pending(await wait_for(handle, lambda s: bool(s.pending)))
+            assert not (await vote(client, run_id, "gus", pending.digest)).accepted  # no authority: recorded
+            assert (await vote(client, run_id, approver, pending.digest)).accepted
+            assert (await handle.result()).outcome == "published"
+            runs.append(run_id)
+
+    # Every decision, from the evidence: the CLI's JSON and the totals agree with the chains.
+    environ = cli_env(dev_server_env, database_url, task_queue)
+    code, out, err = await govflow(environ, "report", "approvals", "--task", "invoice-matching", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    attempts = [e["payload"] for r in runs for e in await store.events("run", r) if e["kind"] == "approval_attempt"]
+    assert len(report["decisions"]) == len(attempts) == 6
+    totals = {t["reviewer"]: (t["approved"], t["refused"]) for t in report["approvers"]}
+    assert totals == {"dana": (2, 0), "erik": (1, 0), "gus": (0, 3)}
+    amounts = {d["run_id"]: d["amount"] for d in report["decisions"] if d["accepted"]}
+    paid = {r["invoice_id"]: str(r["amount"]) for r in await sor_fetch(finance_url, "SELECT * FROM payment")}
+    assert sorted(amounts.values()) == sorted(paid.values())
+    code, out, _ = await govflow(environ, "report", "approvals", "--task", "invoice-matching")
+    assert "rule payment: 3 approvals, dana gave 2 (67%)" in out
+    code, out, _ = await govflow(environ, "report", "approvals", "--task", "invoice-matching", "--format", "csv")
+    assert out.splitlines()[0].startswith("at,run_id,task,task_version,item_key,requester,action_id,rule,reviewer")
+    assert len(out.splitlines()) == 7
+
+    # Reconciled with the finance system of record: all there; then a payment keyed in by hand, and a
+    # run's payment deleted behind govflow's back.
+    clean = await writes_report(store, finance, "invoice-matching")
+    assert (len(clean.writes), clean.missing, clean.without_a_run) == (6, [], [])  # 3 invoices + 3 payments
+    conn = await asyncpg.connect(finance_url)
+    try:
+        await conn.execute(
+            "INSERT INTO payment (id, invoice_id, vendor_id, amount, currency, pay_on, status) "
+            "VALUES ('PAY-BYHAND', 'INV-0004', 'V004', 999.00, 'EUR', current_date, 'scheduled')"
+        )
+        await conn.execute("DELETE FROM payment WHERE id = 'PAY-INV-0002'")
+    finally:
+        await conn.close()
+    found = await writes_report(store, finance, "invoice-matching")
+    assert [(w.record_id, w.run_id) for w in found.missing] == [("PAY-INV-0002", runs[1])]
+    assert found.without_a_run == [{"system": "finance", "resource": "payment", "record_id": "PAY-BYHAND"}]
+    assert "  records in the system of record without a run: 1" in found.lines()

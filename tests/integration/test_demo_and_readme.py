@@ -26,7 +26,7 @@ README = ROOT / "README.md"
 # README commands this test runs after the demo (they read, or only pause what is paused).
 RUNS = (
     "policy", "stack status", "runs", "evidence", "rollout status", "rollout pause", "approvals list", "temporal setup",
-    "db migrate", "approvals grants", "reviewers enroll", "reviewers list",
+    "db migrate", "approvals grants", "reviewers enroll", "reviewers list", "report",
 )  # fmt: skip
 # The rest change state a later command depends on, or never return; each still has to parse.
 PARSES_ONLY = (
@@ -167,6 +167,10 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
             "erik signs an approval with his passkey, in the reviewer console: Accepted by the run: erik approved "
             "under rule large-payment",
             "farah signs an approval with her key file: accepted (farah approved under rule large-payment)",
+            "above a finance approver's 50,000 limit: it goes to farah, hana (controllers, 2 signed approvals)",
+            "erik signs an approval: refused (erik may not approve this under rule large-payment: may approve up "
+            "to 50,000.00 EUR; this is 64,800.00 EUR)",
+            "hana signs an approval: accepted (hana approved under rule large-payment)",
             "scheduled only after the second signed approval",
             "refused: schedule-payment: record is outside grant payments: its vendor_id is 'V011'",
             "waits on the exception route: incomplete_input: nothing has been received",
@@ -177,6 +181,13 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         ):
             assert line in out, (line, out)
         assert "Traceback" not in demo.stderr
+        # The summary's approvals are the approvals report's, read from the evidence.
+        command = re.search(r"\(govflow (report approvals --task invoice-matching --since \S+)\):", out)
+        assert command is not None, out
+        report = _govflow(env, *command.group(1).split())
+        assert report.returncode == 0, report.stderr
+        totals = report.stdout.splitlines()[1:]
+        assert len(totals) >= 4 and all(f"  {line}" in out for line in totals), (totals, out)
         # erik's passkey signature is in the evidence, and verify re-checks it.
         paid = re.search(r"evidence: \.venv/bin/govflow evidence show (\S+)", out).group(1)  # type: ignore[union-attr]
         shown = _govflow(env, "evidence", "show", paid)
