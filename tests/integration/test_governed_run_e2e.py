@@ -27,8 +27,12 @@ def cli_env(env: WorkflowEnvironment, database_url: str, task_queue: str, **extr
         GOVFLOW_TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
         GOVFLOW_DATABASE_URL=database_url,
         GOVFLOW_TASK_QUEUE=task_queue,
-        **extra,
+        # A worker the test starts serves no metrics unless asked: the local stack's own worker (`make
+        # demo`) may hold the default ports, and a second one would refuse to start.
+        GOVFLOW_METRICS_PORT="0",
+        GOVFLOW_SDK_METRICS_PORT="0",
     )
+    base.update(extra)
     return base
 
 
