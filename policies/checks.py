@@ -127,6 +127,10 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
         )
     for i, stage in enumerate(stages):
         known_people(stage.promoters, ("rollout", "stages", i, "promoters"))
+    role_ids = {r.id for r in policy.reviewers.roles}
+    for who in policy.rollout.restore_by:
+        if policy.person(who) is None and who not in role_ids:
+            problems.append((("rollout", "restore_by"), f"{who!r} is neither a person nor a role of reviewers"))
 
     window_rules = {w.name for w in policy.quality.window}
     for i, stop in enumerate(policy.stop_rules):

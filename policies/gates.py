@@ -178,6 +178,11 @@ class Stage(Strict):
 
 class Rollout(Strict):
     stages: tuple[Stage, ...] = Field(min_length=1)
+    restore_by: tuple[Name, ...] = Field(
+        default=(),
+        description="People or roles who may undo a rollout's live writes (rollback --data, which writes to the "
+        "system of record); unset: whoever may resume (every stage's promoters). A plain rollback stays open.",
+    )
     required: StrictBool = Field(
         default=True,
         description="A live run needs a running rollout of its task version; without one it is refused. "

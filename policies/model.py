@@ -255,7 +255,8 @@ class ActionRule(Strict):
         return self
 
 
-SignedAct = Literal["submit", "vote", "exception", "resume", "promote"]
+SignedAct = Literal["submit", "vote", "exception", "resume", "promote", "restore"]
+"""``restore``: a rollback that also undoes a rollout's live writes (``rollout rollback --data``)."""
 
 
 class Identity(Strict):
@@ -263,7 +264,8 @@ class Identity(Strict):
 
     A signature binds the act to one run or rollout and one moment of it, so separation of duties
     holds against someone typing another person's name. Acts that only reduce exposure (a reject,
-    a pause, a rollback) are never refused for want of a signature.
+    a pause, a stage rollback) are never refused for want of a signature; undoing live writes
+    (``restore``, a rollback with ``--data``) writes to the system of record, so it can be.
     """
 
     signed: tuple[SignedAct, ...] = Field(default=(), description="Acts refused unless signed.")

@@ -61,11 +61,13 @@ def patches_outside(paths: Iterable[Path], allowed: Sequence[Path], root: Path =
 
 
 def may_patch() -> list[Path]:
-    """The modules of the registered workflows that are not PINNED, and workflows/handlers.py."""
+    """The modules of the registered workflows that are not PINNED (and of the classes they are built from,
+    such as RolloutWorkflow's OperatorControls), and workflows/handlers.py."""
     from govflow.workers.worker import WORKFLOWS
     from govflow.workflows import handlers
 
-    files = [inspect.getsourcefile(cls) for cls in WORKFLOWS if not handlers.pinned(cls)]
+    classes = [base for cls in WORKFLOWS if not handlers.pinned(cls) for base in cls.__mro__]
+    files = [inspect.getsourcefile(c) for c in classes if c.__module__.startswith("govflow.workflows.")]
     return [Path(f) for f in files if f] + [Path(handlers.__file__)]
 
 

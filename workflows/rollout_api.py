@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -123,6 +123,13 @@ class RolloutStatus(BaseModel):
     runs_in_flight: int = Field(default=0, description="Admitted runs whose outcome is not counted yet.")
     reports_refused: int = 0
     control_seq: int = 0
+
+
+def restore_message(rollout_id: str, stage: str, control_seq: int, since: datetime | None) -> bytes:
+    """What an operator signs to undo a rollout's live writes (``rollback --data``): the rollout, its stage and
+    ``control_seq`` when asked (from its status), and from when."""
+    at = since.astimezone(UTC).isoformat(timespec="microseconds") if since else ""
+    return act_message("restore", rollout_id, stage=stage, control_seq=str(control_seq), since=at)
 
 
 def control_message(command: str, rollout_id: str, stage: str, control_seq: int) -> bytes:

@@ -112,11 +112,24 @@ class OperatorControls:
         return answer
 
     async def _rollback(self, request: RollbackRequest, via: str) -> ControlAnswer:
+        """A stage rollback is open to any operator (it only reduces exposure); undoing the live writes
+        writes to the system of record, so it takes the authority the policy names (and a signature where
+        it asks), judged against the stage the request was signed at, and recorded either way."""
         await workflow.wait_condition(lambda: self._ready)
+        governed = request.data and workflow.patched("governed-restore")
+        rollout_id = self._ledger.rollout_id
+        refusal = rules.restore_refusal(self.policy, self._state, request, rollout_id) if governed else None
         target = 0 if request.to == "shadow" else max(0, self._state.stage_index - 1)
         await self._move(target, "rollback", f"rolled back by {request.operator}: {request.reason}".rstrip(": "))
         if not request.data:
             return self._answer(True, f"rolled back to {self._stage.name}")
+        if governed:
+            asked = ev.RestoreRequested(operator=request.operator, reason=refusal or request.reason, via=via,
+                                        accepted=refusal is None, signed=bool(request.signature))  # fmt: skip
+            await self._record(asked)
+            if refusal is not None:
+                stage = self._stage.name
+                return self._answer(False, f"rolled back to {stage}; undoing its live writes is refused: {refusal}")
         restored, conflicts = await self._ledger.restore_data(request.since)
         return self._answer(
             True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"

@@ -18,10 +18,12 @@ from govflow.workflows.rollout_api import (
     AdmittedRun,
     Control,
     LeaseRequest,
+    RollbackRequest,
     RolloutState,
     RolloutStatus,
     RunReport,
     control_message,
+    restore_message,
 )
 
 
@@ -165,6 +167,26 @@ def count(policy: Policy, state: RolloutState, report: RunReport, *, sequential:
 def authorities(policy: Policy) -> set[str]:
     """Who may resume: every stage's promoters."""
     return {p for s in policy.rollout.stages for p in s.promoters}
+
+
+def restorers(policy: Policy) -> set[str]:
+    """Who may undo a rollout's live writes: ``rollout.restore_by`` (people, and roles' members), else whoever
+    may resume."""
+    named = policy.rollout.restore_by
+    if not named:
+        return authorities(policy)
+    role_ids = {r.id for r in policy.reviewers.roles}
+    return policy.eligible(tuple(n for n in named if n not in role_ids), tuple(n for n in named if n in role_ids))
+
+
+def restore_refusal(policy: Policy, state: RolloutState, request: RollbackRequest, rollout_id: str) -> str | None:
+    """Why undoing the rollout's live writes is refused (None: it may go ahead): authority, and a signature
+    where the policy requires ``restore`` signed. Checked against the stage the request was signed at."""
+    allowed = restorers(policy)
+    if request.operator not in allowed:
+        return f"{request.operator} may not undo live writes (may: {', '.join(sorted(allowed)) or 'nobody'})"
+    message = restore_message(rollout_id, stage_of(policy, state).name, state.control_seq, request.since)
+    return signed_act_problem(policy, "restore", request.operator, request.signature, message)
 
 
 def control_refusal(

@@ -54,6 +54,7 @@ from govflow.activities.evidence.rollout_events import (
     PromotionRefused,
     PromotionRequested,
     ReportRefused,
+    RestoreRequested,
     Resumed,
     RolledBack,
     RolloutEvent,
@@ -96,7 +97,7 @@ EVENTS: dict[str, type[Event]] = {
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
         GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, SignedIn,
-        WindowLimitRefused, PolicyRecorded, PolicyUsed,
+        WindowLimitRefused, PolicyRecorded, PolicyUsed, RestoreRequested,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -188,6 +189,7 @@ __all__ = [
     "QualityCheckFailed",
     "QualityScoreRecord",
     "ReportRefused",
+    "RestoreRequested",
     "Resumed",
     "ReviewerEvent",
     "RolledBack",

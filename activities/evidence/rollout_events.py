@@ -100,6 +100,18 @@ class Resumed(OperatorAct):
     kind: ClassVar[str] = "resumed"
 
 
+class RestoreRequested(OperatorAct):
+    """An operator asked to undo the rollout's live writes (rollback --data): whether they had the authority
+    the policy names for it (and signed, where it asks), before anything is written back."""
+
+    kind: ClassVar[str] = "restore_requested"
+    signed: bool = False
+
+    def describe(self) -> str:
+        verdict = "accepted" if self.accepted else "REFUSED"
+        return f"{self.operator} asked to undo the live writes via {self.via}: {verdict} ({self.reason})"
+
+
 class PromotionRefused(OperatorAct):
     kind: ClassVar[str] = "promotion_refused"
     accepted: bool = False

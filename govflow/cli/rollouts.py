@@ -20,6 +20,7 @@ from govflow.workflows.rollout_api import (
     Control,
     RollbackRequest,
     control_message,
+    restore_message,
 )
 
 
@@ -69,8 +70,21 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
         client = await connect(settings)
         handle = client.get_workflow_handle(rollout_id(args.task, args.version))
         if args.command_name == "rollback":
+            signature = None
+            key = key_for(args.operator, args.key, settings.keys_dir) if args.data else None
+            if key is not None:  # undoing live writes may need the operator's signature
+                try:
+                    now = await rollout_status(client, handle.id)
+                except RPCError as exc:
+                    raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
+                signature = sign(key, restore_message(handle.id, now.stage, now.control_seq, args.since))
             payload: Control = RollbackRequest(
-                operator=args.operator, reason=args.reason, to=args.to, data=args.data, since=args.since
+                operator=args.operator,
+                reason=args.reason,
+                to=args.to,
+                data=args.data,
+                since=args.since,
+                signature=signature,
             )
         else:
             signature = None
@@ -116,21 +130,24 @@ def register(sub: Subparsers) -> None:
         "pause": "stop live writes at once (anyone)",
         "resume": "resume a paused rollout (named promoters)",
         "promote": "move to the next stage (named promoters)",
-        "rollback": "back to the previous stage or to shadow (anyone)",
+        "rollback": "back to the previous stage or to shadow (anyone; --data needs the policy's restore authority)",
     }
     for name, text in helps.items():
         p = rsub.add_parser(name, help=f"{text}; exit 0 accepted, {EXIT_REFUSED} refused")
         common(p)
         p.add_argument("--as", dest="operator", required=True)
         p.add_argument("--reason", default="")
-        if name in ("resume", "promote"):
+        if name in ("resume", "promote", "rollback"):
             p.add_argument(
                 "--key",
                 help="Ed25519 key to sign with, where the policy requires it (default: GOVFLOW_KEYS_DIR/<you>.pem)",
             )
         if name == "rollback":
             p.add_argument("--to", choices=["previous", "shadow"], default="previous")
-            p.add_argument("--data", action="store_true", help="also undo the rollout's live writes")
+            p.add_argument(
+                "--data", action="store_true",
+                help="also undo the rollout's live writes (who may: rollout.restore_by; signed where the policy asks)",
+            )  # fmt: skip
             p.add_argument(
                 "--since", type=datetime.fromisoformat, help="with --data: only writes at or after this ISO time"
             )

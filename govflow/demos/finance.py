@@ -386,6 +386,7 @@ def summary(settings: Settings, drive: Driver, show: Showcase, status: RolloutSt
     print(f"\nIn the Temporal UI: the paused rollout\n  {query}\n  {ui_link(settings, query)}")
     print(f"  resume (signed by {DECIDER}): GOVFLOW_KEYS_DIR=.govflow/demo-keys "
           f".venv/bin/govflow rollout resume --task {TASK} --version demo --as {DECIDER}")  # fmt: skip
-    print(f"  undo the pilot's payments: .venv/bin/govflow rollout rollback --task {TASK} --version demo "
-          f"--as {DECIDER} --to shadow --data")  # fmt: skip
+    print(f"  undo the pilot's payments (a controller, signed): GOVFLOW_KEYS_DIR=.govflow/demo-keys "
+          f".venv/bin/govflow rollout rollback --task {TASK} --version demo --as {DECIDER} --to shadow "
+          "--data")  # fmt: skip
     print("\nEverything keeps running (a background worker serves the runs) until `make stack-down`.")

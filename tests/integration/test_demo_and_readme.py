@@ -187,7 +187,8 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         report = _govflow(env, *command.group(1).split())
         assert report.returncode == 0, report.stderr
         totals = report.stdout.splitlines()[1:]
-        assert len(totals) >= 4 and all(f"  {line}" in out for line in totals), (totals, out)
+        assert len(totals) >= 4, report.stdout
+        assert all(f"  {line}" in out for line in totals), (totals, out)
         # erik's passkey signature is in the evidence, and verify re-checks it.
         paid = re.search(r"evidence: \.venv/bin/govflow evidence show (\S+)", out).group(1)  # type: ignore[union-attr]
         shown = _govflow(env, "evidence", "show", paid)

@@ -46,7 +46,16 @@ from govflow.workflows.run_api import (
     RunStatus,
     submit_message,
 )
-from tests.helpers import event_kinds, eventually, fixture_key, fixture_signature, sor_fetch, wait_for, worker
+from tests.helpers import (
+    FIXTURE_KEYS,
+    event_kinds,
+    eventually,
+    fixture_key,
+    fixture_signature,
+    sor_fetch,
+    wait_for,
+    worker,
+)
 from tests.integration.test_governed_run_e2e import cli_env, govflow
 from tests.local_servers import ChatCompletionsApi, serve
 
@@ -267,7 +276,7 @@ async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
     Versioned.version = version
     registry = Registry()
     policy = shipped(stages=[{"name": "shadow", "live_fraction": 0.0, "min_runs": 100, "promoters": ["farah"]},
-                             {"name": "full", "live_fraction": 1.0}])  # fmt: skip
+                             {"name": "full", "live_fraction": 1.0}], restore_by=["controller"])  # fmt: skip
     im.register(registry, finance_url, task=Versioned(), policy=policy)
     invoices = ["INV-0001", "INV-0002"]
     async with worker(client, task_queue, store, registry):
@@ -292,9 +301,26 @@ async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
         ]
 
         environ = cli_env(dev_server_env, database_url, task_queue)
+        # Undoing payments writes to the ledger: dana, a finance approver, may roll the stage back (anyone
+        # may) but not undo the payments; that is refused and recorded, and nothing is voided.
+        code, out, err = await govflow(
+            environ, "rollout", "rollback", "--task", TASK, "--version", version, "--as", "dana", "--to", "shadow",
+            "--data", "--reason", "looks wrong",
+        )  # fmt: skip
+        assert code != 0, out
+        assert "undoing its live writes is refused: dana may not undo live writes (may: farah, hana)" in err
+        after_dana = await sor_fetch(finance_url, "SELECT id, status FROM payment ORDER BY id")
+        assert [r["status"] for r in after_dana] == ["scheduled", "scheduled"]
+        # farah, a controller, unsigned: the policy asks for restore signed.
         code, out, err = await govflow(
             environ, "rollout", "rollback", "--task", TASK, "--version", version, "--as", "farah", "--to", "shadow",
-            "--data", "--reason", "matched the wrong receipts",
+            "--data",
+        )  # fmt: skip
+        assert code != 0, out
+        assert "the policy requires a signed restore" in err
+        code, out, err = await govflow(
+            environ, "rollout", "rollback", "--task", TASK, "--version", version, "--as", "farah", "--to", "shadow",
+            "--data", "--reason", "matched the wrong receipts", "--key", str(FIXTURE_KEYS / "farah.key"),
         )  # fmt: skip
         assert code == 0, err
         assert "4 records restored, 0 conflicts for review" in out
@@ -309,6 +335,9 @@ async def test_rollback_with_data_voids_the_payments_and_restores_the_invoices(
     assert sorted((r["resource"], r["record_id"]) for r in restored) == [
         ("invoice", "INV-0001"), ("invoice", "INV-0002"), ("payment", "PAY-INV-0001"), ("payment", "PAY-INV-0002"),
     ]  # fmt: skip
+    asked = [(e["payload"]["operator"], e["payload"]["accepted"], e["payload"]["signed"])
+             for e in await store.events("rollout", rollout) if e["kind"] == "restore_requested"]  # fmt: skip
+    assert asked == [("dana", False, False), ("farah", False, False), ("farah", True, True)]
     assert (await store.verify("rollout", rollout)).ok
 
 

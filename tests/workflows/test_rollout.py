@@ -251,9 +251,18 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
         conn = await asyncpg.connect(sor_url)
         await conn.execute("UPDATE ticket SET reply_body = 'edited by a human' WHERE id = 'T0002'")
         await conn.close()
-        answer = await rollout.execute_update(
+        # Anyone may roll the stage back; undoing the live writes takes the policy's authority (its promoters).
+        refused = await rollout.execute_update(
             RolloutWorkflow.rollback_update,
             RollbackRequest(operator="priya", reason="bad replies", to="shadow", data=True),
+        )
+        assert (refused.accepted, refused.stage) == (False, "shadow")
+        assert refused.reason.endswith("undoing its live writes is refused: priya may not undo live writes (may: omar)")
+        untouched = await sor_fetch(sor_url, "SELECT id FROM ticket WHERE reply_body IS NOT NULL ORDER BY id")
+        assert [r["id"] for r in untouched] == ["T0001", "T0002"]
+        answer = await rollout.execute_update(
+            RolloutWorkflow.rollback_update,
+            RollbackRequest(operator="omar", reason="bad replies", to="shadow", data=True),
         )
         await registry.aclose()
     assert answer.accepted
@@ -261,6 +270,9 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
     rows = {r["id"]: r for r in await sor_fetch(sor_url, "SELECT id, reply_body, category FROM ticket")}
     assert (rows["T0001"]["reply_body"], rows["T0001"]["category"]) == (None, None)
     assert rows["T0002"]["reply_body"] == "edited by a human"
+    asked = [(e["payload"]["operator"], e["payload"]["accepted"]) for e in await store.events("rollout", rollout.id)
+             if e["kind"] == "restore_requested"]  # fmt: skip
+    assert asked == [("priya", False), ("omar", True)]
     events = {e["kind"]: e["payload"] for e in await store.events("rollout", rollout.id)}
     assert events["data_restored"]["record_id"] == "T0001"
     assert events["data_conflict"]["record_id"] == "T0002"

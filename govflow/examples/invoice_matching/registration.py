@@ -45,11 +45,12 @@ def demo_policy(keys: Path) -> Policy:
     for person in doc["reviewers"]["people"]:
         person["public_key"] = (keys / f"{person['id']}.pub").read_text().strip()
     doc["rollout"] = {
+        "restore_by": doc["rollout"].get("restore_by", []),
         "stages": [
             {"name": "shadow", "live_fraction": 0.0, "min_runs": 20},
             {"name": "pilot", "live_fraction": 0.5, "min_runs": 500, "gate": "auto+approval", "promoters": ["farah"]},
             {"name": "full", "live_fraction": 1.0},
-        ]
+        ],
     }
 
     def demo_scale() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML alias
