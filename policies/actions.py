@@ -61,3 +61,6 @@ class RunContext(BaseModel):
         default_factory=dict,
         description="By rule: what was already written in its limits' window for this action's group (decimal).",
     )
+    failed_checks: tuple[str, ...] = Field(
+        default=(), description="The run's quality checks that failed, each with its figures (quality.hold_failed)."
+    )

@@ -127,6 +127,13 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
         )
     for i, stage in enumerate(stages):
         known_people(stage.promoters, ("rollout", "stages", i, "promoters"))
+    hold = policy.quality.hold_failed
+    if hold is not None:
+        known_people(hold.reviewers, ("quality", "hold_failed", "reviewers"))
+        known_roles(hold.roles, ("quality", "hold_failed", "roles"))
+        if hold.quorum > len(policy.eligible(hold.reviewers, hold.roles)):
+            problems.append((("quality", "hold_failed", "quorum"), f"quorum {hold.quorum} is larger than the "
+                             f"{len(policy.eligible(hold.reviewers, hold.roles))} people who can approve"))  # fmt: skip
     role_ids = {r.id for r in policy.reviewers.roles}
     for who in policy.rollout.restore_by:
         if policy.person(who) is None and who not in role_ids:

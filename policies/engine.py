@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govflow.policies.actions import Action, RunContext
 from govflow.policies.authority import covered, not_by, within_limits
+from govflow.policies.gates import HoldFailed
 from govflow.policies.matching import rule_matches
 from govflow.policies.model import ActionRule, Escalation, Policy
 from govflow.policies.scope import check_scope, record_images
@@ -58,6 +59,9 @@ class Gate(_Frozen):
         default_factory=dict, description="Who the rule names but whose limit the amount is above, with why."
     )
     amount: str = Field(default="", description="The amount the limits were read against, with its currency.")
+    failed_checks: tuple[str, ...] = Field(
+        default=(), description="The run's failed quality checks, shown to whoever approves (quality.hold_failed)."
+    )
     total: str = Field(default="", description="That amount as a decimal (the action's, with its window's).")
 
 
@@ -121,11 +125,17 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
         if rule.deny is not None:
             return Deny(rule=rule.name, reason=rule.deny)
     approving = [rule for rule in matching if rule.approval is not None]
-    bound = (digest or action.digest()) if approving else ""
+    hold = policy.quality.hold_failed if ctx.failed_checks and action.operation in WRITE_OPERATIONS else None
+    bound = (digest or action.digest()) if approving or hold else ""
     gates = tuple(make_gate(policy, rule, action, ctx, digest=bound) for rule in approving)
+    if hold is not None:
+        gates = tuple(g.model_copy(update={"failed_checks": ctx.failed_checks}) for g in gates)
+        gates = gates or (_hold_gate(policy, hold, action, ctx, bound),)
     if gates:
         need = "; ".join(f"{rule_label(g)} (rule {g.rule}, until {g.expires_at.isoformat()})" for g in gates)
         data = [f"not {p}: {why}" for g in gates for p, why in g.excluded.items()]
+        if hold is not None:
+            data.append(f"the run's quality checks failed, shown to the approver: {'; '.join(ctx.failed_checks)}")
         data += [f"over their limit: {', '.join(g.over_limit)} ({g.amount})" for g in gates if g.over_limit]
         data += [
             f"{g.amount}: fewer than {g.quorum} of the people rule {g.rule} names may approve it within their "
@@ -150,6 +160,21 @@ def decide(policy: Policy, action: Action, ctx: RunContext, *, digest: str | Non
         rules=names,
         reason=f"{scope.reason}; " + (f"rules {', '.join(names)} allow it" if names else "a read"),
     )
+
+
+def _hold_gate(policy: Policy, hold: HoldFailed, action: Action, ctx: RunContext, digest: str) -> Gate:
+    """The gate of a write no rule gates, in a run whose quality checks failed (quality.hold_failed)."""
+    return Gate(
+        rule=FAILED_CHECKS, action_id=action.action_id, action_digest=digest, requester=ctx.requester,
+        eligible=tuple(sorted(policy.eligible(hold.reviewers, hold.roles))), reviewers=hold.reviewers,
+        roles=hold.roles, quorum=hold.quorum, separation_of_duties=True, expires_at=ctx.now + hold.expires_after,
+        on_expiry="reject", signature_required=policy.signs("vote"), passkey=policy.passkey_signs("vote"),
+        failed_checks=ctx.failed_checks,
+    )  # fmt: skip
+
+
+FAILED_CHECKS = "failed-quality-checks"
+"""The rule name of a gate quality.hold_failed adds to a write no rule gates."""
 
 
 def rule_label(gate: Gate) -> str:

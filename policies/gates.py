@@ -3,6 +3,7 @@ its runs, the stages it moves through, and what stops it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import (
@@ -112,9 +113,23 @@ class WindowRule(Strict):
         return self.metric in ("pass_rate", "mean_score")
 
 
+class HoldFailed(Strict):
+    """A live write of a run whose quality checks failed waits for an approver who sees the failures: its
+    gates list them, and each approval records them as seen; a write no rule gates gets a gate of its own
+    (rule ``failed-quality-checks``) for these people."""
+
+    reviewers: tuple[Name, ...] = ()
+    roles: tuple[Name, ...] = ()
+    quorum: int = Field(default=1, ge=1)
+    expires_after: Duration = Field(default=timedelta(hours=4))
+
+
 class Quality(Strict):
     checks: tuple[ScoreCheck, ...] = ()
     window: tuple[WindowRule, ...] = ()
+    hold_failed: HoldFailed | None = Field(
+        default=None, description="Live writes of a run whose checks failed wait for someone who sees the failures."
+    )
     false_pauses: FalsePauses | None = Field(
         default=None,
         description="One false-pause budget for the whole policy: split evenly over the sequential rules that "

@@ -116,6 +116,7 @@ def decide_proposal(
     evidence (the proposal, its scores, a decision per action). ``ctx`` is the run's; each action's
     record is the one the run read, for record filters."""
     checks = run_checks(policy, proposal.scores)
+    ctx = ctx.model_copy(update={"failed_checks": tuple(f"{c.check}: {c.reason}" for c in checks if not c.passed)})
     made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
     reads = list(reads)
     totals = totals or {}
@@ -263,6 +264,9 @@ def vote_event(
         signature=review.signature,
         session=session,
         passkey=passkey,
+        failed_checks_seen=next((list(g.gate.failed_checks) for g in state.gates if g.gate.failed_checks), None)
+        if state
+        else None,
     )
 
 
@@ -374,6 +378,7 @@ def pending(actions: Iterable[ActionState]) -> list[PendingAction]:
                     signature_required=g.gate.signature_required,
                     status=g.status,
                     escalated=g.gate.escalated,
+                    failed_checks=list(g.gate.failed_checks),
                 )
                 for g in s.gates
             ],

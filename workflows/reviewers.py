@@ -43,7 +43,9 @@ async def claim_standing(
     if inp.mode != "live" or any(s.decision == "deny" for s in actions.values()):
         return []
     rules = {r.name for r in policy.actions if r.allows_standing}
-    wanted = [(s, g) for s in actions.values() for g in s.gates[:1] if g.status == "open" and g.gate.rule in rules]
+    # A gate that shows failed quality checks waits for a person who sees them: no grant approves it.
+    wanted = [(s, g) for s in actions.values() for g in s.gates[:1]
+              if g.status == "open" and g.gate.rule in rules and not g.gate.failed_checks]  # fmt: skip
     if not wanted:
         return []
     events: list[ev.Event] = []

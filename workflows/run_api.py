@@ -116,6 +116,7 @@ class GateView(BaseModel):
     signature_required: bool
     status: Literal["open", "approved", "rejected", "expired"]
     escalated: bool = Field(default=False, description="Gone to whoever may approve above the rule's people.")
+    failed_checks: list[str] = Field(default_factory=list, description="The run's failed quality checks, to see.")
 
 
 class PendingAction(BaseModel):

@@ -196,6 +196,9 @@ class ApprovalAttemptRecord(ProjectedEvent):
     via: Literal["signal", "update", "cli", "expiry", "grant", "console"] = "signal"
     note: str | None = Field(default=None, description="The reviewer's own reason, as sent.")
     signature: str | None = Field(default=None, description="The base64 Ed25519 signature, as sent.")
+    failed_checks_seen: list[str] | None = Field(
+        default=None, description="The run's failed quality checks its gate showed the reviewer (quality.hold_failed)."
+    )
     session: str | None = Field(
         default=None, description="via console: the signed-in session it came from (the reviewer chain's signed_in)."
     )
