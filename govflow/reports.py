@@ -213,6 +213,81 @@ async def writes_report(store: EvidenceStore, registry: Registry, task: str, *, 
                         without_a_run=without)  # fmt: skip
 
 
+# --- coverage: the items the system of record holds, against the items that went through a run ---------
+
+
+@dataclass(frozen=True)
+class ItemCoverage:
+    item_key: str
+    runs: int
+    live: int
+    outcomes: list[str]
+
+
+@dataclass
+class CoverageReport:
+    task: str
+    system: str
+    resource: str
+    items: list[ItemCoverage]
+    not_in_system: list[str] = field(default_factory=list)
+    """Item keys that went through a run but that the system of record does not hold."""
+
+    @property
+    def ran(self) -> int:
+        return sum(1 for i in self.items if i.runs)
+
+    def lines(self) -> list[str]:
+        never = [i.item_key for i in self.items if not i.runs]
+        live = sum(1 for i in self.items if i.live)
+        out = [f"Coverage of {self.task}: {len(self.items)} items in {self.system}.{self.resource}, "
+               f"{self.ran} went through a run ({live} live), {len(never)} never did"]  # fmt: skip
+        outcomes = Counter(o for i in self.items for o in i.outcomes)
+        out += [f"  run outcomes: {', '.join(f'{o} {n}' for o, n in sorted(outcomes.items()))}"] if outcomes else []
+        out.append(f"  never run: {', '.join(never[:20])}{' ...' if len(never) > 20 else ''}" if never else
+                   "  never run: none")  # fmt: skip
+        if self.not_in_system:
+            out.append(f"  runs of items the system of record does not hold: {', '.join(self.not_in_system)}")
+        return out
+
+
+_RUNS_BY_ITEM = """
+SELECT r.item_key, count(*) AS runs, count(*) FILTER (WHERE r.mode = 'live') AS live,
+       array_agg(coalesce(f.payload->>'outcome', 'running') ORDER BY r.started_at) AS outcomes
+FROM runs r LEFT JOIN evidence_events f ON f.stream = 'run' AND f.stream_id = r.run_id AND f.kind = 'run_finished'
+WHERE r.task = $1 GROUP BY r.item_key
+"""
+
+
+async def coverage_report(
+    store: EvidenceStore, registry: Registry, task: str, *, limit: int = 100_000
+) -> CoverageReport:
+    """Every item the system of record holds for ``task`` (its ``population``), with the runs it went
+    through; and runs of items the system does not hold."""
+    from govflow.policies.errors import GovflowError
+
+    regs = [r for r in registry if r.task.name == task]
+    said = next((r.task.population for r in regs if r.task.population), None)
+    if not regs or said is None:
+        raise GovflowError(f"task {task!r} does not say how to count its items (Task.population): "
+                           "no coverage to report" if regs else f"no task {task!r} is registered here")  # fmt: skip
+    system, resource = said
+    connector = next(r.connectors[system] for r in regs if system in r.connectors)
+    finder = getattr(connector, "find", None)
+    if finder is None:
+        raise GovflowError(f"{system}'s connector cannot list {resource} records (it has no find)")
+    held = sorted(await finder(resource, {}, limit))
+    ran = {r["item_key"]: r for r in await store.pool.fetch(_RUNS_BY_ITEM, task)}
+    none: dict[str, Any] = {"runs": 0, "live": 0, "outcomes": []}
+    items = [
+        ItemCoverage(item_key=k, runs=int(ran.get(k, none)["runs"]), live=int(ran.get(k, none)["live"]),
+                     outcomes=list(ran.get(k, none)["outcomes"]))
+        for k in held
+    ]  # fmt: skip
+    return CoverageReport(task=task, system=system, resource=resource, items=items,
+                          not_in_system=sorted(set(ran) - set(held)))  # fmt: skip
+
+
 def as_csv(rows: list[Any]) -> str:
     """Dataclass rows as CSV (lists joined with ';')."""
     if not rows:
@@ -225,5 +300,5 @@ def as_csv(rows: list[Any]) -> str:
     return buf.getvalue()
 
 
-def as_json(report: ApprovalsReport | WritesReport) -> str:
+def as_json(report: ApprovalsReport | WritesReport | CoverageReport) -> str:
     return json.dumps(asdict(report), indent=2, default=str) + "\n"

@@ -67,6 +67,9 @@ class Task(ABC, Generic[ItemT, ContextT, ProposalT]):
     version: ClassVar[str]
     item_model: ClassVar[type[BaseModel]]
     context_model: ClassVar[type[BaseModel]]
+    population: ClassVar[tuple[str, str] | None] = None
+    """The (system, resource) whose records are this task's items, each record id an item key: what
+    `govflow report coverage` counts against the runs. None: the task does not say."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -11,7 +11,16 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.cli.answers import Subparsers
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
-from govflow.reports import ApprovalsReport, WritesReport, approvals_report, as_csv, as_json, writes_report
+from govflow.reports import (
+    ApprovalsReport,
+    CoverageReport,
+    WritesReport,
+    approvals_report,
+    as_csv,
+    as_json,
+    coverage_report,
+    writes_report,
+)
 from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
 
@@ -30,7 +39,7 @@ def _since(text: str | None) -> Any:
             raise GovflowError(f"--since {text!r}: a duration (30d, 12h) or an ISO 8601 time") from None
 
 
-def _emit(report: ApprovalsReport | WritesReport, rows: list[Any], fmt: str, out: str | None) -> None:
+def _emit(report: ApprovalsReport | WritesReport | CoverageReport, rows: list[Any], fmt: str, out: str | None) -> None:
     renders = {"json": lambda: as_json(report), "csv": lambda: as_csv(rows)}
     text = renders.get(fmt, lambda: "\n".join(report.lines()) + "\n")()
     if out:
@@ -69,6 +78,25 @@ def cmd_writes(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.missing or report.without_a_run else 0
 
 
+def cmd_coverage(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from govflow.workers.app import DEFAULT_APP, load_app
+
+    async def go() -> CoverageReport:
+        db = database_url(settings)
+        registry = load_app(args.app or os.environ.get("GOVFLOW_APP") or DEFAULT_APP, settings, db)
+        try:
+            async with EvidenceStore.open(db) as store:
+                return await coverage_report(store, registry, args.task)
+        finally:
+            await registry.aclose()
+
+    report = asyncio.run(go())
+    _emit(report, report.items, args.format, args.out)
+    return 0
+
+
 def register(sub: Subparsers) -> None:
     report = sub.add_parser("report", help="populations for auditors: every decision, every write reconciled")
     rsub = report.add_subparsers(dest="action", required=True, metavar="REPORT")
@@ -83,7 +111,12 @@ def register(sub: Subparsers) -> None:
     wr.add_argument(
         "--app", help="module:attr of the app whose connectors reach the system of record (default: the worker's)"
     )
-    for p, func in ((appr, cmd_approvals), (wr, cmd_writes)):
+    cov = rsub.add_parser(
+        "coverage", help="the items the system of record holds, against those that went through a run"
+    )
+    cov.add_argument("--task", required=True, help="the task's name (it says how to count its items)")
+    cov.add_argument("--app", help="module:attr of the app whose connectors reach the system of record")
+    for p, func in ((appr, cmd_approvals), (wr, cmd_writes), (cov, cmd_coverage)):
         p.add_argument("--format", choices=("text", "csv", "json"), default="text")
         p.add_argument("--out", metavar="FILE", help="write the report here instead of printing it")
         p.set_defaults(func=func)

@@ -79,6 +79,7 @@ SYSTEM_PROMPT = (
 class SupportTriage(Task[TicketItem, TicketContext, TriageProposal]):
     name = "support-triage"
     version = "1"
+    population = ("ticketing", "ticket")  # every ticket is an item (`report coverage`)
 
     async def gather(self, item: TicketItem, io: ScopedConnectors) -> TicketContext:
         ticket = await io.read("ticketing", "ticket", item.ticket_id)

@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from govflow import Registry
 from govflow.activities.evidence import EvidenceStore
 from govflow.policies import policy_digest
-from govflow.reports import writes_report
+from govflow.reports import coverage_report, writes_report
 from govflow.workflows.run_api import RunResult
 from tests.helpers import sor_fetch, wait_for, worker
 from tests.integration.test_finance_e2e import finance, payment_pending, start, vote  # noqa: F401 (a fixture)
@@ -204,3 +204,13 @@ async def test_the_population_reports_list_every_decision_and_reconcile_every_wr
     assert [(w.record_id, w.run_id) for w in found.missing] == [("PAY-INV-0002", runs[1])]
     assert found.without_a_run == [{"system": "finance", "resource": "payment", "record_id": "PAY-BYHAND"}]
     assert "  records in the system of record without a run: 1" in found.lines()
+
+    # Coverage: the ledger's invoices against the runs (the task says its items are the invoices).
+    covered = await coverage_report(store, finance, "invoice-matching")
+    held = await sor_fetch(finance_url, "SELECT id FROM invoice ORDER BY id")
+    assert [i.item_key for i in covered.items] == [r["id"] for r in held]
+    assert covered.ran == 3
+    assert {i.item_key: i.outcomes for i in covered.items if i.runs} == {
+        "INV-0001": ["published"], "INV-0002": ["published"], "INV-0003": ["published"],
+    }  # fmt: skip
+    assert f"{len(held) - 3} never did" in covered.lines()[0]

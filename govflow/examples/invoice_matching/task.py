@@ -71,6 +71,7 @@ def money(value: Any) -> Decimal:
 class InvoiceMatching(Task[InvoiceItem, InvoiceContext, MatchProposal]):
     name = "invoice-matching"
     version = "1"
+    population = (SYSTEM, "invoice")  # every invoice the ledger holds is an item (`report coverage`)
 
     async def gather(self, item: InvoiceItem, io: ScopedConnectors) -> InvoiceContext:
         invoice = await io.read(SYSTEM, "invoice", item.invoice_id)
