@@ -188,6 +188,11 @@ def _more(old: Any, new: Any) -> Exposure:
     return "raises" if (new or 0) > (old or 0) else "lowers"
 
 
+def _held(old: Any, new: Any) -> Exposure:
+    """A safeguard whose removal raises exposure (and whose addition lowers it)."""
+    return "raises" if new is None else "lowers" if old is None else "neutral"
+
+
 def _less(old: Any, new: Any) -> Exposure:
     """A number whose fall raises exposure."""
     return "lowers" if (new or 0) > (old or 0) else "raises"
@@ -247,6 +252,11 @@ FIELDS: dict[str, Judge] = {
     "quality.false_pauses": "neutral", "quality.false_pauses.at_most": "neutral",
     "quality.false_pauses.per_runs": "neutral",
     "evidence.retention_days": _less,
+    # A run whose checks failed: whether its writes wait for someone who sees them, and who may clear them.
+    "quality.hold_failed": _held, "quality.hold_failed.reviewers": "raises", "quality.hold_failed.roles": "raises",
+    "quality.hold_failed.quorum": _less, "quality.hold_failed.expires_after": "neutral",
+    # Who may undo a rollout's live writes (they write to the system of record).
+    "rollout.restore_by": "raises",
     # What names the policy and who owns it.
     "version": "neutral", "name": "neutral", "description": "neutral", "owner.team": "neutral",
     "owner.contact": "neutral", "system_of_record": "neutral",
