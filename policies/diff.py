@@ -189,7 +189,7 @@ def _more(old: Any, new: Any) -> Exposure:
 
 
 def _held(old: Any, new: Any) -> Exposure:
-    """A safeguard whose removal raises exposure (and whose addition lowers it)."""
+    """A safeguard whose removal raises exposure (its addition lowers it)."""
     return "raises" if new is None else "lowers" if old is None else "neutral"
 
 
@@ -252,11 +252,9 @@ FIELDS: dict[str, Judge] = {
     "quality.false_pauses": "neutral", "quality.false_pauses.at_most": "neutral",
     "quality.false_pauses.per_runs": "neutral",
     "evidence.retention_days": _less,
-    # A run whose checks failed: whether its writes wait for someone who sees them, and who may clear them.
+    # A failed run's writes wait for someone who sees the failures (who may clear them); who may undo writes.
     "quality.hold_failed": _held, "quality.hold_failed.reviewers": "raises", "quality.hold_failed.roles": "raises",
-    "quality.hold_failed.quorum": _less, "quality.hold_failed.expires_after": "neutral",
-    # Who may undo a rollout's live writes (they write to the system of record).
-    "rollout.restore_by": "raises",
+    "quality.hold_failed.quorum": _less, "quality.hold_failed.expires_after": "neutral", "rollout.restore_by": "raises",
     # What names the policy and who owns it.
     "version": "neutral", "name": "neutral", "description": "neutral", "owner.team": "neutral",
     "owner.contact": "neutral", "system_of_record": "neutral",
