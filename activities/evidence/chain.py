@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from govflow.policies.digest import canonical_json, sha256_hex
 
-Stream = Literal["run", "rollout", "notification", "grant", "refused_start", "reviewer", "policy"]
+Stream = Literal["run", "rollout", "notification", "grant", "refused_start", "reviewer", "policy", "backtest"]
 GENESIS = "0" * 64
 
 
