@@ -72,15 +72,7 @@ async def ledger(admin: str, races: int, amount: int) -> tuple[str, list[tuple[s
             vendor, invoices = f"V{100 + k}", (f"INV-{2 * k + 1:04d}", f"INV-{2 * k + 2:04d}")
             await conn.execute("INSERT INTO vendor (id, name, country) VALUES ($1, $1, 'DE')", vendor)
             for invoice in invoices:
-                po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
-                await conn.execute(
-                    "UPDATE invoice SET vendor_id = $2, amount = $3 WHERE id = $1", invoice, vendor, amount
-                )
-                await conn.execute("UPDATE purchase_order SET vendor_id = $2, amount = $3 WHERE id = $1", po, vendor,
-                                   amount)  # fmt: skip
-                await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
-                await conn.execute("INSERT INTO goods_receipt (id, po_id, amount, received_on) "
-                                   "VALUES ($1, $2, $3, current_date)", f"GR-{invoice}", po, amount)  # fmt: skip
+                await im.reprice(conn, invoice, amount, vendor)
             out.append((vendor, *invoices))
         return url, out
     finally:

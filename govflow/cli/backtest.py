@@ -4,34 +4,25 @@ reviewers decided (the work is govflow/backtest.py)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
+from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
 from govflow.backtest import BacktestReport, backtest
 from govflow.cli.answers import Subparsers
-from govflow.cli.report import _since
-from govflow.stack.local import database_url
+from govflow.cli.report import _since, with_app
 from govflow.workers.settings import Settings
 
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from govflow.workers.app import DEFAULT_APP, load_app
+    def work(store: EvidenceStore, registry: Registry) -> Awaitable[BacktestReport]:
+        return backtest(store, registry, args.task, args.candidate, since=_since(args.since), runs=args.runs,
+                        concurrency=args.concurrency)  # fmt: skip
 
-    async def go() -> BacktestReport:
-        db = database_url(settings)
-        registry = load_app(args.app or os.environ.get("GOVFLOW_APP") or DEFAULT_APP, settings, db)
-        try:
-            async with EvidenceStore.open(db) as store:
-                return await backtest(store, registry, args.task, args.candidate, since=_since(args.since),
-                                      runs=args.runs, concurrency=args.concurrency)  # fmt: skip
-        finally:
-            await registry.aclose()
-
-    report = asyncio.run(go())
+    report = with_app(settings, args.app, work)
     text = "\n".join(report.lines()) + "\n"
     print(text, end="")
     if args.out:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.activities.registry import Registry
 from govflow.cli.answers import Subparsers
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
@@ -23,6 +26,8 @@ from govflow.reports import (
 )
 from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
+
+T = TypeVar("T")
 
 
 def _since(text: str | None) -> Any:
@@ -59,40 +64,31 @@ def cmd_approvals(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_writes(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-
+def with_app(settings: Settings, app: str | None, work: Callable[[EvidenceStore, Registry], Awaitable[T]]) -> T:
+    """``work`` over the evidence store and the app's registry (``--app``, else GOVFLOW_APP, else the worker's
+    default), whose connectors reach the systems of record; both closed after."""
     from govflow.workers.app import DEFAULT_APP, load_app
 
-    async def go() -> WritesReport:
+    async def go() -> T:
         db = database_url(settings)
-        registry = load_app(args.app or os.environ.get("GOVFLOW_APP") or DEFAULT_APP, settings, db)
+        registry = load_app(app or os.environ.get("GOVFLOW_APP") or DEFAULT_APP, settings, db)
         try:
             async with EvidenceStore.open(db) as store:
-                return await writes_report(store, registry, args.task)
+                return await work(store, registry)
         finally:
             await registry.aclose()
 
-    report = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def cmd_writes(settings: Settings, args: argparse.Namespace) -> int:
+    report = with_app(settings, args.app, lambda store, registry: writes_report(store, registry, args.task))
     _emit(report, report.writes, args.format, args.out)
     return 1 if report.missing or report.without_a_run else 0
 
 
 def cmd_coverage(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-
-    from govflow.workers.app import DEFAULT_APP, load_app
-
-    async def go() -> CoverageReport:
-        db = database_url(settings)
-        registry = load_app(args.app or os.environ.get("GOVFLOW_APP") or DEFAULT_APP, settings, db)
-        try:
-            async with EvidenceStore.open(db) as store:
-                return await coverage_report(store, registry, args.task)
-        finally:
-            await registry.aclose()
-
-    report = asyncio.run(go())
+    report = with_app(settings, args.app, lambda store, registry: coverage_report(store, registry, args.task))
     _emit(report, report.items, args.format, args.out)
     return 0
 

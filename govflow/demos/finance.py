@@ -288,20 +288,11 @@ class Showcase:
         return None
 
     async def _priced(self, invoice: str, amount: Decimal) -> Decimal:
-        """The story's data: ``invoice``, its order and its receipt (one, in full) at ``amount``."""
         import asyncpg
 
         conn = await asyncpg.connect(self.sor)
         try:
-            async with conn.transaction():
-                po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
-                await conn.execute("UPDATE invoice SET amount = $2 WHERE id = $1", invoice, amount)
-                await conn.execute("UPDATE purchase_order SET amount = $2 WHERE id = $1", po, amount)
-                await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
-                await conn.execute(
-                    "INSERT INTO goods_receipt (id, po_id, amount, received_on) VALUES ($1, $2, $3, current_date)",
-                    f"GR-{invoice}", po, amount,
-                )  # fmt: skip
+            await self.example.reprice(conn, invoice, amount)
         finally:
             await conn.close()
         return amount

@@ -34,14 +34,7 @@ async def payable(ledger: str, invoice: str, vendor: str, amount: int) -> None:
     """``invoice`` (a routine one) billed by ``vendor`` for ``amount``, ordered and received in full."""
     conn = await asyncpg.connect(ledger)
     try:
-        po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice)
-        await conn.execute("UPDATE invoice SET vendor_id = $2, amount = $3 WHERE id = $1", invoice, vendor, amount)
-        await conn.execute("UPDATE purchase_order SET vendor_id = $2, amount = $3 WHERE id = $1", po, vendor, amount)
-        await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
-        await conn.execute(
-            "INSERT INTO goods_receipt (id, po_id, amount, received_on) VALUES ($1, $2, $3, current_date)",
-            f"GR-{invoice}", po, amount,
-        )  # fmt: skip
+        await im.reprice(conn, invoice, amount, vendor)
     finally:
         await conn.close()
 

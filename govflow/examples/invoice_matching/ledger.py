@@ -189,6 +189,23 @@ async def receive(conn: asyncpg.Connection, invoice_id: str) -> str:
     return receipt
 
 
+async def reprice(conn: asyncpg.Connection, invoice_id: str, amount: Decimal | int, vendor: str | None = None) -> None:
+    """The story's data (demos, tests, benches): ``invoice_id``, its order and one receipt in full, at
+    ``amount`` (and billed by ``vendor``, when given), in one transaction."""
+    async with conn.transaction():
+        po = await conn.fetchval("SELECT po_id FROM invoice WHERE id = $1", invoice_id)
+        if po is None:
+            raise LookupError(f"invoice {invoice_id} does not exist")
+        for table, key in (("invoice", invoice_id), ("purchase_order", po)):
+            await conn.execute(f"UPDATE {table} SET amount = $2, vendor_id = coalesce($3, vendor_id) WHERE id = $1",
+                               key, amount, vendor)  # fmt: skip
+        await conn.execute("DELETE FROM goods_receipt WHERE po_id = $1", po)
+        await conn.execute(
+            "INSERT INTO goods_receipt (id, po_id, amount, received_on) VALUES ($1, $2, $3, current_date)",
+            f"GR-{invoice_id}", po, amount,
+        )  # fmt: skip
+
+
 def connectors(pool: SharedPool) -> list[PostgresTableConnector]:
     """The finance system of record: five tables of one Postgres database."""
     tables = ("vendor", "purchase_order", "goods_receipt", "invoice", "payment")
