@@ -7,15 +7,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from govflow.activities.common import GovflowActivities
+from govflow.activities.common import GovflowActivities, evidence_failure
 from govflow.activities.connectors.connector import ConnectorError, WriteRequest
 from govflow.activities.connectors.guard import ScopedConnectors, ScopeViolation
+from govflow.activities.evidence.backtests import backtest_on_record
 from govflow.activities.evidence.events import RunFinished, UnreadableEvent
 from govflow.activities.rollout_messages import (
+    BacktestFound,
     DataRollback,
     FenceRequest,
     OutcomeAnswer,
@@ -35,6 +38,20 @@ class RolloutActivities(GovflowActivities):
     @activity.defn(name="govflow.load_policy")
     async def load_policy(self, request: PolicyRequest) -> RunSetup:
         return self._setup(request.task, request.task_version)
+
+    @activity.defn(name="govflow.find_backtest")
+    async def find_backtest(self, request: PolicyRequest) -> BacktestFound:
+        """The newest backtest on record of exactly this task version under its policy that meets the
+        policy's bars (rollout.backtest), or why none does."""
+        reg = self._registration(request.task, request.task_version)
+        bar = reg.policy.rollout.backtest
+        if bar is None:
+            return BacktestFound()
+        try:
+            found, why = await backtest_on_record(self._store, request.task, request.task_version, reg.digest, bar)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise evidence_failure(exc) from exc
+        return BacktestFound(stream_id=found, refusal=why)
 
     @activity.defn(name="govflow.record_rollout_evidence")
     async def record_rollout_evidence(self, rec: RecordRolloutEvidence) -> int:
@@ -162,7 +179,7 @@ class RolloutActivities(GovflowActivities):
     def all(self) -> list[Any]:
         return [
             self.load_policy, self.record_rollout_evidence, self.append_rollout_evidence, self.rollout_next_seq,
-            self.read_run_outcomes, self.set_fence, self.rollback_data,
+            self.read_run_outcomes, self.set_fence, self.rollback_data, self.find_backtest,
         ]  # fmt: skip
 
 

@@ -20,6 +20,13 @@ class PolicyRequest(_Model):
     task_version: str
 
 
+class BacktestFound(_Model):
+    """The backtest a rollout relies on (its chain's id), or why it may not start (rollout.backtest)."""
+
+    stream_id: str = ""
+    refusal: str = ""
+
+
 class RecordRolloutEvidence(_Model):
     rollout_id: str
     task: str

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from govflow.activities.evidence import EvidenceStore
+from govflow.activities.evidence.backtests import backtest_on_record, bar_missed
 from govflow.activities.evidence.chain import EvidenceEvent
 from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
@@ -76,6 +77,8 @@ class BacktestReport:
     against_humans: dict[str, dict[str, dict[str, int]]]
     """Per rule, per human verdict: how many the candidate proposes the same, changed, or not at all."""
     agreement_with_approved: float | None
+    decided: int
+    """The human decisions the comparison rests on."""
     rejected_reproposed: list[Judged]
     disagreements: list[Judged]
     changes: dict[str, int]
@@ -262,7 +265,7 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
         model=getattr(reg.model, "name", type(reg.model).__name__),
         stream_id=f"backtest-{task}-v{candidate}-{uuid.uuid4().hex[:8]}", runs_used=len(usable), skipped=dict(skipped),
         against_humans={r: {v: dict(c) for v, c in by.items()} for r, by in humans.items()},
-        agreement_with_approved=approved / approved_all if approved_all else None,
+        agreement_with_approved=approved / approved_all if approved_all else None, decided=decided,
         rejected_reproposed=rejected, disagreements=disagree, changes=dict(changes),
         checks_old={k: sum(v) / len(v) for k, v in old_checks.items()},
         checks_new={k: sum(v) / len(v) for k, v in new_checks.items()},
@@ -293,4 +296,4 @@ async def _record(store: EvidenceStore, report: BacktestReport, run_ids: list[st
     await store.append_many(batch)
 
 
-__all__ = ["BacktestError", "BacktestReport", "backtest"]
+__all__ = ["BacktestError", "BacktestReport", "backtest", "backtest_on_record", "bar_missed"]

@@ -188,8 +188,7 @@ def _more(old: Any, new: Any) -> Exposure:
     return "raises" if (new or 0) > (old or 0) else "lowers"
 
 
-def _held(old: Any, new: Any) -> Exposure:
-    """A safeguard whose removal raises exposure (its addition lowers it)."""
+def _held(old: Any, new: Any) -> Exposure:  # a safeguard: removing it raises exposure, adding it lowers it
     return "raises" if new is None else "lowers" if old is None else "neutral"
 
 
@@ -255,6 +254,8 @@ FIELDS: dict[str, Judge] = {
     # A failed run's writes wait for someone who sees the failures (who may clear them); who may undo writes.
     "quality.hold_failed": _held, "quality.hold_failed.reviewers": "raises", "quality.hold_failed.roles": "raises",
     "quality.hold_failed.quorum": _less, "quality.hold_failed.expires_after": "neutral", "rollout.restore_by": "raises",
+    "rollout.backtest": _held, "rollout.backtest.min_agreement": _less, "rollout.backtest.min_decided": _less,
+    "rollout.backtest.max_rejected_proposed": _more,
     # What names the policy and who owns it.
     "version": "neutral", "name": "neutral", "description": "neutral", "owner.team": "neutral",
     "owner.contact": "neutral", "system_of_record": "neutral",
@@ -264,8 +265,7 @@ above, or what changing it does to exposure. A test walks the model, so a field 
 before it ships; a field missing here anyway is reported as raising exposure."""
 
 
-_FREE_FORM = ("actions[].match.when", "grants[].void")
-"""Mappings of the policy author's own keys (a condition, a void image): compared whole."""
+_FREE_FORM = ("actions[].match.when", "grants[].void")  # the author's own keys (a condition, a void image): whole
 
 
 def _keyed(item: Any, index: int) -> str:

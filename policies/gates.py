@@ -191,8 +191,21 @@ class Stage(Strict):
         return self
 
 
+class BacktestBar(Strict):
+    """What a backtest of the exact candidate (task version and policy) must show before its rollout starts."""
+
+    min_agreement: float = Field(default=0.0, ge=0.0, le=1.0, description="With the actions reviewers approved.")
+    min_decided: int = Field(default=0, ge=0, description="At least this many human decisions behind it.")
+    max_rejected_proposed: int | None = Field(
+        default=None, ge=0, description="At most this many actions reviewers rejected, proposed again."
+    )
+
+
 class Rollout(Strict):
     stages: tuple[Stage, ...] = Field(min_length=1)
+    backtest: BacktestBar | None = Field(
+        default=None, description="A rollout starts only with a backtest on record meeting these bars."
+    )
     restore_by: tuple[Name, ...] = Field(
         default=(),
         description="People or roles who may undo a rollout's live writes (rollback --data, which writes to the "

@@ -374,8 +374,9 @@ class Policy(Strict):
             doc["quality"].pop("false_pauses", None)
         if doc["quality"].get("hold_failed") is None:
             doc["quality"].pop("hold_failed", None)
-        if not doc["rollout"].get("restore_by"):
-            doc["rollout"].pop("restore_by", None)
+        for key in ("restore_by", "backtest"):
+            if not doc["rollout"].get(key):
+                doc["rollout"].pop(key, None)
         for rule in doc["actions"]:
             if rule.get("approval") and rule["approval"].get("standing") is None:
                 rule["approval"].pop("standing", None)

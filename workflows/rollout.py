@@ -90,6 +90,8 @@ class RolloutWorkflow(OperatorControls):
         # rollout's own task, not behind the runs' activities in the task queue (bench.pause_latency). Both
         # are safe to repeat: a read, and a fence set to what the rollout's state says.
         self._local = self._ledger.local = workflow.patched("local-fence")
+        # backtest-gate: a policy's rollout.backtest is checked before the rollout starts (below).
+        backtest_gate = workflow.patched("backtest-gate")
         # A continued rollout evaluates what it carried over at once.
         self._dirty = self._careful_handover and inp.state is not None
         setup = await workflow.execute_local_activity_method(
@@ -112,8 +114,20 @@ class RolloutWorkflow(OperatorControls):
                 # A rollout started again under the same id starts unpaused, in its first stage: its fence
                 # must say so too, or a pause of the run that was terminated would refuse every live write.
                 await self._ledger.set_fence(False)
+            relied = None
+            if backtest_gate and self._policy.rollout.backtest is not None:
+                found = await workflow.execute_local_activity_method(
+                    RolloutActivities.find_backtest, PolicyRequest(task=inp.task, task_version=inp.task_version),
+                    start_to_close_timeout=LOCAL, retry_policy=RETRY,
+                )  # fmt: skip
+                if found.refusal:
+                    refused = ev.RolloutRefused(task=inp.task, task_version=inp.task_version,
+                                                policy_digest=setup.policy_digest, reason=found.refusal)  # fmt: skip
+                    await self._record(refused)
+                    return
+                relied = found.stream_id
             self._state.stage_started_at = workflow.now()
-            await self._record(ev.RolloutStarted(task=inp.task, task_version=inp.task_version,
+            await self._record(ev.RolloutStarted(task=inp.task, task_version=inp.task_version, backtest=relied,
                                               policy_digest=setup.policy_digest, stage=self._stage.name))  # fmt: skip
         self._ready = True  # handlers wait for this: the policy is loaded and the chain opened
         self._show()

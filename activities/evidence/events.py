@@ -58,6 +58,7 @@ from govflow.activities.evidence.rollout_events import (
     Resumed,
     RolledBack,
     RolloutEvent,
+    RolloutRefused,
     RolloutStarted,
     RunReleased,
     StageChanged,
@@ -97,7 +98,7 @@ EVENTS: dict[str, type[Event]] = {
         Resumed, PromotionRefused, ReportRefused, DataRestored, DataConflict, NotificationRequested,
         NotificationDelivered, NotificationFailed, NotificationAbandoned, GrantProposed, GrantAct, GrantActivated,
         GrantEnded, RunStartRefused, RunReleased, EnrollmentIssued, PasskeyEnrolled, PasskeyRevoked, SignedIn,
-        WindowLimitRefused, PolicyRecorded, PolicyUsed, RestoreRequested,
+        WindowLimitRefused, PolicyRecorded, PolicyUsed, RestoreRequested, RolloutRefused,
     )
 }  # fmt: skip
 """Every event kind a stored row may carry, to its model."""
@@ -194,6 +195,7 @@ __all__ = [
     "ReviewerEvent",
     "RolledBack",
     "RolloutEvent",
+    "RolloutRefused",
     "RolloutStarted",
     "RunFinished",
     "RunRecord",

@@ -22,10 +22,26 @@ class RolloutStarted(RolloutEvent):
     task_version: str
     policy_digest: str
     stage: str
+    backtest: str | None = Field(default=None, description="The backtest it relied on (rollout.backtest).")
 
     def describe(self) -> str:
         policy = self.policy_digest[:12]
-        return f"rollout of {self.task} v{self.task_version} started at stage {self.stage}, policy {policy}"
+        relied = f", relying on backtest {self.backtest}" if self.backtest else ""
+        return f"rollout of {self.task} v{self.task_version} started at stage {self.stage}, policy {policy}{relied}"
+
+
+class RolloutRefused(RolloutEvent):
+    """A rollout that may not start: its policy asks for a backtest on record this candidate does not have."""
+
+    kind: ClassVar[str] = "rollout_refused"
+
+    task: str
+    task_version: str
+    policy_digest: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"rollout of {self.task} v{self.task_version} refused to start: {self.reason}"
 
 
 class BreachDetected(RolloutEvent):

@@ -7,13 +7,16 @@ import asyncio
 import json
 import sys
 from datetime import datetime
+from typing import Any
 
 from temporalio.service import RPCError
 
+from govflow.activities.evidence import EvidenceStore
 from govflow.cli.answers import EXIT_REFUSED, Subparsers
 from govflow.client import control, rollout_id, rollout_status, running_rollout, start_rollout
 from govflow.policies.errors import GovflowError
 from govflow.signing import key_for, sign
+from govflow.stack.local import database_url
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect
 from govflow.workflows.rollout_api import (
@@ -31,11 +34,31 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
         if await running_rollout(client, args.task, args.version):
             print(f"rollout {wid} is already running")
             return 0
-        await start_rollout(client, settings.task_queue, args.task, args.version)
-        print(f"started rollout {wid}")
+        async with EvidenceStore.open(database_url(settings)) as store:
+            before = await store.next_seq("rollout", wid)
+            await start_rollout(client, settings.task_queue, args.task, args.version)
+            opening = await _opening(store, wid, before)
+        if opening is None:
+            print(f"started rollout {wid} (it has not recorded its start yet: is a worker serving it?)")
+        elif opening["kind"] == "rollout_refused":
+            print(f"refused: rollout {wid} did not start: {opening['payload']['reason']}", file=sys.stderr)
+            return EXIT_REFUSED
+        else:
+            relied = opening["payload"].get("backtest")
+            print(f"started rollout {wid}" + (f", relying on backtest {relied}" if relied else ""))
         return 0
 
     return asyncio.run(go())
+
+
+async def _opening(store: EvidenceStore, rollout: str, after: int, seconds: float = 30.0) -> dict[str, Any] | None:
+    """The rollout's start, or its refusal (rollout.backtest), recorded at seq ``after`` or later."""
+    for _ in range(int(seconds / 0.2)):
+        for row in await store.events("rollout", rollout):
+            if row["seq"] >= after and row["kind"] in ("rollout_started", "rollout_refused"):
+                return row
+        await asyncio.sleep(0.2)
+    return None
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 from temporalio.testing import WorkflowEnvironment
 
-from govflow import Registry
+from govflow import Registry, parse_policy
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.backtest import BacktestError, backtest
@@ -61,11 +62,27 @@ class Mismatched(SupportTriage):
     context_model = OtherContext
 
 
+class Gated(Careful):
+    version = "gated"
+
+
+class GatedSame(SupportTriage):
+    version = "gated-same"
+
+
+def requiring_a_backtest() -> Any:
+    """The shipped policy, asking a rollout for a backtest: agreement 0.9 over 5 decisions, no rejected
+    action proposed again."""
+    doc = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
+    doc["rollout"]["backtest"] = {"min_agreement": 0.9, "min_decided": 5, "max_rejected_proposed": 0}
+    return parse_policy(yaml.safe_dump(doc, sort_keys=False))
+
+
 def registry_with(sor_url: str, *tasks: SupportTriage) -> Registry:
     registry = Registry()
     for task in tasks:
-        registry.register(task, policy=EXAMPLES / "support-triage.yaml", connectors=connectors(SharedPool(sor_url)),
-                          model=baseline_model())  # fmt: skip
+        policy = requiring_a_backtest() if task.version.startswith("gated") else EXAMPLES / "support-triage.yaml"
+        registry.register(task, policy=policy, connectors=connectors(SharedPool(sor_url)), model=baseline_model())
     return registry
 
 
@@ -73,7 +90,7 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
     dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, database_url: str
 ) -> None:
     client = dev_server_env.client
-    registry = registry_with(sor_url, SupportTriage(), Careful(), Same(), Mismatched())
+    registry = registry_with(sor_url, SupportTriage(), Careful(), Same(), Mismatched(), Gated(), GatedSame())
     tickets = [f"T{n:04d}" for n in range(1, 21)]
     try:
         async with worker(client, task_queue, store, registry):
@@ -135,6 +152,26 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
                                      "support-triage", "--candidate", "9")  # fmt: skip
         assert code == 1
         assert "unknown candidate" in err
+
+        # A rollout whose policy asks for a backtest starts only with one on record meeting its bars.
+        environ = cli_env(dev_server_env, database_url, task_queue)
+        async with worker(client, task_queue, store, registry):
+            start = ("rollout", "start", "--task", "support-triage", "--version")
+            code, _, err = await govflow(environ, *start, "gated")
+            assert code != 0
+            assert "did not start: no backtest of support-triage vgated under policy" in err
+            gated = await backtest(store, registry, "support-triage", "gated")
+            code, out, err = await govflow(environ, *start, "gated")
+            assert code == 0, err
+            assert f"relying on backtest {gated.stream_id}" in out
+            opened = [e["payload"] for e in await store.events("rollout", "rollout-support-triage-vgated")]
+            assert [e.get("backtest") for e in opened if "stage" in e] == [gated.stream_id]
+            await client.get_workflow_handle("rollout-support-triage-vgated").terminate("test over")
+            await backtest(store, registry, "support-triage", "gated-same")
+            code, _, err = await govflow(environ, *start, "gated-same")
+            assert code != 0
+            assert "rejected actions again, more than the 0 allowed" in err
+            assert f"it proposes {len(rejected)} rejected actions again" in err
 
         # A tampered chain: the backtest refuses, naming it.
         async with store.pool.acquire() as conn, conn.transaction():
