@@ -123,3 +123,19 @@ async def test_a_worker_among_the_users_own_policies_and_activities_folders_serv
     assert result.outcome == "published"
     rows = await sor_fetch(empty_database_url, "SELECT category FROM ticket WHERE id = 'T0002'")
     assert rows[0]["category"] == "question"
+
+
+def test_the_offline_test_kit_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/writing-a-task.md's pytest file, beside the policy and the task module, in its own folder."""
+    (policy_text,) = blocks("yaml")
+    (module_text,) = blocks("python")
+    (kit_test,) = blocks("py")
+    (tmp_path / "ticket-categorizer.yaml").write_text(policy_text)
+    (tmp_path / "ticket_categorizer.py").write_text(module_text)
+    (tmp_path / "test_ticket_categorizer.py").write_text(kit_test)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ticket_categorizer.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
