@@ -123,6 +123,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"  {times[-1]:5.1f} s: {report.runs_used:,} runs, agreement with approved "
                   f"{report.agreement_with_approved:.3f}, {rejected:,} rejected replies proposed again, "
                   f"{int(report.calls['n']):,} model calls (median {report.calls['median_ms']:.2f} ms)")  # fmt: skip
+            print(f"         the gate: {'; '.join(report.gate)}")
             assert report.runs_used == args.runs, report.runs_used
             assert rejected == len([i for i in range(args.runs) if i % 7 == 0]), rejected  # the same model
     await registry.aclose()

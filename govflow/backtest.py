@@ -29,6 +29,7 @@ from govflow.activities.evidence.events import (
     ProposalMade,
     QualityScoreRecord,
     RunRecord,
+    RunReport,
     parse_event,
 )
 from govflow.activities.registry import Registration, Registry, UnknownTask
@@ -36,6 +37,7 @@ from govflow.policies import Action, RunContext, decide, run_checks
 from govflow.policies.authority import reads_by_resource
 from govflow.policies.errors import GovflowError
 from govflow.whatif.collect import WhatIfError, _read_verified
+from govflow.whatif.report import replay
 
 
 class BacktestError(GovflowError):
@@ -88,6 +90,9 @@ class BacktestReport:
     scores: dict[str, dict[str, list[float]]]
     """Per score: old and new, min / median / max."""
     workload: dict[str, int]
+    gate: list[str]
+    """The candidate's outcomes, oldest first, through its policy's gates in the first stage: where it would
+    have paused, or after how many runs it would have been ready to promote."""
     calls: dict[str, float]
     caveat: str
 
@@ -109,6 +114,7 @@ class BacktestReport:
             out.append(
                 f"  check {check}: pass rate {self.checks_old.get(check, 0):.2f} -> {self.checks_new.get(check, 0):.2f}"
             )
+        out += [f"  the gate: {line}" for line in self.gate]
         out.append(
             "  workload under the candidate's policy: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.workload.items()))
@@ -220,8 +226,12 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
     new_checks: dict[str, list[bool]] = {}
     scores: dict[str, dict[str, list[float]]] = {}
     workload: Counter[str] = Counter()
+    stage = reg.policy.rollout.stages[0].name
+    reports: list[RunReport] = []
     for (past, _), answer in zip(usable, answers, strict=True):
         if answer is None:
+            reports.append(RunReport(run_id=past.run.run_id, stage=stage, mode="shadow", checks_passed=False,
+                                     error=True))  # fmt: skip
             continue
         new_actions, new_scores = answer
         new = {a.action_id: a for a in new_actions}
@@ -247,6 +257,10 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
             elif verdict == "approve" and same != "same":
                 disagree.append(judged)
         changes["appeared"] += len(set(new) - set(past.actions))
+        overridden = any(j.run_id == past.run.run_id for j in rejected)
+        passed = all(r.passed for r in run_checks(reg.policy, new_scores))
+        reports.append(RunReport(run_id=past.run.run_id, stage=stage, mode="shadow", checks_passed=passed,
+                                 scores=new_scores, overridden=overridden))  # fmt: skip
         ctx = RunContext(run_id=past.run.run_id, requester=past.run.requester, now=past.run.started_at,
                          reads=reads_by_resource(past.reads))  # fmt: skip
         for action in new.values():
@@ -271,6 +285,7 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
         checks_new={k: sum(v) / len(v) for k, v in new_checks.items()},
         scores={k: {w: _spread(x) for w, x in v.items()} for k, v in scores.items()},
         workload=dict(workload), calls=calls, caveat=caveat,
+        gate=replay(reg.policy, "backtest", [], list(reversed(reports))).candidate,
     )  # fmt: skip
     await _record(store, report, [p.run.run_id for p, _ in usable])
     return report

@@ -75,6 +75,7 @@ def requiring_a_backtest() -> Any:
     action proposed again."""
     doc = yaml.safe_load((EXAMPLES / "support-triage.yaml").read_text())
     doc["rollout"]["backtest"] = {"min_agreement": 0.9, "min_decided": 5, "max_rejected_proposed": 0}
+    doc["rollout"]["stages"][0] = {"name": "shadow", "live_fraction": 0.0, "min_runs": 5}
     return parse_policy(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -133,6 +134,7 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
         same = await backtest(store, registry, "support-triage", "same")
         assert same.agreement_with_approved == 1.0
         assert same.changes.get("disappeared", 0) == 0
+        assert careful.gate == ["no stop, no promotion"]  # 16 runs: below the gates' minimum samples
         assert sorted(j.run_id for j in same.rejected_reproposed) == sorted(rejected)
         lines = same.lines()
         first = lines.index(f"  rejected actions the candidate proposes again: {len(rejected)}")
