@@ -132,6 +132,7 @@ def audit(policy: Policy) -> list[AuditLine]:
 
     lines.append(_impersonation(policy))
     lines.append(_duties_from_data(policy))
+    lines += _data_and_models(policy)
 
     windows = {w.name: w for w in policy.quality.window}
     stops = [
@@ -312,3 +313,29 @@ def _duties_from_data(policy: Policy) -> AuditLine:
             "not approve (e.g. purchase_order.requested_by)" + (f"; {'; '.join(drawn)}" if drawn else ""),
         )  # fmt: skip
     return AuditLine(question=question, status="ok", detail="; ".join(drawn) or "no high-risk approvals")
+
+
+def _data_and_models(policy: Policy) -> list[AuditLine]:
+    """Who may undo live writes, whether a failed run's writes wait for someone who sees the failures, and
+    whether a new version must show a backtest before it rolls out."""
+    restorers = ", ".join(policy.rollout.restore_by) or "whoever may resume (every stage's promoters)"
+    signed = "signed" if policy.signs("restore") else "unsigned"
+    high = [r.name for r in policy.actions if r.risk == "high"]
+    hold = policy.quality.hold_failed
+    bar = policy.rollout.backtest
+    return [
+        AuditLine(question="Who may undo a rollout's live writes (rollback --data)?",
+                  status="gap" if high and not policy.signs("restore") else "ok",
+                  detail=f"{restorers}, {signed}" + ("; high-risk writes: require it signed (identity.signed "
+                  "[restore])" if high and not policy.signs("restore") else "")),
+        AuditLine(question="Do a failed run's live writes wait for someone who sees the failures?",
+                  status="ok" if hold or not policy.quality.checks else "gap",
+                  detail="yes: quality.hold_failed, to " + ", ".join([*hold.reviewers, *hold.roles]) if hold
+                  else "no quality checks" if not policy.quality.checks else
+                  "no: a run whose checks failed writes what its gates approve, failures unseen (quality.hold_failed)"),
+        AuditLine(question="Must a new version show a backtest against the reviewers before it rolls out?",
+                  status="ok" if bar else "gap",
+                  detail=f"yes: agreement >= {bar.min_agreement} over >= {bar.min_decided} decisions, at most "
+                  f"{bar.max_rejected_proposed if bar.max_rejected_proposed is not None else 'any'} rejected actions "
+                  "proposed again" if bar else "no: rollout.backtest is unset (govflow backtest, README)"),
+    ]  # fmt: skip

@@ -36,8 +36,10 @@ def test_audit_reports_no_blocking_gap_on_the_examples(example: Path) -> None:
     assert "BLOCKING" not in done.stdout
     # support-triage runs live by hand (rollout.required: false) and trusts typed names, so the console
     # (or anyone sending Temporal updates) can vote as any reviewer, and its churn flag keeps out only the
-    # requester: four gaps.
-    assert done.stdout.count("[ok      ]") == {"support-triage": 11, "invoice-matching": 15}[example.stem]
+    # requester, and nothing of #32/#33's (an unsigned restore, unseen failed checks, no backtest bar): seven
+    # gaps. invoice-matching asks no backtest before a rollout: one.
+    assert done.stdout.count("[ok      ]") == {"support-triage": 11, "invoice-matching": 17}[example.stem]
+    assert done.stdout.count("[GAP     ]") == {"support-triage": 7, "invoice-matching": 1}[example.stem]
     asked = done.stdout.split("Can the reviewer console, or anyone who controls it, approve in a reviewer's name?")[1]
     answer = asked.split("\n")[1].strip()
     expected = {"support-triage": "yes: approvals are unsigned", "invoice-matching": "no: "}[example.stem]
