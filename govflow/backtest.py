@@ -26,6 +26,8 @@ from govflow.activities.evidence.chain import EvidenceEvent
 from govflow.activities.evidence.events import (
     ApprovalAttemptRecord,
     ContextRead,
+    ExceptionDecided,
+    ExceptionRaised,
     ProposalMade,
     QualityScoreRecord,
     RunRecord,
@@ -54,6 +56,8 @@ class PastRun:
     scores: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     """By action id: the binding human verdict (approve or reject) of an accepted vote by a person."""
+    exception: str = ""
+    """The problem the run went to a person with (incomplete_input, ...), and what they decided: 'kind: retry'."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class BacktestReport:
     scores: dict[str, dict[str, list[float]]]
     """Per score: old and new, min / median / max."""
     workload: dict[str, int]
+    exceptions: dict[str, int]
+    """Runs that went to a person on the exception route: the problem, their decision, and whether the
+    candidate proposes on the recorded context (only runs that recorded one: a gather that failed did not)."""
     gate: list[str]
     """The candidate's outcomes, oldest first, through its policy's gates in the first stage: where it would
     have paused, or after how many runs it would have been ready to promote."""
@@ -115,12 +122,14 @@ class BacktestReport:
                 f"  check {check}: pass rate {self.checks_old.get(check, 0):.2f} -> {self.checks_new.get(check, 0):.2f}"
             )
         out += [f"  the gate: {line}" for line in self.gate]
+        out += [f"  exception route: {k}: {n}" for k, n in sorted(self.exceptions.items())]
         out.append(
             "  workload under the candidate's policy: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.workload.items()))
         )
         c = self.calls
-        out.append(f"  model calls: {int(c['n'])}, failed {int(c['failed'])}, latency ms min/median/max "
+        out.append(f"  model calls: {int(c['n'])}, failed {int(c['failed'])}, tokens {int(c['prompt_tokens'])} prompt "
+                   f"+ {int(c['completion_tokens'])} completion, latency ms min/median/max "
                    f"{c['min_ms']:.1f}/{c['median_ms']:.1f}/{c['max_ms']:.1f}")  # fmt: skip
         return [*out, f"  caveat: {self.caveat}"]
 
@@ -152,6 +161,10 @@ async def past_runs(store: EvidenceStore, task: str, exclude: str, since: dateti
                 past.scores[event.metric] = event.score
             elif isinstance(event, ApprovalAttemptRecord) and event.accepted and event.via not in ("grant", "expiry"):
                 past.verdicts[event.action_id] = event.verdict
+            elif isinstance(event, ExceptionRaised):
+                past.exception = f"{event.problem}: undecided"
+            elif isinstance(event, ExceptionDecided) and event.accepted and event.decision and past.exception:
+                past.exception = f"{past.exception.split(':')[0]}: {event.decision}"
 
     try:
         await _read_verified(store, "run", list(by_id), take)
@@ -198,13 +211,14 @@ async def backtest(
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     failed = 0
+    model = _Counting(reg.model)
 
     async def one(context: Any) -> tuple[list[Action], dict[str, float]] | None:
         nonlocal failed
         async with gate:
             started = time.perf_counter()
             try:
-                proposal = await reg.task.propose(context, reg.model)
+                proposal = await reg.task.propose(context, model)
             except Exception:  # a failed proposal is a figure of the backtest, not its end
                 failed += 1
                 return None
@@ -213,12 +227,28 @@ async def backtest(
             return list(proposal.actions), dict(proposal.scores)
 
     answers = await asyncio.gather(*(one(context) for _, context in usable))
-    return await _report(store, reg, task, candidate, usable, answers, skipped, latencies, failed)
+    report = await _report(store, reg, task, candidate, usable, answers, skipped, latencies, failed, model.tokens)
+    return report
+
+
+class _Counting:
+    """The candidate's model, counting the tokens its answers report (a local model reports none)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self.tokens = Counter[str]()
+
+    async def complete(self, request: Any) -> Any:
+        response = await self._inner.complete(request)
+        self.tokens["prompt"] += response.prompt_tokens or 0
+        self.tokens["completion"] += response.completion_tokens or 0
+        return response
 
 
 async def _report(store: EvidenceStore, reg: Registration, task: str, candidate: str,
                   usable: list[tuple[PastRun, Any]], answers: list[Any], skipped: Counter[str],
-                  latencies: list[float], failed: int) -> BacktestReport:  # fmt: skip
+                  latencies: list[float], failed: int, tokens: Counter[str]) -> BacktestReport:  # fmt: skip
     humans: dict[str, dict[str, Counter[str]]] = {}
     rejected, disagree = [], []
     changes: Counter[str] = Counter()
@@ -226,9 +256,12 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
     new_checks: dict[str, list[bool]] = {}
     scores: dict[str, dict[str, list[float]]] = {}
     workload: Counter[str] = Counter()
+    exceptions: Counter[str] = Counter()
     stage = reg.policy.rollout.stages[0].name
     reports: list[RunReport] = []
     for (past, _), answer in zip(usable, answers, strict=True):
+        if past.exception:  # what a person decided, and whether the candidate now proposes
+            exceptions[f"{past.exception}; the candidate {'fails' if answer is None else 'proposes'}"] += 1
         if answer is None:
             reports.append(RunReport(run_id=past.run.run_id, stage=stage, mode="shadow", checks_passed=False,
                                      error=True))  # fmt: skip
@@ -272,7 +305,8 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
     caveat = (f"reviewers saw the old version's proposals: agreement rests on {decided} human decisions about "
               f"them ({approved_all} approvals), so it leans towards the old version; an action the old version "
               "never proposed has no human verdict here")  # fmt: skip
-    calls = {"n": float(len(latencies)), "failed": float(failed), **{f"{k}_ms": v for k, v in
+    calls = {"n": float(len(latencies)), "failed": float(failed), "prompt_tokens": float(tokens["prompt"]),
+             "completion_tokens": float(tokens["completion"]), **{f"{k}_ms": v for k, v in
              zip(("min", "median", "max"), _spread(latencies) or [0.0, 0.0, 0.0], strict=True)}}  # fmt: skip
     report = BacktestReport(
         task=task, candidate=candidate, candidate_policy=reg.digest,
@@ -284,7 +318,7 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
         checks_old={k: sum(v) / len(v) for k, v in old_checks.items()},
         checks_new={k: sum(v) / len(v) for k, v in new_checks.items()},
         scores={k: {w: _spread(x) for w, x in v.items()} for k, v in scores.items()},
-        workload=dict(workload), calls=calls, caveat=caveat,
+        workload=dict(workload), calls=calls, caveat=caveat, exceptions=dict(exceptions),
         gate=replay(reg.policy, "backtest", [], list(reversed(reports))).candidate,
     )  # fmt: skip
     await _record(store, report, [p.run.run_id for p, _ in usable])

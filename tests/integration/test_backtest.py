@@ -1,4 +1,4 @@
-"""`govflow backtest` over real evidence from real runs on the dev server: support triage run 20 times,
+"""`govflow backtest` over real evidence from real runs on the dev server: support triage run 50 times,
 reviewers approving some replies and rejecting others; candidates scored against what they decided."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from govflow.examples.support_triage import (
     TriageProposal,
     baseline_model,
     connectors,
+    seed,
 )
 from govflow.workflows.governed_run import GovernedRunWorkflow
 from govflow.workflows.run_api import Review
@@ -91,8 +93,13 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
     dev_server_env: WorkflowEnvironment, store: EvidenceStore, sor_url: str, task_queue: str, database_url: str
 ) -> None:
     client = dev_server_env.client
+    conn = await asyncpg.connect(sor_url)
+    try:
+        await seed(conn, 50)  # the fixture's 20 tickets and 30 more
+    finally:
+        await conn.close()
     registry = registry_with(sor_url, SupportTriage(), Careful(), Same(), Mismatched(), Gated(), GatedSame())
-    tickets = [f"T{n:04d}" for n in range(1, 21)]
+    tickets = [f"T{n:04d}" for n in range(1, 51)]
     try:
         async with worker(client, task_queue, store, registry):
             handles = [await start_run(client, task_queue, t) for t in tickets]
@@ -118,8 +125,8 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
         assert len(rejected) >= 3, rejected
         careful = await backtest(store, registry, "support-triage", "careful")
         # Runs whose gather was refused (a contact outside the crm grant) recorded no context: skipped, counted.
-        assert careful.runs_used + careful.skipped.get("no recorded context", 0) == 20, careful.skipped
-        assert careful.runs_used >= 10
+        assert careful.runs_used + careful.skipped.get("no recorded context", 0) == 50, careful.skipped
+        assert careful.runs_used >= 30
         assert careful.agreement_with_approved == 1.0
         assert careful.rejected_reproposed == []
         assert careful.changes["disappeared"] >= len(rejected)  # (refused runs proposed replies too)
@@ -134,7 +141,9 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
         same = await backtest(store, registry, "support-triage", "same")
         assert same.agreement_with_approved == 1.0
         assert same.changes.get("disappeared", 0) == 0
-        assert careful.gate == ["no stop, no promotion"]  # 16 runs: below the gates' minimum samples
+        assert careful.calls["n"] == careful.runs_used
+        assert careful.calls["prompt_tokens"] > 0  # what the candidate's model says each call cost
+        assert any(" prompt + " in line for line in careful.lines())
         assert sorted(j.run_id for j in same.rejected_reproposed) == sorted(rejected)
         lines = same.lines()
         first = lines.index(f"  rejected actions the candidate proposes again: {len(rejected)}")
