@@ -99,11 +99,13 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     lines = audit(policy)
     if args.task:
 
-        async def go() -> AuditLine:
+        async def go() -> list[AuditLine]:
             async with EvidenceStore.open(database_url(settings)) as store:
-                return await drift_line(await connect(settings), store, policy, args.task, args.version)
+                client = await connect(settings)
+                return [await drift_line(client, store, policy, args.task, args.version),
+                        await backtest_line(client, store, policy, args.task, args.version)]  # fmt: skip
 
-        lines.append(asyncio.run(go()))
+        lines += asyncio.run(go())
     marks = {"ok": "ok      ", "gap": "GAP     ", "blocking": "BLOCKING"}
     print(f"Production readiness of policy {policy.name} ({args.file})")
     for line in lines:
@@ -227,6 +229,24 @@ async def running_policy(client: Client, store: EvidenceStore, task: str, versio
         if isinstance(event, RolloutStarted):
             return event.policy_digest, f"{rollout_id}'s rollout_started row"
     return None
+
+
+async def backtest_line(client: Client, store: EvidenceStore, policy: Policy, task: str, version: str) -> AuditLine:
+    """The audit finding: did the running rollout start on a backtest, where the policy asks for one?"""
+    question = f"Did the running rollout of {task} v{version} start on a backtest the policy accepts?"
+    rollout_id = await running_rollout(client, task, version)
+    started = None
+    for row in await store.events("rollout", rollout_id) if rollout_id else []:
+        event = parse_event(row["kind"], row["payload"])
+        started = event if isinstance(event, RolloutStarted) else started
+    if policy.rollout.backtest is None or started is None:
+        why = "the policy asks for none" if policy.rollout.backtest is None else f"no rollout of {task} v{version} runs"
+        return AuditLine(question=question, status="ok", detail=why)
+    if started.backtest:
+        return AuditLine(question=question, status="ok", detail=f"yes: backtest {started.backtest}")
+    return AuditLine(question=question, status="gap",
+                     detail=f"no: {rollout_id} started without one (before rollout.backtest, or before the "
+                     "backtest-gate): run `govflow backtest` and start the rollout again")  # fmt: skip
 
 
 async def drift_line(client: Client, store: EvidenceStore, policy: Policy, task: str, version: str) -> AuditLine:

@@ -17,6 +17,7 @@ from govflow import Registry, parse_policy
 from govflow.activities.connectors import SharedPool
 from govflow.activities.evidence import EvidenceStore
 from govflow.backtest import BacktestError, backtest
+from govflow.cli.policy import backtest_line
 from govflow.examples.support_triage import (
     EXAMPLES,
     SupportTriage,
@@ -177,7 +178,16 @@ async def test_a_candidate_is_scored_against_what_the_reviewers_decided(
             assert f"relying on backtest {gated.stream_id}" in out
             opened = [e["payload"] for e in await store.events("rollout", "rollout-support-triage-vgated")]
             assert [e.get("backtest") for e in opened if "stage" in e] == [gated.stream_id]
+            audited = await backtest_line(client, store, requiring_a_backtest(), "support-triage", "gated")
+            assert (audited.status, audited.detail) == ("ok", f"yes: backtest {gated.stream_id}")
             await client.get_workflow_handle("rollout-support-triage-vgated").terminate("test over")
+            # A rollout its policy let start without one, audited against a policy that asks: a gap.
+            code, _, err = await govflow(environ, *start, "careful")
+            assert code == 0, err
+            audited = await backtest_line(client, store, requiring_a_backtest(), "support-triage", "careful")
+            assert audited.status == "gap"
+            assert audited.detail.startswith("no: rollout-support-triage-vcareful started without one")
+            await client.get_workflow_handle("rollout-support-triage-vcareful").terminate("test over")
             await backtest(store, registry, "support-triage", "gated-same")
             code, _, err = await govflow(environ, *start, "gated-same")
             assert code != 0
