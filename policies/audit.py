@@ -323,7 +323,13 @@ def _data_and_models(policy: Policy) -> list[AuditLine]:
     high = [r.name for r in policy.actions if r.risk == "high"]
     hold = policy.quality.hold_failed
     bar = policy.rollout.backtest
+    resumers = sorted({p for s in policy.rollout.stages for p in s.promoters})
     return [
+        AuditLine(question="Can a paused rollout be resumed? (any operator, and the stop rules, may pause it)",
+                  status="ok" if resumers else "blocking",
+                  detail=f"yes: by {', '.join(resumers)} (every stage's promoters)" if resumers else
+                  "no: no stage names promoters, so a pause can never be lifted: name them on a stage "
+                  "(rollout.stages[].promoters)"),
         AuditLine(question="Who may undo a rollout's live writes (rollback --data)?",
                   status="gap" if high and not policy.signs("restore") else "ok",
                   detail=f"{restorers}, {signed}" + ("; high-risk writes: require it signed (identity.signed "

@@ -9,6 +9,7 @@ written against the public ``govflow`` API, a layer above this one).
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from govflow.activities.registry import Registry
@@ -39,12 +40,28 @@ def _load_one(spec: str, settings: Settings, database_url: str) -> Registry:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise GovflowError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
+        raise GovflowError(
+            f"--app {spec!r}: cannot import {module_name}: {exc}. Install your package into this environment "
+            f"(`.venv/bin/pip install -e PATH_TO_IT`) or run from the folder that holds {module_name.split('.')[0]}"
+        ) from exc
     target: Any = getattr(module, attr, None)
     if target is None:
         raise GovflowError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
+    if isinstance(target, type):
+        raise GovflowError(
+            f"--app {spec!r}: {attr} is a class; name a Registry, or a function (settings, database_url) -> "
+            f"Registry that registers it (docs/writing-a-task.md: `build`)"
+        )
     if callable(target) and not isinstance(target, Registry):
-        target = target(settings, database_url)
+        try:
+            target = target(settings, database_url)
+        except TypeError as exc:
+            raise GovflowError(
+                f"--app {spec!r}: {attr} must take (settings, database_url) and return a Registry: {exc}"
+            ) from None
+        if inspect.iscoroutine(target):
+            target.close()
+            raise GovflowError(f"--app {spec!r}: {attr} is async; make it a plain function returning a Registry")
     if not isinstance(target, Registry):
         raise GovflowError(f"--app {spec!r}: expected a Registry, got {type(target).__name__}")
     return target

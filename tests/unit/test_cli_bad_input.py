@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,21 @@ def test_control_characters_from_evidence_are_shown_not_obeyed() -> None:
     shown = escape_controls(name)
     assert shown == "\\x1b[32mbob\\x1b[0m accepted\\x00\\u202e"
     assert escape_controls("line one\n\tline two") == "line one\n\tline two"
+
+
+@pytest.mark.parametrize(
+    ("app", "says"),
+    [
+        ("govflow.examples.support_triage:SupportTriage", "SupportTriage is a class; name a Registry, or a function"),
+        ("acme_leads.app:build", "Install your package into this environment (`.venv/bin/pip install -e"),
+        ("govflow.examples.support_triage:connectors", "connectors must take (settings, database_url) and return"),
+        ("govflow.examples.support_triage:seed", "seed is async; make it a plain function returning a Registry"),
+    ],
+)
+def test_a_worker_pointed_at_something_that_is_not_an_app_says_what_to_do(app: str, says: str) -> None:
+    env = {**os.environ, "GOVFLOW_DATABASE_URL": "postgresql://nobody@/not-used", "GOVFLOW_APP": ""}
+    done = subprocess.run([sys.executable, "-m", "govflow", "worker", "--app", app], capture_output=True, text=True,
+                          timeout=60, env=env)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

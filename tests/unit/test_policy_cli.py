@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from govflow.policies import audit, load_policy, parse_policy
 from tests.unit.policy_docs import BASE
@@ -38,7 +39,7 @@ def test_audit_reports_no_blocking_gap_on_the_examples(example: Path) -> None:
     # (or anyone sending Temporal updates) can vote as any reviewer, and its churn flag keeps out only the
     # requester, and nothing of #32/#33's (an unsigned restore, unseen failed checks, no backtest bar): seven
     # gaps. invoice-matching asks no backtest before a rollout: one.
-    assert done.stdout.count("[ok      ]") == {"support-triage": 11, "invoice-matching": 17}[example.stem]
+    assert done.stdout.count("[ok      ]") == {"support-triage": 12, "invoice-matching": 18}[example.stem]
     assert done.stdout.count("[GAP     ]") == {"support-triage": 7, "invoice-matching": 1}[example.stem]
     asked = done.stdout.split("Can the reviewer console, or anyone who controls it, approve in a reviewer's name?")[1]
     answer = asked.split("\n")[1].strip()
@@ -182,3 +183,16 @@ def test_explain_says_who_the_data_and_the_limits_keep_out() -> None:
     bad = govflow("policy", "explain", str(invoices), "--action", action, "--reads", "[1]")
     assert bad.returncode != 0
     assert "--reads is not JSON of resource -> list of records" in bad.stderr
+
+
+def test_audit_blocks_a_rollout_that_can_be_paused_but_never_resumed(tmp_path: Path) -> None:
+    doc = yaml.safe_load(next(e for e in EXAMPLES if e.stem == "support-triage").read_text())
+    for stage in doc["rollout"]["stages"]:
+        stage.pop("promoters", None)
+        stage["gate"] = "auto"
+    nobody = tmp_path / "nobody-resumes.yaml"
+    nobody.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = govflow("policy", "audit", str(nobody))
+    assert done.returncode == 1, done.stdout
+    assert "[BLOCKING] Can a paused rollout be resumed?" in done.stdout
+    assert "no stage names promoters, so a pause can never be lifted" in done.stdout
