@@ -116,28 +116,32 @@ def decide_proposal(
     evidence (the proposal, its scores, a decision per action). ``ctx`` is the run's; each action's
     record is the one the run read, for record filters."""
     checks = run_checks(policy, proposal.scores)
-    ctx = ctx.model_copy(update={"failed_checks": tuple(f"{c.check}: {c.reason}" for c in checks if not c.passed)})
+    failed = tuple(f"{c.check}: {c.reason}" for c in checks if not c.passed)
     made = ProposalMade.model_validate({**(proposal.proposal or {}), "actions": proposal.actions})
-    reads = list(reads)
+    ctx, by_record = read_context(ctx.model_copy(update={"failed_checks": failed}), reads)
     totals = totals or {}
-    contexts = {a.action_id: action_context(ctx, a, reads, totals.get(a.action_id)) for a in proposal.actions}
+    contexts = {a.action_id: action_context(ctx, a, by_record, totals.get(a.action_id)) for a in proposal.actions}
     states, decisions = decide_actions(policy, policy_digest, proposal.actions, contexts)
     return states, all(c.passed for c in checks), [made, *score_events(policy, proposal.scores, checks), *decisions]
 
 
-def action_context(
-    ctx: RunContext, action: Action, reads: Iterable[ReadLog], totals: Mapping[str, str] | None = None
-) -> RunContext:
-    """``ctx`` (the run's) for one action: the record it changes as the run read it, every record the run
-    read (for ``not_by``), and what its rules' limits windows already hold (``totals``, by rule)."""
+RecordKey = tuple[str, str, str]
+
+
+def read_context(ctx: RunContext, reads: Iterable[ReadLog]) -> tuple[RunContext, dict[RecordKey, Any]]:
+    """``ctx`` (the run's) with every record the run read (for ``not_by``), and those records by key: built
+    once per run, shared by its actions' contexts (``action_context``)."""
     by_record = {(r.system, r.resource, r.record_id): r.values for r in reads}
-    return ctx.model_copy(
-        update={
-            "record": by_record.get((action.system, action.resource, action.record_id or "")),
-            "reads": reads_by_resource(by_record),
-            "window_totals": dict(totals or {}),
-        }
-    )
+    return ctx.model_copy(update={"reads": reads_by_resource(by_record)}), by_record
+
+
+def action_context(
+    ctx: RunContext, action: Action, by_record: Mapping[RecordKey, Any], totals: Mapping[str, str] | None = None
+) -> RunContext:
+    """``ctx`` (from ``read_context``) for one action: the record it changes as the run read it, and what its
+    rules' limits windows already hold (``totals``, by rule)."""
+    record = by_record.get((action.system, action.resource, action.record_id or ""))
+    return ctx.model_copy(update={"record": record, "window_totals": dict(totals or {})})
 
 
 def decide_actions(

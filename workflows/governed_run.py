@@ -281,9 +281,10 @@ class GovernedRunWorkflow:
         state = s.actions.get(refused.action_id)
         if state is None:
             return False
-        ctx = RunContext(run_id=self._run_id, requester=s.inp.requester, now=now)
+        ctx, by_record = approvals.read_context(RunContext(run_id=self._run_id, requester=s.inp.requester, now=now),
+                                                s.reads)  # fmt: skip
         events = regating.regate(self.policy, state, refused.window_rule, refused.window_prior,
-                                  approvals.action_context(ctx, state.action, s.reads), refused.reason)  # fmt: skip
+                                  approvals.action_context(ctx, state.action, by_record), refused.reason)  # fmt: skip
         if not events:
             return False
         s.changes += 1

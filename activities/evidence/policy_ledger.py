@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from govflow.activities.evidence.chain import EvidenceEvent
 from govflow.activities.evidence.failures import EvidenceConflictError
 from govflow.activities.evidence.policy_events import PolicyRecorded, PolicyUsed
 from govflow.activities.evidence.store import EvidenceStore
 from govflow.policies import Policy
+from govflow.policies.digest import sha256_hex
 from govflow.policies.errors import GovflowError
 
 
@@ -67,8 +67,6 @@ async def policy_version(store: EvidenceStore, digest: str) -> PolicyVersion:
     first = events[0]["payload"]
     recorded = PolicyRecorded.model_validate(first)
     uses = [PolicyUsed.model_validate(e["payload"]) for e in events if e["kind"] == "policy_used"]
-    from govflow.policies.digest import sha256_hex
-
     report = await store.verify("policy", full)
     return PolicyVersion(recorded, uses, report.ok and sha256_hex(recorded.text.encode()) == full)
 
@@ -102,7 +100,3 @@ async def policy_history(store: EvidenceStore, task: str) -> list[tuple[PolicyUs
         task,
     )
     return [(PolicyUsed.model_validate(r["used"]), PolicyRecorded.model_validate(r["recorded"])) for r in rows]
-
-
-def people_of(recorded: PolicyRecorded) -> dict[str, dict[str, Any]]:
-    return {str(p["id"]): p for p in recorded.people}

@@ -12,14 +12,14 @@ from pathlib import Path
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.backtest import BacktestReport, backtest
-from govflow.cli.answers import Subparsers
-from govflow.cli.report import _since, with_app
+from govflow.cli.answers import Subparsers, since
+from govflow.cli.report import with_app
 from govflow.workers.settings import Settings
 
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     def work(store: EvidenceStore, registry: Registry) -> Awaitable[BacktestReport]:
-        return backtest(store, registry, args.task, args.candidate, since=_since(args.since), runs=args.runs,
+        return backtest(store, registry, args.task, args.candidate, since=since(args.since), runs=args.runs,
                         concurrency=args.concurrency)  # fmt: skip
 
     report = with_app(settings, args.app, work)

@@ -15,6 +15,7 @@ from govflow.activities.evidence import EvidenceStore
 from govflow.activities.evidence.events import RolloutStarted, parse_event
 from govflow.cli import policy_versions
 from govflow.cli.answers import Subparsers
+from govflow.cli.answers import since as parse_since
 from govflow.client import running_rollout
 from govflow.policies import (
     Action,
@@ -29,7 +30,6 @@ from govflow.policies import (
 )
 from govflow.policies.audit import AuditLine, blocking
 from govflow.policies.diff import diff
-from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
 from govflow.policies.matching import why
 from govflow.stack.local import database_url
@@ -132,20 +132,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.now(UTC) - parse_duration(text)
-    except ValueError as exc:
-        raise GovflowError(f"--since: {exc}") from None
-
-
 def cmd_whatif(settings: Settings, args: argparse.Namespace) -> int:
     candidate = load_policy(args.candidate)
     if args.runs is not None and args.runs < 1:
         raise GovflowError("--runs must be at least 1")
-    since = _since(args.since)
+    since = parse_since(args.since)
 
     async def go() -> WhatIfReport:
         async with EvidenceStore.open(database_url(settings)) as store:

@@ -11,9 +11,7 @@ from typing import Any, TypeVar
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
-from govflow.cli.answers import Subparsers
-from govflow.policies.durations import parse_duration
-from govflow.policies.errors import GovflowError
+from govflow.cli.answers import Subparsers, since
 from govflow.reports import (
     ApprovalsReport,
     CoverageReport,
@@ -30,20 +28,6 @@ from govflow.workers.settings import Settings
 T = TypeVar("T")
 
 
-def _since(text: str | None) -> Any:
-    from datetime import UTC, datetime
-
-    if not text:
-        return None
-    try:
-        return datetime.now(UTC) - parse_duration(text)
-    except (ValueError, GovflowError):
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            raise GovflowError(f"--since {text!r}: a duration (30d, 12h) or an ISO 8601 time") from None
-
-
 def _emit(report: ApprovalsReport | WritesReport | CoverageReport, rows: list[Any], fmt: str, out: str | None) -> None:
     renders = {"json": lambda: as_json(report), "csv": lambda: as_csv(rows)}
     text = renders.get(fmt, lambda: "\n".join(report.lines()) + "\n")()
@@ -57,7 +41,7 @@ def _emit(report: ApprovalsReport | WritesReport | CoverageReport, rows: list[An
 def cmd_approvals(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> ApprovalsReport:
         async with EvidenceStore.open(database_url(settings)) as store:
-            return await approvals_report(store, args.task, _since(args.since))
+            return await approvals_report(store, args.task, since(args.since))
 
     report = asyncio.run(go())
     _emit(report, report.decisions, args.format, args.out)

@@ -92,35 +92,24 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         client = await connect(settings)
         handle = client.get_workflow_handle(rollout_id(args.task, args.version))
-        if args.command_name == "rollback":
-            signature = None
-            key = key_for(args.operator, args.key, settings.keys_dir) if args.data else None
-            if key is not None:  # undoing live writes may need the operator's signature
-                try:
-                    now = await rollout_status(client, handle.id)
-                except RPCError as exc:
-                    raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
-                signature = sign(key, restore_message(handle.id, now.stage, now.control_seq, args.since))
-            payload: Control = RollbackRequest(
-                operator=args.operator,
-                reason=args.reason,
-                to=args.to,
-                data=args.data,
-                since=args.since,
-                signature=signature,
-            )
-        else:
-            signature = None
-            if args.command_name in ("resume", "promote"):
-                key = key_for(args.operator, args.key, settings.keys_dir)
-                if key is not None:
-                    try:
-                        now = await rollout_status(client, handle.id)
-                    except RPCError as exc:
-                        raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
-                    message = control_message(args.command_name, handle.id, now.stage, now.control_seq)
-                    signature = sign(key, message)
-            payload = Control(operator=args.operator, reason=args.reason, signature=signature)
+        command, rollback = args.command_name, args.command_name == "rollback"
+        # Acts a policy may require signed: resume, promote, and undoing live writes (rollback --data).
+        signs = command in ("resume", "promote") or (rollback and args.data)
+        key = key_for(args.operator, args.key, settings.keys_dir) if signs else None
+        signature = None
+        if key is not None:
+            try:
+                now = await rollout_status(client, handle.id)
+            except RPCError as exc:
+                raise GovflowError(f"no running rollout {handle.id}: {exc.message}") from None
+            message = (restore_message(handle.id, now.stage, now.control_seq, args.since) if rollback
+                       else control_message(command, handle.id, now.stage, now.control_seq))  # fmt: skip
+            signature = sign(key, message)
+        payload: Control = (
+            RollbackRequest(operator=args.operator, reason=args.reason, to=args.to, data=args.data, since=args.since,
+                            signature=signature)
+            if rollback else Control(operator=args.operator, reason=args.reason, signature=signature)
+        )  # fmt: skip
         try:
             answer = await control(client, handle.id, args.command_name, payload)
         except RPCError as exc:
