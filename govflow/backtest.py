@@ -28,6 +28,7 @@ from govflow.activities.evidence.events import (
     ContextRead,
     ExceptionDecided,
     ExceptionRaised,
+    PolicyDecisionRecord,
     ProposalMade,
     QualityScoreRecord,
     RunRecord,
@@ -56,8 +57,11 @@ class PastRun:
     scores: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     """By action id: the binding human verdict (approve or reject) of an accepted vote by a person."""
+    rules: dict[str, str] = field(default_factory=dict)
+    """By action id: the rule the run's decision names (as its evidence records it)."""
     exception: str = ""
-    """The problem the run went to a person with (incomplete_input, ...), and what they decided: 'kind: retry'."""
+    """The problem the run went to a person with (incomplete_input, ...); empty when it went to nobody."""
+    exception_decision: str = "undecided"
 
 
 @dataclass(frozen=True)
@@ -161,10 +165,12 @@ async def past_runs(store: EvidenceStore, task: str, exclude: str, since: dateti
                 past.scores[event.metric] = event.score
             elif isinstance(event, ApprovalAttemptRecord) and event.accepted and event.via not in ("grant", "expiry"):
                 past.verdicts[event.action_id] = event.verdict
+            elif isinstance(event, PolicyDecisionRecord):
+                past.rules[event.action_id] = event.rule or event.decision
             elif isinstance(event, ExceptionRaised):
-                past.exception = f"{event.problem}: undecided"
-            elif isinstance(event, ExceptionDecided) and event.accepted and event.decision and past.exception:
-                past.exception = f"{past.exception.split(':')[0]}: {event.decision}"
+                past.exception = event.problem
+            elif isinstance(event, ExceptionDecided) and event.accepted and event.decision:
+                past.exception_decision = event.decision
 
     try:
         await _read_verified(store, "run", list(by_id), take)
@@ -261,7 +267,8 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
     reports: list[RunReport] = []
     for (past, _), answer in zip(usable, answers, strict=True):
         if past.exception:  # what a person decided, and whether the candidate now proposes
-            exceptions[f"{past.exception}; the candidate {'fails' if answer is None else 'proposes'}"] += 1
+            now = "fails" if answer is None else "proposes"
+            exceptions[f"{past.exception}: {past.exception_decision}; the candidate {now}"] += 1
         if answer is None:
             reports.append(RunReport(run_id=past.run.run_id, stage=stage, mode="shadow", checks_passed=False,
                                      error=True))  # fmt: skip
@@ -282,7 +289,7 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
             verdict = past.verdicts.get(action_id)
             if verdict is None:
                 continue
-            rule = _rule(reg, old, past)
+            rule = past.rules.get(action_id, "-")
             humans.setdefault(rule, {}).setdefault(verdict, Counter())[same] += 1
             judged = Judged(past.run.run_id, action_id, verdict, same, detail)
             if verdict == "reject" and same == "same":
@@ -323,13 +330,6 @@ async def _report(store: EvidenceStore, reg: Registration, task: str, candidate:
     )  # fmt: skip
     await _record(store, report, [p.run.run_id for p, _ in usable])
     return report
-
-
-def _rule(reg: Registration, action: Action, past: PastRun) -> str:
-    record = past.reads.get((action.system, action.resource, action.record_id or ""))
-    ctx = RunContext(run_id=past.run.run_id, requester=past.run.requester, now=past.run.started_at, record=record)
-    decision = decide(reg.policy, action, ctx)
-    return ",".join(getattr(decision, "rules", ()) or ()) or getattr(decision, "rule", "") or decision.kind
 
 
 async def _record(store: EvidenceStore, report: BacktestReport, run_ids: list[str]) -> None:

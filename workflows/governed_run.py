@@ -267,11 +267,9 @@ class GovernedRunWorkflow:
             s.finish_recorded = bool(then)
             return await self._finish(publishing.outcome_of(s.inp.mode, everything), outcomes=everything)
 
-    def _in_order(self, *parts: Mapping[str, ActionOutcome] | Iterable[ActionOutcome]) -> list[ActionOutcome]:
-        """Outcomes from several publishes of this run, in the proposal's order."""
-        found: dict[str, ActionOutcome] = {}
-        for part in parts:
-            found.update(part if isinstance(part, Mapping) else {o.action_id: o for o in part})
+    def _in_order(self, done: Mapping[str, ActionOutcome], more: Iterable[ActionOutcome]) -> list[ActionOutcome]:
+        """What earlier publishes of this run wrote (``done``) and ``more``, in the proposal's order."""
+        found = {**done, **{o.action_id: o for o in more}}
         return [found[a] for a in self._s.actions if a in found]
 
     async def _ask_again(self, refused: rm.PublishRefusal, now: datetime) -> bool:
