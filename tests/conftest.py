@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from govflow.workflows import search_attributes
 from govflow.workflows.payloads import data_converter
 
 VENV_BIN = Path(sys.executable).parent
+# `stack up` notes its home for the user (settings.find_home); the suite's stacks note theirs here, not in ~.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="govflow-test-state-")
 
 
 def free_port() -> int:

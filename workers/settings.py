@@ -1,13 +1,16 @@
 """Settings from ``GOVFLOW_*`` environment variables, validated by pydantic.
 
-Defaults point at the local stack (`govflow stack up`). Set
-``GOVFLOW_TEMPORAL_ADDRESS`` and ``GOVFLOW_DATABASE_URL`` to use a real
-Temporal cluster and Postgres; then nothing embedded is started.
+Defaults point at the local stack (`govflow stack up`), found from any folder: ``GOVFLOW_HOME`` when
+set, else the nearest ``.govflow/`` with a stack in it up from the current folder, else the stack this
+user started last (``stack up`` leaves a note of its home in ``$XDG_STATE_HOME/govflow/stack``). The
+ports the stack was started on come with it, unless set. Set ``GOVFLOW_TEMPORAL_ADDRESS`` and
+``GOVFLOW_DATABASE_URL`` to use a real Temporal cluster and Postgres; then nothing embedded is started.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 
@@ -32,7 +35,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    home: Path = Field(default=Path(".govflow"), description="Folder for the local stack's state and logs.")
+    home: Path = Field(
+        default=Path(".govflow"),
+        description="Folder for the local stack's state and logs; unset: found (the nearest .govflow/ with a "
+        "stack, up from the current folder, else the stack this user started last).",
+    )
     temporal_address: str | None = Field(
         default=None,
         description="host:port of a Temporal frontend; unset means the local dev server.",
@@ -157,6 +164,42 @@ def misspelt_settings(environ: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
+STACK_SETTINGS = ("temporal_port", "temporal_ui_port", "temporal_namespace", "console_port")
+"""What ``stack up`` records in its state file: a command run later, from anywhere, finds the stack there."""
+
+
+def stack_pointer(environ: dict[str, str]) -> Path:
+    """The file where ``stack up`` notes the home of the stack this user started last."""
+    state = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "govflow" / "stack"
+
+
+def find_home(environ: dict[str, str], cwd: Path | None = None) -> Path:
+    """The local stack's home when GOVFLOW_HOME is not set: the nearest ``.govflow/`` holding a stack, up from
+    ``cwd``; else the one ``stack up`` noted last, while it still holds a stack; else ``.govflow`` here."""
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".govflow" / "stack.json").is_file():
+            return folder / ".govflow"
+    try:
+        noted = Path(stack_pointer(environ).read_text().strip())
+    except OSError:
+        noted = None
+    if noted is not None and noted.is_absolute() and (noted / "stack.json").is_file():
+        return noted
+    return here / ".govflow"
+
+
+def recorded_stack(home: Path) -> dict[str, object]:
+    """The settings the stack at ``home`` was started with (empty when none runs there)."""
+    try:
+        state = json.loads((home / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    recorded = state.get("settings") if isinstance(state, dict) else None
+    return {k: v for k, v in recorded.items() if k in STACK_SETTINGS} if isinstance(recorded, dict) else {}
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment; a typo'd or invalid variable is a clear error."""
     env = dict(os.environ if environ is None else environ)
@@ -167,7 +210,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             + ", ".join(f"{name} (did you mean {meant}?)" for name, meant in misspelt)
             + f"; govflow reads: {', '.join(sorted(setting_names()))}"
         )
-    values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k in setting_names()}
+    values: dict[str, object] = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k in setting_names()}
+    if "home" not in values:
+        values["home"] = find_home(env)
+    for key, value in recorded_stack(Path(str(values["home"]))).items():
+        values.setdefault(key, value)
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:

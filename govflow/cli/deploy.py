@@ -9,6 +9,7 @@ import os
 from govflow.cli.answers import Subparsers
 from govflow.policies.errors import GovflowError
 from govflow.stack.local import database_url
+from govflow.stack.processes import port_in_use
 from govflow.workers.settings import Settings
 from govflow.workers.temporal import connect, metrics_runtime
 
@@ -18,6 +19,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from govflow.workers.app import load_app
     from govflow.workers.deployments import worker_version
     from govflow.workers.worker import run_worker
+
+    for port, var in ((settings.metrics_port, "GOVFLOW_METRICS_PORT"), (settings.sdk_metrics_port,
+                                                                        "GOVFLOW_SDK_METRICS_PORT")):
+        if port and port_in_use(port):
+            raise GovflowError(
+                f"port {port} ({var}) is in use, perhaps by another worker on this machine (the demo's serves "
+                f"9464 and 9465): give this worker its own with {var}=<free port>, or {var}=0 for no endpoint"
+            )
 
     async def go() -> None:
         db_url = database_url(settings)

@@ -26,7 +26,7 @@ from govflow.activities.connectors import ensure_database
 from govflow.activities.evidence import migrate
 from govflow.policies.errors import GovflowError
 from govflow.stack.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from govflow.workers.settings import Settings
+from govflow.workers.settings import STACK_SETTINGS, Settings, stack_pointer
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
@@ -271,7 +271,19 @@ class LocalStack:
         else:
             info.notes.append("the reviewer console was already running")
         info.console_url = s.console_url
+        self._note_up()
         return info
+
+    def _note_up(self) -> None:
+        """Record where this stack runs, and note its home as the user's last: a command from any folder
+        finds it (``settings.find_home``)."""
+        state = self._state()
+        state["settings"] = {key: getattr(self.settings, key) for key in STACK_SETTINGS}
+        self._save(state)
+        pointer = stack_pointer(dict(os.environ))
+        with contextlib.suppress(OSError):
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            pointer.write_text(f"{self.home}\n")
 
     def restart_temporal(self, *, hard: bool = False) -> None:
         """Stop the dev server (SIGKILL when ``hard``) and start it again on the same state file:
@@ -316,10 +328,14 @@ class LocalStack:
         if self.settings.database_url is None and self._stop_postgres():
             stopped.append("Postgres")
         state = self._state()
-        for key in ("worker", "console", "temporal", "postgres", "database_url"):
+        for key in ("worker", "console", "temporal", "postgres", "database_url", "settings"):
             state.pop(key, None)
         if self.state_file.exists():
             self._save(state)
+        pointer = stack_pointer(dict(os.environ))
+        with contextlib.suppress(OSError):
+            if Path(pointer.read_text().strip()) == self.home:
+                pointer.unlink()
         return stopped
 
     def status(self) -> list[tuple[str, str]]:

@@ -73,6 +73,12 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         assert "temporal  running" in status.stdout
         assert "postgres  running" in status.stdout
         assert "console   running" in status.stdout
+        # From a folder of one's own, nothing set: the stack (home and ports) is found all the same.
+        bare = {k: v for k, v in env.items() if not k.startswith("GOVFLOW_")}
+        found = subprocess.run([sys.executable, "-m", "govflow", "stack", "status"], env=bare, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert f"running (pid {json.loads((home / 'stack.json').read_text())['temporal']['pid']}) at 127.0.0.1:" \
+            f"{env['GOVFLOW_TEMPORAL_PORT']}" in found.stdout, found.stdout + found.stderr
 
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr
@@ -84,6 +90,7 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         assert "temporal  stopped" in status.stdout
         assert "postgres  stopped" in status.stdout
         assert "console   stopped" in status.stdout
+        assert not (Path(os.environ["XDG_STATE_HOME"]) / "govflow" / "stack").exists()  # its note goes with it
 
 
 def test_a_taken_port_gets_one_clear_line(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,4 +111,21 @@ def test_a_worker_pointed_at_something_that_is_not_an_app_says_what_to_do(app: s
                           timeout=60, env=env)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("variable", ["GOVFLOW_METRICS_PORT", "GOVFLOW_SDK_METRICS_PORT"])
+def test_a_second_worker_on_the_same_metrics_port_says_how_to_give_it_its_own(variable: str) -> None:
+    with socket.socket() as held:  # what the first worker on this machine holds
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        env = {**os.environ, "GOVFLOW_DATABASE_URL": "postgresql://nobody@/not-used", "GOVFLOW_METRICS_PORT": "0",
+               "GOVFLOW_SDK_METRICS_PORT": "0", variable: port}  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "govflow", "worker"], capture_output=True, text=True,
+                              timeout=60, env=env)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"port {port} ({variable}) is in use" in done.stderr, done.stderr
+    assert f"{variable}=<free port>" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from govflow.workers.settings import SettingsError, load_settings
@@ -86,3 +89,39 @@ def test_a_deployment_and_its_build_go_together() -> None:
     assert (s.deployment_name, s.build_id) == ("govflow", "2026-12-06.1")
     with pytest.raises(SettingsError, match="GOVFLOW_DEPLOYMENT_NAME and GOVFLOW_BUILD_ID go together"):
         load_settings({"GOVFLOW_BUILD_ID": "2026-12-06.1"})
+
+
+def _stack_at(home: Path, **recorded: object) -> None:
+    home.mkdir(parents=True)
+    (home / "stack.json").write_text(json.dumps({"database_url": "postgresql:///govflow", "settings": recorded}))
+
+
+def test_a_command_run_from_any_folder_finds_the_stack_and_its_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(state)}
+    project, elsewhere = tmp_path / "govflow-checkout", tmp_path / "acme_leads" / "src"
+    elsewhere.mkdir(parents=True)
+    _stack_at(project / ".govflow", temporal_port=7399, temporal_ui_port=8399, console_port=8399)
+    # From a folder inside the project: the nearest .govflow/ up the tree, with the ports it was started on.
+    (project / "docs").mkdir()
+    monkeypatch.chdir(project / "docs")
+    inside = load_settings(env)
+    assert inside.home == project / ".govflow"
+    assert inside.target_temporal_address == "127.0.0.1:7399"
+    assert inside.console_url == "http://localhost:8399"
+    # From a package of the engineer's own, outside it: nothing up the tree, so the stack noted last.
+    monkeypatch.chdir(elsewhere)
+    assert load_settings(env).home == elsewhere / ".govflow"  # nothing noted yet: here, as before
+    (state / "govflow").mkdir(parents=True)
+    (state / "govflow" / "stack").write_text(f"{project / '.govflow'}\n")
+    found = load_settings(env)
+    assert found.home == project / ".govflow"
+    assert found.temporal_port == 7399
+    # What the environment sets wins over what the stack recorded.
+    assert load_settings({**env, "GOVFLOW_TEMPORAL_PORT": "7500"}).temporal_port == 7500
+    assert load_settings({**env, "GOVFLOW_HOME": str(tmp_path / "mine")}).temporal_port == 7233
+    # A note of a stack since removed is not followed.
+    (project / ".govflow" / "stack.json").unlink()
+    assert load_settings(env).home == elsewhere / ".govflow"
