@@ -66,6 +66,16 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
         if not any(s == m.system and (m.resource is None or r == m.resource) for s, r in granted):
             target = f"{m.system}.{m.resource}" if m.resource else m.system
             problems.append(((*at, "match"), f"rule {rule.name!r} covers {target}, which no grant covers"))
+        carried = {f for g in policy.grants if g.system == m.system and m.resource in (None, g.resource)
+                   and (not m.operations or set(m.operations) & set(g.operations)) for f in g.fields}  # fmt: skip
+        for key, tested in (("when", m.when), ("changes", m.changes)):
+            for name in tested:
+                if carried and name not in carried:
+                    problems.append((
+                        (*at, "match", key, name),
+                        f"rule {rule.name!r} tests field {name!r}, which no action it covers can carry: a grant lets "
+                        f"a run write {', '.join(sorted(carried))}",
+                    ))  # fmt: skip
         if rule.approval is None:
             continue
         ap = rule.approval

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from govflow.policies.actions import Action
-from govflow.policies.model import ActionRule, Change, Compare
+from govflow.policies.conditions import Change, Compare
+from govflow.policies.model import ActionRule
 
 
 def rule_matches(rule: ActionRule, action: Action, record: Mapping[str, Any] | None = None) -> bool:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from govflow.policies.conditions import Match
 from govflow.policies.durations import Duration
 from govflow.policies.gates import Quality, Rollout, StopRule
 from govflow.policies.notification import Notification
@@ -94,61 +95,6 @@ class Grant(Strict):
                     f"({', '.join(self.fields)})"
                 )
         return self
-
-
-class Compare(Strict):
-    """A comparison on a proposed field's value, e.g. ``{gt: 10000}`` or ``{in: [EUR, USD]}``.
-
-    Every given bound must hold. The ordering bounds need a number; a value that cannot be compared (the
-    field is missing, or not a number) is undecidable, and an undecidable comparison applies a rule that
-    restricts (approval, deny) and never one that only permits (see ``policies.matching.why``).
-    """
-
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
-    ne: StrictBool | int | float | str | None = None
-    in_: tuple[StrictBool | int | float | str, ...] | None = Field(default=None, alias="in")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _something(self) -> Compare:
-        if all(v is None for v in (self.gt, self.gte, self.lt, self.lte, self.ne, self.in_)):
-            raise ValueError("a comparison needs at least one of gt, gte, lt, lte, ne, in")
-        return self
-
-
-class Change(Strict):
-    """A test of what an update does to a field: the record as the run read it against the proposed value,
-    e.g. ``{rises_by: 20}``, ``{grows_by_pct: 10}``, ``{from: active, to: closed}``. Every given test must
-    hold; without a record to compare with (a create), it cannot be told (see ``Compare``)."""
-
-    rises_by: float | None = Field(default=None, description="The proposed value exceeds the current by more.")
-    falls_by: float | None = Field(default=None, description="The proposed value is below the current by more.")
-    grows_by_pct: float | None = Field(default=None, description="The proposed value grows by more than this %.")
-    from_: StrictBool | int | float | str | None = Field(default=None, alias="from")
-    to: StrictBool | int | float | str | None = None
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _something(self) -> Change:
-        if all(v is None for v in (self.rises_by, self.falls_by, self.grows_by_pct, self.from_, self.to)):
-            raise ValueError("a change test needs at least one of rises_by, falls_by, grows_by_pct, from, to")
-        return self
-
-
-class Match(Strict):
-    """Which actions a rule covers. ``when`` tests proposed field values: a plain value must be equal;
-    a comparison (``{gt: 10000}``) must hold. ``changes`` tests what an update does to the record."""
-
-    system: Name
-    resource: Name | None = None
-    operations: tuple[Operation, ...] = ()
-    when: dict[str, StrictBool | int | float | str | Compare] = Field(default_factory=dict)
-    changes: dict[str, Change] = Field(default_factory=dict)
 
 
 class Escalation(Strict):

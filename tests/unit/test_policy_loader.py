@@ -285,6 +285,23 @@ CASES: list[tuple[str, str, str]] = [
         ),
         "grant 'contacts': void sets deleted, outside the grant's fields (status, note)",
     ),
+    (
+        "misspelt-condition-field",
+        broken("when: {status: churn-risk}", "when: {stauts: churn-risk}"),
+        "actions[0].match.when.stauts (line 23): rule 'status-change' tests field 'stauts', which no action it "
+        "covers can carry: a grant lets a run write note, status",
+    ),
+    (
+        "misspelt-operator",
+        broken("when: {status: churn-risk}", "when: {status: {greater_than: 3}}"),
+        "actions[0].match.when.status (line 23): unknown comparison 'greater_than': the comparisons are gt, gte, "
+        "lt, lte, ne, in",
+    ),
+    (
+        "misspelt-change-test",
+        broken("when: {status: churn-risk}", "changes: {status: {rises: 3}}"),
+        "unknown change test 'rises': the change tests are rises_by, falls_by, grows_by_pct, from, to",
+    ),
     ("not-a-mapping", "- just\n- a list\n", "broken.yaml: line 1: a policy is a YAML mapping"),
     ("not-yaml", "version: [1\n", "not valid YAML"),
 ]
@@ -340,3 +357,9 @@ def test_an_oversized_or_non_utf8_policy_file_is_refused_naming_the_file(tmp_pat
     latin.write_bytes("version: 1\nname: caf\xe9\n".encode("latin-1"))
     with pytest.raises(PolicyError, match=r"latin1\.yaml: not UTF-8 text: byte 0xe9 at line 2"):
         load_policy(latin)
+
+
+def test_a_misspelt_operator_is_one_error_not_one_per_kind_of_value() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(broken("when: {status: churn-risk}", "when: {status: {greater_than: 3}}"), source="b.yaml")
+    assert len(caught.value.issues) == 1, caught.value.issues
