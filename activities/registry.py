@@ -28,6 +28,8 @@ class Registration:
     policy: Policy
     connectors: dict[str, Connector]
     model: ModelClient
+    source: Path | None = None
+    """The policy file, when the task was registered with one (for findings with their lines)."""
     digest: str = field(init=False)
     policy_json: str = field(init=False)
     policy_zlib: str = field(init=False)
@@ -78,7 +80,8 @@ class Registry:
         connector, checked to agree with each connector's ``system``."""
         loaded = policy if isinstance(policy, Policy) else load_policy(policy)
         by_system = dict(connectors) if isinstance(connectors, Mapping) else {c.system: c for c in connectors}
-        reg = Registration(task=task, policy=loaded, connectors=by_system, model=model)
+        source = None if isinstance(policy, Policy) else Path(policy)
+        reg = Registration(task=task, policy=loaded, connectors=by_system, model=model, source=source)
         if task.key in self._by_key:
             raise GovflowError(f"task {task.name} version {task.version} is registered twice")
         self._by_key[task.key] = reg

@@ -42,6 +42,18 @@ from govflow.activities.tasks import ContradictoryInput, IncompleteInput, Propos
 from govflow.policies import Action, Policy, load_policy, parse_policy
 from govflow.workers.settings import Settings
 
+
+def database_url() -> str:
+    """govflow's evidence database, as a worker finds it: GOVFLOW_DATABASE_URL, else the local stack's.
+
+    A script beside a task (sample data, a migration of its own) reaches a database of its own on the same
+    server with ``ensure_database(database_url(), "my_data")``."""
+    from govflow.stack.local import database_url as found
+    from govflow.workers.settings import load_settings
+
+    return found(load_settings())
+
+
 __all__ = [
     "IDEMPOTENCY_DDL",
     "Action",
@@ -72,6 +84,7 @@ __all__ = [
     "TaskInputError",
     "WriteRequest",
     "WriteResult",
+    "database_url",
     "ensure_database",
     "load_policy",
     "parse_output",

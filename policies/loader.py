@@ -278,6 +278,20 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy(text, source=str(path))
 
 
+def issue_at(source: Path, path: PathT, message: str) -> PolicyIssue:
+    """A problem found in a loaded policy file after loading (``policy check --app``), with its line."""
+    try:
+        loader = _StrictLoader(source.read_text())
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+        lines = _lines(node) if node is not None else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, _DuplicateKey, _AliasRefused):
+        lines = {}
+    return PolicyIssue(source=str(source), path=format_path(path), line=_line_for(lines, path), message=message)
+
+
 def policy_digest(policy: Policy) -> str:
     """sha256 of the policy's canonical JSON: the same for the same meaning, whatever the layout."""
     from govflow.policies.digest import digest

@@ -50,8 +50,9 @@ class WriteResult(BaseModel):
 
 class Connector(Protocol):
     """A system of record. Implementations must make ``write`` idempotent by key. Optional: ``written(key)``
-    (a committed write's images, for a retried publish) and ``find(resource, where, limit)`` (records by
-    field values, for ``ScopedConnectors.find``)."""
+    (a committed write's images, for a retried publish), ``find(resource, where, limit)`` (records by
+    field values, for ``ScopedConnectors.find``) and ``columns(resource)`` (the fields its records have, for
+    ``policy check --app``)."""
 
     system: str
 

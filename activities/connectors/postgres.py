@@ -120,6 +120,13 @@ class PostgresTableConnector:
             self._columns[table.name] = {r["column_name"]: r["data_type"] for r in rows}
         return self._columns[table.name]
 
+    async def columns(self, resource: str) -> set[str]:
+        """The columns of ``resource``'s table (``policy check --app`` holds a grant's fields against them)."""
+        table = self._table(resource)
+        pool = await self._shared.get()
+        async with pool.acquire() as conn:
+            return set(await self._known_columns(conn, table))
+
     async def find(self, resource: str, where: dict[str, Scalar], limit: int) -> dict[str, Record]:
         """Rows whose columns equal ``where`` (each value compared as the column's type, so an index on
         the column serves it), at most ``limit``, by key."""

@@ -12,12 +12,39 @@ import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
-from govflow.cli import backtest, console, demo, deploy, evidence, keys, policy, report, reviews, rollouts, stack
+from govflow.cli import (
+    backtest,
+    console,
+    demo,
+    deploy,
+    evidence,
+    keys,
+    policy,
+    report,
+    reviews,
+    rollouts,
+    scaffold,
+    stack,
+)
 from govflow.cli import run as run_commands
 from govflow.policies.errors import GovflowError
 from govflow.workers.settings import load_settings
 
-GROUPS = (stack, evidence, report, keys, policy, backtest, run_commands, reviews, rollouts, deploy, console, demo)
+GROUPS = (
+    scaffold,
+    stack,
+    evidence,
+    report,
+    keys,
+    policy,
+    backtest,
+    run_commands,
+    reviews,
+    rollouts,
+    deploy,
+    console,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 from govflow.cli.answers import Subparsers
 from govflow.policies.errors import GovflowError
@@ -18,6 +19,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from govflow.examples import default_app, ensure_example_sors
     from govflow.workers.app import load_app
     from govflow.workers.deployments import worker_version
+    from govflow.workers.fit import fit
     from govflow.workers.worker import run_worker
 
     for port, var in ((settings.metrics_port, "GOVFLOW_METRICS_PORT"), (settings.sdk_metrics_port,
@@ -35,6 +37,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         else:
             await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
+        for issue in await fit(registry):  # what `policy check --app` finds, said where the worker's log is read
+            print(f"govflow: warning: {issue}", file=sys.stderr)
         client = await connect(settings, metrics_runtime(settings))
         deployment, make_current = worker_version(settings, args.deployment, args.build_id, args.make_current)
         # Notifications link to the console where one serves reviewers: the local stack's, or a configured one.

@@ -22,6 +22,7 @@ from govflow.policies import (
     NeedsApproval,
     Policy,
     PolicyError,
+    PolicyIssue,
     RunContext,
     audit,
     decide,
@@ -39,7 +40,9 @@ from govflow.workers.temporal import connect
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    failed = 0
+    if not args.files and not args.app:
+        raise GovflowError("policy check: name policy FILEs, or --app MODULE:ATTR to check a worker's tasks")
+    failed = _check_app(args.app) if args.app else 0
     for path in args.files:
         try:
             load_policy(path)
@@ -50,6 +53,36 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         print(f"policy {path}: ok")
     return 1 if failed else 0
+
+
+def _check_app(spec: str) -> int:
+    """The findings of ``policy check --app``: the worker's tasks, each policy against its task and data."""
+    from govflow.workers.app import load_app
+    from govflow.workers.fit import fit
+    from govflow.workers.settings import load_settings
+
+    settings = load_settings()
+    try:
+        registry = load_app(spec, settings, database_url(settings))
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(str(issue))
+        return 1
+
+    async def go() -> list[PolicyIssue]:
+        try:
+            return await fit(registry)
+        finally:
+            await registry.aclose()
+
+    issues = asyncio.run(go())
+    for issue in issues:
+        print(str(issue))
+    for reg in registry:
+        mine = [i for i in issues if f"(task {reg.task.name} v{reg.task.version}" in i.source]
+        where = reg.source or f"policy {reg.policy.name}"
+        print(f"task {reg.task.name} v{reg.task.version}: {where}: " + (f"{len(mine)} finding(s)" if mine else "ok"))
+    return 1 if issues else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -160,8 +193,12 @@ def cmd_whatif(settings: Settings, args: argparse.Namespace) -> int:
 def register(sub: Subparsers) -> None:
     policy = sub.add_parser("policy", help="check, explain and audit policy files")
     psub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
-    check = psub.add_parser("check", help="validate policy files; list every error")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check = psub.add_parser("check", help="validate policy files, or a worker app's policies against its tasks; "
+                            "list every error")  # fmt: skip
+    check.add_argument("files", nargs="*", metavar="FILE")
+    check.add_argument("--app", metavar="MODULE:ATTR", help="also check the policies of the tasks this app registers "
+                       "(as `govflow worker --app` takes it) against their data: grant fields against the tables' "
+                       "columns, promoters to resume a pause")  # fmt: skip
     check.set_defaults(func=cmd_check, needs_settings=False)
     explain = psub.add_parser("explain", help="print the decision for one action and the rule behind it")
     explain.add_argument("file", metavar="FILE")

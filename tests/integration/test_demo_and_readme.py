@@ -16,9 +16,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from govflow.activities.connectors import with_database
 from govflow.cli import build_parser
 from govflow.demos.triage import QUERIES
 from tests.conftest import free_port
+from tests.integration.quickstart import quickstart_commands, run_quickstart
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -47,6 +49,14 @@ def readme_commands() -> list[list[str]]:
             argv = shlex.split(line.split(" &")[0], comments=True)
             out.append(argv[1:])
     return out
+
+
+async def _fetch(url: str, query: str) -> list[object]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await conn.fetch(query)]
+    finally:
+        await conn.close()
 
 
 def _kind(args: list[str]) -> str:
@@ -105,7 +115,7 @@ async def _check_stack(env: dict[str, str], database_url: str, rollout: str) -> 
 
 
 @pytest.mark.devserver
-def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
+def test_the_demo_then_the_readme_commands(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     env = _env(tmp_path / "home")
     try:
         started = time.monotonic()
@@ -199,6 +209,30 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path) -> None:
         status = _govflow(env, "stack", "status").stdout
         assert "running" in status.split("worker")[1].split("\n")[0]
         assert "running" in status.split("console")[1].split("\n")[0]
+
+        # An engineer's own task, from a folder outside the project, beside the demo's worker (writing-a-task.md).
+        own = tmp_path_factory.mktemp("engineer")
+        assert not own.is_relative_to(ROOT)
+        assert not any(own.iterdir())
+        said = run_quickstart(own)
+        checked = said["govflow policy check --app acme_leads.app:build"]
+        assert "task acme-leads v1: " in checked, checked
+        assert checked.rstrip().endswith(": ok"), checked
+        assert "rule enterprise-lead: 0/1 approved" in said["govflow approvals list --as alice"]
+        shown = next(text for line, text in said.items() if line.startswith("govflow runs show"))
+        assert "outcome published" in shown, shown
+        assert "written" in shown, shown
+        assert "warning" not in said["background"], said["background"]
+        assert "Traceback" not in said["background"], said["background"]
+        segment = "SELECT segment FROM lead WHERE id = 'L0001'"
+        assert asyncio.run(_fetch(with_database(database_url, "acme_leads"), segment)) == ["enterprise"]
+        # The package's README gives the same commands (less making it and going in).
+        readme = (own / "acme_leads" / "README.md").read_text()
+        commands = re.search(r"```sh\n(.*?)```", readme, re.S)
+        assert commands is not None
+        assert commands.group(1).splitlines() == quickstart_commands()[2:]
+        status = _govflow(env, "stack", "status").stdout
+        assert "running" in status.split("worker")[1].split("\n")[0]  # the demo's worker served on, beside it
     finally:
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr

@@ -77,8 +77,10 @@ def test_stack_up_status_down_twice_leaves_nothing_running(tmp_path: Path) -> No
         bare = {k: v for k, v in env.items() if not k.startswith("GOVFLOW_")}
         found = subprocess.run([sys.executable, "-m", "govflow", "stack", "status"], env=bare, cwd=tmp_path,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert f"running (pid {json.loads((home / 'stack.json').read_text())['temporal']['pid']}) at 127.0.0.1:" \
-            f"{env['GOVFLOW_TEMPORAL_PORT']}" in found.stdout, found.stdout + found.stderr
+        assert (
+            f"running (pid {json.loads((home / 'stack.json').read_text())['temporal']['pid']}) at 127.0.0.1:"
+            f"{env['GOVFLOW_TEMPORAL_PORT']}" in found.stdout
+        ), found.stdout + found.stderr
 
         down = _govflow(env, "stack", "down")
         assert down.returncode == 0, down.stderr
