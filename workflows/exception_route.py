@@ -33,6 +33,8 @@ class ExceptionRoute:
         self.problem: str | None = None
         """What waits for a decision now (``kind: detail``), None when nothing does."""
         self.expires_at: datetime | None = None
+        self.eligible: list[str] = []
+        """Who may decide what waits now."""
         self._decision: ExceptionDecision | None = None
 
     async def wait(self, policy: Policy, kind: str, detail: str, awaiting: Callable[[bool], None]) -> str:
@@ -47,6 +49,7 @@ class ExceptionRoute:
         self.expires_at = expires = workflow.now() + route.expires_after
         routed = ev.ExceptionRoute(reviewers=list(route.reviewers), roles=list(route.roles),
                                    eligible=sorted(policy.eligible(route.reviewers, route.roles)))  # fmt: skip
+        self.eligible = routed.eligible
         await self._ledger.record(ev.ExceptionRaised(problem=kind, detail=detail, expires_at=expires, route=routed))
         awaiting(True)
         with contextlib.suppress(TimeoutError):

@@ -370,6 +370,7 @@ class GovernedRunWorkflow:
             stage=inp.stage, phase=s.phase, pending=approvals.pending(s.actions.values()) if s.live else [],
             exception=self._exceptions.problem,
             exception_expires_at=self._exceptions.expires_at if self._exceptions.problem else None,
+            exception_eligible=self._exceptions.eligible if self._exceptions.problem else [],
             outcome=s.outcome,
         )  # fmt: skip
 

@@ -160,9 +160,10 @@ class RolloutLedger:
             RolloutActivities.set_fence, request, start_to_close_timeout=FENCE, retry_policy=EVIDENCE_RETRY
         )
 
-    async def restore_data(self, since: datetime | None) -> tuple[int, int]:
-        """Undo the rollout's live writes (newest first) and record each restore or conflict; returns
-        how many records were restored and how many conflicts are left for review."""
+    async def restore_data(self, since: datetime | None) -> str:
+        """Undo the rollout's live writes (newest first) and record each restore or conflict; returns what
+        was done, counted from the rows it recorded (a record already as before is a ``data_restored`` row
+        with nothing written, counted as such)."""
         results = await workflow.execute_activity_method(
             RolloutActivities.rollback_data,
             DataRollback(rollout_id=self.rollout_id, task=self.task, task_version=self.task_version, since=since),
@@ -172,7 +173,9 @@ class RolloutLedger:
         for r in results:
             restoration = DataConflict if r.outcome == "conflict" else DataRestored
             await self.record(restoration(**r.model_dump()))
-        return sum(r.outcome == "restored" for r in results), sum(r.outcome == "conflict" for r in results)
+        back, restored = sum(r.outcome != "conflict" for r in results), sum(r.outcome == "restored" for r in results)
+        return (f"{back} records back as before ({restored} restored, {back - restored} already were), "
+                f"{len(results) - back} conflicts for review")  # fmt: skip
 
     async def record(self, event: Event) -> None:
         if self.v2:

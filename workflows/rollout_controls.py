@@ -130,10 +130,8 @@ class OperatorControls:
             if refusal is not None:
                 stage = self._stage.name
                 return self._answer(False, f"rolled back to {stage}; undoing its live writes is refused: {refusal}")
-        restored, conflicts = await self._ledger.restore_data(request.since)
-        return self._answer(
-            True, f"rolled back to {self._stage.name}; {restored} records restored, {conflicts} conflicts for review"
-        )
+        done = await self._ledger.restore_data(request.since)
+        return self._answer(True, f"rolled back to {self._stage.name}; {done}")
 
     async def _control(self, command: str, args: Any, via: str) -> ControlAnswer:
         """Every operator command, from a signal (the Temporal UI) or an update (the CLI): read, then act."""

@@ -141,6 +141,7 @@ class RunStatus(BaseModel):
     exception_expires_at: datetime | None = Field(
         default=None, description="Pins a signed exception decision to this exception (exception_message)."
     )
+    exception_eligible: list[str] = Field(default_factory=list, description="Who may decide the exception.")
     outcome: Outcome | None = None
 
 

@@ -22,8 +22,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from govflow.workers.fit import fit
     from govflow.workers.worker import run_worker
 
-    for port, var in ((settings.metrics_port, "GOVFLOW_METRICS_PORT"), (settings.sdk_metrics_port,
-                                                                        "GOVFLOW_SDK_METRICS_PORT")):
+    for port, var in (
+        (settings.metrics_port, "GOVFLOW_METRICS_PORT"),
+        (settings.sdk_metrics_port, "GOVFLOW_SDK_METRICS_PORT"),
+    ):
         if port and port_in_use(port):
             raise GovflowError(
                 f"port {port} ({var}) is in use, perhaps by another worker on this machine (the demo's serves "

@@ -32,6 +32,7 @@ from govflow.workers.temporal import connect
 from govflow.workflows.run_api import (
     ExceptionDecision,
     ReviewRequest,
+    RunStatus,
     exception_message,
 )
 from govflow.workflows.standing_grant import GrantAct
@@ -45,6 +46,9 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
         rows: list[dict[str, Any]] = []
         for run in await list_runs(client, query):
             status = await run_status(client, run["run_id"])
+            waits = status.exception is not None and status.exception_expires_at is not None
+            if waits and (not args.reviewer or args.reviewer in status.exception_eligible):
+                rows.append(_exception_row(status))
             for pending in status.pending:
                 for gate in pending.gates:
                     if gate.status != "open":
@@ -53,6 +57,7 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
                         continue
                     rows.append(
                         {
+                            "kind": "approval",
                             "run_id": status.run_id,
                             "task": status.task,
                             "item": status.item_key,
@@ -74,8 +79,14 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
             print_json(rows)
             return 0
         if not rows:
-            print("nothing waits for approval" + (f" by {args.reviewer}" if args.reviewer else ""))
+            print("nothing waits for approval or an exception decision" + (f" by {args.reviewer}" if args.reviewer
+                                                                            else ""))  # fmt: skip
         for r in rows:
+            if r["kind"] == "exception":
+                print(f"{r['run_id']}  EXCEPTION {r['problem']}\n    decide: `govflow resolve {r['run_id']} --decision "
+                      f"retry|discard --as YOU`; may decide: {', '.join(r['eligible']) or 'nobody'}; "
+                      f"expires {r['expires_at']}")  # fmt: skip
+                continue
             others = ", ".join(r["approved_by"]) or "nobody yet"
             signed = " (signature required)" if r["signature_required"] else ""
             print(
@@ -86,6 +97,13 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _exception_row(status: RunStatus) -> dict[str, Any]:
+    """A run waiting on its exception route, as `approvals list` shows it beside the approvals."""
+    return {"kind": "exception", "run_id": status.run_id, "task": status.task, "item": status.item_key,
+            "requester": status.requester, "problem": status.exception, "eligible": status.exception_eligible,
+            "expires_at": status.exception_expires_at.isoformat() if status.exception_expires_at else None}  # fmt: skip
 
 
 def cmd_vote(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 
 from govflow.activities.common import UNKNOWN_TASK_ATTEMPTS
 from govflow.activities.names import ErrorType
-from govflow.cli.answers import Subparsers, print_json
+from govflow.cli.answers import EXIT_REFUSED, Subparsers, print_json
 from govflow.client import (
     admit,
     run_status,
@@ -71,6 +71,8 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
                     "the rollout decides the mode: drop --mode"
                 )
             run = inp.model_copy(update={"mode": admission.mode, "stage": admission.stage, "rollout_id": rollout})
+            if not args.json:
+                print(f"{rollout} admits {inp.item_key} at stage {admission.stage}: {admission.mode}")
         run_id = f"run-{run.task}-{run.item_key}-{uuid.uuid4().hex[:8]}"
         signature = sign(key_for(run.requester, args.signing_key, settings.keys_dir), submit_message(run_id, run))
         signed = run.model_copy(update={"signature": signature})
@@ -82,15 +84,22 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 print(f"submitted {run_id}")
             return 0
-        result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
+        try:
+            result = await client.get_workflow_handle(run_id, result_type=RunResult).result()
+        except WorkflowFailureError as exc:
+            raise GovflowError(f"{run_id} failed: {exc.cause or exc}") from None
         if args.json:
             print_json(result.model_dump(mode="json"))
         else:
             print(f"{run_id}: {result.outcome} {result.reason}".rstrip())
-        return 0
+        return EXIT_BY_OUTCOME[result.outcome]
 
     return asyncio.run(go())
 
+
+EXIT_BY_OUTCOME: dict[str, int] = {"published": 0, "shadowed": 0, "refused": EXIT_REFUSED, "partial": 4,
+                                   "rejected": 5, "exception": 6}  # fmt: skip
+"""`run submit --wait`'s exit code by the run's outcome (a failed run exits 1): a script tells them apart."""
 
 _UNSERVED_ATTEMPTS = 3
 
@@ -161,12 +170,16 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
         query += f" AND GovflowTask = '{args.task}'"
 
     async def go() -> int:
-        runs = await list_runs(await connect(settings), query)
+        client = await connect(settings)
+        runs = await list_runs(client, query)
+        for r in runs:  # what a waiting run waits for: its phase (an approval, or an exception decision)
+            if r["awaiting_approval"] and r["status"] == "running":
+                r["phase"] = (await run_status(client, r["run_id"])).phase
         if args.json:
             print_json(runs)
             return 0
         for r in runs:
-            waiting = " awaiting approval" if r["awaiting_approval"] else ""
+            waiting = f" {r['phase']}" if r.get("phase", "").startswith("awaiting") else ""
             print(f"{r['run_id']:<52} {r['status']:<10} {r['task']} {r['mode']} {r['stage']}{waiting}")
         if not runs:
             print("no governed runs")
@@ -242,7 +255,9 @@ def register(sub: Subparsers) -> None:
         help="the requester's Ed25519 key file, where the policy requires signed submits "
         "(default: GOVFLOW_KEYS_DIR/<requester>.pem if present)",
     )
-    s.add_argument("--wait", action="store_true", help="wait for the outcome")
+    s.add_argument("--wait", action="store_true", help="wait for the outcome; exit " + ", ".join(
+        f"{code} {' or '.join(o for o, c in EXIT_BY_OUTCOME.items() if c == code)}"
+        for code in sorted(set(EXIT_BY_OUTCOME.values()))) + ", 1 the run failed")  # fmt: skip
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_submit)
 

@@ -195,3 +195,81 @@ async def test_the_cli_signs_each_persons_acts_and_refuses_what_no_worker_serves
         assert "no worker task 'no-such-task'" in err
         assert "no worker of this task queue that took it does; it waits for one" in err
         assert "Traceback" not in err
+
+
+async def test_what_waits_is_listed_where_people_look_and_submit_wait_exits_by_outcome(
+    dev_server_env: WorkflowEnvironment, store: EvidenceStore, registry: Registry, database_url: str
+) -> None:
+    env = dev_server_env
+    task_queue = f"tq-{uuid.uuid4()}"
+    environ = cli_env(env, database_url, task_queue)
+
+    async def waiting(ticket: str, mode: str = "live") -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "govflow", "run", "submit", "--task", "support-triage", "--item",
+            json.dumps({"ticket_id": ticket}), "--as", "priya", "--mode", mode, "--wait",
+            env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def listed(reviewer: str, kind: str, ticket: str) -> dict[str, object]:
+        for _ in range(100):
+            code, out, err = await govflow(environ, "approvals", "list", "--as", reviewer, "--json")
+            assert code == 0, err
+            rows = [r for r in json.loads(out) if r["kind"] == kind and r["item"] == ticket]
+            if rows:
+                return dict(rows[0])
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no {kind} listed for {reviewer}")
+
+    async def ended(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode() + err.decode()
+
+    async with worker(env.client, task_queue, store, registry):
+        assert await ended(await waiting("T0004")) == (3, await _line_of(environ, "T0004"))  # refused: outside grants
+        code, said = await ended(await waiting("T0001", "shadow"))
+        assert (code, "shadowed" in said) == (0, True)
+
+        # An exception waits: approvals list shows it, marked, to whoever may decide; runs list says so.
+        missing = await waiting("T9999")
+        exception = await listed("alice", "exception", "T9999")
+        run_id = str(exception["run_id"])
+        assert "incomplete_input: ticket T9999 does not exist" in str(exception["problem"])
+        code, out, _ = await govflow(environ, "approvals", "list", "--as", "alice")
+        assert f"{run_id}  EXCEPTION incomplete_input" in out
+        assert f"govflow resolve {run_id} --decision retry|discard" in out
+        code, out, _ = await govflow(environ, "approvals", "list", "--as", "omar")
+        assert run_id not in out  # not his to decide
+        code, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage")
+        assert f"{run_id}" in out
+        assert "awaiting exception decision" in out.split(run_id)[1].splitlines()[0]
+        code, out, err = await govflow(environ, "resolve", run_id, "--decision", "discard", "--as", "alice")
+        assert code == 0, err
+        code, said = await ended(missing)
+        assert (code, "exception" in said) == (6, True)
+
+        # Published after its approvals: 0. A run that fails (here: terminated while it waits): 1.
+        published = await waiting("T0003")
+        approval = await listed("bob", "approval", "T0003")
+        for reviewer, action in (("bob", "flag-churn"), ("chen", "flag-churn"), ("alice", "reply")):
+            code, _, err = await govflow(environ, "approve", str(approval["run_id"]), "--as", reviewer, "--action",
+                                         action)  # fmt: skip
+            assert code == 0, err
+        code, said = await ended(published)
+        assert (code, "published" in said) == (0, True), said
+        failing = await waiting("T0003")
+        doomed = await listed("bob", "approval", "T0003")
+        await env.client.get_workflow_handle(str(doomed["run_id"])).terminate("the test ends it")
+        code, said = await ended(failing)
+        assert code == 1, said
+        assert f"govflow: error: {doomed['run_id']} failed" in said
+
+
+async def _line_of(environ: dict[str, str], ticket: str) -> str:
+    """What `run submit --wait` printed for the newest run of ``ticket`` (its outcome line)."""
+    _, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
+    run_id = next(r["run_id"] for r in json.loads(out) if f"-{ticket}-" in r["run_id"])
+    _, out, _ = await govflow(environ, "runs", "show", run_id, "--json")
+    result = json.loads(out)["result"]
+    return f"{run_id}: {result['outcome']} {result['reason']}".rstrip() + "\n"

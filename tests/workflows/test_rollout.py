@@ -266,7 +266,10 @@ async def test_rollback_with_data_restores_before_images_and_flags_conflicts(
         )
         await registry.aclose()
     assert answer.accepted
-    assert answer.reason == "rolled back to shadow; 1 records restored, 1 conflicts for review"
+    assert (
+        answer.reason
+        == "rolled back to shadow; 1 records back as before (1 restored, 0 already were), 1 conflicts for review"
+    )
     rows = {r["id"]: r for r in await sor_fetch(sor_url, "SELECT id, reply_body, category FROM ticket")}
     assert (rows["T0001"]["reply_body"], rows["T0001"]["category"]) == (None, None)
     assert rows["T0002"]["reply_body"] == "edited by a human"
