@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from govflow.policies.durations import format_duration
 from govflow.policies.conditions import Compare
+from govflow.policies.durations import format_duration
 from govflow.policies.model import ActionRule, Policy
 from govflow.policies.stats import expected_delay, promise
 from govflow.policies.terms import WRITE_OPERATIONS

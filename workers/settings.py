@@ -190,13 +190,23 @@ def find_home(environ: dict[str, str], cwd: Path | None = None) -> Path:
     return here / ".govflow"
 
 
-def recorded_stack(home: Path) -> dict[str, object]:
-    """The settings the stack at ``home`` was started with (empty when none runs there)."""
+def _stack_state(home: Path) -> dict[str, object]:
     try:
         state = json.loads((home / "stack.json").read_text())
     except (OSError, ValueError):
         return {}
-    recorded = state.get("settings") if isinstance(state, dict) else None
+    return state if isinstance(state, dict) else {}
+
+
+def stack_database_url(settings: Settings) -> str | None:
+    """The evidence database: GOVFLOW_DATABASE_URL, else the local stack's while it runs (None without one)."""
+    url = settings.database_url or _stack_state(settings.home.resolve()).get("database_url")
+    return url if isinstance(url, str) else None
+
+
+def recorded_stack(home: Path) -> dict[str, object]:
+    """The settings the stack at ``home`` was started with (empty when none runs there)."""
+    recorded = _stack_state(home).get("settings")
     return {k: v for k, v in recorded.items() if k in STACK_SETTINGS} if isinstance(recorded, dict) else {}
 
 

@@ -26,7 +26,7 @@ from govflow.activities.connectors import ensure_database
 from govflow.activities.evidence import migrate
 from govflow.policies.errors import GovflowError
 from govflow.stack.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from govflow.workers.settings import STACK_SETTINGS, Settings, stack_pointer
+from govflow.workers.settings import STACK_SETTINGS, Settings, stack_database_url, stack_pointer
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
@@ -231,10 +231,7 @@ class LocalStack:
 
     def database_url(self) -> str | None:
         """The govflow database URL: the configured one, or the local stack's if it runs."""
-        if self.settings.database_url:
-            return self.settings.database_url
-        url = self._state().get("database_url")
-        return url if isinstance(url, str) else None
+        return stack_database_url(self.settings)
 
     async def up(self) -> StackInfo:
         s = self.settings
