@@ -7,15 +7,18 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from govflow.activities.evidence import EvidenceStore
 from govflow.activities.registry import Registry
 from govflow.workflows.governed_run import GovernedRunWorkflow
-from govflow.workflows.run_api import Review, RunResult
+from govflow.workflows.run_api import Review, RunResult, RunStatus
 from tests.helpers import event_kinds, result_on_a_new_worker, sor_fetch, start_run, wait_for, worker, worker_process
 
 pytestmark = pytest.mark.devserver
@@ -173,7 +176,7 @@ async def test_the_cli_signs_each_persons_acts_and_refuses_what_no_worker_serves
               "--mode", "live")  # fmt: skip
     async with worker(env.client, task_queue, store, example_registry(sor_url, policy=signed_policy())):
         code, out, err = await govflow(unsigned_env, *submit, "--wait")
-        assert code == 0, err
+        assert code == 3, err  # refused
         assert "refused submit refused: the policy requires a signed submit" in out
 
         code, out, err = await govflow(signed_env, *submit, "--json")
@@ -211,15 +214,16 @@ async def test_what_waits_is_listed_where_people_look_and_submit_wait_exits_by_o
             env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
-    async def listed(reviewer: str, kind: str, ticket: str) -> dict[str, object]:
-        for _ in range(100):
-            code, out, err = await govflow(environ, "approvals", "list", "--as", reviewer, "--json")
-            assert code == 0, err
-            rows = [r for r in json.loads(out) if r["kind"] == kind and r["item"] == ticket]
-            if rows:
-                return dict(rows[0])
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"no {kind} listed for {reviewer}")
+    async def run_of(ticket: str, waits: Callable[[RunStatus], bool]) -> WorkflowHandle[Any, Any]:
+        for _ in range(200):
+            query = "WorkflowType = 'GovernedRun' AND ExecutionStatus = 'Running' AND GovflowTask = 'support-triage'"
+            found = [wf.id async for wf in env.client.list_workflows(query) if f"-{ticket}-" in wf.id]
+            if found:
+                handle = env.client.get_workflow_handle(found[0])
+                await wait_for(handle, waits)
+                return handle
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no run of {ticket}")
 
     async def ended(proc: asyncio.subprocess.Process) -> tuple[int, str]:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -227,49 +231,38 @@ async def test_what_waits_is_listed_where_people_look_and_submit_wait_exits_by_o
         return proc.returncode, out.decode() + err.decode()
 
     async with worker(env.client, task_queue, store, registry):
-        assert await ended(await waiting("T0004")) == (3, await _line_of(environ, "T0004"))  # refused: outside grants
+        code, said = await ended(await waiting("T0004"))  # its contact is outside the grants
+        assert (code, " refused " in said) == (3, True), said
         code, said = await ended(await waiting("T0001", "shadow"))
-        assert (code, "shadowed" in said) == (0, True)
+        assert (code, " shadowed" in said) == (0, True), said
 
         # An exception waits: approvals list shows it, marked, to whoever may decide; runs list says so.
         missing = await waiting("T9999")
-        exception = await listed("alice", "exception", "T9999")
-        run_id = str(exception["run_id"])
-        assert "incomplete_input: ticket T9999 does not exist" in str(exception["problem"])
+        run_id = (await run_of("T9999", lambda s: s.exception is not None)).id
         code, out, _ = await govflow(environ, "approvals", "list", "--as", "alice")
-        assert f"{run_id}  EXCEPTION incomplete_input" in out
-        assert f"govflow resolve {run_id} --decision retry|discard" in out
+        assert f"{run_id}  EXCEPTION incomplete_input: ticket T9999 does not exist" in out
+        assert f"govflow resolve {run_id} --decision retry|discard --as YOU`; may decide: alice, bob, chen" in out
         code, out, _ = await govflow(environ, "approvals", "list", "--as", "omar")
         assert run_id not in out  # not his to decide
         code, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage")
-        assert f"{run_id}" in out
         assert "awaiting exception decision" in out.split(run_id)[1].splitlines()[0]
         code, out, err = await govflow(environ, "resolve", run_id, "--decision", "discard", "--as", "alice")
         assert code == 0, err
         code, said = await ended(missing)
-        assert (code, "exception" in said) == (6, True)
+        assert (code, " exception " in said) == (6, True), said
 
         # Published after its approvals: 0. A run that fails (here: terminated while it waits): 1.
         published = await waiting("T0003")
-        approval = await listed("bob", "approval", "T0003")
+        handle = await run_of("T0003", lambda s: len(s.pending) == 2)
         for reviewer, action in (("bob", "flag-churn"), ("chen", "flag-churn"), ("alice", "reply")):
-            code, _, err = await govflow(environ, "approve", str(approval["run_id"]), "--as", reviewer, "--action",
-                                         action)  # fmt: skip
-            assert code == 0, err
+            status = await handle.query(GovernedRunWorkflow.status)
+            digest = next(p.digest for p in status.pending if p.action_id == action)
+            await handle.signal(GovernedRunWorkflow.approve, Review(reviewer=reviewer, action_digest=digest))
         code, said = await ended(published)
-        assert (code, "published" in said) == (0, True), said
+        assert (code, " published" in said) == (0, True), said
         failing = await waiting("T0003")
-        doomed = await listed("bob", "approval", "T0003")
-        await env.client.get_workflow_handle(str(doomed["run_id"])).terminate("the test ends it")
+        doomed = await run_of("T0003", lambda s: bool(s.pending))
+        await doomed.terminate("the test ends it")
         code, said = await ended(failing)
         assert code == 1, said
-        assert f"govflow: error: {doomed['run_id']} failed" in said
-
-
-async def _line_of(environ: dict[str, str], ticket: str) -> str:
-    """What `run submit --wait` printed for the newest run of ``ticket`` (its outcome line)."""
-    _, out, _ = await govflow(environ, "runs", "list", "--task", "support-triage", "--json")
-    run_id = next(r["run_id"] for r in json.loads(out) if f"-{ticket}-" in r["run_id"])
-    _, out, _ = await govflow(environ, "runs", "show", run_id, "--json")
-    result = json.loads(out)["result"]
-    return f"{run_id}: {result['outcome']} {result['reason']}".rstrip() + "\n"
+        assert f"govflow: error: {doomed.id} failed" in said
