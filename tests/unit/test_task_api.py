@@ -20,7 +20,8 @@ PUBLIC = [
     "IncompleteInput", "InvalidModelOutput", "LocalBaselineModel", "Message", "ModelClient", "ModelError",
     "ModelRequest", "ModelResponse", "OpenAIChatClient", "Policy", "PostgresTableConnector", "Proposal", "Record",
     "Registry", "ScopeViolation", "ScopedConnectors", "Settings", "SharedPool", "Table", "Task", "TaskInputError",
-    "WriteRequest", "WriteResult", "database_url", "ensure_database", "load_policy", "parse_output", "parse_policy", "with_database",
+    "WriteRequest", "WriteResult", "database_url", "ensure_database", "load_policy", "parse_output", "parse_policy",
+    "with_database",
 ]  # fmt: skip
 CLIENT = [
     "COMMANDS", "Settings", "admit", "connect", "control", "grant_act", "grant_status", "load_settings",
