@@ -162,6 +162,9 @@ def cross_check(policy: Policy) -> list[tuple[PathT, str]]:
     if policy.exceptions is not None:
         known_people(policy.exceptions.reviewers, ("exceptions", "reviewers"))
         known_roles(policy.exceptions.roles, ("exceptions", "roles"))
+        if not policy.eligible(policy.exceptions.reviewers, policy.exceptions.roles):
+            problems.append((("exceptions",), "nobody may decide an exception: no person in reviewers.people holds "
+                             f"{', '.join(policy.exceptions.roles) or 'a role'} here, and none is named"))  # fmt: skip
     duplicates((n.name for n in policy.notifications), ("notifications",), "notification")
     gated = {r.name for r in policy.actions if r.approval is not None}
     for i, note in enumerate(policy.notifications):

@@ -302,6 +302,13 @@ CASES: list[tuple[str, str, str]] = [
         broken("when: {status: churn-risk}", "changes: {status: {rises: 3}}"),
         "unknown change test 'rises': the change tests are rises_by, falls_by, grows_by_pct, from, to",
     ),
+    (
+        "nobody-decides-exceptions",
+        broken("exceptions:\n  roles: [lead]", "exceptions:\n  roles: [auditor]").replace(
+            "    - {id: agent}\n", "    - {id: agent}\n    - {id: auditor}\n"
+        ),
+        "exceptions (line 44): nobody may decide an exception: no person in reviewers.people holds auditor",
+    ),
     ("not-a-mapping", "- just\n- a list\n", "broken.yaml: line 1: a policy is a YAML mapping"),
     ("not-yaml", "version: [1\n", "not valid YAML"),
 ]
