@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 import types
@@ -174,6 +175,20 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+def _meant(path: PathT, parent: type[BaseModel] | None) -> str:
+    """What an unknown key was probably meant to be: a key one level down (``people`` under ``reviewers``),
+    or a near spelling (``stop_rule``)."""
+    if parent is None:
+        return ""
+    key, keys = str(path[-1]), _keys_of(parent)
+    for home in keys:
+        child = _model_at((*path[:-1], home))
+        if child is not None and key in _keys_of(child):
+            return f" ({key!r} goes under {home!r})"
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _pydantic_issues(source: str, exc: ValidationError, lines: dict[PathT, int]) -> list[PolicyIssue]:
     issues: list[PolicyIssue] = []
     for err in exc.errors():
@@ -182,7 +197,7 @@ def _pydantic_issues(source: str, exc: ValidationError, lines: dict[PathT, int])
         if kind == "extra_forbidden":
             parent = _model_at(path[:-1])
             valid = f"; valid keys here: {', '.join(_keys_of(parent))}" if parent else ""
-            message = f"unknown key {path[-1]!r}{valid}"
+            message = f"unknown key {path[-1]!r}{_meant(path, parent)}{valid}"
         elif kind == "missing":
             message = f"{path[-1]!r} is required" if path else "a required key is missing"
         elif kind in ("literal_error", "enum"):

@@ -286,6 +286,12 @@ CASES: list[tuple[str, str, str]] = [
         "grant 'contacts': void sets deleted, outside the grant's fields (status, note)",
     ),
     (
+        "people-outside-reviewers",
+        broken("reviewers:\n  people:", "people:\n  people:"),
+        "people (line 7): unknown key 'people' ('people' goes under 'reviewers'); valid keys here: version",
+    ),
+    ("misspelt-top-key", broken("stop_rules:", "stop_rule:"), "unknown key 'stop_rule' (did you mean 'stop_rules'?)"),
+    (
         "misspelt-condition-field",
         broken("when: {status: churn-risk}", "when: {stauts: churn-risk}"),
         "actions[0].match.when.stauts (line 23): rule 'status-change' tests field 'stauts', which no action it "
