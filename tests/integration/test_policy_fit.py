@@ -71,22 +71,17 @@ async def test_each_planted_typo_is_found_with_its_path_and_line(package: Path, 
     ), started.stderr
 
     # A rule's condition on a field no action carries, and a comparison that does not exist: the policy's own.
-    policy.write_text(clean)
-    line = _plant(package, "when: {segment: enterprise}", "when: {segmnt: enterprise}")
-    done = await _check(package, empty_database_url)
-    assert done.returncode == 1
-    assert (
-        f"actions[0].match.when.segmnt (line {line}): rule 'enterprise-lead' tests field 'segmnt', which no "
-        "action it covers can carry: a grant lets a run write score, segment" in done.stdout
-    )
-    policy.write_text(clean)
-    line = _plant(package, "when: {segment: enterprise}", "when: {segment: {greater_than: 3}}")
-    done = await _check(package, empty_database_url)
-    assert done.returncode == 1
-    assert (
-        f"actions[0].match.when.segment (line {line}): unknown comparison 'greater_than': the comparisons are "
-        "gt, gte, lt, lte, ne, in" in done.stdout
-    )
+    for planted, says in (
+        ("when: {segmnt: enterprise}", "actions[0].match.when.segmnt (line {line}): rule 'enterprise-lead' tests "
+         "field 'segmnt', which no action it covers can carry: a grant lets a run write score, segment"),
+        ("when: {segment: {greater_than: 3}}", "actions[0].match.when.segment (line {line}): unknown comparison "
+         "'greater_than': the comparisons are gt, gte, lt, lte, ne, in"),
+    ):  # fmt: skip
+        policy.write_text(clean)
+        line = _plant(package, "when: {segment: enterprise}", planted)
+        done = await _check(package, empty_database_url)
+        assert done.returncode == 1
+        assert says.format(line=line) in done.stdout, done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
 
