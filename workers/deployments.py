@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,17 @@ from govflow.policies.errors import GovflowError
 from govflow.workers.settings import Settings
 
 LOCAL_DEPLOYMENT = "govflow-local"
-"""The deployment of workers on the local stack (``govflow stack``), unless settings name one."""
+"""The deployment of workers on the local stack (``govflow stack``) on its default queue, unless settings name one."""
+
+
+def local_deployment(task_queue: str) -> str:
+    """The local stack's deployment for the workers of ``task_queue``: one per queue, so that a worker of one's
+    own task on its own queue, at another build, never makes itself current for the demo's queue."""
+    if task_queue == "govflow":
+        return LOCAL_DEPLOYMENT
+    return f"{LOCAL_DEPLOYMENT}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", task_queue)[:100]
+
+
 _CODE = ("workflows", "activities", "policies")
 """The packages whose code a workflow replays (the sandbox passes them through): the local build id is theirs."""
 
@@ -50,7 +61,7 @@ def worker_version(
     settings: Settings, deployment: str | None = None, build_id: str | None = None, make_current: bool = False
 ) -> tuple[WorkerDeploymentVersion | None, bool]:
     """The version a worker runs as, and whether it makes itself current: the deployment and build id given
-    (flags, else settings); on the local stack with neither, ``LOCAL_DEPLOYMENT`` at ``code_build_id()``,
+    (flags, else settings); on the local stack with neither, the queue's ``local_deployment`` at ``code_build_id()``,
     made current (a new build takes new runs; a waiting run finishes on its own build). Elsewhere, with
     neither, unversioned."""
     name, build = deployment or settings.deployment_name, build_id or settings.build_id
@@ -59,7 +70,8 @@ def worker_version(
     if make_current and name is None:
         raise GovflowError("--make-current needs --deployment and --build-id")
     if name is None and settings.embedded_temporal:
-        return WorkerDeploymentVersion(deployment_name=LOCAL_DEPLOYMENT, build_id=code_build_id()), True
+        local = WorkerDeploymentVersion(deployment_name=local_deployment(settings.task_queue), build_id=code_build_id())
+        return local, True
     if name is None or build is None:
         return None, False
     return WorkerDeploymentVersion(deployment_name=name, build_id=build), make_current

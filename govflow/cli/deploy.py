@@ -53,9 +53,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
-    from govflow.workers.deployments import LOCAL_DEPLOYMENT, render, set_current, versions
+    from govflow.workers.deployments import local_deployment, render, set_current, versions
 
-    name = args.deployment or settings.deployment_name or (LOCAL_DEPLOYMENT if settings.embedded_temporal else None)
+    local = local_deployment(settings.task_queue) if settings.embedded_temporal else None
+    name = args.deployment or settings.deployment_name or local
     if not name:
         raise GovflowError("deployments: name the deployment with --deployment NAME (or GOVFLOW_DEPLOYMENT_NAME)")
 
@@ -82,8 +83,8 @@ def register(sub: Subparsers) -> None:
         metavar="NAME",
         help="Worker Versioning: run as a version of this worker deployment (GOVFLOW_DEPLOYMENT_NAME); a governed "
         "run then finishes on the build it started on, rollouts and grants move to the current build. On the "
-        "local stack, with neither this nor --build-id: govflow-local, at a build id from the workflow code, "
-        "made current",
+        "local stack, with neither this nor --build-id: govflow-local (govflow-local-QUEUE on a queue of its own), "
+        "at a build id from the workflow code, made current",
     )
     worker.add_argument("--build-id", metavar="ID", help="this worker's build id in the deployment (GOVFLOW_BUILD_ID)")
     worker.add_argument(
@@ -98,7 +99,8 @@ def register(sub: Subparsers) -> None:
     deployments.add_argument(
         "--deployment",
         metavar="NAME",
-        help="the deployment (default: GOVFLOW_DEPLOYMENT_NAME; on the local stack govflow-local)",
+        help="the deployment (default: GOVFLOW_DEPLOYMENT_NAME; on the local stack govflow-local, or "
+        "govflow-local-QUEUE for GOVFLOW_TASK_QUEUE's)",
     )
     deployments.add_argument(
         "--set-current", metavar="BUILD_ID", help="make this build the current version: new runs start on it"

@@ -223,6 +223,8 @@ def test_the_demo_then_the_readme_commands(tmp_path: Path, tmp_path_factory: pyt
         assert "outcome published" in shown, shown
         assert "written" in shown, shown
         assert "warning" not in said["background"], said["background"]
+        # A version of its queue's own deployment: it makes itself current there, never on the demo's queue.
+        assert "polling task queue 'acme-leads' as govflow-local-acme-leads build code-" in said["background"]
         assert "Traceback" not in said["background"], said["background"]
         segment = "SELECT segment FROM lead WHERE id = 'L0001'"
         assert asyncio.run(_fetch(with_database(database_url, "acme_leads"), segment)) == ["enterprise"]

@@ -125,3 +125,14 @@ def test_a_command_run_from_any_folder_finds_the_stack_and_its_ports(
     # A note of a stack since removed is not followed.
     (project / ".govflow" / "stack.json").unlink()
     assert load_settings(env).home == elsewhere / ".govflow"
+
+
+def test_a_worker_on_a_queue_of_its_own_is_a_version_of_that_queues_local_deployment() -> None:
+    from govflow.workers.deployments import local_deployment, worker_version
+
+    assert local_deployment("govflow") == "govflow-local"
+    assert local_deployment("acme-leads") == "govflow-local-acme-leads"
+    assert local_deployment("team a/leads.v2") == "govflow-local-team-a-leads-v2"
+    version, current = worker_version(load_settings({"GOVFLOW_TASK_QUEUE": "acme-leads"}))
+    assert version is not None
+    assert (version.deployment_name, current) == ("govflow-local-acme-leads", True)
