@@ -17,15 +17,13 @@ from govflow.policies.checks import PathT
 from govflow.policies.loader import format_path, issue_at
 
 
-async def fit(registry: Registry) -> list[PolicyIssue]:
-    """What each registered task's policy gets wrong about the task and its data."""
-    issues: list[PolicyIssue] = []
-    for reg in registry:
-        issues += await _fit_one(reg)
-    return issues
+async def fit(registry: Registry) -> list[tuple[Registration, list[PolicyIssue]]]:
+    """What each registered task's policy gets wrong about the task and its data, task by task."""
+    return [(reg, await fit_one(reg)) for reg in registry]
 
 
-async def _fit_one(reg: Registration) -> list[PolicyIssue]:
+async def fit_one(reg: Registration) -> list[PolicyIssue]:
+    """What ``reg``'s policy gets wrong about its task and its data (nothing: an empty list)."""
     policy = reg.policy
     found: list[tuple[PathT, str]] = []
     if policy.rollout.stages and not any(stage.promoters for stage in policy.rollout.stages):

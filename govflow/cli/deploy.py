@@ -39,8 +39,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         else:
             await ensure_example_sors(db_url)
             registry = default_app(settings, db_url)
-        for issue in await fit(registry):  # what `policy check --app` finds, said where the worker's log is read
-            print(f"govflow: warning: {issue}", file=sys.stderr)
+        for _, issues in await fit(registry):  # what `policy check --app` finds, said where the worker's log is read
+            for issue in issues:
+                print(f"govflow: warning: {issue}", file=sys.stderr)
         client = await connect(settings, metrics_runtime(settings))
         deployment, make_current = worker_version(settings, args.deployment, args.build_id, args.make_current)
         # Notifications link to the console where one serves reviewers: the local stack's, or a configured one.

@@ -57,6 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_app(spec: str) -> int:
     """The findings of ``policy check --app``: the worker's tasks, each policy against its task and data."""
+    from govflow.activities.registry import Registration
     from govflow.workers.app import load_app
     from govflow.workers.fit import fit
     from govflow.workers.settings import load_settings
@@ -69,20 +70,22 @@ def _check_app(spec: str) -> int:
             print(str(issue))
         return 1
 
-    async def go() -> list[PolicyIssue]:
+    async def go() -> list[tuple[Registration, list[PolicyIssue]]]:
         try:
             return await fit(registry)
         finally:
             await registry.aclose()
 
-    issues = asyncio.run(go())
-    for issue in issues:
-        print(str(issue))
-    for reg in registry:
-        mine = [i for i in issues if f"(task {reg.task.name} v{reg.task.version}" in i.source]
+    found = asyncio.run(go())
+    for _, issues in found:
+        for issue in issues:
+            print(str(issue))
+    for reg, issues in found:
         where = reg.source or f"policy {reg.policy.name}"
-        print(f"task {reg.task.name} v{reg.task.version}: {where}: " + (f"{len(mine)} finding(s)" if mine else "ok"))
-    return 1 if issues else 0
+        print(
+            f"task {reg.task.name} v{reg.task.version}: {where}: " + (f"{len(issues)} finding(s)" if issues else "ok")
+        )
+    return 1 if any(issues for _, issues in found) else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
