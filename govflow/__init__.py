@@ -40,7 +40,6 @@ from govflow.activities.models import (
 from govflow.activities.registry import Registry
 from govflow.activities.tasks import ContradictoryInput, IncompleteInput, Proposal, Task, TaskInputError
 from govflow.policies import Action, Policy, load_policy, parse_policy
-from govflow.policies.errors import GovflowError
 from govflow.workers.settings import Settings
 
 
@@ -49,12 +48,10 @@ def database_url() -> str:
 
     A script beside a task (sample data, a migration of its own) reaches a database of its own on the same
     server with ``ensure_database(database_url(), "my_data")``."""
-    from govflow.workers.settings import load_settings, stack_database_url
+    from govflow.workers.settings import database_url as found
+    from govflow.workers.settings import load_settings
 
-    url = stack_database_url(load_settings())
-    if url is None:
-        raise GovflowError("no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL")
-    return url
+    return found(load_settings())
 
 
 __all__ = [

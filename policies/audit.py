@@ -324,7 +324,7 @@ def _data_and_models(policy: Policy) -> list[AuditLine]:
     high = [r.name for r in policy.actions if r.risk == "high"]
     hold = policy.quality.hold_failed
     bar = policy.rollout.backtest
-    resumers = sorted({p for s in policy.rollout.stages for p in s.promoters})
+    resumers = sorted(policy.rollout.resumers)
     return [
         AuditLine(question="Can a paused rollout be resumed? (any operator, and the stop rules, may pause it)",
                   status="ok" if resumers else "blocking",

@@ -217,6 +217,11 @@ class Rollout(Strict):
         "The default: set false only where live runs by hand are meant (a walkthrough, a back-office tool).",
     )
 
+    @property
+    def resumers(self) -> frozenset[str]:
+        """Who may resume a pause: every stage's promoters (none: a pause is never lifted)."""
+        return frozenset(p for stage in self.stages for p in stage.promoters)
+
 
 class StopRule(Strict):
     when: Name = Field(description="A quality window rule; its breach triggers this stop rule.")

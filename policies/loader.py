@@ -97,6 +97,16 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for lines) and its data, read strictly."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def _lines(node: yaml.Node, path: PathT = (), out: dict[PathT, int] | None = None) -> dict[PathT, int]:
     """Map each path in the document to the line (1-based) where its value starts."""
     out = {} if out is None else out
@@ -243,12 +253,7 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
     if size > MAX_POLICY_BYTES:
         raise fail(f"the document is {size:,} bytes; a policy may be at most {MAX_POLICY_BYTES:,}")
     try:
-        loader = _StrictLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        node, data = _compose(text)
     except _DuplicateKey as dup:
         raise fail(f"key {dup.key!r} appears twice in one mapping", dup.line) from None
     except _AliasRefused as alias:
@@ -293,18 +298,15 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy(text, source=str(path))
 
 
-def issue_at(source: Path, path: PathT, message: str) -> PolicyIssue:
-    """A problem found in a loaded policy file after loading (``policy check --app``), with its line."""
+def issues_at(source: Path, found: list[tuple[PathT, str]]) -> list[PolicyIssue]:
+    """Problems found in a loaded policy file after loading (``policy check --app``), each with its line."""
     try:
-        loader = _StrictLoader(source.read_text())
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
+        node, _ = _compose(source.read_text())
         lines = _lines(node) if node is not None else {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError, _DuplicateKey, _AliasRefused):
         lines = {}
-    return PolicyIssue(source=str(source), path=format_path(path), line=_line_for(lines, path), message=message)
+    return [PolicyIssue(source=str(source), path=format_path(path), line=_line_for(lines, path), message=message)
+            for path, message in found]  # fmt: skip
 
 
 def policy_digest(policy: Policy) -> str:

@@ -14,7 +14,7 @@ from govflow.activities.connectors import ConnectorError
 from govflow.activities.registry import Registration, Registry
 from govflow.policies import PolicyIssue
 from govflow.policies.checks import PathT
-from govflow.policies.loader import format_path, issue_at
+from govflow.policies.loader import format_path, issues_at
 
 
 async def fit(registry: Registry) -> list[tuple[Registration, list[PolicyIssue]]]:
@@ -26,7 +26,7 @@ async def fit_one(reg: Registration) -> list[PolicyIssue]:
     """What ``reg``'s policy gets wrong about its task and its data (nothing: an empty list)."""
     policy = reg.policy
     found: list[tuple[PathT, str]] = []
-    if policy.rollout.stages and not any(stage.promoters for stage in policy.rollout.stages):
+    if not policy.rollout.resumers:
         found.append((("rollout", "stages"), "no stage names promoters, so a pause (an operator's, or a stop rule's) "
                       "can never be resumed: name who may on a stage, e.g. promoters: [alice]"))  # fmt: skip
     columns_of: dict[tuple[str, str], set[str] | str | None] = {}
@@ -50,7 +50,7 @@ async def fit_one(reg: Registration) -> list[PolicyIssue]:
                           f"{grant.system}.{grant.resource} ({have})"))  # fmt: skip
     where = f"task {reg.task.name} v{reg.task.version}"
     if reg.source is not None:
-        return [_named(issue_at(reg.source, path, message), where) for path, message in found]
+        return [_named(issue, where) for issue in issues_at(reg.source, found)]
     return [PolicyIssue(source=f"{policy.name} ({where}, registered without a file)", path=format_path(path),
                         line=None, message=message) for path, message in found]  # fmt: skip
 

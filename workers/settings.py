@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -190,7 +191,8 @@ def find_home(environ: dict[str, str], cwd: Path | None = None) -> Path:
     return here / ".govflow"
 
 
-def _stack_state(home: Path) -> dict[str, object]:
+def stack_state(home: Path) -> dict[str, Any]:
+    """What ``stack up`` recorded in ``home/stack.json`` (empty when there is nothing readable)."""
     try:
         state = json.loads((home / "stack.json").read_text())
     except (OSError, ValueError):
@@ -200,13 +202,23 @@ def _stack_state(home: Path) -> dict[str, object]:
 
 def stack_database_url(settings: Settings) -> str | None:
     """The evidence database: GOVFLOW_DATABASE_URL, else the local stack's while it runs (None without one)."""
-    url = settings.database_url or _stack_state(settings.home.resolve()).get("database_url")
+    url = settings.database_url or stack_state(settings.home.resolve()).get("database_url")
     return url if isinstance(url, str) else None
+
+
+def database_url(settings: Settings) -> str:
+    """The evidence database: GOVFLOW_DATABASE_URL, else the local stack's (which must be up)."""
+    url = stack_database_url(settings)
+    if url is None:
+        raise SettingsError(
+            "no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL to a Postgres URL"
+        )
+    return url
 
 
 def recorded_stack(home: Path) -> dict[str, object]:
     """The settings the stack at ``home`` was started with (empty when none runs there)."""
-    recorded = _stack_state(home).get("settings")
+    recorded = stack_state(home).get("settings")
     return {k: v for k, v in recorded.items() if k in STACK_SETTINGS} if isinstance(recorded, dict) else {}
 
 

@@ -160,10 +160,10 @@ class RolloutLedger:
             RolloutActivities.set_fence, request, start_to_close_timeout=FENCE, retry_policy=EVIDENCE_RETRY
         )
 
-    async def restore_data(self, since: datetime | None) -> str:
-        """Undo the rollout's live writes (newest first) and record each restore or conflict; returns what
-        was done, counted from the rows it recorded (a record already as before is a ``data_restored`` row
-        with nothing written, counted as such)."""
+    async def restore_data(self, since: datetime | None) -> tuple[int, int, int]:
+        """Undo the rollout's live writes (newest first) and record each restore or conflict; returns the
+        rows it recorded: records back as before, of those restored now (the rest already held their before
+        image: a ``data_restored`` row with nothing written), and conflicts left for review."""
         results = await workflow.execute_activity_method(
             RolloutActivities.rollback_data,
             DataRollback(rollout_id=self.rollout_id, task=self.task, task_version=self.task_version, since=since),
@@ -174,8 +174,7 @@ class RolloutLedger:
             restoration = DataConflict if r.outcome == "conflict" else DataRestored
             await self.record(restoration(**r.model_dump()))
         back, restored = sum(r.outcome != "conflict" for r in results), sum(r.outcome == "restored" for r in results)
-        return (f"{back} records back as before ({restored} restored, {back - restored} already were), "
-                f"{len(results) - back} conflicts for review")  # fmt: skip
+        return back, restored, len(results) - back
 
     async def record(self, event: Event) -> None:
         if self.v2:

@@ -130,8 +130,9 @@ class OperatorControls:
             if refusal is not None:
                 stage = self._stage.name
                 return self._answer(False, f"rolled back to {stage}; undoing its live writes is refused: {refusal}")
-        done = await self._ledger.restore_data(request.since)
-        return self._answer(True, f"rolled back to {self._stage.name}; {done}")
+        back, restored, conflicts = await self._ledger.restore_data(request.since)
+        return self._answer(True, f"rolled back to {self._stage.name}; {back} records back as before ({restored} "
+                            f"restored, {back - restored} already were), {conflicts} conflicts for review")  # fmt: skip
 
     async def _control(self, command: str, args: Any, via: str) -> ControlAnswer:
         """Every operator command, from a signal (the Temporal UI) or an update (the CLI): read, then act."""

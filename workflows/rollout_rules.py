@@ -166,7 +166,7 @@ def count(policy: Policy, state: RolloutState, report: RunReport, *, sequential:
 
 def authorities(policy: Policy) -> set[str]:
     """Who may resume: every stage's promoters."""
-    return {p for s in policy.rollout.stages for p in s.promoters}
+    return set(policy.rollout.resumers)
 
 
 def restorers(policy: Policy) -> set[str]:

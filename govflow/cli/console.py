@@ -11,9 +11,8 @@ from govflow.cli.answers import Subparsers
 from govflow.console.accounts import AccountError, Accounts
 from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
-from govflow.stack.local import database_url
 from govflow.workers.app import DEFAULT_APP, load_app
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 
 
 def cmd_console(settings: Settings, _: argparse.Namespace) -> int:

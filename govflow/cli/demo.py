@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from govflow.cli.answers import Subparsers
 from govflow.cli.stack import cmd_stack_up
-from govflow.stack.local import LocalStack, database_url
-from govflow.workers.settings import Settings
+from govflow.stack.local import LocalStack
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 
 LINK_VALID = timedelta(hours=24)

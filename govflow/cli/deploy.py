@@ -9,9 +9,8 @@ import sys
 
 from govflow.cli.answers import Subparsers
 from govflow.policies.errors import GovflowError
-from govflow.stack.local import database_url
 from govflow.stack.processes import port_in_use
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect, metrics_runtime
 
 

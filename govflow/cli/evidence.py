@@ -15,8 +15,7 @@ from govflow.export.bundle import checkpoint_problems, stream_of, take_checkpoin
 from govflow.export.verify import CONNECT_S, Anchor, check_anchor
 from govflow.policies.errors import GovflowError
 from govflow.signing import load_public_key, load_signing_key
-from govflow.stack.local import database_url
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 
 

@@ -33,9 +33,8 @@ from govflow.policies.audit import AuditLine, blocking
 from govflow.policies.diff import diff
 from govflow.policies.errors import GovflowError
 from govflow.policies.matching import why
-from govflow.stack.local import database_url
 from govflow.whatif import WhatIfReport, collect, render, whatif
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 
 

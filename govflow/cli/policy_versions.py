@@ -14,8 +14,7 @@ from govflow.activities.evidence.policy_ledger import PolicyVersion, policy_hist
 from govflow.cli.answers import Subparsers
 from govflow.policies import Policy, policy_from_json
 from govflow.policies.diff import diff
-from govflow.stack.local import database_url
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:

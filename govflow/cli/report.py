@@ -22,8 +22,7 @@ from govflow.reports import (
     coverage_report,
     writes_report,
 )
-from govflow.stack.local import database_url
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 
 T = TypeVar("T")
 

@@ -26,8 +26,7 @@ from govflow.policies.durations import parse_duration
 from govflow.policies.errors import GovflowError
 from govflow.policies.standing import GrantTerms, grant_message
 from govflow.signing import key_for, sign
-from govflow.stack.local import database_url
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 from govflow.workflows.run_api import (
     ExceptionDecision,

@@ -16,8 +16,7 @@ from govflow.cli.answers import EXIT_REFUSED, Subparsers
 from govflow.client import control, rollout_id, rollout_status, running_rollout, start_rollout
 from govflow.policies.errors import GovflowError
 from govflow.signing import key_for, sign
-from govflow.stack.local import database_url
-from govflow.workers.settings import Settings
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 from govflow.workflows.rollout_api import (
     Control,

@@ -10,8 +10,8 @@ import asyncpg
 
 from govflow.activities.evidence import migrate
 from govflow.cli.answers import Subparsers
-from govflow.stack.local import LocalStack, database_url
-from govflow.workers.settings import Settings
+from govflow.stack.local import LocalStack
+from govflow.workers.settings import Settings, database_url
 from govflow.workers.temporal import connect
 
 

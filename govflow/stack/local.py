@@ -26,7 +26,7 @@ from govflow.activities.connectors import ensure_database
 from govflow.activities.evidence import migrate
 from govflow.policies.errors import GovflowError
 from govflow.stack.processes import bin_path, cmdline, pid_alive, port_in_use, tail, terminate
-from govflow.workers.settings import STACK_SETTINGS, Settings, stack_database_url, stack_pointer
+from govflow.workers.settings import STACK_SETTINGS, Settings, stack_database_url, stack_pointer, stack_state
 from govflow.workers.temporal import connect, register_search_attributes
 
 DATABASE = "govflow"
@@ -73,13 +73,7 @@ class LocalStack:
     # state file ---------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return stack_state(self.home)
 
     def _save(self, state: dict[str, Any]) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -385,13 +379,3 @@ class LocalStack:
         if pid is not None:
             terminate(pid)
         return pid
-
-
-def database_url(settings: Settings) -> str:
-    """The evidence database: GOVFLOW_DATABASE_URL, else the local stack's (which must be up)."""
-    url = LocalStack(settings).database_url()
-    if url is None:
-        raise StackError(
-            "no database: start the local stack with `govflow stack up`, or set GOVFLOW_DATABASE_URL to a Postgres URL"
-        )
-    return url
