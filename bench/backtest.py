@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench.harness import evidence_database
+from bench.harness import evidence_database, judged
 from govflow import Registry
 from govflow.activities.connectors import SharedPool
 from govflow.activities.connectors.guard import ReadLog
@@ -127,11 +126,7 @@ async def main_async(args: argparse.Namespace) -> int:
             assert report.runs_used == args.runs, report.runs_used
             assert rejected == len([i for i in range(args.runs) if i % 7 == 0]), rejected  # the same model
     await registry.aclose()
-    lo, mid, hi = min(times), statistics.median(times), max(times)
-    verdict = "met" if hi < TARGET_S else "NOT met"
-    print(f"backtest over {args.runs:,} runs (closed loop, 8 proposals in flight): min / median / max "
-          f"{lo:.1f} / {mid:.1f} / {hi:.1f} s (target < {TARGET_S:.0f} s: {verdict})")  # fmt: skip
-    return 0 if hi < TARGET_S else 1
+    return judged(f"backtest over {args.runs:,} runs (closed loop, 8 proposals in flight)", times, TARGET_S)
 
 
 def main() -> None:

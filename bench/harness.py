@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,3 +58,12 @@ async def evidence_database() -> tuple[Any, str]:
     await migrate(conn)
     await conn.close()
     return server, url
+
+
+def judged(what: str, times: list[float], target_s: float) -> int:
+    """Print ``what``'s min / median / max seconds against ``target_s`` (the slowest round must be under it);
+    the exit code: 0 met, 1 not."""
+    lo, mid, hi = min(times), statistics.median(times), max(times)
+    print(f"{what}: min / median / max {lo:.1f} / {mid:.1f} / {hi:.1f} s (target < {target_s:.0f} s: "
+          f"{'met' if hi < target_s else 'NOT met'})")  # fmt: skip
+    return 0 if hi < target_s else 1

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench.harness import evidence_database
+from bench.harness import evidence_database, judged
 from govflow.activities.connectors.guard import ReadLog
 from govflow.activities.evidence import EvidenceEvent, EvidenceStore, RunRecord
 from govflow.activities.evidence.events import (
@@ -120,11 +119,7 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"{report.changed_actions:,} would change, {report.verified_streams:,} chains verified")  # fmt: skip
             assert report.actions == runs * 2, report.actions
             assert report.changed_actions == runs  # every churn flag: quorum 2 -> 1
-    lo, mid, hi = min(times), statistics.median(times), max(times)
-    verdict = "met" if hi < TARGET_S else "NOT met"
-    print(f"whatif over {runs * 2:,} actions: min / median / max {lo:.1f} / {mid:.1f} / {hi:.1f} s "
-          f"(target < {TARGET_S:.0f} s: {verdict})")  # fmt: skip
-    return 0 if hi < TARGET_S else 1
+    return judged(f"whatif over {runs * 2:,} actions", times, TARGET_S)
 
 
 def main() -> None:
